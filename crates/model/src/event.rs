@@ -1,0 +1,381 @@
+//! The typed events of the three input streams (events.md), after validation.
+//!
+//! Only what the indicators read is kept: names and `source` are dropped once validated.
+//! These structs cross timely workers, so they are plain owned data (bincode-friendly).
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{Nanos, QuarterIndex};
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// The value as written in events and outputs.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Parses the spelling used in events.
+            #[allow(clippy::should_implement_trait)]
+            pub fn from_str(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+            /// Position in [`Self::ALL`].
+            pub fn index(self) -> usize { self as usize }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+/// The three input streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Stream {
+    /// Enterprise filings.
+    Filings,
+    /// Platform telemetry.
+    Telemetry,
+    /// Scenario and project usage and stages.
+    Scenarios,
+}
+
+impl Stream {
+    /// All streams.
+    pub const ALL: [Stream; 3] = [Stream::Filings, Stream::Telemetry, Stream::Scenarios];
+    /// The stream's name in metrics and dead letters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Filings => "filings",
+            Stream::Telemetry => "telemetry",
+            Stream::Scenarios => "scenarios",
+        }
+    }
+    /// Position in [`Stream::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+    /// Parses a stream name.
+    pub fn parse(s: &str) -> Option<Stream> {
+        Stream::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+string_enum!(
+    /// Industry cluster of an enterprise.
+    Cluster {
+        /// Cybersecurity.
+        Cybersecurity = "cybersecurity",
+        /// Urban technology.
+        UrbanTechnology = "urban_technology",
+        /// Digital design.
+        DigitalDesign = "digital_design",
+        /// Digital content.
+        DigitalContent = "digital_content",
+        /// Blockchain.
+        Blockchain = "blockchain",
+        /// Metaverse.
+        Metaverse = "metaverse",
+        /// Other core digital industry.
+        OtherDigital = "other_digital",
+        /// Not a core digital-economy industry.
+        NonDigital = "non_digital",
+    }
+);
+
+impl Cluster {
+    /// Whether the cluster is a core digital-economy industry.
+    pub fn is_core(self) -> bool {
+        self != Cluster::NonDigital
+    }
+}
+
+string_enum!(
+    /// Region of the district.
+    Region {
+        /// Administrative office area.
+        AdministrativeOfficeArea = "administrative_office_area",
+        /// Canal business district.
+        CanalBusinessDistrict = "canal_business_district",
+        /// Zhangjiawan design town.
+        ZhangjiawanDesignTown = "zhangjiawan_design_town",
+        /// Cultural tourism area.
+        CulturalTourismArea = "cultural_tourism_area",
+        /// Elsewhere.
+        Other = "other",
+    }
+);
+
+string_enum!(
+    /// The eight application-scenario fields.
+    Field {
+        /// Digital cultural tourism.
+        DigitalCulturalTourism = "digital_cultural_tourism",
+        /// Digital finance.
+        DigitalFinance = "digital_finance",
+        /// Digital consumption.
+        DigitalConsumption = "digital_consumption",
+        /// Digital trade.
+        DigitalTrade = "digital_trade",
+        /// Digital government services.
+        DigitalGovernmentServices = "digital_government_services",
+        /// Smart buildings.
+        SmartBuildings = "smart_buildings",
+        /// Intelligent manufacturing.
+        IntelligentManufacturing = "intelligent_manufacturing",
+        /// Digital agriculture.
+        DigitalAgriculture = "digital_agriculture",
+    }
+);
+
+string_enum!(
+    /// Kind of digital-infrastructure platform.
+    PlatformKind {
+        /// Network and communication.
+        NetworkCommunication = "network_communication",
+        /// Government big-data platform.
+        GovernmentBigDataPlatform = "government_big_data_platform",
+        /// Industrial internet platform.
+        IndustrialInternetPlatform = "industrial_internet_platform",
+        /// SME public service platform.
+        SmePublicServicePlatform = "sme_public_service_platform",
+    }
+);
+
+string_enum!(
+    /// Kind of project.
+    ProjectKind {
+        /// A data zone.
+        DataZone = "data_zone",
+        /// A benchmark project.
+        BenchmarkProject = "benchmark_project",
+        /// A demonstration project.
+        DemonstrationProject = "demonstration_project",
+    }
+);
+
+string_enum!(
+    /// Heartbeat status of a platform.
+    PlatformStatus {
+        /// Up.
+        Up = "up",
+        /// Degraded (still counts as available).
+        Degraded = "degraded",
+        /// Down.
+        Down = "down",
+    }
+);
+
+string_enum!(
+    /// Stage of an application scenario.
+    ScenarioStage {
+        /// Planned.
+        Planned = "planned",
+        /// Piloting.
+        Piloting = "piloting",
+        /// Live.
+        Live = "live",
+        /// Retired.
+        Retired = "retired",
+    }
+);
+
+string_enum!(
+    /// Stage of a project.
+    ProjectStage {
+        /// Planned.
+        Planned = "planned",
+        /// Underway.
+        Underway = "underway",
+        /// Delivered.
+        Delivered = "delivered",
+        /// Cancelled.
+        Cancelled = "cancelled",
+    }
+);
+
+/// One accepted event: envelope and typed body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// `event_id`, unique within its stream.
+    pub id: String,
+    /// `occurred_at` in nanoseconds since the epoch (finer fractions truncated).
+    pub at: Nanos,
+    /// The type-specific fields.
+    pub body: Body,
+}
+
+/// The type-specific part of an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Body {
+    /// `enterprise.registered`.
+    Registered {
+        /// `enterprise_id`.
+        enterprise: String,
+        /// `cluster`.
+        cluster: Cluster,
+        /// `region`.
+        region: Region,
+        /// `sme`.
+        sme: bool,
+    },
+    /// `enterprise.deregistered`.
+    Deregistered {
+        /// `enterprise_id`.
+        enterprise: String,
+    },
+    /// `enterprise.valuation`.
+    Valuation {
+        /// `enterprise_id`.
+        enterprise: String,
+        /// `valuation_cny`.
+        valuation_cny: f64,
+    },
+    /// `enterprise.certification` (certification `srdi`).
+    Certification {
+        /// `enterprise_id`.
+        enterprise: String,
+        /// `action` is `granted` (else `revoked`).
+        granted: bool,
+    },
+    /// `enterprise.financials`.
+    Financials {
+        /// `enterprise_id`.
+        enterprise: String,
+        /// `period` as a quarter index.
+        period: QuarterIndex,
+        /// `revenue_cny`.
+        revenue_cny: f64,
+        /// `added_value_cny`.
+        added_value_cny: f64,
+        /// `revision`.
+        revision: u64,
+    },
+    /// `enterprise.cloud_migration`.
+    CloudMigration {
+        /// `enterprise_id`.
+        enterprise: String,
+        /// `level` is `deep` (else `basic`).
+        deep: bool,
+    },
+    /// `platform.heartbeat`.
+    Heartbeat {
+        /// `platform_id`.
+        platform: String,
+        /// `platform_kind`.
+        kind: PlatformKind,
+        /// `status`.
+        status: PlatformStatus,
+        /// `interval_s`.
+        interval_s: f64,
+    },
+    /// `platform.usage`.
+    PlatformUsage {
+        /// `platform_id`.
+        platform: String,
+        /// `platform_kind`.
+        kind: PlatformKind,
+        /// `api_calls`.
+        api_calls: u64,
+        /// `records_shared`.
+        records_shared: u64,
+        /// `connected_enterprises`.
+        connected_enterprises: u64,
+    },
+    /// `scenario.stage`.
+    ScenarioStage {
+        /// `scenario_id`.
+        scenario: String,
+        /// `field`.
+        field: Field,
+        /// `region`.
+        region: Region,
+        /// `stage`.
+        stage: ScenarioStage,
+    },
+    /// `scenario.usage`.
+    ScenarioUsage {
+        /// `scenario_id`.
+        scenario: String,
+        /// `active_users`.
+        active_users: u64,
+        /// `transactions`.
+        transactions: u64,
+        /// `value_cny`.
+        value_cny: f64,
+    },
+    /// `project.stage`.
+    ProjectStage {
+        /// `project_id`.
+        project: String,
+        /// `project_kind`.
+        kind: ProjectKind,
+        /// `region`.
+        region: Region,
+        /// `stage`.
+        stage: ProjectStage,
+    },
+}
+
+/// The event types of events.md with their streams.
+pub const EVENT_TYPES: &[(&str, Stream)] = &[
+    ("enterprise.registered", Stream::Filings),
+    ("enterprise.deregistered", Stream::Filings),
+    ("enterprise.valuation", Stream::Filings),
+    ("enterprise.certification", Stream::Filings),
+    ("enterprise.financials", Stream::Filings),
+    ("enterprise.cloud_migration", Stream::Filings),
+    ("platform.heartbeat", Stream::Telemetry),
+    ("platform.usage", Stream::Telemetry),
+    ("scenario.stage", Stream::Scenarios),
+    ("scenario.usage", Stream::Scenarios),
+    ("project.stage", Stream::Scenarios),
+];
+
+impl Body {
+    /// The stream the event belongs to.
+    pub fn stream(&self) -> Stream {
+        match self {
+            Body::Registered { .. }
+            | Body::Deregistered { .. }
+            | Body::Valuation { .. }
+            | Body::Certification { .. }
+            | Body::Financials { .. }
+            | Body::CloudMigration { .. } => Stream::Filings,
+            Body::Heartbeat { .. } | Body::PlatformUsage { .. } => Stream::Telemetry,
+            Body::ScenarioStage { .. } | Body::ScenarioUsage { .. } | Body::ProjectStage { .. } => {
+                Stream::Scenarios
+            }
+        }
+    }
+
+    /// The entity whose state the event changes: the key events are grouped by.
+    pub fn entity(&self) -> &str {
+        match self {
+            Body::Registered { enterprise, .. }
+            | Body::Deregistered { enterprise }
+            | Body::Valuation { enterprise, .. }
+            | Body::Certification { enterprise, .. }
+            | Body::Financials { enterprise, .. }
+            | Body::CloudMigration { enterprise, .. } => enterprise,
+            Body::Heartbeat { platform, .. } | Body::PlatformUsage { platform, .. } => platform,
+            Body::ScenarioStage { scenario, .. } | Body::ScenarioUsage { scenario, .. } => scenario,
+            Body::ProjectStage { project, .. } => project,
+        }
+    }
+
+    /// The entity class, so that a scenario and a project with the same id stay apart.
+    pub fn entity_class(&self) -> u8 {
+        match self {
+            Body::ProjectStage { .. } => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Formats a quarter index as `YYYY-Qn`.
+pub fn format_quarter(q: QuarterIndex) -> String {
+    format!("{:04}-Q{}", q.div_euclid(4), q.rem_euclid(4) + 1)
+}
