@@ -29,7 +29,6 @@ macro_rules! string_enum {
         }
     };
 }
-pub(crate) use string_enum;
 
 /// The three input streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

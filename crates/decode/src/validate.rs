@@ -1,0 +1,378 @@
+//! Validation of one event against events.md, reasons checked in the spec's order: size,
+//! depth, JSON, type, stream, missing fields, JSON types, timestamp, enumeration values,
+//! ranges. Every field of the type is checked for one reason before any field is checked
+//! for the next, so the first reason that applies anywhere is the one given.
+
+use paceline_model::event::{
+    Cluster, Field, PlatformKind, PlatformStatus, ProjectKind, ProjectStage, Region, ScenarioStage, EVENT_TYPES,
+};
+use paceline_model::time::{parse_rfc3339, QuarterIndex, TimestampError};
+use paceline_model::{Body, Event, Stream};
+
+use crate::json::{parse, Value};
+use crate::reason::{Reason, Rejection};
+
+/// Largest accepted event, in bytes.
+pub const MAX_EVENT_BYTES: usize = 65_536;
+/// Deepest accepted bracket nesting.
+pub const MAX_DEPTH: usize = 32;
+/// Longest accepted string other than `event_id`, in bytes.
+pub const MAX_STRING_BYTES: usize = 4_096;
+const MAX_EVENT_ID_BYTES: usize = 128;
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// The checks that need no parsing: size, then bracket depth counted outside strings.
+pub fn prescan(bytes: &[u8]) -> Result<(), Reason> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(Reason::TooLarge);
+    }
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &c in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(Reason::TooDeep);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Bool,
+    /// JSON integer without fraction or exponent, 0 to 2^53 − 1.
+    Int,
+    /// Finite number with a lower bound; `strict` excludes the bound.
+    Num { min: Option<f64>, strict: bool },
+    Enum(fn(&str) -> bool),
+    Period,
+    Timestamp,
+}
+
+const ANY_NUMBER: Kind = Kind::Num { min: None, strict: false };
+const NON_NEGATIVE: Kind = Kind::Num { min: Some(0.0), strict: false };
+const POSITIVE: Kind = Kind::Num { min: Some(0.0), strict: true };
+
+fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
+    use Kind::*;
+    match ty {
+        "enterprise.registered" => &[
+            ("enterprise_id", Str),
+            ("name", Str),
+            ("cluster", Enum(|s| Cluster::from_str(s).is_some())),
+            ("region", Enum(|s| Region::from_str(s).is_some())),
+            ("sme", Bool),
+        ],
+        "enterprise.deregistered" => &[("enterprise_id", Str)],
+        "enterprise.valuation" => &[("enterprise_id", Str), ("valuation_cny", NON_NEGATIVE)],
+        "enterprise.certification" => &[
+            ("enterprise_id", Str),
+            ("certification", Enum(|s| s == "srdi")),
+            ("action", Enum(|s| s == "granted" || s == "revoked")),
+        ],
+        "enterprise.financials" => &[
+            ("enterprise_id", Str),
+            ("period", Period),
+            ("revenue_cny", NON_NEGATIVE),
+            ("added_value_cny", ANY_NUMBER),
+            ("revision", Int),
+        ],
+        "enterprise.cloud_migration" => &[("enterprise_id", Str), ("level", Enum(|s| s == "basic" || s == "deep"))],
+        "platform.heartbeat" => &[
+            ("platform_id", Str),
+            ("platform_kind", Enum(|s| PlatformKind::from_str(s).is_some())),
+            ("status", Enum(|s| PlatformStatus::from_str(s).is_some())),
+            ("interval_s", POSITIVE),
+        ],
+        "platform.usage" => &[
+            ("platform_id", Str),
+            ("platform_kind", Enum(|s| PlatformKind::from_str(s).is_some())),
+            ("api_calls", Int),
+            ("records_shared", Int),
+            ("connected_enterprises", Int),
+        ],
+        "scenario.stage" => &[
+            ("scenario_id", Str),
+            ("name", Str),
+            ("field", Enum(|s| Field::from_str(s).is_some())),
+            ("region", Enum(|s| Region::from_str(s).is_some())),
+            ("stage", Enum(|s| ScenarioStage::from_str(s).is_some())),
+        ],
+        "scenario.usage" => &[
+            ("scenario_id", Str),
+            ("active_users", Int),
+            ("transactions", Int),
+            ("value_cny", NON_NEGATIVE),
+        ],
+        "project.stage" => &[
+            ("project_id", Str),
+            ("name", Str),
+            ("project_kind", Enum(|s| ProjectKind::from_str(s).is_some())),
+            ("region", Enum(|s| Region::from_str(s).is_some())),
+            ("stage", Enum(|s| ProjectStage::from_str(s).is_some())),
+        ],
+        _ => &[],
+    }
+}
+
+/// The envelope's fields: `(name, required)`.
+const ENVELOPE: [(&str, Kind, bool); 3] =
+    [("event_id", Kind::Str, true), ("occurred_at", Kind::Timestamp, true), ("source", Kind::Str, false)];
+
+fn parse_period(s: &str) -> Option<QuarterIndex> {
+    let b = s.as_bytes();
+    if b.len() != 7 || b[4] != b'-' || b[5] != b'Q' || !b[..4].iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let year: i32 = s[..4].parse().ok()?;
+    let q = match b[6] {
+        b'1'..=b'4' => (b[6] - b'1') as i32,
+        _ => return None,
+    };
+    Some(year * 4 + q)
+}
+
+fn type_ok(kind: Kind, v: &Value<'_>) -> bool {
+    match (kind, v) {
+        (Kind::Str | Kind::Enum(_) | Kind::Period | Kind::Timestamp, Value::String(_)) => true,
+        (Kind::Bool, Value::Bool(_)) => true,
+        (Kind::Int, Value::Number(n)) => !n.contains(['.', 'e', 'E']),
+        (Kind::Num { .. }, Value::Number(_)) => true,
+        _ => false,
+    }
+}
+
+fn in_range(kind: Kind, v: &Value<'_>) -> bool {
+    match (kind, v) {
+        (Kind::Int, Value::Number(n)) => {
+            let digits = n.strip_prefix('-');
+            match digits {
+                Some(d) => d.bytes().all(|c| c == b'0'),
+                None => n.len() <= 16 && n.parse::<u64>().is_ok_and(|x| x <= MAX_SAFE_INTEGER),
+            }
+        }
+        (Kind::Num { min, strict }, Value::Number(n)) => match n.parse::<f64>() {
+            Ok(x) if x.is_finite() => match min {
+                None => true,
+                Some(m) if strict => x > m,
+                Some(m) => x >= m,
+            },
+            _ => false,
+        },
+        (Kind::Str | Kind::Enum(_) | Kind::Period, Value::String(s)) => s.len() <= MAX_STRING_BYTES,
+        _ => true,
+    }
+}
+
+/// Whether any string anywhere in `v` is longer than the limit.
+fn has_long_string(v: &Value<'_>) -> bool {
+    match v {
+        Value::String(s) => s.len() > MAX_STRING_BYTES,
+        Value::Array(items) => items.iter().any(has_long_string),
+        Value::Object(members) => members.iter().any(|(_, v)| has_long_string(v)),
+        _ => false,
+    }
+}
+
+fn reject(reason: Reason, stream: Option<Stream>, detail: impl Into<String>) -> Rejection {
+    Rejection { reason, stream, detail: detail.into() }
+}
+
+fn present<'v, 'a>(obj: &'v Value<'a>, name: &str) -> Option<&'v Value<'a>> {
+    obj.get(name).filter(|v| !matches!(v, Value::Null))
+}
+
+/// Decodes and validates one event. `topic_stream` is the stream the message came from
+/// (Kafka), or `None` where a file mixes streams (replay); it decides `wrong_stream` and the
+/// stream a rejection is counted under.
+pub fn decode(bytes: &[u8], topic_stream: Option<Stream>) -> Result<Event, Rejection> {
+    prescan(bytes).map_err(|r| {
+        let detail = match r {
+            Reason::TooLarge => format!("{} bytes, over {MAX_EVENT_BYTES}", bytes.len()),
+            _ => format!("brackets nested deeper than {MAX_DEPTH}"),
+        };
+        reject(r, topic_stream, detail)
+    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| reject(Reason::InvalidJson, topic_stream, format!("not UTF-8: {e}")))?;
+    let root = parse(text).map_err(|e| reject(Reason::InvalidJson, topic_stream, e.to_string()))?;
+    let Value::Object(members) = &root else {
+        return Err(reject(Reason::InvalidJson, topic_stream, "not a JSON object"));
+    };
+
+    let ty = match root.get("type") {
+        Some(Value::String(t)) => t.as_ref(),
+        Some(_) => return Err(reject(Reason::UnknownType, topic_stream, "`type` is not a string")),
+        None => return Err(reject(Reason::UnknownType, topic_stream, "`type` is missing")),
+    };
+    let Some(&(_, stream)) = EVENT_TYPES.iter().find(|(name, _)| *name == ty) else {
+        let shown: String = ty.chars().take(64).collect();
+        return Err(reject(Reason::UnknownType, topic_stream, format!("unknown type `{shown}`")));
+    };
+    if let Some(topic) = topic_stream {
+        if topic != stream {
+            return Err(reject(
+                Reason::WrongStream,
+                Some(topic),
+                format!("`{ty}` belongs to stream {}, not {}", stream.as_str(), topic.as_str()),
+            ));
+        }
+    }
+    let stream_tag = Some(topic_stream.unwrap_or(stream));
+    let spec = fields_of(ty);
+    let all = ENVELOPE.iter().map(|(n, k, r)| (*n, *k, *r)).chain(spec.iter().map(|(n, k)| (*n, *k, true)));
+
+    for (name, _, required) in all.clone() {
+        if required && present(&root, name).is_none() {
+            return Err(reject(Reason::MissingField, stream_tag, format!("`{name}` is missing")));
+        }
+    }
+    for (name, kind, _) in all.clone() {
+        if let Some(v) = present(&root, name) {
+            if !type_ok(kind, v) {
+                return Err(reject(Reason::WrongType, stream_tag, format!("`{name}` has the wrong JSON type")));
+            }
+        }
+    }
+    let Some(Value::String(occurred)) = present(&root, "occurred_at") else {
+        return Err(reject(Reason::MissingField, stream_tag, "`occurred_at` is missing"));
+    };
+    let at = parse_rfc3339(occurred);
+    if at == Err(TimestampError::Invalid) {
+        return Err(reject(Reason::BadTimestamp, stream_tag, "`occurred_at` is not RFC 3339 with an offset"));
+    }
+    for (name, kind) in spec {
+        let Some(Value::String(s)) = present(&root, name) else { continue };
+        let ok = match kind {
+            Kind::Enum(valid) => valid(s),
+            Kind::Period => parse_period(s).is_some(),
+            _ => true,
+        };
+        if !ok {
+            let shown: String = s.chars().take(64).collect();
+            return Err(reject(Reason::UnknownValue, stream_tag, format!("`{name}` has unknown value `{shown}`")));
+        }
+    }
+    let Ok(at) = at else {
+        return Err(reject(Reason::OutOfRange, stream_tag, "`occurred_at` is outside the years 1678-2261"));
+    };
+    let Some(Value::String(id)) = present(&root, "event_id") else {
+        return Err(reject(Reason::MissingField, stream_tag, "`event_id` is missing"));
+    };
+    if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES {
+        return Err(reject(Reason::OutOfRange, stream_tag, format!("`event_id` is {} bytes, not 1 to 128", id.len())));
+    }
+    for (name, kind) in spec {
+        if let Some(v) = present(&root, name) {
+            if !in_range(*kind, v) {
+                return Err(reject(Reason::OutOfRange, stream_tag, format!("`{name}` is out of range")));
+            }
+        }
+    }
+    for (name, v) in members {
+        if name != "event_id" && has_long_string(v) {
+            return Err(reject(Reason::OutOfRange, stream_tag, format!("a string in `{name}` is over {MAX_STRING_BYTES} bytes")));
+        }
+    }
+    let body = build_body(ty, &root)
+        .ok_or_else(|| reject(Reason::WrongType, stream_tag, "fields could not be read"))?;
+    Ok(Event { id: id.to_string(), at, body })
+}
+
+fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
+    let s = |k: &str| match v.get(k) {
+        Some(Value::String(s)) => Some(s.to_string()),
+        _ => None,
+    };
+    let e = |k: &str| match v.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let f = |k: &str| match v.get(k) {
+        Some(Value::Number(n)) => n.parse::<f64>().ok(),
+        _ => None,
+    };
+    let u = |k: &str| match v.get(k) {
+        Some(Value::Number(n)) => n.strip_prefix('-').map_or_else(|| n.parse::<u64>().ok(), |_| Some(0)),
+        _ => None,
+    };
+    Some(match ty {
+        "enterprise.registered" => Body::Registered {
+            enterprise: s("enterprise_id")?,
+            cluster: Cluster::from_str(&e("cluster")?)?,
+            region: Region::from_str(&e("region")?)?,
+            sme: matches!(v.get("sme"), Some(Value::Bool(true))),
+        },
+        "enterprise.deregistered" => Body::Deregistered { enterprise: s("enterprise_id")? },
+        "enterprise.valuation" => {
+            Body::Valuation { enterprise: s("enterprise_id")?, valuation_cny: f("valuation_cny")? }
+        }
+        "enterprise.certification" => {
+            Body::Certification { enterprise: s("enterprise_id")?, granted: e("action")? == "granted" }
+        }
+        "enterprise.financials" => Body::Financials {
+            enterprise: s("enterprise_id")?,
+            period: parse_period(&e("period")?)?,
+            revenue_cny: f("revenue_cny")?,
+            added_value_cny: f("added_value_cny")?,
+            revision: u("revision")?,
+        },
+        "enterprise.cloud_migration" => {
+            Body::CloudMigration { enterprise: s("enterprise_id")?, deep: e("level")? == "deep" }
+        }
+        "platform.heartbeat" => Body::Heartbeat {
+            platform: s("platform_id")?,
+            kind: PlatformKind::from_str(&e("platform_kind")?)?,
+            status: PlatformStatus::from_str(&e("status")?)?,
+            interval_s: f("interval_s")?,
+        },
+        "platform.usage" => Body::PlatformUsage {
+            platform: s("platform_id")?,
+            kind: PlatformKind::from_str(&e("platform_kind")?)?,
+            api_calls: u("api_calls")?,
+            records_shared: u("records_shared")?,
+            connected_enterprises: u("connected_enterprises")?,
+        },
+        "scenario.stage" => Body::ScenarioStage {
+            scenario: s("scenario_id")?,
+            field: Field::from_str(&e("field")?)?,
+            region: Region::from_str(&e("region")?)?,
+            stage: ScenarioStage::from_str(&e("stage")?)?,
+        },
+        "scenario.usage" => Body::ScenarioUsage {
+            scenario: s("scenario_id")?,
+            active_users: u("active_users")?,
+            transactions: u("transactions")?,
+            value_cny: f("value_cny")?,
+        },
+        "project.stage" => Body::ProjectStage {
+            project: s("project_id")?,
+            kind: ProjectKind::from_str(&e("project_kind")?)?,
+            region: Region::from_str(&e("region")?)?,
+            stage: ProjectStage::from_str(&e("stage")?)?,
+        },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+//! Unit tests of validation: the spec's examples, every reason, and the order of reasons.
+
+use super::*;
+
+const EXAMPLES: &str = include_str!("../../../../tests/data/spec-examples.jsonl");
+
+fn reason(line: &str) -> Option<Reason> {
+    decode(line.as_bytes(), None).err().map(|r| r.reason)
+}
+
+const VALID: &str = r#"{"event_id":"e1","type":"enterprise.financials","occurred_at":"2023-04-20T08:00:00+08:00","enterprise_id":"E1","period":"2023-Q1","revenue_cny":1,"added_value_cny":-2.5,"revision":0}"#;
+
+fn with(field: &str, value: &str) -> String {
+    let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_str(VALID).unwrap();
+    if value == "<absent>" {
+        v.remove(field);
+        return serde_json::to_string(&v).unwrap();
+    }
+    v.insert(field.into(), serde_json::Value::Null);
+    serde_json::to_string(&v).unwrap().replace(&format!("\"{field}\":null"), &format!("\"{field}\":{value}"))
+}
+
+#[test]
+fn spec_examples_decode_as_documented() {
+    let lines: Vec<&str> = EXAMPLES.lines().collect();
+    for (i, line) in lines.iter().enumerate().take(13) {
+        let e = decode(line.as_bytes(), None).unwrap_or_else(|r| panic!("line {}: {r}", i + 1));
+        assert!(!e.id.is_empty());
+    }
+    let expected = [
+        (14, Reason::OutOfRange),
+        (15, Reason::BadTimestamp),
+        (16, Reason::WrongType),
+        (17, Reason::UnknownValue),
+        (18, Reason::UnknownType),
+        (19, Reason::MissingField),
+        (20, Reason::InvalidJson),
+        (21, Reason::UnknownValue),
+    ];
+    for (n, r) in expected {
+        assert_eq!(reason(lines[n - 1]), Some(r), "line {n}");
+    }
+    // Line 7: nine fractional digits, just before 2025-01-01T00:00+08:00.
+    let e7 = decode(lines[6].as_bytes(), None).unwrap();
+    assert_eq!(e7.at, parse_rfc3339("2025-01-01T00:00:00+08:00").unwrap() - 1);
+}
+
+#[test]
+fn decodes_fields() {
+    let e = decode(VALID.as_bytes(), Some(Stream::Filings)).unwrap();
+    assert_eq!(
+        e.body,
+        Body::Financials {
+            enterprise: "E1".into(),
+            period: 2023 * 4,
+            revenue_cny: 1.0,
+            added_value_cny: -2.5,
+            revision: 0
+        }
+    );
+}
+
+#[test]
+fn every_reason_is_reachable() {
+    assert_eq!(reason(&format!("{{\"x\":\"{}\"}}", "a".repeat(70_000))), Some(Reason::TooLarge));
+    assert_eq!(reason(&format!("{}{}", "[".repeat(33), "]".repeat(33))), Some(Reason::TooDeep));
+    assert_eq!(reason(&"[".repeat(40)), Some(Reason::TooDeep), "depth counts before parsing");
+    assert_eq!(reason(&format!("{}{}", "[".repeat(32), "]".repeat(32))), Some(Reason::InvalidJson));
+    assert_eq!(reason("{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}"), Some(Reason::UnknownType));
+    assert_eq!(decode(b"\xff\xfe{}", None).unwrap_err().reason, Reason::InvalidJson);
+    assert_eq!(reason("[1]"), Some(Reason::InvalidJson));
+    assert_eq!(reason("{}"), Some(Reason::UnknownType));
+    assert_eq!(reason("{\"type\":5}"), Some(Reason::UnknownType));
+    let wrong = decode(VALID.as_bytes(), Some(Stream::Telemetry)).unwrap_err();
+    assert_eq!((wrong.reason, wrong.stream), (Reason::WrongStream, Some(Stream::Telemetry)));
+    assert_eq!(reason(&with("revision", "<absent>")), Some(Reason::MissingField));
+    assert_eq!(reason(&with("revision", "null")), Some(Reason::MissingField));
+    assert_eq!(reason(&with("event_id", "null")), Some(Reason::MissingField));
+    assert_eq!(reason(&with("revision", "\"5\"")), Some(Reason::WrongType));
+    assert_eq!(reason(&with("revision", "1e2")), Some(Reason::WrongType));
+    assert_eq!(reason(&with("revenue_cny", "\"1\"")), Some(Reason::WrongType));
+    assert_eq!(reason(&with("source", "7")), Some(Reason::WrongType));
+    assert_eq!(reason(&with("event_id", "7")), Some(Reason::WrongType));
+    assert_eq!(reason(&with("occurred_at", "\"2023-04-20T08:00:60Z\"")), Some(Reason::BadTimestamp));
+    assert_eq!(reason(&with("period", "\"2023-Q0\"")), Some(Reason::UnknownValue));
+    assert_eq!(reason(&with("period", "\"23-Q1\"")), Some(Reason::UnknownValue));
+    assert_eq!(reason(&with("revision", "-1")), Some(Reason::OutOfRange));
+    assert_eq!(reason(&with("revision", "9007199254740992")), Some(Reason::OutOfRange));
+    assert_eq!(reason(&with("revision", "9007199254740991")), None);
+    assert_eq!(reason(&with("revision", "-0")), None);
+    assert_eq!(reason(&with("revenue_cny", "-0.01")), Some(Reason::OutOfRange));
+    assert_eq!(reason(&with("revenue_cny", "1e999")), Some(Reason::OutOfRange));
+    assert_eq!(reason(&with("added_value_cny", "-1e308")), None);
+    assert_eq!(reason(&with("event_id", "\"\"")), Some(Reason::OutOfRange));
+    assert_eq!(reason(&with("event_id", &format!("\"{}\"", "i".repeat(129)))), Some(Reason::OutOfRange));
+    assert_eq!(reason(&with("event_id", &format!("\"{}\"", "i".repeat(128)))), None);
+    assert_eq!(reason(&with("extra", &format!("{{\"deep\":[\"{}\"]}}", "s".repeat(4097)))), Some(Reason::OutOfRange));
+    assert_eq!(reason(&with("extra", &format!("\"{}\"", "s".repeat(4096)))), None);
+    assert_eq!(reason(&with("occurred_at", "\"1500-01-01T00:00:00Z\"")), Some(Reason::OutOfRange));
+    assert_eq!(reason(&with("source", "null")), None, "a null optional field is absent");
+    assert_eq!(reason(&with("extra", "{\"a\":[1,2,{\"b\":null}]}")), None, "unknown fields are ignored");
+    let hb = r#"{"event_id":"h","type":"platform.heartbeat","occurred_at":"2024-01-01T00:00:00Z","platform_id":"p","platform_kind":"network_communication","status":"up","interval_s":0}"#;
+    assert_eq!(reason(hb), Some(Reason::OutOfRange), "interval_s must be > 0");
+}
+
+#[test]
+fn reasons_apply_in_the_spec_order() {
+    // Missing wins over a wrong type elsewhere; wrong type over a bad timestamp; bad
+    // timestamp over an unknown value; unknown value over out of range.
+    let missing_and_wrong = with("revision", "<absent>").replace("\"revenue_cny\":1", "\"revenue_cny\":\"x\"");
+    assert_eq!(reason(&missing_and_wrong), Some(Reason::MissingField));
+    let wrong_and_bad_time = with("revision", "1.5").replace("08:00:00+08:00", "08:00:00");
+    assert_eq!(reason(&wrong_and_bad_time), Some(Reason::WrongType));
+    let bad_time_and_value = with("period", "\"2023-Q9\"").replace("08:00:00+08:00", "08:00:00");
+    assert_eq!(reason(&bad_time_and_value), Some(Reason::BadTimestamp));
+    let value_and_range = with("period", "\"2023-Q9\"").replace("\"revenue_cny\":1", "\"revenue_cny\":-1");
+    assert_eq!(reason(&value_and_range), Some(Reason::UnknownValue));
+}
+
+#[test]
+fn hostile_inputs_never_panic() {
+    let cases: Vec<Vec<u8>> = vec![
+        vec![0xff; 100],
+        vec![b'{'; 10_000],
+        format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+        vec![b'"'; 5],
+        b"{\"type\":\"enterprise.valuation\",\"valuation_cny\":1e999999999}".to_vec(),
+        b"{\"event_id\":\"\\ud800\"}".to_vec(),
+        b"".to_vec(),
+        b"null".to_vec(),
+        vec![b'a'; 10 * 1024 * 1024],
+        b"{\"type\":\"enterprise.valuation\",\"occurred_at\":\"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\"}".to_vec(),
+    ];
+    for c in cases {
+        assert!(decode(&c, None).is_err());
+    }
+}
