@@ -1,0 +1,130 @@
+//! Exact floating-point summation (Shewchuk's algorithm, as Python's `math.fsum`).
+//!
+//! Series are sums of contributions added and retracted in any order; summing them exactly
+//! makes the result independent of that order (so any worker count and any arrival order
+//! give bit-identical values) and makes a retraction cancel its contribution to exactly 0.
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+/// An exact sum of `f64`s, kept as non-overlapping partials.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExactSum {
+    partials: SmallVec<[f64; 2]>,
+}
+
+impl ExactSum {
+    /// Adds `x` exactly.
+    pub fn add(&mut self, mut x: f64) {
+        let mut i = 0;
+        for j in 0..self.partials.len() {
+            let mut y = self.partials[j];
+            if x.abs() < y.abs() {
+                std::mem::swap(&mut x, &mut y);
+            }
+            let hi = x + y;
+            let lo = y - (hi - x);
+            if lo != 0.0 {
+                self.partials[i] = lo;
+                i += 1;
+            }
+            x = hi;
+        }
+        self.partials.truncate(i);
+        if x != 0.0 || !x.is_finite() {
+            self.partials.push(x);
+        }
+    }
+
+    /// Adds another exact sum.
+    pub fn add_sum(&mut self, other: &ExactSum) {
+        for &p in &other.partials {
+            self.add(p);
+        }
+    }
+
+    /// Subtracts another exact sum.
+    pub fn sub_sum(&mut self, other: &ExactSum) {
+        for &p in &other.partials {
+            self.add(-p);
+        }
+    }
+
+    /// Whether the sum is exactly zero.
+    pub fn is_zero(&self) -> bool {
+        self.partials.iter().all(|p| *p == 0.0)
+    }
+
+    /// The partials (their sum is the exact value).
+    pub fn partials(&self) -> &[f64] {
+        &self.partials
+    }
+
+    /// The correctly rounded value.
+    pub fn value(&self) -> f64 {
+        let p = &self.partials;
+        let Some(&last) = p.last() else { return 0.0 };
+        let mut n = p.len() - 1;
+        let mut hi = last;
+        let mut lo = 0.0;
+        while n > 0 {
+            let x = hi;
+            n -= 1;
+            let y = p[n];
+            hi = x + y;
+            let yr = hi - x;
+            lo = y - yr;
+            if lo != 0.0 {
+                break;
+            }
+        }
+        if n > 0 && ((lo < 0.0 && p[n - 1] < 0.0) || (lo > 0.0 && p[n - 1] > 0.0)) {
+            let y = lo * 2.0;
+            let x = hi + y;
+            let yr = x - hi;
+            if y == yr {
+                hi = x;
+            }
+        }
+        hi
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancels_exactly_in_any_order() {
+        let xs = [0.1, 1e16, 0.7, -1e16, 3.3, 1e-9, 48_000_000.5];
+        let mut a = ExactSum::default();
+        for x in xs {
+            a.add(x);
+        }
+        let mut b = ExactSum::default();
+        for x in xs.iter().rev() {
+            b.add(*x);
+        }
+        assert_eq!(a.value(), b.value());
+        assert_eq!(a.value(), 0.1 + 0.7 + 3.3 + 1e-9 + 48_000_000.5);
+        for x in xs {
+            a.add(-x);
+        }
+        assert!(a.is_zero());
+        assert_eq!(a.value(), 0.0);
+    }
+
+    #[test]
+    fn is_correctly_rounded() {
+        let mut s = ExactSum::default();
+        for _ in 0..10 {
+            s.add(0.1);
+        }
+        assert_eq!(s.value(), 1.0);
+        let mut t = ExactSum::default();
+        t.add(1.0);
+        t.add(1e-30);
+        t.add(-1.0);
+        assert_eq!(t.value(), 1e-30);
+    }
+}

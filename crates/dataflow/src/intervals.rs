@@ -1,0 +1,188 @@
+//! Contributions as intervals, and the deltas that move a series when they change.
+//!
+//! An entity contributes `amount` to a slot over the ticks `T` in `(lo, hi]` (an event at
+//! `t` counts for `T > t`; "from `T ≥ s`" is `lo = s − 1`). A series is the sum of the
+//! intervals covering `T`, so it is kept as deltas: `+amount` at `lo`, `−amount` at `hi`
+//! (a delta at key `k` applies to every tick `T > k`). When an entity's events change, its
+//! intervals are recomputed and only the difference is sent, netted exactly per key.
+
+use std::collections::BTreeMap;
+
+use paceline_model::catalogue::Slot;
+use paceline_model::Nanos;
+use serde::{Deserialize, Serialize};
+
+use crate::exact::ExactSum;
+
+/// An open end: the interval lasts for ever.
+pub const OPEN: Nanos = Nanos::MAX;
+
+/// A change of a slot's level for every tick `T > key`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    /// The slot.
+    pub slot: Slot,
+    /// Applies to ticks after this instant.
+    pub key: Nanos,
+    /// The change.
+    pub amount: f64,
+}
+
+/// One contribution: `amount` to `slot` for ticks in `(lo, hi]`. `sub` tells apart the
+/// contributions of one entity to one slot (a quarter, for revenue).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// The slot.
+    pub slot: Slot,
+    /// Distinguishes several contributions of one entity to one slot.
+    pub sub: i64,
+    /// Exclusive start.
+    pub lo: Nanos,
+    /// Inclusive end, or [`OPEN`].
+    pub hi: Nanos,
+    /// The amount.
+    pub amount: f64,
+}
+
+impl Interval {
+    fn sort_key(&self) -> (Slot, i64, Nanos, Nanos, u64) {
+        (self.slot, self.sub, self.lo, self.hi, self.amount.to_bits())
+    }
+}
+
+/// Deltas collected per (slot, key) and netted exactly, so that a retraction and a
+/// re-insertion at the same key send nothing.
+#[derive(Debug, Default)]
+pub struct Netting {
+    sums: BTreeMap<(Slot, Nanos), ExactSum>,
+}
+
+impl Netting {
+    /// Adds `amount` at `key`.
+    pub fn add(&mut self, slot: Slot, key: Nanos, amount: f64) {
+        if key == OPEN || amount == 0.0 {
+            return;
+        }
+        self.sums.entry((slot, key)).or_default().add(amount);
+    }
+
+    /// Adds an interval (sign +1) or retracts it (sign −1).
+    pub fn interval(&mut self, iv: &Interval, sign: f64) {
+        if iv.lo >= iv.hi {
+            return;
+        }
+        self.add(iv.slot, iv.lo, sign * iv.amount);
+        self.add(iv.slot, iv.hi, -sign * iv.amount);
+    }
+
+    /// Moves the non-zero netted deltas out.
+    pub fn drain_into(&mut self, out: &mut Vec<Delta>) {
+        for ((slot, key), sum) in std::mem::take(&mut self.sums) {
+            for &amount in sum.partials() {
+                if amount != 0.0 {
+                    out.push(Delta { slot, key, amount });
+                }
+            }
+        }
+    }
+}
+
+/// Sends the difference between an entity's old and new intervals.
+pub fn diff(old: &mut [Interval], new: &mut [Interval], out: &mut Netting) {
+    old.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    new.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        let ord = match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) => a.sort_key().cmp(&b.sort_key()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+            std::cmp::Ordering::Less => {
+                out.interval(&old[i], -1.0);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.interval(&new[j], 1.0);
+                j += 1;
+            }
+        }
+    }
+}
+
+/// Builds intervals from a piecewise-constant contribution: `segments` are breakpoints in
+/// increasing order, each with what the entity contributes for `T` in `(b, next b]`.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    open: BTreeMap<(Slot, i64), (Nanos, f64)>,
+    done: Vec<Interval>,
+    seen: Vec<(Slot, i64)>,
+}
+
+impl Sweep {
+    /// Sets the contribution from breakpoint `b` on.
+    pub fn segment(&mut self, b: Nanos, contributions: &[(Slot, i64, f64)]) {
+        self.seen.clear();
+        for &(slot, sub, amount) in contributions {
+            self.seen.push((slot, sub));
+            match self.open.get(&(slot, sub)) {
+                Some(&(_, a)) if a.to_bits() == amount.to_bits() => {}
+                Some(&(lo, a)) => {
+                    self.done.push(Interval { slot, sub, lo, hi: b, amount: a });
+                    self.open.insert((slot, sub), (b, amount));
+                }
+                None => {
+                    self.open.insert((slot, sub), (b, amount));
+                }
+            }
+        }
+        let seen = &self.seen;
+        let done = &mut self.done;
+        self.open.retain(|&(slot, sub), &mut (lo, amount)| {
+            if seen.contains(&(slot, sub)) {
+                true
+            } else {
+                done.push(Interval { slot, sub, lo, hi: b, amount });
+                false
+            }
+        });
+    }
+
+    /// Closes every open contribution at [`OPEN`] and returns the intervals.
+    pub fn finish(mut self) -> Vec<Interval> {
+        for ((slot, sub), (lo, amount)) in self.open {
+            self.done.push(Interval { slot, sub, lo, hi: OPEN, amount });
+        }
+        self.done.retain(|iv| iv.lo < iv.hi && iv.amount != 0.0);
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paceline_model::catalogue::NO_TAG;
+    use paceline_model::Indicator;
+
+    #[test]
+    fn deregistration_moves_only_the_end() {
+        let slot = Slot::value(Indicator::QuasiUnicorns, NO_TAG);
+        let mut s = Sweep::default();
+        s.segment(10, &[(slot, 0, 1.0)]);
+        let mut old = s.finish();
+        let mut s = Sweep::default();
+        s.segment(10, &[(slot, 0, 1.0)]);
+        s.segment(50, &[]);
+        let mut new = s.finish();
+        let mut n = Netting::default();
+        diff(&mut old, &mut new, &mut n);
+        let mut out = Vec::new();
+        n.drain_into(&mut out);
+        assert_eq!(out, vec![Delta { slot, key: 50, amount: -1.0 }]);
+    }
+}

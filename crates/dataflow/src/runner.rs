@@ -1,0 +1,321 @@
+//! Runs the dataflow on timely worker threads, fed through bounded channels.
+//!
+//! The feeding side (replay's reader, later the Kafka sources) sends one [`Epoch`] per
+//! worker per epoch: that worker's share of the events and, from one source, the streams'
+//! watermarks. Workers advance their inputs after every epoch, and stop taking input while
+//! more than a few epochs are in flight, so memory stays bounded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use paceline_model::config::{Config, PlanSpec};
+use paceline_model::point::Point;
+use paceline_model::time::tick_after;
+use paceline_model::{Event, Indicator, Nanos, Stream};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{Input, Probe};
+use timely::dataflow::{InputHandle, ProbeHandle};
+
+use crate::entities::Entities;
+use crate::intervals::Delta;
+use crate::series::Group;
+
+/// Progress of one stream as seen by one source.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WatermarkReport {
+    /// The reporting source (a worker index).
+    pub source: u32,
+    /// The stream.
+    pub stream: Stream,
+    /// Ticks up to here may close.
+    pub watermark: Option<Nanos>,
+    /// The earliest accepted `occurred_at` of the stream: ticks begin after it.
+    pub earliest: Option<Nanos>,
+    /// End of input: close every tick up to the first tick after this instant (the greatest
+    /// accepted `occurred_at` of any stream).
+    pub end_of_input: Option<Nanos>,
+}
+
+/// One worker's input for one epoch.
+#[derive(Debug, Default)]
+pub struct Epoch {
+    /// Accepted events.
+    pub events: Vec<Event>,
+    /// Watermark reports.
+    pub reports: Vec<WatermarkReport>,
+}
+
+/// What the dataflow needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct DataflowSettings {
+    /// Cadence of each group.
+    pub cadence: HashMap<Indicator, Nanos>,
+    /// Correction horizon of each stream.
+    pub horizon: [Nanos; 3],
+    /// Plan items.
+    pub plans: Vec<PlanSpec>,
+    /// Filing lag.
+    pub filing_lag: Nanos,
+    /// Worker threads.
+    pub workers: usize,
+}
+
+impl DataflowSettings {
+    /// From a validated configuration.
+    pub fn from_config(config: &Config) -> Self {
+        DataflowSettings {
+            cadence: Indicator::ALL.iter().map(|i| (*i, config.cadence(*i))).collect(),
+            horizon: Stream::ALL.map(|s| config.streams.get(s).horizon()),
+            plans: config.plan_specs(),
+            filing_lag: config.filing_lag(),
+            workers: config.dataflow.workers,
+        }
+    }
+
+    fn new_group(&self, group: Indicator) -> Group {
+        let plans = self.plans.iter().filter(|p| p.series.indicator.group() == group).cloned().collect();
+        Group::new(group, self.cadence[&group], self.horizon[group.stream().index()], plans)
+    }
+}
+
+/// Counters the dataflow keeps, shared with the caller.
+#[derive(Debug, Default)]
+pub struct RunnerStats {
+    /// Corrections by stream.
+    pub corrections: [AtomicU64; 3],
+    /// Unrepresentable corrections.
+    pub unrepresentable: AtomicU64,
+    /// Points emitted.
+    pub points: AtomicU64,
+}
+
+/// Handle on running dataflow workers.
+pub struct Runner {
+    senders: Vec<Sender<Epoch>>,
+    guards: Option<timely::communication::initialize::WorkerGuards<()>>,
+    /// Shared counters.
+    pub stats: Arc<RunnerStats>,
+}
+
+fn entity_hash(e: &Event) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    e.body.entity_class().hash(&mut h);
+    std::mem::discriminant(&e.body).hash(&mut h);
+    e.body.entity().hash(&mut h);
+    // Scenario usage and stages share their entity; telemetry kinds share the platform.
+    h.finish()
+}
+
+fn entity_route(e: &Event) -> u64 {
+    match &e.body {
+        paceline_model::Body::ScenarioUsage { scenario, .. } | paceline_model::Body::ScenarioStage { scenario, .. } => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            ("scenario", scenario).hash(&mut h);
+            h.finish()
+        }
+        paceline_model::Body::ProjectStage { .. } => entity_hash(e),
+        paceline_model::Body::Heartbeat { platform, .. } | paceline_model::Body::PlatformUsage { platform, .. } => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            ("platform", platform).hash(&mut h);
+            h.finish()
+        }
+        b => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            ("enterprise", b.entity()).hash(&mut h);
+            h.finish()
+        }
+    }
+}
+
+impl Runner {
+    /// Starts `settings.workers` timely workers; points leave through `points`.
+    pub fn start(settings: DataflowSettings, points: Sender<Vec<Point>>) -> Result<Runner, String> {
+        let workers = settings.workers.max(1);
+        let stats = Arc::new(RunnerStats::default());
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..workers {
+            let (tx, rx) = bounded::<Epoch>(2);
+            senders.push(tx);
+            receivers.push(Some(rx));
+        }
+        let receivers = Arc::new(Mutex::new(receivers));
+        let settings = Arc::new(settings);
+        let worker_stats = stats.clone();
+        let guards = timely::execute(timely::Config::process(workers), move |worker| {
+            let index = worker.index();
+            let rx: Receiver<Epoch> = receivers
+                .lock()
+                .ok()
+                .and_then(|mut r| r.get_mut(index).and_then(Option::take))
+                .expect("one receiver per worker");
+            let settings = settings.clone();
+            let stats = worker_stats.clone();
+            let points = points.clone();
+            let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> = InputHandle::new();
+            let mut reports_in: InputHandle<u64, CapacityContainerBuilder<Vec<WatermarkReport>>> = InputHandle::new();
+            let probe = ProbeHandle::new();
+            worker.dataflow::<u64, _, _>(|scope| {
+                let peers = scope.peers();
+                let lag = settings.filing_lag;
+                let deltas = scope.input_from(&mut events_in).unary(
+                    Exchange::new(|e: &Event| entity_route(e)),
+                    "Entities",
+                    move |_cap, _info| {
+                        let mut entities = Entities::new(lag);
+                        move |input, output| {
+                            input.for_each(|cap, data| {
+                                let mut out: Vec<Delta> = Vec::new();
+                                for e in data.drain(..) {
+                                    entities.apply(e, &mut out);
+                                }
+                                output.session(&cap).give_container(&mut out);
+                            });
+                        }
+                    },
+                );
+                let reports = scope.input_from(&mut reports_in).broadcast();
+                let group_settings = settings.clone();
+                deltas
+                    .binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+                        reports,
+                        Exchange::new(|d: &Delta| d.slot.group.index() as u64),
+                        timely::dataflow::channels::pact::Pipeline,
+                        "Series",
+                        move |_cap, _info| {
+                            let mut groups: BTreeMap<Indicator, Group> = Indicator::ALL
+                                .iter()
+                                .filter(|i| i.group() == **i && i.index() % peers == index)
+                                .map(|g| (*g, group_settings.new_group(*g)))
+                                .collect();
+                            let mut stash: BTreeMap<u64, (Vec<Delta>, Vec<WatermarkReport>)> = BTreeMap::new();
+                            let mut caps = Vec::new();
+                            let mut marks: HashMap<(u32, Stream), Nanos> = HashMap::new();
+                            let mut earliest: [Option<Nanos>; 3] = [None; 3];
+                            let mut end: Option<Nanos> = None;
+                            move |(in1, f1), (in2, f2), output| {
+                                in1.for_each(|cap, data| {
+                                    if let Some(c) = cap.retain_least(output.output_index()) {
+                                        stash.entry(*c.time()).or_default().0.append(data);
+                                        caps.push(c);
+                                    }
+                                });
+                                in2.for_each(|cap, data| {
+                                    if let Some(c) = cap.retain_least(output.output_index()) {
+                                        stash.entry(*c.time()).or_default().1.append(data);
+                                        caps.push(c);
+                                    }
+                                });
+                                let ready: Vec<u64> = stash
+                                    .keys()
+                                    .copied()
+                                    .filter(|t| !f1.less_equal(t) && !f2.less_equal(t))
+                                    .collect();
+                                for t in ready {
+                                    let Some((deltas, reports)) = stash.remove(&t) else { continue };
+                                    for d in &deltas {
+                                        if let Some(g) = groups.get_mut(&d.slot.group) {
+                                            g.apply(d);
+                                        }
+                                    }
+                                    for r in reports {
+                                        if let Some(w) = r.watermark {
+                                            marks.insert((r.source, r.stream), w);
+                                        }
+                                        if let Some(e) = r.earliest {
+                                            let slot = &mut earliest[r.stream.index()];
+                                            *slot = Some(slot.map_or(e, |x| x.min(e)));
+                                        }
+                                        if let Some(e) = r.end_of_input {
+                                            end = Some(end.map_or(e, |x| x.max(e)));
+                                        }
+                                    }
+                                    let mut out = Vec::new();
+                                    for (ind, g) in groups.iter_mut() {
+                                        let stream = ind.stream();
+                                        let Some(e) = earliest[stream.index()] else { continue };
+                                        g.set_earliest(e);
+                                        let wm = marks
+                                            .iter()
+                                            .filter(|((_, s), _)| *s == stream)
+                                            .map(|(_, w)| *w)
+                                            .min();
+                                        let through = match end {
+                                            Some(e) => Some(tick_after(e, settings.cadence[ind])),
+                                            None => wm,
+                                        };
+                                        if let Some(through) = through {
+                                            let s = g.close(through, &mut out);
+                                            stats.corrections[stream.index()].fetch_add(s.corrections, Ordering::Relaxed);
+                                            stats.unrepresentable.fetch_add(s.unrepresentable, Ordering::Relaxed);
+                                        }
+                                    }
+                                    if !out.is_empty() {
+                                        stats.points.fetch_add(out.len() as u64, Ordering::Relaxed);
+                                        // The sink is gone only when the run is being torn down.
+                                        let _ = points.send(out);
+                                    }
+                                }
+                                caps.retain(|c| stash.contains_key(c.time()));
+                                let _ = output;
+                            }
+                        },
+                    )
+                    .probe_with(&probe);
+            });
+            let mut epoch: u64 = 0;
+            loop {
+                while probe.less_than(&epoch.saturating_sub(2)) {
+                    worker.step();
+                }
+                match rx.recv_timeout(Duration::from_millis(1)) {
+                    Ok(msg) => {
+                        events_in.send_batch(&mut { msg.events });
+                        reports_in.send_batch(&mut { msg.reports });
+                        epoch += 1;
+                        events_in.advance_to(epoch);
+                        reports_in.advance_to(epoch);
+                        worker.step();
+                    }
+                    Err(RecvTimeoutError::Timeout) => {
+                        worker.step();
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            drop(events_in);
+            drop(reports_in);
+            while worker.step() {}
+        })?;
+        Ok(Runner { senders, guards: Some(guards), stats })
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Sends worker `index` its input for the next epoch (blocks while it is busy).
+    pub fn send(&self, index: usize, epoch: Epoch) -> Result<(), String> {
+        self.senders[index].send(epoch).map_err(|_| format!("dataflow worker {index} has stopped"))
+    }
+
+    /// Closes the inputs and waits for the workers to drain and stop.
+    pub fn finish(mut self) -> Result<Arc<RunnerStats>, String> {
+        self.senders.clear();
+        if let Some(guards) = self.guards.take() {
+            for r in guards.join() {
+                r?;
+            }
+        }
+        Ok(self.stats)
+    }
+}

@@ -1,0 +1,300 @@
+//! The series of one indicator group: slot levels from deltas, tick closing, derived
+//! values, plan pace, and the points to write, corrections included.
+//!
+//! A slot keeps its deltas bucketed by the first tick they count in. Closing ticks walks
+//! them in order. A delta for a tick already closed marks the group dirty from that tick;
+//! the next close re-evaluates from there and writes every point whose fields differ from
+//! the point in force (the last written at or before the tick), which is exactly what makes
+//! the output equivalent to an in-order run's (outputs.md, "Corrections").
+
+use std::collections::BTreeMap;
+
+use paceline_model::catalogue::{Part, SeriesKey, Slot, NO_TAG};
+use paceline_model::config::PlanSpec;
+use paceline_model::point::{Fields, Point};
+use paceline_model::time::{tick_after, tick_ceil, tick_floor};
+use paceline_model::{Indicator, Nanos};
+
+use crate::exact::ExactSum;
+use crate::intervals::Delta;
+use crate::pace::{pace_fields, PROJECTION_LOOKBACK};
+
+#[derive(Debug, Default)]
+struct SlotState {
+    /// Sum of folded buckets (ticks ≤ `Group::folded_through`).
+    base: ExactSum,
+    buckets: BTreeMap<Nanos, ExactSum>,
+    /// Level at `Group::closed_through`.
+    level_closed: ExactSum,
+}
+
+#[derive(Debug, Default)]
+struct Output {
+    plan: Option<PlanSpec>,
+    written: BTreeMap<Nanos, Fields>,
+    /// Desired values per tick (planned series only: baseline and 90-day look-back).
+    history: BTreeMap<Nanos, Option<f64>>,
+}
+
+/// Counts from closing ticks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CloseStats {
+    /// Points written at ticks that had already been closed.
+    pub corrections: u64,
+    /// Corrections that could not be written (a field became undefined at a written tick).
+    pub unrepresentable: u64,
+}
+
+/// One indicator group's state.
+#[derive(Debug)]
+pub struct Group {
+    group: Indicator,
+    cadence: Nanos,
+    horizon: Nanos,
+    plans: Vec<PlanSpec>,
+    slots: BTreeMap<Slot, SlotState>,
+    outputs: BTreeMap<SeriesKey, Output>,
+    first_tick: Option<Nanos>,
+    closed_through: Option<Nanos>,
+    folded_through: Nanos,
+    dirty_from: Option<Nanos>,
+}
+
+impl Group {
+    /// A group with its cadence, its stream's correction horizon and the plan items of its
+    /// series.
+    pub fn new(group: Indicator, cadence: Nanos, horizon: Nanos, plans: Vec<PlanSpec>) -> Self {
+        let mut g = Group {
+            group,
+            cadence,
+            horizon,
+            plans,
+            slots: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            first_tick: None,
+            closed_through: None,
+            folded_through: Nanos::MIN,
+            dirty_from: None,
+        };
+        // Series that exist without data: planned ones, and the derived ones.
+        let mut always: Vec<SeriesKey> = g.plans.iter().map(|p| p.series).collect();
+        match group {
+            Indicator::DigitalEconomyAddedValueCny => {
+                always.push(SeriesKey::plain(Indicator::DigitalEconomyAddedValueCny));
+                always.push(SeriesKey::plain(Indicator::DigitalEconomyAddedValueGrowth));
+            }
+            Indicator::ApplicationScenariosLiveByField => {
+                always.push(SeriesKey::plain(Indicator::ScenarioFieldsCovered))
+            }
+            g if g.tag_kind().key().is_none() && g.zero_default() => always.push(SeriesKey::plain(g)),
+            _ => {}
+        }
+        for key in always {
+            g.ensure_output(key);
+        }
+        g
+    }
+
+    fn ensure_output(&mut self, key: SeriesKey) {
+        let plan = self.plans.iter().find(|p| p.series == key).cloned();
+        self.outputs.entry(key).or_insert_with(|| Output { plan, ..Default::default() });
+    }
+
+    fn mark_dirty(&mut self, tick: Nanos) {
+        if self.closed_through.is_some_and(|c| tick <= c) {
+            self.dirty_from = Some(self.dirty_from.map_or(tick, |d| d.min(tick)));
+        }
+    }
+
+    /// Applies one delta.
+    pub fn apply(&mut self, d: &Delta) {
+        let tick = tick_after(d.key, self.cadence);
+        let output = match d.slot.part {
+            Part::Value => Some(SeriesKey { indicator: d.slot.group, tag: d.slot.tag }),
+            Part::TotalSeconds => Some(SeriesKey { indicator: d.slot.group, tag: d.slot.tag }),
+            _ => None,
+        };
+        if let Some(key) = output {
+            self.ensure_output(key);
+        }
+        let folded = self.folded_through;
+        let closed = self.closed_through;
+        let slot = self.slots.entry(d.slot).or_default();
+        if tick <= folded {
+            slot.base.add(d.amount);
+        } else {
+            slot.buckets.entry(tick).or_default().add(d.amount);
+        }
+        if closed.is_some_and(|c| tick <= c) {
+            slot.level_closed.add(d.amount);
+        }
+        self.mark_dirty(tick.max(folded.saturating_add(self.cadence)));
+    }
+
+    /// Sets the earliest accepted event time of the group's stream: ticks begin at the
+    /// first tick after it.
+    pub fn set_earliest(&mut self, earliest: Nanos) {
+        let first = tick_after(earliest, self.cadence);
+        if self.first_tick.is_none_or(|f| first < f) {
+            self.first_tick = Some(first);
+            self.mark_dirty(first);
+        }
+    }
+
+    /// The last closed tick.
+    pub fn closed_through(&self) -> Option<Nanos> {
+        self.closed_through
+    }
+
+    fn level_at(&self, slot: &SlotState, t: Nanos) -> ExactSum {
+        let mut level = slot.level_closed.clone();
+        match self.closed_through {
+            Some(c) if t <= c => {
+                for (_, b) in slot.buckets.range(t.saturating_add(1)..=c) {
+                    level.sub_sum(b);
+                }
+            }
+            Some(c) => {
+                for (_, b) in slot.buckets.range(c.saturating_add(1)..=t) {
+                    level.add_sum(b);
+                }
+            }
+            None => {
+                level = slot.base.clone();
+                for (_, b) in slot.buckets.range(..=t) {
+                    level.add_sum(b);
+                }
+            }
+        }
+        level
+    }
+
+    /// Closes every tick up to `through` (a tick time or not) and re-evaluates dirty ticks;
+    /// appends the points to write.
+    pub fn close(&mut self, through: Nanos, out: &mut Vec<Point>) -> CloseStats {
+        let mut stats = CloseStats::default();
+        let Some(first) = self.first_tick else { return stats };
+        let to = tick_floor(through, self.cadence);
+        let old_closed = self.closed_through;
+        let next_new = old_closed.map_or(first, |c| c.saturating_add(self.cadence)).max(first);
+        let from = match self.dirty_from {
+            Some(d) => d.max(first),
+            None => next_new,
+        };
+        let to = to.max(old_closed.unwrap_or(Nanos::MIN));
+        if from > to {
+            return stats;
+        }
+        let mut running: Vec<(Slot, ExactSum)> =
+            self.slots.iter().map(|(s, st)| (*s, self.level_at(st, from))).collect();
+        let mut t = from;
+        loop {
+            if t > from {
+                for (slot, level) in running.iter_mut() {
+                    if let Some(b) = self.slots.get(slot).and_then(|st| st.buckets.get(&t)) {
+                        level.add_sum(b);
+                    }
+                }
+            }
+            let is_new = old_closed.is_none_or(|c| t > c);
+            self.evaluate(t, &running, is_new, out, &mut stats);
+            if t >= to {
+                break;
+            }
+            t = t.saturating_add(self.cadence);
+        }
+        for (slot, level) in running {
+            if let Some(st) = self.slots.get_mut(&slot) {
+                st.level_closed = level;
+            }
+        }
+        self.closed_through = Some(to);
+        self.dirty_from = None;
+        self.fold(to);
+        stats
+    }
+
+    fn evaluate(&mut self, t: Nanos, levels: &[(Slot, ExactSum)], is_new: bool, out: &mut Vec<Point>, stats: &mut CloseStats) {
+        let level = |part: Part, tag: u8| -> f64 {
+            levels
+                .iter()
+                .find(|(s, _)| s.part == part && s.tag == tag)
+                .map_or(0.0, |(_, l)| l.value())
+        };
+        let group = self.group;
+        let cadence = self.cadence;
+        for (key, output) in self.outputs.iter_mut() {
+            let value = match key.indicator {
+                Indicator::PlatformAvailability => {
+                    let total = level(Part::TotalSeconds, key.tag);
+                    (total > 0.0).then(|| level(Part::AvailableSeconds, key.tag) / total)
+                }
+                Indicator::DigitalEconomyAddedValueGrowth => {
+                    let p = level(Part::PreviousAddedValue, NO_TAG);
+                    (p > 0.0).then(|| level(Part::Value, NO_TAG) / p - 1.0)
+                }
+                Indicator::ScenarioFieldsCovered => {
+                    Some((0..8u8).filter(|tag| level(Part::Value, *tag) > 0.5).count() as f64)
+                }
+                _ => Some(level(Part::Value, key.tag)),
+            };
+            debug_assert_eq!(key.indicator.group(), group);
+            let mut desired = value.filter(|v| v.is_finite()).map(Fields::value);
+            if let Some(plan) = &output.plan {
+                output.history.insert(t, desired.map(|f| f.value));
+                if let (Some(f), true) = (desired.as_mut(), t >= plan.start) {
+                    let start_tick = tick_ceil(plan.start, cadence);
+                    let baseline = output.history.get(&start_tick).copied().flatten();
+                    let back = tick_floor(t - PROJECTION_LOOKBACK, cadence);
+                    let v90 = output.history.get(&back).copied().flatten();
+                    *f = pace_fields(plan, f.value, t, baseline, v90);
+                }
+            }
+            let in_force = output
+                .written
+                .range(..=t)
+                .next_back()
+                .map(|(_, f)| *f)
+                .or_else(|| key.indicator.zero_default().then(|| Fields::value(0.0)));
+            match desired {
+                Some(f) => {
+                    let always = is_new && f.status.is_some();
+                    if always || in_force != Some(f) {
+                        if !is_new {
+                            stats.corrections += 1;
+                        }
+                        output.written.insert(t, f);
+                        out.push(Point { series: *key, tick: t, fields: f, correction: !is_new });
+                    }
+                }
+                None => {
+                    if !is_new && output.written.contains_key(&t) {
+                        stats.unrepresentable += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets what no correction can reach any more: deltas and written points older
+    /// than the horizon (keeping the point in force there).
+    fn fold(&mut self, closed: Nanos) {
+        let keep_from = tick_floor(closed.saturating_sub(self.horizon), self.cadence).saturating_sub(2 * self.cadence);
+        if keep_from <= self.folded_through {
+            return;
+        }
+        for st in self.slots.values_mut() {
+            let keep = st.buckets.split_off(&keep_from.saturating_add(1));
+            for (_, b) in std::mem::replace(&mut st.buckets, keep) {
+                st.base.add_sum(&b);
+            }
+        }
+        for o in self.outputs.values_mut() {
+            if let Some((&last_old, _)) = o.written.range(..=keep_from).next_back() {
+                let keep = o.written.split_off(&last_old);
+                o.written = keep;
+            }
+        }
+        self.folded_through = keep_from;
+    }
+}
