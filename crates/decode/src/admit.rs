@@ -1,6 +1,6 @@
 //! Admission: the stream-level rules of events.md that need state. Per stream, the watermark
 //! (greatest accepted `occurred_at` minus the allowed out-of-orderness), `too_late` against
-//! it, and duplicates by `event_id`. Ids are remembered for the correction horizon only.
+//! it, and duplicates by `event_id`. Ids are remembered for two correction horizons behind the watermark, then forgotten.
 //!
 //! Replay runs one `Admission` over the whole input sequence, so decisions follow the order
 //! of the input exactly as the spec defines them.
@@ -26,6 +26,7 @@ struct Gate {
     out_of_orderness: Nanos,
     horizon: Nanos,
     max_at: Option<Nanos>,
+    min_at: Option<Nanos>,
     seen: HashMap<String, Nanos>,
     prune_at_len: usize,
 }
@@ -40,18 +41,21 @@ impl Gate {
     }
 
     fn admit(&mut self, event: &Event) -> Verdict {
-        if self.floor().is_some_and(|f| event.at < f) {
-            return Verdict::TooLate;
-        }
+        // Duplicates first (the spec's examples count a late repeat as a duplicate).
         if self.seen.contains_key(&event.id) {
             return Verdict::Duplicate;
         }
+        if self.floor().is_some_and(|f| event.at < f) {
+            return Verdict::TooLate;
+        }
         self.seen.insert(event.id.clone(), event.at);
         self.max_at = Some(self.max_at.map_or(event.at, |m| m.max(event.at)));
+        self.min_at = Some(self.min_at.map_or(event.at, |m| m.min(event.at)));
         if self.seen.len() >= self.prune_at_len {
-            // Forget ids whose events are past the horizon: a repeat of them is too_late.
+            // Forget ids of events a second horizon past the floor: memory stays bounded.
             if let Some(floor) = self.floor() {
-                self.seen.retain(|_, at| *at >= floor);
+                let keep = floor.saturating_sub(self.horizon);
+                self.seen.retain(|_, at| *at >= keep);
             }
             self.prune_at_len = (self.seen.len() * 2).max(1024);
         }
@@ -74,6 +78,7 @@ impl Admission {
                 out_of_orderness: c.out_of_orderness(),
                 horizon: c.horizon(),
                 max_at: None,
+                min_at: None,
                 seen: HashMap::new(),
                 prune_at_len: 1024,
             }
@@ -94,6 +99,11 @@ impl Admission {
     /// The greatest accepted `occurred_at` of the stream.
     pub fn max_accepted(&self, stream: Stream) -> Option<Nanos> {
         self.gates[stream.index()].max_at
+    }
+
+    /// The earliest accepted `occurred_at` of the stream.
+    pub fn min_accepted(&self, stream: Stream) -> Option<Nanos> {
+        self.gates[stream.index()].min_at
     }
 
     /// Ids currently remembered for the stream (for memory accounting).

@@ -1,0 +1,287 @@
+//! Replay: JSON Lines files in (any mix of streams, several files read as one sequence),
+//! the line-protocol file and the dead-letter file out (outputs.md), ticks closed as
+//! operations.md says for replay.
+//!
+//! The reader decodes and admits events in input order (so duplicates and `too_late` follow
+//! the sequence exactly), hands accepted events to the dataflow workers in epochs with the
+//! streams' watermarks, and at end of input closes every tick up to the first tick after the
+//! greatest accepted `occurred_at`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use paceline_dataflow::{DataflowSettings, Epoch, Runner, WatermarkReport};
+use paceline_decode::{decode, Admission, Reason, Rejection, Verdict};
+use paceline_model::config::Config;
+use paceline_model::point::Point;
+use paceline_model::{Event, Nanos, SeriesKey, Stream};
+use paceline_sink::LineProtocolFile;
+
+/// What to replay and where to write.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Input files, read as one sequence in this order.
+    pub inputs: Vec<PathBuf>,
+    /// The line-protocol output file.
+    pub output: PathBuf,
+    /// The dead-letter file (JSON Lines).
+    pub dead_letters: PathBuf,
+}
+
+/// Replay failed: an input could not be read or an output written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// An input is missing or unreadable.
+    #[error("cannot read input {path}: {source}")]
+    Input {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An output could not be written.
+    #[error("cannot write {path}: {source}")]
+    Output {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The dataflow failed.
+    #[error("dataflow failed: {0}")]
+    Dataflow(String),
+}
+
+/// Counts of one replay.
+#[derive(Debug, Clone, Default)]
+pub struct ReplaySummary {
+    /// Accepted events by stream.
+    pub accepted: [u64; 3],
+    /// Duplicates by stream.
+    pub duplicates: [u64; 3],
+    /// Rejected events by (stream name or `unknown`, reason).
+    pub rejected: BTreeMap<(&'static str, &'static str), u64>,
+    /// Distinct series written.
+    pub series: usize,
+    /// Points written.
+    pub points: u64,
+    /// Corrections (points rewritten) by stream.
+    pub corrections: [u64; 3],
+    /// Corrections that could not be represented.
+    pub unrepresentable: u64,
+    /// Lines read (events, including rejected; blank lines excluded).
+    pub events: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl ReplaySummary {
+    /// Total rejected events.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// Events per second over the whole run.
+    pub fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// A readable multi-line summary.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let total = |a: &[u64; 3]| a.iter().sum::<u64>();
+        s.push_str(&format!("events read:   {}\n", self.events));
+        s.push_str(&format!("accepted:      {}", total(&self.accepted)));
+        for st in Stream::ALL {
+            s.push_str(&format!("  {}={}", st.as_str(), self.accepted[st.index()]));
+        }
+        s.push_str(&format!("\nduplicates:    {}\n", total(&self.duplicates)));
+        s.push_str(&format!("rejected:      {}\n", self.rejected_total()));
+        let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((_, r), n) in &self.rejected {
+            *by_reason.entry(r).or_default() += n;
+        }
+        for (r, n) in by_reason {
+            s.push_str(&format!("  {r:<14} {n}\n"));
+        }
+        s.push_str(&format!("series:        {}\n", self.series));
+        s.push_str(&format!("points:        {}\n", self.points));
+        s.push_str(&format!("corrections:   {}\n", total(&self.corrections)));
+        if self.unrepresentable > 0 {
+            s.push_str(&format!("unrepresentable corrections: {}\n", self.unrepresentable));
+        }
+        s.push_str(&format!(
+            "elapsed:       {:.3} s ({:.0} events/s)\n",
+            self.elapsed.as_secs_f64(),
+            self.events_per_s()
+        ));
+        s
+    }
+}
+
+struct DeadLetters {
+    path: String,
+    out: BufWriter<std::fs::File>,
+}
+
+impl DeadLetters {
+    fn write(&mut self, rejection: &Rejection, file: &str, line_no: u64, raw: &[u8]) -> Result<(), ReplayError> {
+        let mut obj = serde_json::Map::new();
+        obj.insert("reason".into(), rejection.reason.as_str().into());
+        obj.insert("stream".into(), rejection.stream_name().into());
+        obj.insert("file".into(), file.into());
+        obj.insert("line".into(), line_no.into());
+        obj.insert("detail".into(), rejection.detail.clone().into());
+        match std::str::from_utf8(raw) {
+            Ok(text) => obj.insert("raw".into(), text.into()),
+            Err(_) => obj.insert("raw_base64".into(), base64::engine::general_purpose::STANDARD.encode(raw).into()),
+        };
+        let mut line = serde_json::Value::Object(obj).to_string();
+        line.push('\n');
+        self.out
+            .write_all(line.as_bytes())
+            .map_err(|source| ReplayError::Output { path: self.path.clone(), source })
+    }
+}
+
+fn reports(admission: &Admission, end: Option<Nanos>) -> Vec<WatermarkReport> {
+    Stream::ALL
+        .iter()
+        .filter(|s| admission.max_accepted(**s).is_some())
+        .map(|&stream| WatermarkReport {
+            source: 0,
+            stream,
+            watermark: admission.watermark(stream),
+            earliest: admission.min_accepted(stream),
+            end_of_input: end,
+        })
+        .collect()
+}
+
+/// Runs a replay. Inputs are opened before anything is written: a missing one is an error.
+pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    for path in &opts.inputs {
+        let name = path.display().to_string();
+        let f = std::fs::File::open(path).map_err(|source| ReplayError::Input { path: name.clone(), source })?;
+        readers.push((name, BufReader::with_capacity(1 << 20, f)));
+    }
+    let out_path = opts.output.display().to_string();
+    let measurement = config.indicators.measurement.clone();
+    let mut lp = LineProtocolFile::create(&out_path, &measurement)
+        .map_err(|e| ReplayError::Output { path: e.path, source: e.source })?;
+    let dl_path = opts.dead_letters.display().to_string();
+    let dl_file = std::fs::File::create(&opts.dead_letters)
+        .map_err(|source| ReplayError::Output { path: dl_path.clone(), source })?;
+    let mut dead = DeadLetters { path: dl_path, out: BufWriter::new(dl_file) };
+
+    let (points_tx, points_rx) = crossbeam_channel::bounded::<Vec<Point>>(64);
+    let sink = std::thread::spawn(move || -> Result<(u64, usize), ReplayError> {
+        let mut series: HashSet<SeriesKey> = HashSet::new();
+        for batch in points_rx {
+            for p in &batch {
+                series.insert(p.series);
+            }
+            lp.write(&batch).map_err(|e| ReplayError::Output { path: e.path, source: e.source })?;
+        }
+        let n = lp.finish().map_err(|e| ReplayError::Output { path: e.path, source: e.source })?;
+        Ok((n, series.len()))
+    });
+
+    let settings = DataflowSettings::from_config(config);
+    let runner = Runner::start(settings, points_tx).map_err(ReplayError::Dataflow)?;
+    let workers = runner.workers();
+    let epoch_events = config.dataflow.epoch_events.max(1);
+    let mut admission = Admission::new(&config.streams);
+    let mut summary = ReplaySummary::default();
+    let mut pending: Vec<Vec<Event>> = vec![Vec::new(); workers];
+    let mut pending_count = 0usize;
+    let mut next_worker = 0usize;
+
+    let flush = |runner: &Runner, pending: &mut Vec<Vec<Event>>, reports: Vec<WatermarkReport>| -> Result<(), ReplayError> {
+        let mut reports = Some(reports);
+        for (i, events) in pending.iter_mut().enumerate() {
+            let r = if i == 0 { reports.take().unwrap_or_default() } else { Vec::new() };
+            runner.send(i, Epoch { events: std::mem::take(events), reports: r }).map_err(ReplayError::Dataflow)?;
+        }
+        Ok(())
+    };
+
+    let mut line = Vec::with_capacity(4096);
+    let result = (|| -> Result<(), ReplayError> {
+        for (name, reader) in readers.iter_mut() {
+            let mut line_no = 0u64;
+            loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(|source| ReplayError::Input { path: name.clone(), source })?;
+                if n == 0 {
+                    break;
+                }
+                line_no += 1;
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                if line.is_empty() {
+                    continue;
+                }
+                summary.events += 1;
+                match decode(&line, None) {
+                    Err(rejection) => {
+                        *summary.rejected.entry((rejection.stream_name(), rejection.reason.as_str())).or_default() += 1;
+                        dead.write(&rejection, name, line_no, &line)?;
+                    }
+                    Ok(event) => {
+                        let stream = event.body.stream();
+                        match admission.admit(&event) {
+                            Verdict::Accepted => {
+                                summary.accepted[stream.index()] += 1;
+                                pending[next_worker].push(event);
+                                next_worker = (next_worker + 1) % workers;
+                                pending_count += 1;
+                                if pending_count >= epoch_events {
+                                    flush(&runner, &mut pending, reports(&admission, None))?;
+                                    pending_count = 0;
+                                }
+                            }
+                            Verdict::Duplicate => summary.duplicates[stream.index()] += 1,
+                            Verdict::TooLate => {
+                                let rejection = Rejection {
+                                    reason: Reason::TooLate,
+                                    stream: Some(stream),
+                                    detail: "older than the watermark minus the correction horizon".into(),
+                                };
+                                *summary.rejected.entry((stream.as_str(), Reason::TooLate.as_str())).or_default() += 1;
+                                dead.write(&rejection, name, line_no, &line)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let end = Stream::ALL.iter().filter_map(|s| admission.max_accepted(*s)).max();
+        flush(&runner, &mut pending, reports(&admission, end))?;
+        Ok(())
+    })();
+    let stats = runner.finish().map_err(ReplayError::Dataflow)?;
+    result?;
+    dead.out.flush().map_err(|source| ReplayError::Output { path: dead.path.clone(), source })?;
+    let (points, series) =
+        sink.join().map_err(|_| ReplayError::Dataflow("the output writer panicked".into()))??;
+    summary.points = points;
+    summary.series = series;
+    for s in Stream::ALL {
+        summary.corrections[s.index()] = stats.corrections[s.index()].load(std::sync::atomic::Ordering::Relaxed);
+    }
+    summary.unrepresentable = stats.unrepresentable.load(std::sync::atomic::Ordering::Relaxed);
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
