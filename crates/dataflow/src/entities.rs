@@ -255,7 +255,7 @@ fn add_coverage(coverage: &mut BTreeMap<Nanos, Nanos>, lo: Nanos, hi: Nanos) {
     coverage.insert(lo, hi);
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Scenario {
     stages: Vec<Event>,
     timeline: ScenarioTimeline,
@@ -263,6 +263,18 @@ struct Scenario {
     usage: BTreeMap<(Nanos, String), [f64; 3]>,
     coverage: BTreeMap<Nanos, Nanos>,
     idle: Vec<Interval>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            stages: Vec::new(),
+            timeline: scenario_timeline(&[]),
+            usage: BTreeMap::new(),
+            coverage: BTreeMap::new(),
+            idle: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]

@@ -149,7 +149,8 @@ impl Group {
     fn level_at(&self, slot: &SlotState, t: Nanos) -> ExactSum {
         let mut level = slot.level_closed.clone();
         match self.closed_through {
-            Some(c) if t <= c => {
+            Some(c) if t == c => {}
+            Some(c) if t < c => {
                 for (_, b) in slot.buckets.range(t.saturating_add(1)..=c) {
                     level.sub_sum(b);
                 }
