@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use paceline_model::catalogue::{Part, Slot, NO_TAG, UNASSIGNED_FIELD};
-use paceline_model::event::{PlatformKind, PlatformStatus, ProjectKind, ProjectStage, ScenarioStage};
+use paceline_model::event::{
+    PlatformKind, PlatformStatus, ProjectKind, ProjectStage, ScenarioStage,
+};
 use paceline_model::time::{last_quarter_ended_by, quarter_end, QuarterIndex, DAY, HOUR};
 use paceline_model::{Body, Event, Indicator, Nanos};
 
@@ -56,7 +58,12 @@ pub fn enterprise_intervals(events: &[Event], filing_lag: Nanos) -> Vec<Interval
         while let Some(e) = events.get(next).filter(|e| e.at <= b) {
             next += 1;
             match &e.body {
-                Body::Registered { cluster, region, sme, .. } => {
+                Body::Registered {
+                    cluster,
+                    region,
+                    sme,
+                    ..
+                } => {
                     registered = Some(true);
                     attrs = Some((*cluster, *region, *sme));
                 }
@@ -64,8 +71,18 @@ pub fn enterprise_intervals(events: &[Event], filing_lag: Nanos) -> Vec<Interval
                 Body::Valuation { valuation_cny, .. } => valuation = Some(*valuation_cny),
                 Body::Certification { granted, .. } => srdi = Some(*granted),
                 Body::CloudMigration { .. } => cloud = true,
-                Body::Financials { period, revenue_cny, added_value_cny, revision, .. } => {
-                    let entry = financials.entry(*period).or_insert((*revision, *revenue_cny, *added_value_cny));
+                Body::Financials {
+                    period,
+                    revenue_cny,
+                    added_value_cny,
+                    revision,
+                    ..
+                } => {
+                    let entry = financials.entry(*period).or_insert((
+                        *revision,
+                        *revenue_cny,
+                        *added_value_cny,
+                    ));
                     if *revision >= entry.0 {
                         *entry = (*revision, *revenue_cny, *added_value_cny);
                     }
@@ -97,12 +114,23 @@ pub fn enterprise_intervals(events: &[Event], filing_lag: Nanos) -> Vec<Interval
                 if q > last - 4 {
                     contributions.push((slot(Indicator::ClusterRevenueCny, c), sub, revenue));
                     if cluster.is_core() {
-                        contributions.push((slot(Indicator::CoreIndustryRevenueCny, NO_TAG), sub, revenue));
-                        contributions.push((slot(Indicator::DigitalEconomyAddedValueCny, NO_TAG), sub, added));
+                        contributions.push((
+                            slot(Indicator::CoreIndustryRevenueCny, NO_TAG),
+                            sub,
+                            revenue,
+                        ));
+                        contributions.push((
+                            slot(Indicator::DigitalEconomyAddedValueCny, NO_TAG),
+                            sub,
+                            added,
+                        ));
                     }
                 } else if cluster.is_core() {
-                    let prev =
-                        Slot { group: Indicator::DigitalEconomyAddedValueCny, part: Part::PreviousAddedValue, tag: NO_TAG };
+                    let prev = Slot {
+                        group: Indicator::DigitalEconomyAddedValueCny,
+                        part: Part::PreviousAddedValue,
+                        tag: NO_TAG,
+                    };
                     contributions.push((prev, sub, added));
                 }
             }
@@ -123,19 +151,36 @@ pub fn project_intervals(events: &[Event]) -> Vec<Interval> {
             i += 1;
         }
         contributions.clear();
-        if let Body::ProjectStage { kind, region, stage, .. } = &events[i - 1].body {
+        if let Body::ProjectStage {
+            kind,
+            region,
+            stage,
+            ..
+        } = &events[i - 1].body
+        {
             let delivered = *stage == ProjectStage::Delivered;
             match kind {
                 ProjectKind::DataZone if delivered => {
                     contributions.push((slot(Indicator::DataZonesOperational, NO_TAG), 0, 1.0))
                 }
-                ProjectKind::BenchmarkProject if delivered => {
-                    contributions.push((slot(Indicator::BenchmarkProjectsDelivered, NO_TAG), 0, 1.0))
-                }
-                ProjectKind::DemonstrationProject if delivered || *stage == ProjectStage::Underway => {
-                    contributions.push((slot(Indicator::DemonstrationProjectsUnderway, NO_TAG), 0, 1.0));
+                ProjectKind::BenchmarkProject if delivered => contributions.push((
+                    slot(Indicator::BenchmarkProjectsDelivered, NO_TAG),
+                    0,
+                    1.0,
+                )),
+                ProjectKind::DemonstrationProject
+                    if delivered || *stage == ProjectStage::Underway =>
+                {
                     contributions.push((
-                        slot(Indicator::DemonstrationProjectsUnderwayByRegion, region.index() as u8),
+                        slot(Indicator::DemonstrationProjectsUnderway, NO_TAG),
+                        0,
+                        1.0,
+                    ));
+                    contributions.push((
+                        slot(
+                            Indicator::DemonstrationProjectsUnderwayByRegion,
+                            region.index() as u8,
+                        ),
                         0,
                         1.0,
                     ));
@@ -161,7 +206,10 @@ pub struct ScenarioTimeline {
 
 /// The stage timeline of a scenario from its stage events sorted by (`occurred_at`, `event_id`).
 pub fn scenario_timeline(stages: &[Event]) -> ScenarioTimeline {
-    let mut t = ScenarioTimeline { fields: vec![(Nanos::MIN, UNASSIGNED_FIELD)], ..Default::default() };
+    let mut t = ScenarioTimeline {
+        fields: vec![(Nanos::MIN, UNASSIGNED_FIELD)],
+        ..Default::default()
+    };
     let mut sweep = Sweep::default();
     let mut contributions = Vec::new();
     let mut live_since: Option<Nanos> = None;
@@ -180,7 +228,11 @@ pub fn scenario_timeline(stages: &[Event]) -> ScenarioTimeline {
             let live = *stage == ScenarioStage::Live;
             if live {
                 contributions.push((slot(Indicator::ApplicationScenariosLive, NO_TAG), 0, 1.0));
-                contributions.push((slot(Indicator::ApplicationScenariosLiveByField, tag), 0, 1.0));
+                contributions.push((
+                    slot(Indicator::ApplicationScenariosLiveByField, tag),
+                    0,
+                    1.0,
+                ));
                 live_since.get_or_insert(b);
             } else if let Some(lo) = live_since.take() {
                 t.live.push((lo, b));
@@ -196,7 +248,13 @@ pub fn scenario_timeline(stages: &[Event]) -> ScenarioTimeline {
 }
 
 /// Adds (sign +1) or retracts (−1) one usage report's window, split by field periods.
-fn usage_deltas(fields: &[(Nanos, u8)], at: Nanos, amounts: [f64; 3], sign: f64, out: &mut Netting) {
+fn usage_deltas(
+    fields: &[(Nanos, u8)],
+    at: Nanos,
+    amounts: [f64; 3],
+    sign: f64,
+    out: &mut Netting,
+) {
     let (lo, hi) = (at, at.saturating_add(USAGE_WINDOW));
     for (i, &(from, tag)) in fields.iter().enumerate() {
         let to = fields.get(i + 1).map_or(OPEN, |f| f.0);
@@ -204,9 +262,22 @@ fn usage_deltas(fields: &[(Nanos, u8)], at: Nanos, amounts: [f64; 3], sign: f64,
         if a >= b {
             continue;
         }
-        let inds = [Indicator::ScenarioActiveUsers, Indicator::ScenarioTransactions, Indicator::ScenarioValueCny];
+        let inds = [
+            Indicator::ScenarioActiveUsers,
+            Indicator::ScenarioTransactions,
+            Indicator::ScenarioValueCny,
+        ];
         for (ind, amount) in inds.into_iter().zip(amounts) {
-            out.interval(&Interval { slot: slot(ind, tag), sub: 0, lo: a, hi: b, amount }, sign);
+            out.interval(
+                &Interval {
+                    slot: slot(ind, tag),
+                    sub: 0,
+                    lo: a,
+                    hi: b,
+                    amount,
+                },
+                sign,
+            );
         }
     }
 }
@@ -227,7 +298,13 @@ fn idle_intervals(live: &[(Nanos, Nanos)], coverage: &BTreeMap<Nanos, Nanos>) ->
                 continue;
             }
             if c_lo > cursor {
-                out.push(Interval { slot: idle, sub: 0, lo: cursor, hi: c_lo, amount: 1.0 });
+                out.push(Interval {
+                    slot: idle,
+                    sub: 0,
+                    lo: cursor,
+                    hi: c_lo,
+                    amount: 1.0,
+                });
             }
             cursor = cursor.max(c_hi);
             if cursor >= hi {
@@ -235,7 +312,13 @@ fn idle_intervals(live: &[(Nanos, Nanos)], coverage: &BTreeMap<Nanos, Nanos>) ->
             }
         }
         if cursor < hi {
-            out.push(Interval { slot: idle, sub: 0, lo: cursor, hi, amount: 1.0 });
+            out.push(Interval {
+                slot: idle,
+                sub: 0,
+                lo: cursor,
+                hi,
+                amount: 1.0,
+            });
         }
     }
     out
@@ -244,7 +327,12 @@ fn idle_intervals(live: &[(Nanos, Nanos)], coverage: &BTreeMap<Nanos, Nanos>) ->
 fn add_coverage(coverage: &mut BTreeMap<Nanos, Nanos>, lo: Nanos, hi: Nanos) {
     let (mut lo, mut hi) = (lo, hi);
     // Merge with every interval that overlaps or touches (lo, hi].
-    let first = coverage.range(..=lo).next_back().filter(|(_, h)| **h >= lo).map(|(k, _)| *k).unwrap_or(lo);
+    let first = coverage
+        .range(..=lo)
+        .next_back()
+        .filter(|(_, h)| **h >= lo)
+        .map(|(k, _)| *k)
+        .unwrap_or(lo);
     let keys: Vec<Nanos> = coverage.range(first..=hi).map(|(k, _)| *k).collect();
     for k in keys {
         if let Some(h) = coverage.remove(&k) {
@@ -285,8 +373,14 @@ struct Platform {
 
 #[derive(Debug)]
 enum Entity {
-    Enterprise { events: Vec<Event>, intervals: Vec<Interval> },
-    Project { events: Vec<Event>, intervals: Vec<Interval> },
+    Enterprise {
+        events: Vec<Event>,
+        intervals: Vec<Interval>,
+    },
+    Project {
+        events: Vec<Event>,
+        intervals: Vec<Interval>,
+    },
     Scenario(Box<Scenario>),
     Platform(Platform),
 }
@@ -302,7 +396,11 @@ pub struct Entities {
 impl Entities {
     /// Empty state; `filing_lag` as configured.
     pub fn new(filing_lag: Nanos) -> Self {
-        Entities { filing_lag, entities: HashMap::new(), netting: Netting::default() }
+        Entities {
+            filing_lag,
+            entities: HashMap::new(),
+            netting: Netting::default(),
+        }
     }
 
     /// Number of entities held.
@@ -319,49 +417,130 @@ impl Entities {
     pub fn apply(&mut self, event: Event, out: &mut Vec<Delta>) {
         let n = &mut self.netting;
         match &event.body {
-            Body::Heartbeat { kind, status, interval_s, .. } => {
+            Body::Heartbeat {
+                kind,
+                status,
+                interval_s,
+                ..
+            } => {
                 let tag = kind.index() as u8;
                 let (lo, hi) = (event.at, event.at.saturating_add(TELEMETRY_WINDOW));
                 let g = Indicator::PlatformAvailability;
-                let total = Slot { group: g, part: Part::TotalSeconds, tag };
-                n.interval(&Interval { slot: total, sub: 0, lo, hi, amount: *interval_s }, 1.0);
+                let total = Slot {
+                    group: g,
+                    part: Part::TotalSeconds,
+                    tag,
+                };
+                n.interval(
+                    &Interval {
+                        slot: total,
+                        sub: 0,
+                        lo,
+                        hi,
+                        amount: *interval_s,
+                    },
+                    1.0,
+                );
                 if *status != PlatformStatus::Down {
-                    let up = Slot { group: g, part: Part::AvailableSeconds, tag };
-                    n.interval(&Interval { slot: up, sub: 0, lo, hi, amount: *interval_s }, 1.0);
+                    let up = Slot {
+                        group: g,
+                        part: Part::AvailableSeconds,
+                        tag,
+                    };
+                    n.interval(
+                        &Interval {
+                            slot: up,
+                            sub: 0,
+                            lo,
+                            hi,
+                            amount: *interval_s,
+                        },
+                        1.0,
+                    );
                 }
             }
-            Body::PlatformUsage { platform, kind, api_calls, records_shared, connected_enterprises } => {
+            Body::PlatformUsage {
+                platform,
+                kind,
+                api_calls,
+                records_shared,
+                connected_enterprises,
+            } => {
                 let tag = kind.index() as u8;
                 let (lo, hi) = (event.at, event.at.saturating_add(TELEMETRY_WINDOW));
-                for (ind, amount) in
-                    [(Indicator::PlatformApiCalls, *api_calls), (Indicator::PlatformRecordsShared, *records_shared)]
-                {
-                    n.interval(&Interval { slot: slot(ind, tag), sub: 0, lo, hi, amount: amount as f64 }, 1.0);
+                for (ind, amount) in [
+                    (Indicator::PlatformApiCalls, *api_calls),
+                    (Indicator::PlatformRecordsShared, *records_shared),
+                ] {
+                    n.interval(
+                        &Interval {
+                            slot: slot(ind, tag),
+                            sub: 0,
+                            lo,
+                            hi,
+                            amount: amount as f64,
+                        },
+                        1.0,
+                    );
                 }
                 let key = (3u8, platform.clone());
-                let entity = self.entities.entry(key).or_insert_with(|| Entity::Platform(Platform::default()));
+                let entity = self
+                    .entities
+                    .entry(key)
+                    .or_insert_with(|| Entity::Platform(Platform::default()));
                 if let Entity::Platform(p) = entity {
                     let me = (event.at, event.id.clone());
                     let prev = p.usage.range(..me.clone()).next_back().map(|(_, v)| *v);
-                    let next_at = p.usage.range(me.clone()..).next().map_or(OPEN, |((at, _), _)| *at);
+                    let next_at = p
+                        .usage
+                        .range(me.clone()..)
+                        .next()
+                        .map_or(OPEN, |((at, _), _)| *at);
                     let conn = Indicator::PlatformConnectedEnterprises;
                     if let Some((pk, pc)) = prev {
-                        let iv = Interval { slot: slot(conn, pk.index() as u8), sub: 0, lo: event.at, hi: next_at, amount: pc };
+                        let iv = Interval {
+                            slot: slot(conn, pk.index() as u8),
+                            sub: 0,
+                            lo: event.at,
+                            hi: next_at,
+                            amount: pc,
+                        };
                         n.interval(&iv, -1.0);
                     }
                     let amount = *connected_enterprises as f64;
-                    n.interval(&Interval { slot: slot(conn, tag), sub: 0, lo: event.at, hi: next_at, amount }, 1.0);
+                    n.interval(
+                        &Interval {
+                            slot: slot(conn, tag),
+                            sub: 0,
+                            lo: event.at,
+                            hi: next_at,
+                            amount,
+                        },
+                        1.0,
+                    );
                     p.usage.insert(me, (*kind, amount));
                 }
             }
-            Body::ScenarioUsage { scenario, active_users, transactions, value_cny } => {
+            Body::ScenarioUsage {
+                scenario,
+                active_users,
+                transactions,
+                value_cny,
+            } => {
                 let key = (2u8, scenario.clone());
-                let entity = self.entities.entry(key).or_insert_with(|| Entity::Scenario(Box::default()));
+                let entity = self
+                    .entities
+                    .entry(key)
+                    .or_insert_with(|| Entity::Scenario(Box::default()));
                 if let Entity::Scenario(s) = entity {
                     let amounts = [*active_users as f64, *transactions as f64, *value_cny];
                     usage_deltas(&s.timeline.fields, event.at, amounts, 1.0, n);
                     s.usage.insert((event.at, event.id.clone()), amounts);
-                    add_coverage(&mut s.coverage, event.at, event.at.saturating_add(USAGE_WINDOW));
+                    add_coverage(
+                        &mut s.coverage,
+                        event.at,
+                        event.at.saturating_add(USAGE_WINDOW),
+                    );
                     let mut idle = idle_intervals(&s.timeline.live, &s.coverage);
                     diff(&mut s.idle, &mut idle, n);
                     s.idle = idle;
@@ -369,7 +548,10 @@ impl Entities {
             }
             Body::ScenarioStage { scenario, .. } => {
                 let key = (2u8, scenario.clone());
-                let entity = self.entities.entry(key).or_insert_with(|| Entity::Scenario(Box::default()));
+                let entity = self
+                    .entities
+                    .entry(key)
+                    .or_insert_with(|| Entity::Scenario(Box::default()));
                 if let Entity::Scenario(s) = entity {
                     let changed_from = event.at;
                     insert_sorted(&mut s.stages, event);
@@ -393,10 +575,10 @@ impl Entities {
             }
             Body::ProjectStage { project, .. } => {
                 let key = (1u8, project.clone());
-                let entity = self
-                    .entities
-                    .entry(key)
-                    .or_insert_with(|| Entity::Project { events: Vec::new(), intervals: Vec::new() });
+                let entity = self.entities.entry(key).or_insert_with(|| Entity::Project {
+                    events: Vec::new(),
+                    intervals: Vec::new(),
+                });
                 if let Entity::Project { events, intervals } = entity {
                     insert_sorted(events, event);
                     let mut new = project_intervals(events);
@@ -411,7 +593,10 @@ impl Entities {
                 let entity = self
                     .entities
                     .entry(key)
-                    .or_insert_with(|| Entity::Enterprise { events: Vec::new(), intervals: Vec::new() });
+                    .or_insert_with(|| Entity::Enterprise {
+                        events: Vec::new(),
+                        intervals: Vec::new(),
+                    });
                 if let Entity::Enterprise { events, intervals } = entity {
                     insert_sorted(events, event);
                     let mut new = enterprise_intervals(events, self.filing_lag);

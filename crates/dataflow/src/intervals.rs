@@ -133,7 +133,13 @@ impl Sweep {
             match self.open.get(&(slot, sub)) {
                 Some(&(_, a)) if a.to_bits() == amount.to_bits() => {}
                 Some(&(lo, a)) => {
-                    self.done.push(Interval { slot, sub, lo, hi: b, amount: a });
+                    self.done.push(Interval {
+                        slot,
+                        sub,
+                        lo,
+                        hi: b,
+                        amount: a,
+                    });
                     self.open.insert((slot, sub), (b, amount));
                 }
                 None => {
@@ -147,7 +153,13 @@ impl Sweep {
             if seen.contains(&(slot, sub)) {
                 true
             } else {
-                done.push(Interval { slot, sub, lo, hi: b, amount });
+                done.push(Interval {
+                    slot,
+                    sub,
+                    lo,
+                    hi: b,
+                    amount,
+                });
                 false
             }
         });
@@ -156,7 +168,13 @@ impl Sweep {
     /// Closes every open contribution at [`OPEN`] and returns the intervals.
     pub fn finish(mut self) -> Vec<Interval> {
         for ((slot, sub), (lo, amount)) in self.open {
-            self.done.push(Interval { slot, sub, lo, hi: OPEN, amount });
+            self.done.push(Interval {
+                slot,
+                sub,
+                lo,
+                hi: OPEN,
+                amount,
+            });
         }
         self.done.retain(|iv| iv.lo < iv.hi && iv.amount != 0.0);
         self.done
@@ -183,6 +201,13 @@ mod tests {
         diff(&mut old, &mut new, &mut n);
         let mut out = Vec::new();
         n.drain_into(&mut out);
-        assert_eq!(out, vec![Delta { slot, key: 50, amount: -1.0 }]);
+        assert_eq!(
+            out,
+            vec![Delta {
+                slot,
+                key: 50,
+                amount: -1.0
+            }]
+        );
     }
 }

@@ -11,20 +11,32 @@ pub const PROJECTION_LOOKBACK: Nanos = 90 * DAY;
 /// The fields of a planned series with value `value` at tick `t` (≥ the plan's start).
 /// `baseline` is the series' value at the start tick, `v90` its value at the latest tick at
 /// or before `t − 90 days` (each `None` where the series had no value there).
-pub fn pace_fields(plan: &PlanSpec, value: f64, t: Nanos, baseline: Option<f64>, v90: Option<f64>) -> Fields {
+pub fn pace_fields(
+    plan: &PlanSpec,
+    value: f64,
+    t: Nanos,
+    baseline: Option<f64>,
+    v90: Option<f64>,
+) -> Fields {
     let target = plan.target;
     let (expected, pace_ratio, projected) = match plan.kind {
         PlanKind::Cumulative => {
             let b = baseline.unwrap_or(0.0);
             let frac = ((t - plan.start) as f64 / (plan.deadline - plan.start) as f64).min(1.0);
             let expected = b + (target - b) * frac;
-            let pace_ratio = if expected == b { None } else { Some((value - b) / (expected - b)) };
+            let pace_ratio = if expected == b {
+                None
+            } else {
+                Some((value - b) / (expected - b))
+            };
             let projected = if t >= plan.deadline {
                 Some(value)
             } else if t - PROJECTION_LOOKBACK < plan.start {
                 None
             } else {
-                v90.map(|v| value + (value - v) * ((plan.deadline - t) as f64 / PROJECTION_LOOKBACK as f64))
+                v90.map(|v| {
+                    value + (value - v) * ((plan.deadline - t) as f64 / PROJECTION_LOOKBACK as f64)
+                })
             };
             (expected, pace_ratio, projected)
         }
@@ -114,7 +126,11 @@ mod tests {
         let t = ts(D) + 10 * DAY;
         let f = pace_fields(&p, 9.0, t, Some(0.0), Some(1.0));
         assert_eq!(f.expected, Some(10.0));
-        assert_eq!(f.projected, Some(9.0), "equal to the value once T ≥ deadline");
+        assert_eq!(
+            f.projected,
+            Some(9.0),
+            "equal to the value once T ≥ deadline"
+        );
         assert_eq!(f.status, Some(Status::AtRisk));
         let m = pace_fields(&p, 10.0, ts(S) + DAY, Some(0.0), None);
         assert_eq!(m.status, Some(Status::Met));

@@ -17,9 +17,9 @@ use paceline_model::point::Point;
 use paceline_model::time::tick_after;
 use paceline_model::{Event, Indicator, Nanos, Stream};
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
@@ -72,7 +72,10 @@ impl DataflowSettings {
     /// From a validated configuration.
     pub fn from_config(config: &Config) -> Self {
         DataflowSettings {
-            cadence: Indicator::ALL.iter().map(|i| (*i, config.cadence(*i))).collect(),
+            cadence: Indicator::ALL
+                .iter()
+                .map(|i| (*i, config.cadence(*i)))
+                .collect(),
             horizon: Stream::ALL.map(|s| config.streams.get(s).horizon()),
             plans: config.plan_specs(),
             filing_lag: config.filing_lag(),
@@ -81,8 +84,18 @@ impl DataflowSettings {
     }
 
     fn new_group(&self, group: Indicator) -> Group {
-        let plans = self.plans.iter().filter(|p| p.series.indicator.group() == group).cloned().collect();
-        Group::new(group, self.cadence[&group], self.horizon[group.stream().index()], plans)
+        let plans = self
+            .plans
+            .iter()
+            .filter(|p| p.series.indicator.group() == group)
+            .cloned()
+            .collect();
+        Group::new(
+            group,
+            self.cadence[&group],
+            self.horizon[group.stream().index()],
+            plans,
+        )
     }
 }
 
@@ -116,13 +129,15 @@ fn entity_hash(e: &Event) -> u64 {
 
 fn entity_route(e: &Event) -> u64 {
     match &e.body {
-        paceline_model::Body::ScenarioUsage { scenario, .. } | paceline_model::Body::ScenarioStage { scenario, .. } => {
+        paceline_model::Body::ScenarioUsage { scenario, .. }
+        | paceline_model::Body::ScenarioStage { scenario, .. } => {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             ("scenario", scenario).hash(&mut h);
             h.finish()
         }
         paceline_model::Body::ProjectStage { .. } => entity_hash(e),
-        paceline_model::Body::Heartbeat { platform, .. } | paceline_model::Body::PlatformUsage { platform, .. } => {
+        paceline_model::Body::Heartbeat { platform, .. }
+        | paceline_model::Body::PlatformUsage { platform, .. } => {
             let mut h = std::collections::hash_map::DefaultHasher::new();
             ("platform", platform).hash(&mut h);
             h.finish()
@@ -160,8 +175,10 @@ impl Runner {
             let settings = settings.clone();
             let stats = worker_stats.clone();
             let points = points.clone();
-            let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> = InputHandle::new();
-            let mut reports_in: InputHandle<u64, CapacityContainerBuilder<Vec<WatermarkReport>>> = InputHandle::new();
+            let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> =
+                InputHandle::new();
+            let mut reports_in: InputHandle<u64, CapacityContainerBuilder<Vec<WatermarkReport>>> =
+                InputHandle::new();
             let probe = ProbeHandle::new();
             worker.dataflow::<u64, _, _>(|scope| {
                 let peers = scope.peers();
@@ -196,7 +213,8 @@ impl Runner {
                                 .filter(|i| i.group() == **i && i.index() % peers == index)
                                 .map(|g| (*g, group_settings.new_group(*g)))
                                 .collect();
-                            let mut stash: BTreeMap<u64, (Vec<Delta>, Vec<WatermarkReport>)> = BTreeMap::new();
+                            let mut stash: BTreeMap<u64, (Vec<Delta>, Vec<WatermarkReport>)> =
+                                BTreeMap::new();
                             let mut caps = Vec::new();
                             let mut marks: HashMap<(u32, Stream), Nanos> = HashMap::new();
                             let mut earliest: [Option<Nanos>; 3] = [None; 3];
@@ -220,7 +238,9 @@ impl Runner {
                                     .filter(|t| !f1.less_equal(t) && !f2.less_equal(t))
                                     .collect();
                                 for t in ready {
-                                    let Some((deltas, reports)) = stash.remove(&t) else { continue };
+                                    let Some((deltas, reports)) = stash.remove(&t) else {
+                                        continue;
+                                    };
                                     for d in &deltas {
                                         if let Some(g) = groups.get_mut(&d.slot.group) {
                                             g.apply(d);
@@ -241,7 +261,9 @@ impl Runner {
                                     let mut out = Vec::new();
                                     for (ind, g) in groups.iter_mut() {
                                         let stream = ind.stream();
-                                        let Some(e) = earliest[stream.index()] else { continue };
+                                        let Some(e) = earliest[stream.index()] else {
+                                            continue;
+                                        };
                                         g.set_earliest(e);
                                         let wm = marks
                                             .iter()
@@ -254,8 +276,11 @@ impl Runner {
                                         };
                                         if let Some(through) = through {
                                             let s = g.close(through, &mut out);
-                                            stats.corrections[stream.index()].fetch_add(s.corrections, Ordering::Relaxed);
-                                            stats.unrepresentable.fetch_add(s.unrepresentable, Ordering::Relaxed);
+                                            stats.corrections[stream.index()]
+                                                .fetch_add(s.corrections, Ordering::Relaxed);
+                                            stats
+                                                .unrepresentable
+                                                .fetch_add(s.unrepresentable, Ordering::Relaxed);
                                         }
                                     }
                                     if !out.is_empty() {
@@ -295,7 +320,11 @@ impl Runner {
             drop(reports_in);
             while worker.step() {}
         })?;
-        Ok(Runner { senders, guards: Some(guards), stats })
+        Ok(Runner {
+            senders,
+            guards: Some(guards),
+            stats,
+        })
     }
 
     /// Number of workers.
@@ -305,7 +334,9 @@ impl Runner {
 
     /// Sends worker `index` its input for the next epoch (blocks while it is busy).
     pub fn send(&self, index: usize, epoch: Epoch) -> Result<(), String> {
-        self.senders[index].send(epoch).map_err(|_| format!("dataflow worker {index} has stopped"))
+        self.senders[index]
+            .send(epoch)
+            .map_err(|_| format!("dataflow worker {index} has stopped"))
     }
 
     /// Closes the inputs and waits for the workers to drain and stop.

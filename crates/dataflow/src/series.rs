@@ -86,7 +86,9 @@ impl Group {
             Indicator::ApplicationScenariosLiveByField => {
                 always.push(SeriesKey::plain(Indicator::ScenarioFieldsCovered))
             }
-            g if g.tag_kind().key().is_none() && g.zero_default() => always.push(SeriesKey::plain(g)),
+            g if g.tag_kind().key().is_none() && g.zero_default() => {
+                always.push(SeriesKey::plain(g))
+            }
             _ => {}
         }
         for key in always {
@@ -97,7 +99,10 @@ impl Group {
 
     fn ensure_output(&mut self, key: SeriesKey) {
         let plan = self.plans.iter().find(|p| p.series == key).cloned();
-        self.outputs.entry(key).or_insert_with(|| Output { plan, ..Default::default() });
+        self.outputs.entry(key).or_insert_with(|| Output {
+            plan,
+            ..Default::default()
+        });
     }
 
     fn mark_dirty(&mut self, tick: Nanos) {
@@ -110,8 +115,14 @@ impl Group {
     pub fn apply(&mut self, d: &Delta) {
         let tick = tick_after(d.key, self.cadence);
         let output = match d.slot.part {
-            Part::Value => Some(SeriesKey { indicator: d.slot.group, tag: d.slot.tag }),
-            Part::TotalSeconds => Some(SeriesKey { indicator: d.slot.group, tag: d.slot.tag }),
+            Part::Value => Some(SeriesKey {
+                indicator: d.slot.group,
+                tag: d.slot.tag,
+            }),
+            Part::TotalSeconds => Some(SeriesKey {
+                indicator: d.slot.group,
+                tag: d.slot.tag,
+            }),
             _ => None,
         };
         if let Some(key) = output {
@@ -174,10 +185,14 @@ impl Group {
     /// appends the points to write.
     pub fn close(&mut self, through: Nanos, out: &mut Vec<Point>) -> CloseStats {
         let mut stats = CloseStats::default();
-        let Some(first) = self.first_tick else { return stats };
+        let Some(first) = self.first_tick else {
+            return stats;
+        };
         let to = tick_floor(through, self.cadence);
         let old_closed = self.closed_through;
-        let next_new = old_closed.map_or(first, |c| c.saturating_add(self.cadence)).max(first);
+        let next_new = old_closed
+            .map_or(first, |c| c.saturating_add(self.cadence))
+            .max(first);
         let from = match self.dirty_from {
             Some(d) => d.max(first),
             None => next_new,
@@ -186,8 +201,11 @@ impl Group {
         if from > to {
             return stats;
         }
-        let mut running: Vec<(Slot, ExactSum)> =
-            self.slots.iter().map(|(s, st)| (*s, self.level_at(st, from))).collect();
+        let mut running: Vec<(Slot, ExactSum)> = self
+            .slots
+            .iter()
+            .map(|(s, st)| (*s, self.level_at(st, from)))
+            .collect();
         let mut t = from;
         loop {
             if t > from {
@@ -215,7 +233,14 @@ impl Group {
         stats
     }
 
-    fn evaluate(&mut self, t: Nanos, levels: &[(Slot, ExactSum)], is_new: bool, out: &mut Vec<Point>, stats: &mut CloseStats) {
+    fn evaluate(
+        &mut self,
+        t: Nanos,
+        levels: &[(Slot, ExactSum)],
+        is_new: bool,
+        out: &mut Vec<Point>,
+        stats: &mut CloseStats,
+    ) {
         let level = |part: Part, tag: u8| -> f64 {
             levels
                 .iter()
@@ -234,9 +259,11 @@ impl Group {
                     let p = level(Part::PreviousAddedValue, NO_TAG);
                     (p > 0.0).then(|| level(Part::Value, NO_TAG) / p - 1.0)
                 }
-                Indicator::ScenarioFieldsCovered => {
-                    Some((0..8u8).filter(|tag| level(Part::Value, *tag) > 0.5).count() as f64)
-                }
+                Indicator::ScenarioFieldsCovered => Some(
+                    (0..8u8)
+                        .filter(|tag| level(Part::Value, *tag) > 0.5)
+                        .count() as f64,
+                ),
                 _ => Some(level(Part::Value, key.tag)),
             };
             debug_assert_eq!(key.indicator.group(), group);
@@ -265,7 +292,12 @@ impl Group {
                             stats.corrections += 1;
                         }
                         output.written.insert(t, f);
-                        out.push(Point { series: *key, tick: t, fields: f, correction: !is_new });
+                        out.push(Point {
+                            series: *key,
+                            tick: t,
+                            fields: f,
+                            correction: !is_new,
+                        });
                     }
                 }
                 None => {
@@ -280,7 +312,8 @@ impl Group {
     /// Forgets what no correction can reach any more: deltas and written points older
     /// than the horizon (keeping the point in force there).
     fn fold(&mut self, closed: Nanos) {
-        let keep_from = tick_floor(closed.saturating_sub(self.horizon), self.cadence).saturating_sub(2 * self.cadence);
+        let keep_from = tick_floor(closed.saturating_sub(self.horizon), self.cadence)
+            .saturating_sub(2 * self.cadence);
         if keep_from <= self.folded_through {
             return;
         }

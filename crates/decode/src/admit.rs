@@ -83,7 +83,13 @@ impl Admission {
                 prune_at_len: 1024,
             }
         };
-        Admission { gates: [gate(Stream::Filings), gate(Stream::Telemetry), gate(Stream::Scenarios)] }
+        Admission {
+            gates: [
+                gate(Stream::Filings),
+                gate(Stream::Telemetry),
+                gate(Stream::Scenarios),
+            ],
+        }
     }
 
     /// Decides on one valid event and updates the stream's state.
@@ -120,7 +126,13 @@ mod tests {
     use paceline_model::Body;
 
     fn ev(id: &str, at: Nanos) -> Event {
-        Event { id: id.into(), at, body: Body::Deregistered { enterprise: "E".into() } }
+        Event {
+            id: id.into(),
+            at,
+            body: Body::Deregistered {
+                enterprise: "E".into(),
+            },
+        }
     }
 
     #[test]
@@ -129,7 +141,11 @@ mod tests {
         let mut a = Admission::new(&config.streams);
         let t0 = 1_700_000_000 * SECOND;
         assert_eq!(a.admit(&ev("a", t0)), Verdict::Accepted);
-        assert_eq!(a.admit(&ev("a", t0 + 5)), Verdict::Duplicate, "same id, whatever the content");
+        assert_eq!(
+            a.admit(&ev("a", t0 + 5)),
+            Verdict::Duplicate,
+            "same id, whatever the content"
+        );
         assert_eq!(a.watermark(Stream::Filings), Some(t0 - 300 * SECOND));
         // Exactly at the floor is accepted; one nanosecond older is too late.
         let floor = t0 - 300 * SECOND - 400 * DAY;

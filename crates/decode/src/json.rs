@@ -49,7 +49,11 @@ const PARSER_DEPTH_LIMIT: usize = 128;
 
 /// Parses one JSON text (surrounding whitespace allowed).
 pub fn parse(text: &str) -> Result<Value<'_>, JsonError> {
-    let mut p = Parser { s: text, b: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text,
+        b: text.as_bytes(),
+        i: 0,
+    };
     p.ws();
     let v = p.value(0)?;
     p.ws();
@@ -143,8 +147,13 @@ impl<'a> Parser<'a> {
     fn hex4(&mut self) -> Result<u32, JsonError> {
         let mut v = 0u32;
         for _ in 0..4 {
-            let c = *self.b.get(self.i).ok_or_else(|| self.err("short \\u escape"))?;
-            let d = (c as char).to_digit(16).ok_or_else(|| self.err("bad \\u escape"))?;
+            let c = *self
+                .b
+                .get(self.i)
+                .ok_or_else(|| self.err("short \\u escape"))?;
+            let d = (c as char)
+                .to_digit(16)
+                .ok_or_else(|| self.err("bad \\u escape"))?;
             v = v * 16 + d;
             self.i += 1;
         }
@@ -187,7 +196,10 @@ impl<'a> Parser<'a> {
                 }
                 Some(b'\\') => {
                     self.i += 1;
-                    let e = *self.b.get(self.i).ok_or_else(|| self.err("unterminated escape"))?;
+                    let e = *self
+                        .b
+                        .get(self.i)
+                        .ok_or_else(|| self.err("unterminated escape"))?;
                     self.i += 1;
                     match e {
                         b'"' => out.push('"'),
@@ -201,7 +213,9 @@ impl<'a> Parser<'a> {
                         b'u' => {
                             let hi = self.hex4()?;
                             let cp = if (0xD800..0xDC00).contains(&hi) {
-                                if self.b.get(self.i) != Some(&b'\\') || self.b.get(self.i + 1) != Some(&b'u') {
+                                if self.b.get(self.i) != Some(&b'\\')
+                                    || self.b.get(self.i + 1) != Some(&b'u')
+                                {
                                     return Err(self.err("lone surrogate"));
                                 }
                                 self.i += 2;
@@ -288,7 +302,10 @@ impl<'a> Parser<'a> {
 
 fn has_repeated_key(members: &[(Cow<'_, str>, Value<'_>)]) -> bool {
     if members.len() <= 16 {
-        members.iter().enumerate().any(|(i, (k, _))| members[..i].iter().any(|(k2, _)| k2 == k))
+        members
+            .iter()
+            .enumerate()
+            .any(|(i, (k, _))| members[..i].iter().any(|(k2, _)| k2 == k))
     } else {
         let mut keys: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
         keys.sort_unstable();
@@ -318,9 +335,27 @@ mod tests {
     #[test]
     fn refuses_what_is_not_json() {
         for text in [
-            "", "{", "{\"a\":}", "[1,]", "{\"a\":1,}", "01", "1.", ".5", "-", "1e", "tru", "nul",
-            "\"\\x\"", "\"\\ud800\"", "\"\\udc00x\"", "\"a\nb\"", "{\"a\":1}x", "{'a':1}", "NaN",
-            "{\"a\":1,\"a\":2}", "[{\"x\":{\"y\":1,\"y\":1}}]",
+            "",
+            "{",
+            "{\"a\":}",
+            "[1,]",
+            "{\"a\":1,}",
+            "01",
+            "1.",
+            ".5",
+            "-",
+            "1e",
+            "tru",
+            "nul",
+            "\"\\x\"",
+            "\"\\ud800\"",
+            "\"\\udc00x\"",
+            "\"a\nb\"",
+            "{\"a\":1}x",
+            "{'a':1}",
+            "NaN",
+            "{\"a\":1,\"a\":2}",
+            "[{\"x\":{\"y\":1,\"y\":1}}]",
         ] {
             assert!(parse(text).is_err(), "{text:?} should fail");
         }
@@ -341,7 +376,10 @@ mod tests {
             Value::Number(n) => serde_json::from_str(n).unwrap(),
             Value::String(s) => s.to_string().into(),
             Value::Array(a) => a.iter().map(to_serde).collect(),
-            Value::Object(m) => m.iter().map(|(k, v)| (k.to_string(), to_serde(v))).collect(),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| (k.to_string(), to_serde(v)))
+                .collect(),
         }
     }
 }

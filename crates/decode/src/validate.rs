@@ -4,7 +4,8 @@
 //! for the next, so the first reason that applies anywhere is the one given.
 
 use paceline_model::event::{
-    Cluster, Field, PlatformKind, PlatformStatus, ProjectKind, ProjectStage, Region, ScenarioStage, EVENT_TYPES,
+    Cluster, Field, PlatformKind, PlatformStatus, ProjectKind, ProjectStage, Region, ScenarioStage,
+    EVENT_TYPES,
 };
 use paceline_model::time::{parse_rfc3339, QuarterIndex, TimestampError};
 use paceline_model::{Body, Event, Stream};
@@ -62,15 +63,27 @@ enum Kind {
     /// JSON integer without fraction or exponent, 0 to 2^53 − 1.
     Int,
     /// Finite number with a lower bound; `strict` excludes the bound.
-    Num { min: Option<f64>, strict: bool },
+    Num {
+        min: Option<f64>,
+        strict: bool,
+    },
     Enum(fn(&str) -> bool),
     Period,
     Timestamp,
 }
 
-const ANY_NUMBER: Kind = Kind::Num { min: None, strict: false };
-const NON_NEGATIVE: Kind = Kind::Num { min: Some(0.0), strict: false };
-const POSITIVE: Kind = Kind::Num { min: Some(0.0), strict: true };
+const ANY_NUMBER: Kind = Kind::Num {
+    min: None,
+    strict: false,
+};
+const NON_NEGATIVE: Kind = Kind::Num {
+    min: Some(0.0),
+    strict: false,
+};
+const POSITIVE: Kind = Kind::Num {
+    min: Some(0.0),
+    strict: true,
+};
 
 fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
     use Kind::*;
@@ -96,16 +109,25 @@ fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
             ("added_value_cny", ANY_NUMBER),
             ("revision", Int),
         ],
-        "enterprise.cloud_migration" => &[("enterprise_id", Str), ("level", Enum(|s| s == "basic" || s == "deep"))],
+        "enterprise.cloud_migration" => &[
+            ("enterprise_id", Str),
+            ("level", Enum(|s| s == "basic" || s == "deep")),
+        ],
         "platform.heartbeat" => &[
             ("platform_id", Str),
-            ("platform_kind", Enum(|s| PlatformKind::from_str(s).is_some())),
+            (
+                "platform_kind",
+                Enum(|s| PlatformKind::from_str(s).is_some()),
+            ),
             ("status", Enum(|s| PlatformStatus::from_str(s).is_some())),
             ("interval_s", POSITIVE),
         ],
         "platform.usage" => &[
             ("platform_id", Str),
-            ("platform_kind", Enum(|s| PlatformKind::from_str(s).is_some())),
+            (
+                "platform_kind",
+                Enum(|s| PlatformKind::from_str(s).is_some()),
+            ),
             ("api_calls", Int),
             ("records_shared", Int),
             ("connected_enterprises", Int),
@@ -135,8 +157,11 @@ fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
 }
 
 /// The envelope's fields: `(name, required)`.
-const ENVELOPE: [(&str, Kind, bool); 3] =
-    [("event_id", Kind::Str, true), ("occurred_at", Kind::Timestamp, true), ("source", Kind::Str, false)];
+const ENVELOPE: [(&str, Kind, bool); 3] = [
+    ("event_id", Kind::Str, true),
+    ("occurred_at", Kind::Timestamp, true),
+    ("source", Kind::Str, false),
+];
 
 fn parse_period(s: &str) -> Option<QuarterIndex> {
     let b = s.as_bytes();
@@ -194,7 +219,11 @@ fn has_long_string(v: &Value<'_>) -> bool {
 }
 
 fn reject(reason: Reason, stream: Option<Stream>, detail: impl Into<String>) -> Rejection {
-    Rejection { reason, stream, detail: detail.into() }
+    Rejection {
+        reason,
+        stream,
+        detail: detail.into(),
+    }
 }
 
 fn present<'v, 'a>(obj: &'v Value<'a>, name: &str) -> Option<&'v Value<'a>> {
@@ -216,52 +245,97 @@ pub fn decode(bytes: &[u8], topic_stream: Option<Stream>) -> Result<Event, Rejec
         .map_err(|e| reject(Reason::InvalidJson, topic_stream, format!("not UTF-8: {e}")))?;
     let root = parse(text).map_err(|e| reject(Reason::InvalidJson, topic_stream, e.to_string()))?;
     let Value::Object(members) = &root else {
-        return Err(reject(Reason::InvalidJson, topic_stream, "not a JSON object"));
+        return Err(reject(
+            Reason::InvalidJson,
+            topic_stream,
+            "not a JSON object",
+        ));
     };
 
     let ty = match root.get("type") {
         Some(Value::String(t)) => t.as_ref(),
-        Some(_) => return Err(reject(Reason::UnknownType, topic_stream, "`type` is not a string")),
-        None => return Err(reject(Reason::UnknownType, topic_stream, "`type` is missing")),
+        Some(_) => {
+            return Err(reject(
+                Reason::UnknownType,
+                topic_stream,
+                "`type` is not a string",
+            ))
+        }
+        None => {
+            return Err(reject(
+                Reason::UnknownType,
+                topic_stream,
+                "`type` is missing",
+            ))
+        }
     };
     let Some(&(_, stream)) = EVENT_TYPES.iter().find(|(name, _)| *name == ty) else {
         let shown: String = ty.chars().take(64).collect();
-        return Err(reject(Reason::UnknownType, topic_stream, format!("unknown type `{shown}`")));
+        return Err(reject(
+            Reason::UnknownType,
+            topic_stream,
+            format!("unknown type `{shown}`"),
+        ));
     };
     if let Some(topic) = topic_stream {
         if topic != stream {
             return Err(reject(
                 Reason::WrongStream,
                 Some(topic),
-                format!("`{ty}` belongs to stream {}, not {}", stream.as_str(), topic.as_str()),
+                format!(
+                    "`{ty}` belongs to stream {}, not {}",
+                    stream.as_str(),
+                    topic.as_str()
+                ),
             ));
         }
     }
     let stream_tag = Some(topic_stream.unwrap_or(stream));
     let spec = fields_of(ty);
-    let all = ENVELOPE.iter().map(|(n, k, r)| (*n, *k, *r)).chain(spec.iter().map(|(n, k)| (*n, *k, true)));
+    let all = ENVELOPE
+        .iter()
+        .map(|(n, k, r)| (*n, *k, *r))
+        .chain(spec.iter().map(|(n, k)| (*n, *k, true)));
 
     for (name, _, required) in all.clone() {
         if required && present(&root, name).is_none() {
-            return Err(reject(Reason::MissingField, stream_tag, format!("`{name}` is missing")));
+            return Err(reject(
+                Reason::MissingField,
+                stream_tag,
+                format!("`{name}` is missing"),
+            ));
         }
     }
     for (name, kind, _) in all.clone() {
         if let Some(v) = present(&root, name) {
             if !type_ok(kind, v) {
-                return Err(reject(Reason::WrongType, stream_tag, format!("`{name}` has the wrong JSON type")));
+                return Err(reject(
+                    Reason::WrongType,
+                    stream_tag,
+                    format!("`{name}` has the wrong JSON type"),
+                ));
             }
         }
     }
     let Some(Value::String(occurred)) = present(&root, "occurred_at") else {
-        return Err(reject(Reason::MissingField, stream_tag, "`occurred_at` is missing"));
+        return Err(reject(
+            Reason::MissingField,
+            stream_tag,
+            "`occurred_at` is missing",
+        ));
     };
     let at = parse_rfc3339(occurred);
     if at == Err(TimestampError::Invalid) {
-        return Err(reject(Reason::BadTimestamp, stream_tag, "`occurred_at` is not RFC 3339 with an offset"));
+        return Err(reject(
+            Reason::BadTimestamp,
+            stream_tag,
+            "`occurred_at` is not RFC 3339 with an offset",
+        ));
     }
     for (name, kind) in spec {
-        let Some(Value::String(s)) = present(&root, name) else { continue };
+        let Some(Value::String(s)) = present(&root, name) else {
+            continue;
+        };
         let ok = match kind {
             Kind::Enum(valid) => valid(s),
             Kind::Period => parse_period(s).is_some(),
@@ -269,33 +343,61 @@ pub fn decode(bytes: &[u8], topic_stream: Option<Stream>) -> Result<Event, Rejec
         };
         if !ok {
             let shown: String = s.chars().take(64).collect();
-            return Err(reject(Reason::UnknownValue, stream_tag, format!("`{name}` has unknown value `{shown}`")));
+            return Err(reject(
+                Reason::UnknownValue,
+                stream_tag,
+                format!("`{name}` has unknown value `{shown}`"),
+            ));
         }
     }
     let Ok(at) = at else {
-        return Err(reject(Reason::OutOfRange, stream_tag, "`occurred_at` is outside the years 1678-2261"));
+        return Err(reject(
+            Reason::OutOfRange,
+            stream_tag,
+            "`occurred_at` is outside the years 1678-2261",
+        ));
     };
     let Some(Value::String(id)) = present(&root, "event_id") else {
-        return Err(reject(Reason::MissingField, stream_tag, "`event_id` is missing"));
+        return Err(reject(
+            Reason::MissingField,
+            stream_tag,
+            "`event_id` is missing",
+        ));
     };
     if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES {
-        return Err(reject(Reason::OutOfRange, stream_tag, format!("`event_id` is {} bytes, not 1 to 128", id.len())));
+        return Err(reject(
+            Reason::OutOfRange,
+            stream_tag,
+            format!("`event_id` is {} bytes, not 1 to 128", id.len()),
+        ));
     }
     for (name, kind) in spec {
         if let Some(v) = present(&root, name) {
             if !in_range(*kind, v) {
-                return Err(reject(Reason::OutOfRange, stream_tag, format!("`{name}` is out of range")));
+                return Err(reject(
+                    Reason::OutOfRange,
+                    stream_tag,
+                    format!("`{name}` is out of range"),
+                ));
             }
         }
     }
     for (name, v) in members {
         if name != "event_id" && has_long_string(v) {
-            return Err(reject(Reason::OutOfRange, stream_tag, format!("a string in `{name}` is over {MAX_STRING_BYTES} bytes")));
+            return Err(reject(
+                Reason::OutOfRange,
+                stream_tag,
+                format!("a string in `{name}` is over {MAX_STRING_BYTES} bytes"),
+            ));
         }
     }
     let body = build_body(ty, &root)
         .ok_or_else(|| reject(Reason::WrongType, stream_tag, "fields could not be read"))?;
-    Ok(Event { id: id.to_string(), at, body })
+    Ok(Event {
+        id: id.to_string(),
+        at,
+        body,
+    })
 }
 
 fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
@@ -312,7 +414,9 @@ fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
         _ => None,
     };
     let u = |k: &str| match v.get(k) {
-        Some(Value::Number(n)) => n.strip_prefix('-').map_or_else(|| n.parse::<u64>().ok(), |_| Some(0)),
+        Some(Value::Number(n)) => n
+            .strip_prefix('-')
+            .map_or_else(|| n.parse::<u64>().ok(), |_| Some(0)),
         _ => None,
     };
     Some(match ty {
@@ -322,13 +426,17 @@ fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
             region: Region::from_str(&e("region")?)?,
             sme: matches!(v.get("sme"), Some(Value::Bool(true))),
         },
-        "enterprise.deregistered" => Body::Deregistered { enterprise: s("enterprise_id")? },
-        "enterprise.valuation" => {
-            Body::Valuation { enterprise: s("enterprise_id")?, valuation_cny: f("valuation_cny")? }
-        }
-        "enterprise.certification" => {
-            Body::Certification { enterprise: s("enterprise_id")?, granted: e("action")? == "granted" }
-        }
+        "enterprise.deregistered" => Body::Deregistered {
+            enterprise: s("enterprise_id")?,
+        },
+        "enterprise.valuation" => Body::Valuation {
+            enterprise: s("enterprise_id")?,
+            valuation_cny: f("valuation_cny")?,
+        },
+        "enterprise.certification" => Body::Certification {
+            enterprise: s("enterprise_id")?,
+            granted: e("action")? == "granted",
+        },
         "enterprise.financials" => Body::Financials {
             enterprise: s("enterprise_id")?,
             period: parse_period(&e("period")?)?,
@@ -336,9 +444,10 @@ fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
             added_value_cny: f("added_value_cny")?,
             revision: u("revision")?,
         },
-        "enterprise.cloud_migration" => {
-            Body::CloudMigration { enterprise: s("enterprise_id")?, deep: e("level")? == "deep" }
-        }
+        "enterprise.cloud_migration" => Body::CloudMigration {
+            enterprise: s("enterprise_id")?,
+            deep: e("level")? == "deep",
+        },
         "platform.heartbeat" => Body::Heartbeat {
             platform: s("platform_id")?,
             kind: PlatformKind::from_str(&e("platform_kind")?)?,

@@ -65,10 +65,23 @@ pub fn rfc3339(t: Nanos, offset_min: i64) -> String {
         "Z".to_string()
     } else {
         let sign = if offset_min < 0 { '-' } else { '+' };
-        format!("{sign}{:02}:{:02}", offset_min.abs() / 60, offset_min.abs() % 60)
+        format!(
+            "{sign}{:02}:{:02}",
+            offset_min.abs() / 60,
+            offset_min.abs() % 60
+        )
     };
-    let frac = if ms == 0 { String::new() } else { format!(".{ms:03}") };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}{off}", secs / 3600, (secs / 60) % 60, secs % 60)
+    let frac = if ms == 0 {
+        String::new()
+    } else {
+        format!(".{ms:03}")
+    };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{frac}{off}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
 }
 
 struct Out {
@@ -98,7 +111,10 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
     let begin = days_from_civil(2021, 10, 1) * DAY - 8 * HOUR;
     let end = days_from_civil(2025, 12, 31) * DAY - 8 * HOUR;
     let span = end - begin;
-    let mut out = Out { lines: Vec::new(), seq: 0 };
+    let mut out = Out {
+        lines: Vec::new(),
+        seq: 0,
+    };
     let n = |base: f64| ((base * scale).round() as u64).max(1);
     let mut ids = 0u64;
     let mut next_id = |prefix: &str| {
@@ -121,25 +137,42 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
     for e in 0..n(3000.0) {
         let eid = format!("E{e:06}");
         let reg_at = begin + (rng.unit().powf(1.3) * span as f64 * 0.85) as i64;
-        let cluster = if rng.chance(0.3) { Cluster::NonDigital } else { *rng.pick(&clusters[..7]) };
-        let cluster = if e % 41 == 0 { Cluster::Cybersecurity } else if e % 43 == 0 { Cluster::UrbanTechnology } else { cluster };
+        let cluster = if rng.chance(0.3) {
+            Cluster::NonDigital
+        } else {
+            *rng.pick(&clusters[..7])
+        };
+        let cluster = if e % 41 == 0 {
+            Cluster::Cybersecurity
+        } else if e % 43 == 0 {
+            Cluster::UrbanTechnology
+        } else {
+            cluster
+        };
         let region = *rng.pick(regions);
         let sme = rng.chance(0.7);
         let reg = |rng: &mut Rng, id: String, t: Nanos, c: Cluster, s: bool| {
             format!(
                 r#"{{"event_id":"{id}","type":"enterprise.registered","occurred_at":"{}","source":"registry","enterprise_id":"{eid}","name":"Enterprise {e}","cluster":"{}","region":"{}","sme":{s}}}"#,
-                ts(rng, t), c.as_str(), region.as_str()
+                ts(rng, t),
+                c.as_str(),
+                region.as_str()
             )
         };
         let line = reg(&mut rng, next_id("f"), reg_at, cluster, sme);
         let a = arrival(&mut rng, reg_at, 0.01);
         out.push(a, line);
         // Life: maybe deregistered, maybe re-registered with a new cluster.
-        let life_end = if rng.chance(0.08) { reg_at + (rng.unit() * (end - reg_at) as f64) as i64 } else { end };
+        let life_end = if rng.chance(0.08) {
+            reg_at + (rng.unit() * (end - reg_at) as f64) as i64
+        } else {
+            end
+        };
         if life_end < end {
             let line = format!(
                 r#"{{"event_id":"{}","type":"enterprise.deregistered","occurred_at":"{}","enterprise_id":"{eid}"}}"#,
-                next_id("f"), ts(&mut rng, life_end)
+                next_id("f"),
+                ts(&mut rng, life_end)
             );
             out.push(arrival(&mut rng, life_end, 0.01), line);
         }
@@ -151,12 +184,14 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
             out.push(arrival(&mut rng, t, 0.01), line);
         }
         // Valuations: heavy tail (Pareto), growing.
-        let mut valuation = 2e7 / rng.unit().max(1e-4).powf(0.9);
+        let mut valuation = 4e6 / rng.unit().max(1e-4).powf(0.9);
         let mut t = reg_at + rng.below(200) as i64 * DAY;
         while t < life_end && rng.chance(0.8) {
             let line = format!(
                 r#"{{"event_id":"{}","type":"enterprise.valuation","occurred_at":"{}","enterprise_id":"{eid}","valuation_cny":{:.0}}}"#,
-                next_id("f"), ts(&mut rng, t), valuation
+                next_id("f"),
+                ts(&mut rng, t),
+                valuation
             );
             out.push(arrival(&mut rng, t, 0.01), line);
             valuation *= 1.0 + rng.unit() * 0.9;
@@ -186,7 +221,9 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
             if t < life_end {
                 let line = format!(
                     r#"{{"event_id":"{}","type":"enterprise.cloud_migration","occurred_at":"{}","enterprise_id":"{eid}","level":"{}"}}"#,
-                    next_id("f"), ts(&mut rng, t), if rng.chance(0.3) { "deep" } else { "basic" }
+                    next_id("f"),
+                    ts(&mut rng, t),
+                    if rng.chance(0.3) { "deep" } else { "basic" }
                 );
                 out.push(arrival(&mut rng, t, 0.01), line);
             }
@@ -199,12 +236,19 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
         };
         let mut q = first_q.max(2021 * 4);
         while quarter_end(q) + 20 * DAY < life_end.min(end) {
-            let filed = quarter_end(q) + (20 + rng.below(20) as i64) * DAY + rng.below(86_400) as i64 * SECOND;
-            let added = revenue * (0.2 + rng.unit() * 0.2) - if rng.chance(0.05) { revenue * 0.5 } else { 0.0 };
+            let filed = quarter_end(q)
+                + (20 + rng.below(20) as i64) * DAY
+                + rng.below(86_400) as i64 * SECOND;
+            let added = revenue * (0.2 + rng.unit() * 0.2)
+                - if rng.chance(0.05) { revenue * 0.5 } else { 0.0 };
             let fin = |rng: &mut Rng, id: String, t: Nanos, rev: f64, av: f64, revision: u32| {
                 format!(
                     r#"{{"event_id":"{id}","type":"enterprise.financials","occurred_at":"{}","enterprise_id":"{eid}","period":"{}-Q{}","revenue_cny":{:.2},"added_value_cny":{:.2},"revision":{revision}}}"#,
-                    ts(rng, t), q.div_euclid(4), q.rem_euclid(4) + 1, rev, av
+                    ts(rng, t),
+                    q.div_euclid(4),
+                    q.rem_euclid(4) + 1,
+                    rev,
+                    av
                 )
             };
             let line = fin(&mut rng, next_id("f"), filed, revenue, added, 0);
@@ -222,7 +266,7 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
 
     // Platforms: heartbeats every 30 minutes and usage every hour.
     let kinds = PlatformKind::ALL;
-    for p in 0..n(12.0) {
+    for p in 0..n(9.0) {
         let pid = format!("platform-{p:03}");
         let kind = kinds[p as usize % kinds.len()];
         let start = begin + rng.below(120) as i64 * DAY;
@@ -231,10 +275,18 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
         let mut t = start;
         let mut k = 0u64;
         while t < end {
-            let status = if rng.chance(reliability) { "up" } else if rng.chance(0.5) { "degraded" } else { "down" };
+            let status = if rng.chance(reliability) {
+                "up"
+            } else if rng.chance(0.5) {
+                "degraded"
+            } else {
+                "down"
+            };
             let line = format!(
                 r#"{{"event_id":"{}","type":"platform.heartbeat","occurred_at":"{}","platform_id":"{pid}","platform_kind":"{}","status":"{status}","interval_s":1800}}"#,
-                next_id("t"), ts(&mut rng, t), kind.as_str()
+                next_id("t"),
+                ts(&mut rng, t),
+                kind.as_str()
             );
             out.push(arrival(&mut rng, t, 0.0), line);
             if k % 2 == 0 {
@@ -243,7 +295,11 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
                 }
                 let line = format!(
                     r#"{{"event_id":"{}","type":"platform.usage","occurred_at":"{}","platform_id":"{pid}","platform_kind":"{}","api_calls":{},"records_shared":{},"connected_enterprises":{connected}}}"#,
-                    next_id("t"), ts(&mut rng, t + 60 * SECOND), kind.as_str(), rng.below(5000), rng.below(50_000)
+                    next_id("t"),
+                    ts(&mut rng, t + 60 * SECOND),
+                    kind.as_str(),
+                    rng.below(5000),
+                    rng.below(50_000)
                 );
                 out.push(arrival(&mut rng, t + 60 * SECOND, 0.0), line);
             }
@@ -261,14 +317,26 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
         let planned = begin + (rng.unit() * span as f64 * 0.7) as i64;
         let piloting = planned + (30 + rng.below(150) as i64) * DAY;
         let live = piloting + (30 + rng.below(200) as i64) * DAY;
-        let retired = if rng.chance(0.15) { live + (60 + rng.below(400) as i64) * DAY } else { end + DAY };
-        for (t, stage) in [(planned, "planned"), (piloting, "piloting"), (live, "live"), (retired, "retired")] {
+        let retired = if rng.chance(0.15) {
+            live + (60 + rng.below(400) as i64) * DAY
+        } else {
+            end + DAY
+        };
+        for (t, stage) in [
+            (planned, "planned"),
+            (piloting, "piloting"),
+            (live, "live"),
+            (retired, "retired"),
+        ] {
             if t >= end {
                 continue;
             }
             let line = format!(
                 r#"{{"event_id":"{}","type":"scenario.stage","occurred_at":"{}","scenario_id":"{sid}","name":"Scenario {s}","field":"{}","region":"{}","stage":"{stage}"}}"#,
-                next_id("s"), ts(&mut rng, t), field.as_str(), region.as_str()
+                next_id("s"),
+                ts(&mut rng, t),
+                field.as_str(),
+                region.as_str()
             );
             out.push(arrival(&mut rng, t, 0.02), line);
         }
@@ -278,7 +346,10 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
             if !rng.chance(0.08) {
                 let line = format!(
                     r#"{{"event_id":"{}","type":"scenario.usage","occurred_at":"{}","scenario_id":"{sid}","active_users":{users},"transactions":{},"value_cny":{:.2}}}"#,
-                    next_id("s"), ts(&mut rng, t), rng.below(users * 3), rng.unit() * 50_000.0
+                    next_id("s"),
+                    ts(&mut rng, t),
+                    rng.below(users * 3),
+                    rng.unit() * 50_000.0
                 );
                 out.push(arrival(&mut rng, t, 0.005), line);
             }
@@ -288,7 +359,11 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
     }
 
     // Projects of the three kinds across the regions.
-    let kinds = [("data_zone", 2.2), ("benchmark_project", 1.6), ("demonstration_project", 34.0)];
+    let kinds = [
+        ("data_zone", 2.2),
+        ("benchmark_project", 1.6),
+        ("demonstration_project", 34.0),
+    ];
     for (kind, count) in kinds {
         for p in 0..n(count) {
             let pid = format!("P-{kind}-{p:03}");
@@ -305,7 +380,9 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
                 }
                 let line = format!(
                     r#"{{"event_id":"{}","type":"project.stage","occurred_at":"{}","project_id":"{pid}","name":"Project {p}","project_kind":"{kind}","region":"{}","stage":"{stage}"}}"#,
-                    next_id("s"), ts(&mut rng, t), region.as_str()
+                    next_id("s"),
+                    ts(&mut rng, t),
+                    region.as_str()
                 );
                 out.push(arrival(&mut rng, t, 0.02), line);
             }
@@ -331,7 +408,9 @@ pub fn generate(seed: u64, scale: f64) -> Vec<String> {
     ];
     for _ in 0..(count / 5000).max(8) {
         let t = begin + (rng.unit() * span as f64) as i64;
-        let line = rng.pick(&bad).replace("bad-", &format!("bad{}-", rng.below(1 << 40)));
+        let line = rng
+            .pick(&bad)
+            .replace("bad-", &format!("bad{}-", rng.below(1 << 40)));
         out.push(t, line);
     }
     let mut lines = out.lines;

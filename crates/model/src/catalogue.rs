@@ -162,7 +162,10 @@ pub struct SeriesKey {
 impl SeriesKey {
     /// A series without a tag.
     pub fn plain(indicator: Indicator) -> Self {
-        SeriesKey { indicator, tag: NO_TAG }
+        SeriesKey {
+            indicator,
+            tag: NO_TAG,
+        }
     }
 
     /// A tagged series.
@@ -212,7 +215,11 @@ pub struct Slot {
 impl Slot {
     /// The value slot of a series.
     pub fn value(indicator: Indicator, tag: u8) -> Slot {
-        Slot { group: indicator, part: Part::Value, tag }
+        Slot {
+            group: indicator,
+            part: Part::Value,
+            tag,
+        }
     }
 }
 
@@ -235,7 +242,12 @@ mod tests {
 
     #[test]
     fn tags_round_trip() {
-        let kinds = [TagKind::Cluster, TagKind::Field, TagKind::Region, TagKind::PlatformKind];
+        let kinds = [
+            TagKind::Cluster,
+            TagKind::Field,
+            TagKind::Region,
+            TagKind::PlatformKind,
+        ];
         for kind in kinds {
             let mut n = 0;
             while let Some(v) = kind.value(n) {

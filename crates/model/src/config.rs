@@ -54,7 +54,11 @@ pub struct IndicatorsConfig {
 
 impl Default for IndicatorsConfig {
     fn default() -> Self {
-        IndicatorsConfig { measurement: "indicator".into(), filing_lag_days: 45, cadence_s: BTreeMap::new() }
+        IndicatorsConfig {
+            measurement: "indicator".into(),
+            filing_lag_days: 45,
+            cadence_s: BTreeMap::new(),
+        }
     }
 }
 
@@ -196,10 +200,34 @@ impl Default for PlanConfig {
                 item("scenario_fields_covered", Cumulative, 8.0, s22, d25),
                 item("data_zones_operational", Cumulative, 2.0, s22, d25),
                 item("benchmark_projects_delivered", Cumulative, 2.0, s22, d25),
-                item("demonstration_projects_underway", Cumulative, 28.0, s22, d25),
-                item("cluster_revenue_cny{cluster=cybersecurity}", Cumulative, 1e10, s22, d26),
-                item("cluster_revenue_cny{cluster=urban_technology}", Cumulative, 1e10, s22, d26),
-                item("digital_economy_added_value_growth", Threshold, 0.08, d25, d26),
+                item(
+                    "demonstration_projects_underway",
+                    Cumulative,
+                    28.0,
+                    s22,
+                    d25,
+                ),
+                item(
+                    "cluster_revenue_cny{cluster=cybersecurity}",
+                    Cumulative,
+                    1e10,
+                    s22,
+                    d26,
+                ),
+                item(
+                    "cluster_revenue_cny{cluster=urban_technology}",
+                    Cumulative,
+                    1e10,
+                    s22,
+                    d26,
+                ),
+                item(
+                    "digital_economy_added_value_growth",
+                    Threshold,
+                    0.08,
+                    d25,
+                    d26,
+                ),
             ],
         }
     }
@@ -217,7 +245,10 @@ pub struct DataflowConfig {
 
 impl Default for DataflowConfig {
     fn default() -> Self {
-        DataflowConfig { workers: 1, epoch_events: 8192 }
+        DataflowConfig {
+            workers: 1,
+            epoch_events: 8192,
+        }
     }
 }
 
@@ -281,7 +312,11 @@ pub struct PlanSpec {
 pub fn parse_series(s: &str) -> Result<SeriesKey, String> {
     let (name, tag) = match s.find('{') {
         Some(i) if s.ends_with('}') => (&s[..i], Some(&s[i + 1..s.len() - 1])),
-        Some(_) => return Err(format!("`{s}` is not of the form name or name{{tag=value}}")),
+        Some(_) => {
+            return Err(format!(
+                "`{s}` is not of the form name or name{{tag=value}}"
+            ))
+        }
         None => (s, None),
     };
     let indicator = Indicator::parse(name).ok_or_else(|| format!("unknown indicator `{name}`"))?;
@@ -291,11 +326,15 @@ pub fn parse_series(s: &str) -> Result<SeriesKey, String> {
         (None, Some(k)) => Err(format!("`{name}` needs its tag, e.g. {name}{{{k}=...}}")),
         (Some(_), None) => Err(format!("`{name}` has no tags")),
         (Some(t), Some(k)) => {
-            let (tk, tv) = t.split_once('=').ok_or_else(|| format!("tag `{t}` is not key=value"))?;
+            let (tk, tv) = t
+                .split_once('=')
+                .ok_or_else(|| format!("tag `{t}` is not key=value"))?;
             if tk != k {
                 return Err(format!("`{name}` is tagged by `{k}`, not `{tk}`"));
             }
-            let v = kind.parse(tv).ok_or_else(|| format!("unknown {k} `{tv}`"))?;
+            let v = kind
+                .parse(tv)
+                .ok_or_else(|| format!("unknown {k} `{tv}`"))?;
             Ok(SeriesKey::tagged(indicator, v))
         }
     }
@@ -304,19 +343,27 @@ pub fn parse_series(s: &str) -> Result<SeriesKey, String> {
 impl Config {
     /// Parses TOML text (unknown keys and wrong types are errors) and validates it.
     pub fn from_toml(text: &str, path: &str) -> Result<Config, LoadError> {
-        let config: Config =
-            toml::from_str(text).map_err(|e| LoadError::Parse { path: path.into(), message: e.to_string() })?;
+        let config: Config = toml::from_str(text).map_err(|e| LoadError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
         let errors = config.validate();
         if errors.is_empty() {
             Ok(config)
         } else {
-            Err(LoadError::Invalid { path: path.into(), errors })
+            Err(LoadError::Invalid {
+                path: path.into(),
+                errors,
+            })
         }
     }
 
     /// Reads and validates a configuration file.
     pub fn load(path: &str) -> Result<Config, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.into(),
+            source,
+        })?;
         Config::from_toml(&text, path)
     }
 
@@ -324,25 +371,44 @@ impl Config {
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         let mut err = |key: String, reason: String| errors.push(ConfigError { key, reason });
-        if self.indicators.measurement.is_empty() || self.indicators.measurement.contains([' ', ',', '\n']) {
-            err("indicators.measurement".into(), "must be non-empty, without spaces, commas or newlines".into());
+        if self.indicators.measurement.is_empty()
+            || self.indicators.measurement.contains([' ', ',', '\n'])
+        {
+            err(
+                "indicators.measurement".into(),
+                "must be non-empty, without spaces, commas or newlines".into(),
+            );
         }
         if self.indicators.filing_lag_days > 3660 {
-            err("indicators.filing_lag_days".into(), "must be at most 3660 days".into());
+            err(
+                "indicators.filing_lag_days".into(),
+                "must be at most 3660 days".into(),
+            );
         }
         for (name, secs) in &self.indicators.cadence_s {
             let key = format!("indicators.cadence_s.{name}");
             if Indicator::parse(name).is_none() {
                 err(key, format!("unknown indicator `{name}`"));
-            } else if *secs == 0 || (86_400 % secs != 0 && secs % 86_400 != 0) || *secs > 86_400 * 366 {
-                err(key, format!("{secs} s must divide a day or be a whole number of days (at most 366)"));
+            } else if *secs == 0
+                || (86_400 % secs != 0 && secs % 86_400 != 0)
+                || *secs > 86_400 * 366
+            {
+                err(
+                    key,
+                    format!(
+                        "{secs} s must divide a day or be a whole number of days (at most 366)"
+                    ),
+                );
             }
         }
         for ind in Indicator::ALL {
             if ind.group() != *ind && self.cadence(*ind) != self.cadence(ind.group()) {
                 err(
                     format!("indicators.cadence_s.{}", ind.name()),
-                    format!("must equal the cadence of `{}`, from which it is derived", ind.group().name()),
+                    format!(
+                        "must equal the cadence of `{}`, from which it is derived",
+                        ind.group().name()
+                    ),
                 );
             }
         }
@@ -353,10 +419,16 @@ impl Config {
                 err(key("topic"), "must not be empty".into());
             }
             if s.correction_horizon_days == 0 || s.correction_horizon_days > 3660 {
-                err(key("correction_horizon_days"), "must be 1 to 3660 days".into());
+                err(
+                    key("correction_horizon_days"),
+                    "must be 1 to 3660 days".into(),
+                );
             }
             if s.max_out_of_orderness_s > 30 * 86_400 {
-                err(key("max_out_of_orderness_s"), "must be at most 30 days".into());
+                err(
+                    key("max_out_of_orderness_s"),
+                    "must be at most 30 days".into(),
+                );
             }
             if s.idle_timeout_s == 0 {
                 err(key("idle_timeout_s"), "must be positive".into());
@@ -383,10 +455,22 @@ impl Config {
             let start = parse_rfc3339(&item.start);
             let deadline = parse_rfc3339(&item.deadline);
             if start.is_err() {
-                err(key("start"), format!("`{}` is not an RFC 3339 date-time with an offset", item.start));
+                err(
+                    key("start"),
+                    format!(
+                        "`{}` is not an RFC 3339 date-time with an offset",
+                        item.start
+                    ),
+                );
             }
             if deadline.is_err() {
-                err(key("deadline"), format!("`{}` is not an RFC 3339 date-time with an offset", item.deadline));
+                err(
+                    key("deadline"),
+                    format!(
+                        "`{}` is not an RFC 3339 date-time with an offset",
+                        item.deadline
+                    ),
+                );
             }
             if let (Ok(s), Ok(d)) = (start, deadline) {
                 if d <= s {
@@ -494,7 +578,8 @@ tolerance = 2
 
     #[test]
     fn unknown_keys_are_refused_by_name() {
-        let Err(LoadError::Parse { message, .. }) = Config::from_toml("[streams.filings]\ntopik = \"x\"\n", "t")
+        let Err(LoadError::Parse { message, .. }) =
+            Config::from_toml("[streams.filings]\ntopik = \"x\"\n", "t")
         else {
             panic!("expected a parse error")
         };

@@ -56,7 +56,14 @@ pub struct Fields {
 impl Fields {
     /// A point carrying only a value.
     pub fn value(value: f64) -> Fields {
-        Fields { value, target: None, expected: None, pace_ratio: None, projected: None, status: None }
+        Fields {
+            value,
+            target: None,
+            expected: None,
+            pace_ratio: None,
+            projected: None,
+            status: None,
+        }
     }
 }
 

@@ -212,7 +212,12 @@ pub fn parse_rfc3339(s: &str) -> Result<Nanos, TimestampError> {
         Ok(v)
     };
     let year = num(0..4)?;
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return Err(Invalid);
     }
     let month = num(5..7)? as u32;
@@ -277,7 +282,10 @@ mod rfc3339_tests {
         assert_eq!(parse_rfc3339("2023-04-01T01:30:00Z").unwrap(), base);
         assert_eq!(parse_rfc3339("2023-04-01t01:30:00z").unwrap(), base);
         assert_eq!(parse_rfc3339("2023-03-31T20:30:00-05:00").unwrap(), base);
-        assert_eq!(parse_rfc3339("2023-04-01T01:30:00.5Z").unwrap(), base + SECOND / 2);
+        assert_eq!(
+            parse_rfc3339("2023-04-01T01:30:00.5Z").unwrap(),
+            base + SECOND / 2
+        );
         assert_eq!(
             parse_rfc3339("2023-04-01T01:30:00.1234567891234Z").unwrap(),
             base + 123_456_789
@@ -305,6 +313,9 @@ mod rfc3339_tests {
         ] {
             assert_eq!(parse_rfc3339(bad), Err(TimestampError::Invalid), "{bad}");
         }
-        assert_eq!(parse_rfc3339("1500-01-01T00:00:00Z"), Err(TimestampError::Unrepresentable));
+        assert_eq!(
+            parse_rfc3339("1500-01-01T00:00:00Z"),
+            Err(TimestampError::Unrepresentable)
+        );
     }
 }

@@ -36,7 +36,8 @@ pub fn fields_agree(a: &Fields, b: &Fields, tolerance: f64) -> bool {
     }
     let near = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
     let borderline = a.target.is_some_and(|t| near(a.value, t))
-        || a.pace_ratio.is_some_and(|r| near(r, 1.0) || near(r, tolerance));
+        || a.pace_ratio
+            .is_some_and(|r| near(r, 1.0) || near(r, tolerance));
     borderline
 }
 
@@ -61,7 +62,9 @@ pub fn differences(
     keys.dedup();
     let mut out = Vec::new();
     for key in keys {
-        let Some((from, to)) = range(&key) else { continue };
+        let Some((from, to)) = range(&key) else {
+            continue;
+        };
         let c = cadence(&key);
         let mut t = tick_ceil(from, c);
         while t <= to {

@@ -23,12 +23,18 @@ pub fn parse(text: &str) -> Result<Points, String> {
             _ => return Err(err("not three parts")),
         };
         let mut tags = head.split(',').skip(1);
-        let name = tags.next().and_then(|t| t.strip_prefix("indicator=")).ok_or_else(|| err("no indicator tag"))?;
+        let name = tags
+            .next()
+            .and_then(|t| t.strip_prefix("indicator="))
+            .ok_or_else(|| err("no indicator tag"))?;
         let indicator = Indicator::parse(name).ok_or_else(|| err("unknown indicator"))?;
         let tag = match tags.next() {
             Some(kv) => {
                 let (_, v) = kv.split_once('=').ok_or_else(|| err("bad tag"))?;
-                indicator.tag_kind().parse(v).ok_or_else(|| err("bad tag value"))?
+                indicator
+                    .tag_kind()
+                    .parse(v)
+                    .ok_or_else(|| err("bad tag value"))?
             }
             None => NO_TAG,
         };
@@ -42,7 +48,10 @@ pub fn parse(text: &str) -> Result<Points, String> {
                 "expected" => f.expected = Some(num()?),
                 "pace_ratio" => f.pace_ratio = Some(num()?),
                 "projected" => f.projected = Some(num()?),
-                "status" => f.status = Some(Status::parse(v.trim_matches('"')).ok_or_else(|| err("bad status"))?),
+                "status" => {
+                    f.status =
+                        Some(Status::parse(v.trim_matches('"')).ok_or_else(|| err("bad status"))?)
+                }
                 _ => return Err(err("unknown field")),
             }
         }
@@ -50,7 +59,9 @@ pub fn parse(text: &str) -> Result<Points, String> {
             return Err(err("no value field"));
         }
         let ts: Nanos = ts.trim().parse().map_err(|_| err("bad timestamp"))?;
-        out.entry(SeriesKey { indicator, tag }).or_default().insert(ts, f);
+        out.entry(SeriesKey { indicator, tag })
+            .or_default()
+            .insert(ts, f);
     }
     Ok(out)
 }

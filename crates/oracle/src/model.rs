@@ -36,27 +36,52 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
         .map(|e| e.body.entity())
         .collect();
     let of = |id: &str| -> Vec<&Event> {
-        before.iter().copied().filter(|e| e.body.stream() == paceline_model::Stream::Filings && e.body.entity() == id).collect()
+        before
+            .iter()
+            .copied()
+            .filter(|e| e.body.stream() == paceline_model::Stream::Filings && e.body.entity() == id)
+            .collect()
     };
     // Enterprise helpers.
     let registered = |id: &str| {
-        latest(of(id).into_iter().filter(|e| matches!(e.body, Body::Registered { .. } | Body::Deregistered { .. })))
-            .is_some_and(|e| matches!(e.body, Body::Registered { .. }))
+        latest(
+            of(id)
+                .into_iter()
+                .filter(|e| matches!(e.body, Body::Registered { .. } | Body::Deregistered { .. })),
+        )
+        .is_some_and(|e| matches!(e.body, Body::Registered { .. }))
     };
-    let attrs = |id: &str| match latest(of(id).into_iter().filter(|e| matches!(e.body, Body::Registered { .. }))).map(|e| &e.body) {
+    let attrs = |id: &str| match latest(
+        of(id)
+            .into_iter()
+            .filter(|e| matches!(e.body, Body::Registered { .. })),
+    )
+    .map(|e| &e.body)
+    {
         Some(Body::Registered { cluster, sme, .. }) => Some((*cluster, *sme)),
         _ => None,
     };
-    let revenue = |id: &str, quarters: &[i32], pick: fn(&Body) -> f64| -> Vec<(paceline_model::event::Cluster, f64)> {
-        let Some((cluster, _)) = attrs(id) else { return vec![] };
+    let revenue = |id: &str,
+                   quarters: &[i32],
+                   pick: fn(&Body) -> f64|
+     -> Vec<(paceline_model::event::Cluster, f64)> {
+        let Some((cluster, _)) = attrs(id) else {
+            return vec![];
+        };
         let mut out = vec![];
         for q in quarters {
             let best = of(id)
                 .into_iter()
                 .filter(|e| matches!(e.body, Body::Financials { period, .. } if period == *q))
                 .max_by(|a, b| {
-                    let ra = match a.body { Body::Financials { revision, .. } => revision, _ => 0 };
-                    let rb = match b.body { Body::Financials { revision, .. } => revision, _ => 0 };
+                    let ra = match a.body {
+                        Body::Financials { revision, .. } => revision,
+                        _ => 0,
+                    };
+                    let rb = match b.body {
+                        Body::Financials { revision, .. } => revision,
+                        _ => 0,
+                    };
                     (ra, a.at, &a.id).cmp(&(rb, b.at, &b.id))
                 });
             if let Some(e) = best {
@@ -65,49 +90,87 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
         }
         out
     };
-    let rev = |b: &Body| match b { Body::Financials { revenue_cny, .. } => *revenue_cny, _ => 0.0 };
-    let av = |b: &Body| match b { Body::Financials { added_value_cny, .. } => *added_value_cny, _ => 0.0 };
+    let rev = |b: &Body| match b {
+        Body::Financials { revenue_cny, .. } => *revenue_cny,
+        _ => 0.0,
+    };
+    let av = |b: &Body| match b {
+        Body::Financials {
+            added_value_cny, ..
+        } => *added_value_cny,
+        _ => 0.0,
+    };
     let (q4, q8) = quarter_windows(t, lag);
     let count = |f: &dyn Fn(&str) -> bool| enterprises.iter().filter(|id| f(id)).count() as f64;
     // Scenario helpers.
     let scen_ids: BTreeSet<&str> = before
         .iter()
-        .filter(|e| matches!(e.body, Body::ScenarioStage { .. } | Body::ScenarioUsage { .. }))
+        .filter(|e| {
+            matches!(
+                e.body,
+                Body::ScenarioStage { .. } | Body::ScenarioUsage { .. }
+            )
+        })
         .map(|e| e.body.entity())
         .collect();
-    let stage_of = |id: &str| {
-        latest(before.iter().copied().filter(|e| matches!(&e.body, Body::ScenarioStage { scenario, .. } if scenario == id)))
+    let stage_of =
+        |id: &str| {
+            latest(before.iter().copied().filter(
+                |e| matches!(&e.body, Body::ScenarioStage { scenario, .. } if scenario == id),
+            ))
             .map(|e| match &e.body {
                 Body::ScenarioStage { field, stage, .. } => (*field, *stage),
                 _ => unreachable!(),
             })
-    };
+        };
     let live = |id: &str| stage_of(id).is_some_and(|(_, s)| s == ScenarioStage::Live);
     let field_tag = |id: &str| stage_of(id).map_or(UNASSIGNED_FIELD, |(f, _)| f.index() as u8);
     let usage_in_week = |id: &str| {
         before
             .iter()
-            .filter(|e| e.at >= t - 7 * DAY && matches!(&e.body, Body::ScenarioUsage { scenario, .. } if scenario == id))
+            .filter(|e| {
+                e.at >= t - 7 * DAY
+                    && matches!(&e.body, Body::ScenarioUsage { scenario, .. } if scenario == id)
+            })
             .map(|e| match &e.body {
-                Body::ScenarioUsage { active_users, transactions, value_cny, .. } => {
-                    (*active_users as f64, *transactions as f64, *value_cny)
-                }
+                Body::ScenarioUsage {
+                    active_users,
+                    transactions,
+                    value_cny,
+                    ..
+                } => (*active_users as f64, *transactions as f64, *value_cny),
                 _ => unreachable!(),
             })
             .collect::<Vec<_>>()
     };
     // Projects.
-    let proj_ids: BTreeSet<&str> =
-        before.iter().filter(|e| matches!(e.body, Body::ProjectStage { .. })).map(|e| e.body.entity()).collect();
+    let proj_ids: BTreeSet<&str> = before
+        .iter()
+        .filter(|e| matches!(e.body, Body::ProjectStage { .. }))
+        .map(|e| e.body.entity())
+        .collect();
     let proj = |id: &str| {
-        latest(before.iter().copied().filter(|e| matches!(&e.body, Body::ProjectStage { project, .. } if project == id)))
-            .map(|e| match &e.body {
-                Body::ProjectStage { kind, region, stage, .. } => (*kind, *region, *stage),
-                _ => unreachable!(),
-            })
+        latest(
+            before
+                .iter()
+                .copied()
+                .filter(|e| matches!(&e.body, Body::ProjectStage { project, .. } if project == id)),
+        )
+        .map(|e| match &e.body {
+            Body::ProjectStage {
+                kind,
+                region,
+                stage,
+                ..
+            } => (*kind, *region, *stage),
+            _ => unreachable!(),
+        })
     };
     let proj_count = |f: &dyn Fn(ProjectKind, u8, ProjectStage) -> bool| {
-        proj_ids.iter().filter(|id| proj(id).is_some_and(|(k, r, s)| f(k, r.index() as u8, s))).count() as f64
+        proj_ids
+            .iter()
+            .filter(|id| proj(id).is_some_and(|(k, r, s)| f(k, r.index() as u8, s)))
+            .count() as f64
     };
     // Telemetry.
     let day_window = |e: &&&Event| e.at >= t - 24 * HOUR;
@@ -120,40 +183,81 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
         }),
         SrdiEnterprises => count(&|id| {
             registered(id)
-                && latest(of(id).into_iter().filter(|e| matches!(e.body, Body::Certification { .. })))
-                    .is_some_and(|e| matches!(e.body, Body::Certification { granted: true, .. }))
+                && latest(
+                    of(id)
+                        .into_iter()
+                        .filter(|e| matches!(e.body, Body::Certification { .. })),
+                )
+                .is_some_and(|e| matches!(e.body, Body::Certification { granted: true, .. }))
         }),
-        ClusterEnterprises => count(&|id| registered(id) && attrs(id).is_some_and(|(c, _)| c.index() as u8 == tag)),
+        ClusterEnterprises => {
+            count(&|id| registered(id) && attrs(id).is_some_and(|(c, _)| c.index() as u8 == tag))
+        }
         SmesOnCloud => count(&|id| {
             registered(id)
                 && attrs(id).is_some_and(|(_, sme)| sme)
-                && of(id).into_iter().any(|e| matches!(e.body, Body::CloudMigration { .. }))
+                && of(id)
+                    .into_iter()
+                    .any(|e| matches!(e.body, Body::CloudMigration { .. }))
         }),
-        CoreIndustryRevenueCny => enterprises.iter().flat_map(|id| revenue(id, &q4, rev)).filter(|(c, _)| c.is_core()).map(|x| x.1).sum(),
-        ClusterRevenueCny => enterprises.iter().flat_map(|id| revenue(id, &q4, rev)).filter(|(c, _)| c.index() as u8 == tag).map(|x| x.1).sum(),
-        DigitalEconomyAddedValueCny => enterprises.iter().flat_map(|id| revenue(id, &q4, av)).filter(|(c, _)| c.is_core()).map(|x| x.1).sum(),
+        CoreIndustryRevenueCny => enterprises
+            .iter()
+            .flat_map(|id| revenue(id, &q4, rev))
+            .filter(|(c, _)| c.is_core())
+            .map(|x| x.1)
+            .sum(),
+        ClusterRevenueCny => enterprises
+            .iter()
+            .flat_map(|id| revenue(id, &q4, rev))
+            .filter(|(c, _)| c.index() as u8 == tag)
+            .map(|x| x.1)
+            .sum(),
+        DigitalEconomyAddedValueCny => enterprises
+            .iter()
+            .flat_map(|id| revenue(id, &q4, av))
+            .filter(|(c, _)| c.is_core())
+            .map(|x| x.1)
+            .sum(),
         DigitalEconomyAddedValueGrowth => {
-            let a: f64 = enterprises.iter().flat_map(|id| revenue(id, &q4, av)).filter(|(c, _)| c.is_core()).map(|x| x.1).sum();
-            let p: f64 = enterprises.iter().flat_map(|id| revenue(id, &q8, av)).filter(|(c, _)| c.is_core()).map(|x| x.1).sum();
+            let a: f64 = enterprises
+                .iter()
+                .flat_map(|id| revenue(id, &q4, av))
+                .filter(|(c, _)| c.is_core())
+                .map(|x| x.1)
+                .sum();
+            let p: f64 = enterprises
+                .iter()
+                .flat_map(|id| revenue(id, &q8, av))
+                .filter(|(c, _)| c.is_core())
+                .map(|x| x.1)
+                .sum();
             if p <= 0.0 {
                 return None;
             }
             a / p - 1.0
         }
         ApplicationScenariosLive => scen_ids.iter().filter(|id| live(id)).count() as f64,
-        ApplicationScenariosLiveByField => {
-            scen_ids.iter().filter(|id| live(id) && field_tag(id) == tag).count() as f64
-        }
+        ApplicationScenariosLiveByField => scen_ids
+            .iter()
+            .filter(|id| live(id) && field_tag(id) == tag)
+            .count() as f64,
         ScenarioFieldsCovered => Field::ALL
             .iter()
-            .filter(|f| scen_ids.iter().any(|id| live(id) && field_tag(id) == f.index() as u8))
+            .filter(|f| {
+                scen_ids
+                    .iter()
+                    .any(|id| live(id) && field_tag(id) == f.index() as u8)
+            })
             .count() as f64,
-        DataZonesOperational => proj_count(&|k, _, s| k == ProjectKind::DataZone && s == ProjectStage::Delivered),
-        BenchmarkProjectsDelivered => {
-            proj_count(&|k, _, s| k == ProjectKind::BenchmarkProject && s == ProjectStage::Delivered)
+        DataZonesOperational => {
+            proj_count(&|k, _, s| k == ProjectKind::DataZone && s == ProjectStage::Delivered)
         }
+        BenchmarkProjectsDelivered => proj_count(&|k, _, s| {
+            k == ProjectKind::BenchmarkProject && s == ProjectStage::Delivered
+        }),
         DemonstrationProjectsUnderway => proj_count(&|k, _, s| {
-            k == ProjectKind::DemonstrationProject && matches!(s, ProjectStage::Underway | ProjectStage::Delivered)
+            k == ProjectKind::DemonstrationProject
+                && matches!(s, ProjectStage::Underway | ProjectStage::Delivered)
         }),
         DemonstrationProjectsUnderwayByRegion => proj_count(&|k, r, s| {
             k == ProjectKind::DemonstrationProject
@@ -165,7 +269,12 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
                 .iter()
                 .filter(day_window)
                 .filter_map(|e| match &e.body {
-                    Body::Heartbeat { kind, status, interval_s, .. } if kind.index() as u8 == tag => {
+                    Body::Heartbeat {
+                        kind,
+                        status,
+                        interval_s,
+                        ..
+                    } if kind.index() as u8 == tag => {
                         Some((*interval_s, *status != PlatformStatus::Down))
                     }
                     _ => None,
@@ -181,7 +290,9 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
             .iter()
             .filter(day_window)
             .filter_map(|e| match &e.body {
-                Body::PlatformUsage { kind, api_calls, .. } if kind.index() as u8 == tag => Some(*api_calls as f64),
+                Body::PlatformUsage {
+                    kind, api_calls, ..
+                } if kind.index() as u8 == tag => Some(*api_calls as f64),
                 _ => None,
             })
             .sum(),
@@ -189,7 +300,11 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
             .iter()
             .filter(day_window)
             .filter_map(|e| match &e.body {
-                Body::PlatformUsage { kind, records_shared, .. } if kind.index() as u8 == tag => Some(*records_shared as f64),
+                Body::PlatformUsage {
+                    kind,
+                    records_shared,
+                    ..
+                } if kind.index() as u8 == tag => Some(*records_shared as f64),
                 _ => None,
             })
             .sum(),
@@ -222,7 +337,10 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
                 _ => v,
             })
             .sum(),
-        ScenariosIdle => scen_ids.iter().filter(|id| live(id) && usage_in_week(id).is_empty()).count() as f64,
+        ScenariosIdle => scen_ids
+            .iter()
+            .filter(|id| live(id) && usage_in_week(id).is_empty())
+            .count() as f64,
     })
 }
 
@@ -234,16 +352,29 @@ fn tags(ind: Indicator) -> Vec<u8> {
     (0u8..=9).filter(|t| kind.value(*t).is_some()).collect()
 }
 
-fn pace(plan: &PlanSpec, value: f64, t: Nanos, series: &BTreeMap<Nanos, Option<f64>>, cadence: Nanos) -> Fields {
+fn pace(
+    plan: &PlanSpec,
+    value: f64,
+    t: Nanos,
+    series: &BTreeMap<Nanos, Option<f64>>,
+    cadence: Nanos,
+) -> Fields {
     let secs = |d: Nanos| d as f64 / 1e9;
     let (expected, ratio, projected) = match plan.kind {
         PlanKind::Threshold => (plan.target, Some(value / plan.target), None),
         PlanKind::Cumulative => {
             let start_tick = series.keys().copied().find(|k| *k >= plan.start);
-            let b = start_tick.filter(|k| *k - plan.start < cadence).and_then(|k| series[&k]).unwrap_or(0.0);
+            let b = start_tick
+                .filter(|k| *k - plan.start < cadence)
+                .and_then(|k| series[&k])
+                .unwrap_or(0.0);
             let frac = (secs(t - plan.start) / secs(plan.deadline - plan.start)).min(1.0);
             let e = b + (plan.target - b) * frac;
-            let r = if e == b { None } else { Some((value - b) / (e - b)) };
+            let r = if e == b {
+                None
+            } else {
+                Some((value - b) / (e - b))
+            };
             let p = if t >= plan.deadline {
                 Some(value)
             } else if t - 90 * DAY < plan.start {
@@ -267,7 +398,14 @@ fn pace(plan: &PlanSpec, value: f64, t: Nanos, series: &BTreeMap<Nanos, Option<f
     } else {
         Status::Behind
     };
-    Fields { value, target: Some(plan.target), expected: Some(expected), pace_ratio: ratio, projected, status: Some(status) }
+    Fields {
+        value,
+        target: Some(plan.target),
+        expected: Some(expected),
+        pace_ratio: ratio,
+        projected,
+        status: Some(status),
+    }
 }
 
 /// Every series at every tick for the accepted `events`, with replay's tick rules: a
@@ -277,14 +415,25 @@ pub fn run(config: &Config, events: &[Event]) -> Points {
     let lag = config.filing_lag();
     let plans = config.plan_specs();
     let mut out = Points::new();
-    let Some(global_max) = events.iter().map(|e| e.at).max() else { return out };
+    let Some(global_max) = events.iter().map(|e| e.at).max() else {
+        return out;
+    };
     for ind in Indicator::ALL {
-        let stream_events: Vec<Event> = events.iter().filter(|e| e.body.stream() == ind.stream()).cloned().collect();
-        let Some(min) = stream_events.iter().map(|e| e.at).min() else { continue };
+        let stream_events: Vec<Event> = events
+            .iter()
+            .filter(|e| e.body.stream() == ind.stream())
+            .cloned()
+            .collect();
+        let Some(min) = stream_events.iter().map(|e| e.at).min() else {
+            continue;
+        };
         let cadence = config.cadence(*ind);
         let (first, last) = (tick_after(min, cadence), tick_after(global_max, cadence));
         for tag in tags(*ind) {
-            let key = SeriesKey { indicator: *ind, tag };
+            let key = SeriesKey {
+                indicator: *ind,
+                tag,
+            };
             let plan = plans.iter().find(|p| p.series == key);
             let mut values: BTreeMap<Nanos, Option<f64>> = BTreeMap::new();
             let mut t = first;

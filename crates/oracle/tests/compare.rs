@@ -26,19 +26,31 @@ impl Gen {
     fn push(&mut self, at: Nanos, body: String) {
         let id = self.id();
         let offset = [480, 0, -300][self.rng.below(3) as usize];
-        let line = format!(r#"{{"event_id":"{id}","occurred_at":"{}",{body}}}"#, rfc3339(at, offset));
+        let line = format!(
+            r#"{{"event_id":"{id}","occurred_at":"{}",{body}}}"#,
+            rfc3339(at, offset)
+        );
         self.lines.push((at, line));
     }
 }
 
-const CLUSTERS: [&str; 4] = ["cybersecurity", "urban_technology", "metaverse", "non_digital"];
+const CLUSTERS: [&str; 4] = [
+    "cybersecurity",
+    "urban_technology",
+    "metaverse",
+    "non_digital",
+];
 const FIELDS: [&str; 3] = ["digital_finance", "smart_buildings", "digital_trade"];
 const REGIONS: [&str; 2] = ["canal_business_district", "other"];
 const KINDS: [&str; 2] = ["network_communication", "industrial_internet_platform"];
 
 /// A random event set. `long`: 600 days from 2021-11; otherwise 4 days in 2024.
 fn events(seed: u64, long: bool) -> Vec<(Nanos, String)> {
-    let mut g = Gen { rng: Rng::new(seed), n: 0, lines: Vec::new() };
+    let mut g = Gen {
+        rng: Rng::new(seed),
+        n: 0,
+        lines: Vec::new(),
+    };
     let (t0, span) = if long {
         (days_from_civil(2021, 11, 1) * DAY, 600 * DAY)
     } else {
@@ -48,14 +60,21 @@ fn events(seed: u64, long: bool) -> Vec<(Nanos, String)> {
     for _ in 0..count {
         // Times on a coarse grid so that ties and tick-exact events happen.
         let grid = if long { 6 * HOUR } else { 15 * 60 * SECOND };
-        let at = t0 + (g.rng.below((span / grid) as u64) as i64) * grid + if g.rng.chance(0.3) { 0 } else { g.rng.below(grid as u64) as i64 };
+        let at = t0
+            + (g.rng.below((span / grid) as u64) as i64) * grid
+            + if g.rng.chance(0.3) {
+                0
+            } else {
+                g.rng.below(grid as u64) as i64
+            };
         let e = format!("E{}", g.rng.below(5));
         let s = format!("S{}", g.rng.below(3));
         let p = format!("P{}", g.rng.below(3));
         let body = match g.rng.below(14) {
             0 | 1 => format!(
                 r#""type":"enterprise.registered","enterprise_id":"{e}","name":"n","cluster":"{}","region":"other","sme":{}"#,
-                g.rng.pick(&CLUSTERS), g.rng.chance(0.5)
+                g.rng.pick(&CLUSTERS),
+                g.rng.chance(0.5)
             ),
             2 => format!(r#""type":"enterprise.deregistered","enterprise_id":"{e}""#),
             3 => format!(
@@ -64,35 +83,58 @@ fn events(seed: u64, long: bool) -> Vec<(Nanos, String)> {
             ),
             4 => format!(
                 r#""type":"enterprise.certification","enterprise_id":"{e}","certification":"srdi","action":"{}""#,
-                if g.rng.chance(0.7) { "granted" } else { "revoked" }
+                if g.rng.chance(0.7) {
+                    "granted"
+                } else {
+                    "revoked"
+                }
             ),
             5 | 6 => {
-                let q = if long { 2021 * 4 + 1 + g.rng.below(7) as i32 } else { 2023 * 4 + g.rng.below(4) as i32 };
+                let q = if long {
+                    2021 * 4 + 1 + g.rng.below(7) as i32
+                } else {
+                    2023 * 4 + g.rng.below(4) as i32
+                };
                 format!(
                     r#""type":"enterprise.financials","enterprise_id":"{e}","period":"{}-Q{}","revenue_cny":{},"added_value_cny":{},"revision":{}"#,
-                    q / 4, q % 4 + 1, g.rng.below(1000) as f64 * 1.5e6 + 0.1, (g.rng.below(200) as f64 - 40.0) * 1e5 + 0.3, g.rng.below(3)
+                    q / 4,
+                    q % 4 + 1,
+                    g.rng.below(1000) as f64 * 1.5e6 + 0.1,
+                    (g.rng.below(200) as f64 - 40.0) * 1e5 + 0.3,
+                    g.rng.below(3)
                 )
             }
-            7 => format!(r#""type":"enterprise.cloud_migration","enterprise_id":"{e}","level":"basic""#),
+            7 => format!(
+                r#""type":"enterprise.cloud_migration","enterprise_id":"{e}","level":"basic""#
+            ),
             8 => format!(
                 r#""type":"platform.heartbeat","platform_id":"{p}","platform_kind":"{}","status":"{}","interval_s":{}"#,
-                g.rng.pick(&KINDS), ["up", "degraded", "down"][g.rng.below(3) as usize], 60 + g.rng.below(600)
+                g.rng.pick(&KINDS),
+                ["up", "degraded", "down"][g.rng.below(3) as usize],
+                60 + g.rng.below(600)
             ),
             9 => format!(
                 r#""type":"platform.usage","platform_id":"{p}","platform_kind":"{}","api_calls":{},"records_shared":{},"connected_enterprises":{}"#,
-                g.rng.pick(&KINDS), g.rng.below(100), g.rng.below(100), g.rng.below(50)
+                g.rng.pick(&KINDS),
+                g.rng.below(100),
+                g.rng.below(100),
+                g.rng.below(50)
             ),
             10 | 11 => format!(
                 r#""type":"scenario.stage","scenario_id":"{s}","name":"n","field":"{}","region":"other","stage":"{}""#,
-                g.rng.pick(&FIELDS), ["planned", "piloting", "live", "live", "retired"][g.rng.below(5) as usize]
+                g.rng.pick(&FIELDS),
+                ["planned", "piloting", "live", "live", "retired"][g.rng.below(5) as usize]
             ),
             12 => format!(
                 r#""type":"scenario.usage","scenario_id":"{s}","active_users":{},"transactions":{},"value_cny":{}"#,
-                g.rng.below(100), g.rng.below(100), g.rng.below(1000) as f64 / 8.0 + 0.1
+                g.rng.below(100),
+                g.rng.below(100),
+                g.rng.below(1000) as f64 / 8.0 + 0.1
             ),
             _ => format!(
                 r#""type":"project.stage","project_id":"{p}","name":"n","project_kind":"{}","region":"{}","stage":"{}""#,
-                ["data_zone", "benchmark_project", "demonstration_project"][g.rng.below(3) as usize],
+                ["data_zone", "benchmark_project", "demonstration_project"]
+                    [g.rng.below(3) as usize],
                 g.rng.pick(&REGIONS),
                 ["planned", "underway", "delivered", "cancelled"][g.rng.below(4) as usize]
             ),
@@ -113,7 +155,12 @@ fn config(long: bool) -> Config {
     c
 }
 
-fn run(config: &Config, lines: &[String], workers: usize, tag: &str) -> (lp::Points, ReplaySummary) {
+fn run(
+    config: &Config,
+    lines: &[String],
+    workers: usize,
+    tag: &str,
+) -> (lp::Points, ReplaySummary) {
     let dir = std::env::temp_dir().join(format!("paceline-compare-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input: PathBuf = dir.join("in.jsonl");
@@ -121,7 +168,11 @@ fn run(config: &Config, lines: &[String], workers: usize, tag: &str) -> (lp::Poi
     let mut config = config.clone();
     config.dataflow.workers = workers;
     config.dataflow.epoch_events = 7;
-    let opts = ReplayOptions { inputs: vec![input], output: dir.join("out.lp"), dead_letters: dir.join("dl.jsonl") };
+    let opts = ReplayOptions {
+        inputs: vec![input],
+        output: dir.join("out.lp"),
+        dead_letters: dir.join("dl.jsonl"),
+    };
     let summary = replay(&config, &opts).unwrap();
     let points = lp::parse(&std::fs::read_to_string(&opts.output).unwrap()).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -139,7 +190,13 @@ fn accepted(lines: &[String]) -> Vec<Event> {
 
 fn compare(config: &Config, events: &[Event], a: &lp::Points, b: &lp::Points) -> Vec<String> {
     let global_max = events.iter().map(|e| e.at).max().unwrap();
-    let stream_min = |s: Stream| events.iter().filter(|e| e.body.stream() == s).map(|e| e.at).min();
+    let stream_min = |s: Stream| {
+        events
+            .iter()
+            .filter(|e| e.body.stream() == s)
+            .map(|e| e.at)
+            .min()
+    };
     equiv::differences(
         a,
         b,
@@ -157,23 +214,45 @@ fn check_seed(seed: u64, long: bool) -> u64 {
     let ordered: Vec<String> = events(seed, long).into_iter().map(|(_, l)| l).collect();
     let evs = accepted(&ordered);
     let oracle = model::run(&config, &evs);
-    assert!(oracle.values().any(|m| m.values().any(|f| f.value != 0.0)), "seed {seed}: oracle is all zero");
+    assert!(
+        oracle.values().any(|m| m.values().any(|f| f.value != 0.0)),
+        "seed {seed}: oracle is all zero"
+    );
     let (ours, summary) = run(&config, &ordered, 1, &format!("{seed}-{long}-o"));
-    assert_eq!(summary.rejected_total(), 0, "seed {seed}: {}", summary.render());
+    assert_eq!(
+        summary.rejected_total(),
+        0,
+        "seed {seed}: {}",
+        summary.render()
+    );
     assert!(summary.points > 0);
     let diff = compare(&config, &evs, &oracle, &ours);
-    assert!(diff.is_empty(), "seed {seed} long={long} in order: oracle vs replay:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "seed {seed} long={long} in order: oracle vs replay:\n{}",
+        diff.join("\n")
+    );
 
     // Shuffled beyond the out-of-orderness but within the horizons, with exact duplicates.
     let mut rng = Rng::new(seed ^ 0xABCD);
     let mut shuffled: Vec<(Nanos, u64, String)> = events(seed, long)
         .into_iter()
         .map(|(at, l)| {
-            let max_delay = if l.contains("platform.") { 20 * HOUR } else if long { 60 * DAY } else { 3 * DAY };
+            let max_delay = if l.contains("platform.") {
+                20 * HOUR
+            } else if long {
+                60 * DAY
+            } else {
+                3 * DAY
+            };
             (at + rng.below(max_delay as u64) as i64, rng.next_u64(), l)
         })
         .collect();
-    let dups: Vec<_> = shuffled.iter().filter(|_| rng.chance(0.15)).cloned().collect();
+    let dups: Vec<_> = shuffled
+        .iter()
+        .filter(|_| rng.chance(0.15))
+        .cloned()
+        .collect();
     for (at, _, l) in dups {
         shuffled.push((at + HOUR, rng.next_u64(), l));
     }
@@ -183,10 +262,18 @@ fn check_seed(seed: u64, long: bool) -> u64 {
     assert_eq!(s1.rejected_total(), 0, "seed {seed}: {}", s1.render());
     assert!(s1.duplicates.iter().sum::<u64>() > 0 || shuffled.len() == ordered.len());
     let diff = compare(&config, &evs, &oracle, &ours1);
-    assert!(diff.is_empty(), "seed {seed} long={long} shuffled: oracle vs replay:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "seed {seed} long={long} shuffled: oracle vs replay:\n{}",
+        diff.join("\n")
+    );
     let (ours4, _) = run(&config, &shuffled, 4, &format!("{seed}-{long}-s4"));
     let diff = compare(&config, &evs, &ours1, &ours4);
-    assert!(diff.is_empty(), "seed {seed} long={long}: 1 worker vs 4 workers:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "seed {seed} long={long}: 1 worker vs 4 workers:\n{}",
+        diff.join("\n")
+    );
     s1.corrections.iter().sum()
 }
 

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use paceline_model::config::{Config, LoadError};
 
 #[derive(Parser)]
-#[command(name = "paceline", version, about = "Tracks a district's digital economy against its plan, live.")]
+#[command(
+    name = "paceline",
+    version,
+    about = "Tracks a district's digital economy against its plan, live."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,7 +77,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Replay { inputs, output, dead_letters, config, workers } => {
+        Command::Replay {
+            inputs,
+            output,
+            dead_letters,
+            config,
+            workers,
+        } => {
             let mut config = match load(config.as_ref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -88,7 +98,11 @@ fn main() -> ExitCode {
                 }
                 config.dataflow.workers = w;
             }
-            let opts = paceline_runtime::ReplayOptions { inputs, output, dead_letters };
+            let opts = paceline_runtime::ReplayOptions {
+                inputs,
+                output,
+                dead_letters,
+            };
             match paceline_runtime::replay(&config, &opts) {
                 Ok(summary) => {
                     print!("{}", summary.render());

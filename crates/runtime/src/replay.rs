@@ -111,7 +111,10 @@ impl ReplaySummary {
         s.push_str(&format!("points:        {}\n", self.points));
         s.push_str(&format!("corrections:   {}\n", total(&self.corrections)));
         if self.unrepresentable > 0 {
-            s.push_str(&format!("unrepresentable corrections: {}\n", self.unrepresentable));
+            s.push_str(&format!(
+                "unrepresentable corrections: {}\n",
+                self.unrepresentable
+            ));
         }
         s.push_str(&format!(
             "elapsed:       {:.3} s ({:.0} events/s)\n",
@@ -128,7 +131,13 @@ struct DeadLetters {
 }
 
 impl DeadLetters {
-    fn write(&mut self, rejection: &Rejection, file: &str, line_no: u64, raw: &[u8]) -> Result<(), ReplayError> {
+    fn write(
+        &mut self,
+        rejection: &Rejection,
+        file: &str,
+        line_no: u64,
+        raw: &[u8],
+    ) -> Result<(), ReplayError> {
         let mut obj = serde_json::Map::new();
         obj.insert("reason".into(), rejection.reason.as_str().into());
         obj.insert("stream".into(), rejection.stream_name().into());
@@ -137,13 +146,19 @@ impl DeadLetters {
         obj.insert("detail".into(), rejection.detail.clone().into());
         match std::str::from_utf8(raw) {
             Ok(text) => obj.insert("raw".into(), text.into()),
-            Err(_) => obj.insert("raw_base64".into(), base64::engine::general_purpose::STANDARD.encode(raw).into()),
+            Err(_) => obj.insert(
+                "raw_base64".into(),
+                base64::engine::general_purpose::STANDARD.encode(raw).into(),
+            ),
         };
         let mut line = serde_json::Value::Object(obj).to_string();
         line.push('\n');
         self.out
             .write_all(line.as_bytes())
-            .map_err(|source| ReplayError::Output { path: self.path.clone(), source })
+            .map_err(|source| ReplayError::Output {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 
@@ -167,17 +182,29 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     let mut readers = Vec::new();
     for path in &opts.inputs {
         let name = path.display().to_string();
-        let f = std::fs::File::open(path).map_err(|source| ReplayError::Input { path: name.clone(), source })?;
+        let f = std::fs::File::open(path).map_err(|source| ReplayError::Input {
+            path: name.clone(),
+            source,
+        })?;
         readers.push((name, BufReader::with_capacity(1 << 20, f)));
     }
     let out_path = opts.output.display().to_string();
     let measurement = config.indicators.measurement.clone();
-    let mut lp = LineProtocolFile::create(&out_path, &measurement)
-        .map_err(|e| ReplayError::Output { path: e.path, source: e.source })?;
+    let mut lp =
+        LineProtocolFile::create(&out_path, &measurement).map_err(|e| ReplayError::Output {
+            path: e.path,
+            source: e.source,
+        })?;
     let dl_path = opts.dead_letters.display().to_string();
-    let dl_file = std::fs::File::create(&opts.dead_letters)
-        .map_err(|source| ReplayError::Output { path: dl_path.clone(), source })?;
-    let mut dead = DeadLetters { path: dl_path, out: BufWriter::new(dl_file) };
+    let dl_file =
+        std::fs::File::create(&opts.dead_letters).map_err(|source| ReplayError::Output {
+            path: dl_path.clone(),
+            source,
+        })?;
+    let mut dead = DeadLetters {
+        path: dl_path,
+        out: BufWriter::new(dl_file),
+    };
 
     let (points_tx, points_rx) = crossbeam_channel::bounded::<Vec<Point>>(64);
     let sink = std::thread::spawn(move || -> Result<(u64, usize), ReplayError> {
@@ -186,9 +213,15 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
             for p in &batch {
                 series.insert(p.series);
             }
-            lp.write(&batch).map_err(|e| ReplayError::Output { path: e.path, source: e.source })?;
+            lp.write(&batch).map_err(|e| ReplayError::Output {
+                path: e.path,
+                source: e.source,
+            })?;
         }
-        let n = lp.finish().map_err(|e| ReplayError::Output { path: e.path, source: e.source })?;
+        let n = lp.finish().map_err(|e| ReplayError::Output {
+            path: e.path,
+            source: e.source,
+        })?;
         Ok((n, series.len()))
     });
 
@@ -202,11 +235,26 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     let mut pending_count = 0usize;
     let mut next_worker = 0usize;
 
-    let flush = |runner: &Runner, pending: &mut Vec<Vec<Event>>, reports: Vec<WatermarkReport>| -> Result<(), ReplayError> {
+    let flush = |runner: &Runner,
+                 pending: &mut Vec<Vec<Event>>,
+                 reports: Vec<WatermarkReport>|
+     -> Result<(), ReplayError> {
         let mut reports = Some(reports);
         for (i, events) in pending.iter_mut().enumerate() {
-            let r = if i == 0 { reports.take().unwrap_or_default() } else { Vec::new() };
-            runner.send(i, Epoch { events: std::mem::take(events), reports: r }).map_err(ReplayError::Dataflow)?;
+            let r = if i == 0 {
+                reports.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            runner
+                .send(
+                    i,
+                    Epoch {
+                        events: std::mem::take(events),
+                        reports: r,
+                    },
+                )
+                .map_err(ReplayError::Dataflow)?;
         }
         Ok(())
     };
@@ -217,9 +265,13 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
             let mut line_no = 0u64;
             loop {
                 line.clear();
-                let n = reader
-                    .read_until(b'\n', &mut line)
-                    .map_err(|source| ReplayError::Input { path: name.clone(), source })?;
+                let n =
+                    reader
+                        .read_until(b'\n', &mut line)
+                        .map_err(|source| ReplayError::Input {
+                            path: name.clone(),
+                            source,
+                        })?;
                 if n == 0 {
                     break;
                 }
@@ -236,7 +288,10 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                 summary.events += 1;
                 match decode(&line, None) {
                     Err(rejection) => {
-                        *summary.rejected.entry((rejection.stream_name(), rejection.reason.as_str())).or_default() += 1;
+                        *summary
+                            .rejected
+                            .entry((rejection.stream_name(), rejection.reason.as_str()))
+                            .or_default() += 1;
                         dead.write(&rejection, name, line_no, &line)?;
                     }
                     Ok(event) => {
@@ -257,9 +312,13 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                                 let rejection = Rejection {
                                     reason: Reason::TooLate,
                                     stream: Some(stream),
-                                    detail: "older than the watermark minus the correction horizon".into(),
+                                    detail: "older than the watermark minus the correction horizon"
+                                        .into(),
                                 };
-                                *summary.rejected.entry((stream.as_str(), Reason::TooLate.as_str())).or_default() += 1;
+                                *summary
+                                    .rejected
+                                    .entry((stream.as_str(), Reason::TooLate.as_str()))
+                                    .or_default() += 1;
                                 dead.write(&rejection, name, line_no, &line)?;
                             }
                         }
@@ -267,21 +326,31 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                 }
             }
         }
-        let end = Stream::ALL.iter().filter_map(|s| admission.max_accepted(*s)).max();
+        let end = Stream::ALL
+            .iter()
+            .filter_map(|s| admission.max_accepted(*s))
+            .max();
         flush(&runner, &mut pending, reports(&admission, end))?;
         Ok(())
     })();
     let stats = runner.finish().map_err(ReplayError::Dataflow)?;
     result?;
-    dead.out.flush().map_err(|source| ReplayError::Output { path: dead.path.clone(), source })?;
-    let (points, series) =
-        sink.join().map_err(|_| ReplayError::Dataflow("the output writer panicked".into()))??;
+    dead.out.flush().map_err(|source| ReplayError::Output {
+        path: dead.path.clone(),
+        source,
+    })?;
+    let (points, series) = sink
+        .join()
+        .map_err(|_| ReplayError::Dataflow("the output writer panicked".into()))??;
     summary.points = points;
     summary.series = series;
     for s in Stream::ALL {
-        summary.corrections[s.index()] = stats.corrections[s.index()].load(std::sync::atomic::Ordering::Relaxed);
+        summary.corrections[s.index()] =
+            stats.corrections[s.index()].load(std::sync::atomic::Ordering::Relaxed);
     }
-    summary.unrepresentable = stats.unrepresentable.load(std::sync::atomic::Ordering::Relaxed);
+    summary.unrepresentable = stats
+        .unrepresentable
+        .load(std::sync::atomic::Ordering::Relaxed);
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

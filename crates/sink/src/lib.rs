@@ -22,9 +22,12 @@ pub fn format_point(measurement: &str, p: &Point, out: &mut String) {
     }
     let f = &p.fields;
     let _ = write!(out, " value={}", f.value);
-    for (name, v) in
-        [("target", f.target), ("expected", f.expected), ("pace_ratio", f.pace_ratio), ("projected", f.projected)]
-    {
+    for (name, v) in [
+        ("target", f.target),
+        ("expected", f.expected),
+        ("pace_ratio", f.pace_ratio),
+        ("projected", f.projected),
+    ] {
         if let Some(v) = v {
             let _ = write!(out, ",{name}={v}");
         }
@@ -59,7 +62,10 @@ pub struct LineProtocolFile {
 impl LineProtocolFile {
     /// Creates (truncates) the file.
     pub fn create(path: &str, measurement: &str) -> Result<Self, SinkError> {
-        let file = std::fs::File::create(path).map_err(|source| SinkError { path: path.into(), source })?;
+        let file = std::fs::File::create(path).map_err(|source| SinkError {
+            path: path.into(),
+            source,
+        })?;
         Ok(LineProtocolFile {
             path: path.into(),
             measurement: measurement.into(),
@@ -76,14 +82,25 @@ impl LineProtocolFile {
             format_point(&self.measurement, p, &mut self.buf);
         }
         self.points += points.len() as u64;
-        self.out.write_all(self.buf.as_bytes()).map_err(|source| SinkError { path: self.path.clone(), source })
+        self.out
+            .write_all(self.buf.as_bytes())
+            .map_err(|source| SinkError {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Flushes and syncs the file.
     pub fn finish(mut self) -> Result<u64, SinkError> {
         let path = self.path.clone();
-        self.out.flush().map_err(|source| SinkError { path: path.clone(), source })?;
-        self.out.get_ref().sync_all().map_err(|source| SinkError { path, source })?;
+        self.out.flush().map_err(|source| SinkError {
+            path: path.clone(),
+            source,
+        })?;
+        self.out
+            .get_ref()
+            .sync_all()
+            .map_err(|source| SinkError { path, source })?;
         Ok(self.points)
     }
 }
@@ -116,7 +133,12 @@ mod tests {
             "indicator,indicator=cluster_revenue_cny,cluster=cybersecurity value=1500000000,target=10000000000,expected=2.5,projected=-0.25,status=\"at_risk\" 1640966400000000000\n"
         );
         s.clear();
-        let q = Point { series: SeriesKey::plain(Indicator::ScenariosIdle), tick: 7, fields: Fields::value(0.0), correction: true };
+        let q = Point {
+            series: SeriesKey::plain(Indicator::ScenariosIdle),
+            tick: 7,
+            fields: Fields::value(0.0),
+            correction: true,
+        };
         format_point("m", &q, &mut s);
         assert_eq!(s, "m,indicator=scenarios_idle value=0 7\n");
     }

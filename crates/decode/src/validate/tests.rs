@@ -17,7 +17,10 @@ fn with(field: &str, value: &str) -> String {
         return serde_json::to_string(&v).unwrap();
     }
     v.insert(field.into(), serde_json::Value::Null);
-    serde_json::to_string(&v).unwrap().replace(&format!("\"{field}\":null"), &format!("\"{field}\":{value}"))
+    serde_json::to_string(&v).unwrap().replace(
+        &format!("\"{field}\":null"),
+        &format!("\"{field}\":{value}"),
+    )
 }
 
 #[test]
@@ -42,7 +45,10 @@ fn spec_examples_decode_as_documented() {
     }
     // Line 7: nine fractional digits, just before 2025-01-01T00:00+08:00.
     let e7 = decode(lines[6].as_bytes(), None).unwrap();
-    assert_eq!(e7.at, parse_rfc3339("2025-01-01T00:00:00+08:00").unwrap() - 1);
+    assert_eq!(
+        e7.at,
+        parse_rfc3339("2025-01-01T00:00:00+08:00").unwrap() - 1
+    );
 }
 
 #[test]
@@ -62,58 +68,142 @@ fn decodes_fields() {
 
 #[test]
 fn every_reason_is_reachable() {
-    assert_eq!(reason(&format!("{{\"x\":\"{}\"}}", "a".repeat(70_000))), Some(Reason::TooLarge));
-    assert_eq!(reason(&format!("{}{}", "[".repeat(33), "]".repeat(33))), Some(Reason::TooDeep));
-    assert_eq!(reason(&"[".repeat(40)), Some(Reason::TooDeep), "depth counts before parsing");
-    assert_eq!(reason(&format!("{}{}", "[".repeat(32), "]".repeat(32))), Some(Reason::InvalidJson));
-    assert_eq!(reason("{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}"), Some(Reason::UnknownType));
-    assert_eq!(decode(b"\xff\xfe{}", None).unwrap_err().reason, Reason::InvalidJson);
+    assert_eq!(
+        reason(&format!("{{\"x\":\"{}\"}}", "a".repeat(70_000))),
+        Some(Reason::TooLarge)
+    );
+    assert_eq!(
+        reason(&format!("{}{}", "[".repeat(33), "]".repeat(33))),
+        Some(Reason::TooDeep)
+    );
+    assert_eq!(
+        reason(&"[".repeat(40)),
+        Some(Reason::TooDeep),
+        "depth counts before parsing"
+    );
+    assert_eq!(
+        reason(&format!("{}{}", "[".repeat(32), "]".repeat(32))),
+        Some(Reason::InvalidJson)
+    );
+    assert_eq!(
+        reason("{\"a\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\"}"),
+        Some(Reason::UnknownType)
+    );
+    assert_eq!(
+        decode(b"\xff\xfe{}", None).unwrap_err().reason,
+        Reason::InvalidJson
+    );
     assert_eq!(reason("[1]"), Some(Reason::InvalidJson));
     assert_eq!(reason("{}"), Some(Reason::UnknownType));
     assert_eq!(reason("{\"type\":5}"), Some(Reason::UnknownType));
     let wrong = decode(VALID.as_bytes(), Some(Stream::Telemetry)).unwrap_err();
-    assert_eq!((wrong.reason, wrong.stream), (Reason::WrongStream, Some(Stream::Telemetry)));
-    assert_eq!(reason(&with("revision", "<absent>")), Some(Reason::MissingField));
-    assert_eq!(reason(&with("revision", "null")), Some(Reason::MissingField));
-    assert_eq!(reason(&with("event_id", "null")), Some(Reason::MissingField));
+    assert_eq!(
+        (wrong.reason, wrong.stream),
+        (Reason::WrongStream, Some(Stream::Telemetry))
+    );
+    assert_eq!(
+        reason(&with("revision", "<absent>")),
+        Some(Reason::MissingField)
+    );
+    assert_eq!(
+        reason(&with("revision", "null")),
+        Some(Reason::MissingField)
+    );
+    assert_eq!(
+        reason(&with("event_id", "null")),
+        Some(Reason::MissingField)
+    );
     assert_eq!(reason(&with("revision", "\"5\"")), Some(Reason::WrongType));
     assert_eq!(reason(&with("revision", "1e2")), Some(Reason::WrongType));
-    assert_eq!(reason(&with("revenue_cny", "\"1\"")), Some(Reason::WrongType));
+    assert_eq!(
+        reason(&with("revenue_cny", "\"1\"")),
+        Some(Reason::WrongType)
+    );
     assert_eq!(reason(&with("source", "7")), Some(Reason::WrongType));
     assert_eq!(reason(&with("event_id", "7")), Some(Reason::WrongType));
-    assert_eq!(reason(&with("occurred_at", "\"2023-04-20T08:00:60Z\"")), Some(Reason::BadTimestamp));
-    assert_eq!(reason(&with("period", "\"2023-Q0\"")), Some(Reason::UnknownValue));
-    assert_eq!(reason(&with("period", "\"23-Q1\"")), Some(Reason::UnknownValue));
+    assert_eq!(
+        reason(&with("occurred_at", "\"2023-04-20T08:00:60Z\"")),
+        Some(Reason::BadTimestamp)
+    );
+    assert_eq!(
+        reason(&with("period", "\"2023-Q0\"")),
+        Some(Reason::UnknownValue)
+    );
+    assert_eq!(
+        reason(&with("period", "\"23-Q1\"")),
+        Some(Reason::UnknownValue)
+    );
     assert_eq!(reason(&with("revision", "-1")), Some(Reason::OutOfRange));
-    assert_eq!(reason(&with("revision", "9007199254740992")), Some(Reason::OutOfRange));
+    assert_eq!(
+        reason(&with("revision", "9007199254740992")),
+        Some(Reason::OutOfRange)
+    );
     assert_eq!(reason(&with("revision", "9007199254740991")), None);
     assert_eq!(reason(&with("revision", "-0")), None);
-    assert_eq!(reason(&with("revenue_cny", "-0.01")), Some(Reason::OutOfRange));
-    assert_eq!(reason(&with("revenue_cny", "1e999")), Some(Reason::OutOfRange));
+    assert_eq!(
+        reason(&with("revenue_cny", "-0.01")),
+        Some(Reason::OutOfRange)
+    );
+    assert_eq!(
+        reason(&with("revenue_cny", "1e999")),
+        Some(Reason::OutOfRange)
+    );
     assert_eq!(reason(&with("added_value_cny", "-1e308")), None);
     assert_eq!(reason(&with("event_id", "\"\"")), Some(Reason::OutOfRange));
-    assert_eq!(reason(&with("event_id", &format!("\"{}\"", "i".repeat(129)))), Some(Reason::OutOfRange));
-    assert_eq!(reason(&with("event_id", &format!("\"{}\"", "i".repeat(128)))), None);
-    assert_eq!(reason(&with("extra", &format!("{{\"deep\":[\"{}\"]}}", "s".repeat(4097)))), Some(Reason::OutOfRange));
-    assert_eq!(reason(&with("extra", &format!("\"{}\"", "s".repeat(4096)))), None);
-    assert_eq!(reason(&with("occurred_at", "\"1500-01-01T00:00:00Z\"")), Some(Reason::OutOfRange));
-    assert_eq!(reason(&with("source", "null")), None, "a null optional field is absent");
-    assert_eq!(reason(&with("extra", "{\"a\":[1,2,{\"b\":null}]}")), None, "unknown fields are ignored");
+    assert_eq!(
+        reason(&with("event_id", &format!("\"{}\"", "i".repeat(129)))),
+        Some(Reason::OutOfRange)
+    );
+    assert_eq!(
+        reason(&with("event_id", &format!("\"{}\"", "i".repeat(128)))),
+        None
+    );
+    assert_eq!(
+        reason(&with(
+            "extra",
+            &format!("{{\"deep\":[\"{}\"]}}", "s".repeat(4097))
+        )),
+        Some(Reason::OutOfRange)
+    );
+    assert_eq!(
+        reason(&with("extra", &format!("\"{}\"", "s".repeat(4096)))),
+        None
+    );
+    assert_eq!(
+        reason(&with("occurred_at", "\"1500-01-01T00:00:00Z\"")),
+        Some(Reason::OutOfRange)
+    );
+    assert_eq!(
+        reason(&with("source", "null")),
+        None,
+        "a null optional field is absent"
+    );
+    assert_eq!(
+        reason(&with("extra", "{\"a\":[1,2,{\"b\":null}]}")),
+        None,
+        "unknown fields are ignored"
+    );
     let hb = r#"{"event_id":"h","type":"platform.heartbeat","occurred_at":"2024-01-01T00:00:00Z","platform_id":"p","platform_kind":"network_communication","status":"up","interval_s":0}"#;
-    assert_eq!(reason(hb), Some(Reason::OutOfRange), "interval_s must be > 0");
+    assert_eq!(
+        reason(hb),
+        Some(Reason::OutOfRange),
+        "interval_s must be > 0"
+    );
 }
 
 #[test]
 fn reasons_apply_in_the_spec_order() {
     // Missing wins over a wrong type elsewhere; wrong type over a bad timestamp; bad
     // timestamp over an unknown value; unknown value over out of range.
-    let missing_and_wrong = with("revision", "<absent>").replace("\"revenue_cny\":1", "\"revenue_cny\":\"x\"");
+    let missing_and_wrong =
+        with("revision", "<absent>").replace("\"revenue_cny\":1", "\"revenue_cny\":\"x\"");
     assert_eq!(reason(&missing_and_wrong), Some(Reason::MissingField));
     let wrong_and_bad_time = with("revision", "1.5").replace("08:00:00+08:00", "08:00:00");
     assert_eq!(reason(&wrong_and_bad_time), Some(Reason::WrongType));
     let bad_time_and_value = with("period", "\"2023-Q9\"").replace("08:00:00+08:00", "08:00:00");
     assert_eq!(reason(&bad_time_and_value), Some(Reason::BadTimestamp));
-    let value_and_range = with("period", "\"2023-Q9\"").replace("\"revenue_cny\":1", "\"revenue_cny\":-1");
+    let value_and_range =
+        with("period", "\"2023-Q9\"").replace("\"revenue_cny\":1", "\"revenue_cny\":-1");
     assert_eq!(reason(&value_and_range), Some(Reason::UnknownValue));
 }
 

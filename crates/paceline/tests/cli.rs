@@ -1,0 +1,213 @@
+//! The binary end to end: replay of the spec's examples and of hostile lines, exit codes,
+//! check-config, and the generator's mix of plan statuses.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_paceline"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("paceline-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn replay(dir: &Path, inputs: &[&Path], extra: &[&str]) -> std::process::Output {
+    let mut c = bin();
+    c.arg("replay");
+    for i in inputs {
+        c.arg("--input").arg(i);
+    }
+    c.arg("--output")
+        .arg(dir.join("out.lp"))
+        .arg("--dead-letters")
+        .arg(dir.join("dl.jsonl"))
+        .args(extra);
+    c.output().unwrap()
+}
+
+fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("dl.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn spec_examples() {
+    let dir = tmp("examples");
+    let examples =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/spec-examples.jsonl");
+    let out = replay(&dir, &[&examples], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("duplicates:    1"), "{summary}");
+    let dl = dead_letters(&dir);
+    let reasons: Vec<(u64, &str)> = dl
+        .iter()
+        .map(|d| (d["line"].as_u64().unwrap(), d["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (14, "out_of_range"),
+            (15, "bad_timestamp"),
+            (16, "wrong_type"),
+            (17, "unknown_value"),
+            (18, "unknown_type"),
+            (19, "missing_field"),
+            (20, "invalid_json"),
+            (21, "unknown_value"),
+        ]
+    );
+    let lp = std::fs::read_to_string(dir.join("out.lp")).unwrap();
+    // E1001 registered 2022-03-14T09:30+08:00 counts from the tick 2022-03-15T00:00+08:00
+    // (1647273600 s) and is deregistered at the 2025-01-01 tick (1735660800 s).
+    let cyber = |ts: &str| {
+        lp.lines()
+            .filter(|l| {
+                l.starts_with("indicator,indicator=cluster_enterprises,cluster=cybersecurity ")
+                    && l.ends_with(ts)
+            })
+            .last()
+            .map(|l| l.split(' ').nth(1).unwrap().to_string())
+    };
+    assert_eq!(cyber("1647273600000000000").as_deref(), Some("value=1"));
+    assert_eq!(cyber("1735660800000000000").as_deref(), Some("value=0"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn hostile_lines_land_in_dead_letters() {
+    let dir = tmp("hostile");
+    let input = dir.join("hostile.jsonl");
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(b"\xff\xfe\xfd not utf-8\n");
+    bytes.extend_from_slice(format!("{{\"x\":\"{}\"}}\n", "a".repeat(10 * 1024 * 1024)).as_bytes());
+    bytes.extend_from_slice(format!("{}{}\n", "[".repeat(10_000), "]".repeat(10_000)).as_bytes());
+    bytes.extend_from_slice(b"{\"event_id\":\"h1\",\"type\":\"enterprise.valuation\",\"occurred_at\":\"2023-01-01T00:00:00Z\",\"enterprise_id\":\"E\",\"valuation_cny\":1e400}\n");
+    bytes.extend_from_slice(b"{}\n");
+    bytes.extend_from_slice(b"\r\n\n");
+    bytes.extend_from_slice(b"{\"event_id\":\"ok\",\"type\":\"enterprise.deregistered\",\"occurred_at\":\"2023-01-01T00:00:00Z\",\"enterprise_id\":\"E\"}\r\n");
+    std::fs::write(&input, bytes).unwrap();
+    let out = replay(&dir, &[&input], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dl = dead_letters(&dir);
+    let reasons: Vec<&str> = dl.iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "invalid_json",
+            "too_large",
+            "too_deep",
+            "out_of_range",
+            "unknown_type"
+        ]
+    );
+    assert!(dl[0]["raw_base64"].is_string() && dl[0].get("raw").is_none());
+    assert_eq!(dl[1]["raw"].as_str().unwrap().len(), 10 * 1024 * 1024 + 8);
+    assert_eq!(dl[4]["line"], 5);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("accepted:      1"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn exit_codes() {
+    let dir = tmp("exit");
+    let out = replay(&dir, &[&dir.join("missing.jsonl")], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.jsonl"));
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[plan]\ndefault_tolerance = 3\n[streams.telemetry]\ncorrection_horizon_days = 0\n",
+    )
+    .unwrap();
+    let out = bin().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("plan.default_tolerance")
+            && err.contains("streams.telemetry.correction_horizon_days"),
+        "{err}"
+    );
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/paceline.toml");
+    assert_eq!(
+        bin()
+            .arg("check-config")
+            .arg(&shipped)
+            .status()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn generated_district_has_a_mix_of_statuses() {
+    let dir = tmp("generate");
+    let input = dir.join("district.jsonl");
+    let g = bin()
+        .args(["generate", "--seed", "1", "--scale", "0.25", "--out"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(g.status.success());
+    let out = replay(&dir, &[&input], &["--workers", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    let corrections: u64 = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("corrections:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap();
+    assert!(
+        corrections > 0,
+        "late filings must cause corrections: {summary}"
+    );
+    let lp = std::fs::read_to_string(dir.join("out.lp")).unwrap();
+    // Statuses at the 2025-01-01 tick, last line per series.
+    let mut last = std::collections::BTreeMap::new();
+    for l in lp
+        .lines()
+        .filter(|l| l.ends_with(" 1735660800000000000") && l.contains("status="))
+    {
+        let series = l.split(' ').next().unwrap().to_string();
+        let status = l
+            .split("status=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_string();
+        last.insert(series, status);
+    }
+    let statuses: std::collections::BTreeSet<&str> = last.values().map(String::as_str).collect();
+    assert!(last.len() >= 8, "{last:?}");
+    assert!(
+        statuses.contains("met") || statuses.contains("on_track"),
+        "some ahead: {last:?}"
+    );
+    assert!(
+        statuses.contains("behind") || statuses.contains("at_risk"),
+        "some behind: {last:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
