@@ -225,3 +225,24 @@ fn hostile_inputs_never_panic() {
         assert!(decode(&c, None).is_err());
     }
 }
+
+#[test]
+fn fuzz_corpus_never_panics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/decode");
+    let mut n = 0;
+    let mut accepted = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        if decode(&bytes, None).is_ok() {
+            accepted += 1;
+        }
+        for s in Stream::ALL {
+            if let Ok(e) = decode(&bytes, Some(s)) {
+                assert_eq!(e.body.stream(), s);
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= 20, "corpus has {n} files");
+    assert!(accepted >= 13, "the valid examples decode: {accepted}");
+}
