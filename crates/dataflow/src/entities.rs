@@ -140,23 +140,31 @@ pub fn enterprise_intervals(events: &[Event], filing_lag: Nanos) -> Vec<Interval
     sweep.finish()
 }
 
-/// Intervals of a project from its stage events sorted by (`occurred_at`, `event_id`).
-pub fn project_intervals(events: &[Event]) -> Vec<Interval> {
-    let mut sweep = Sweep::default();
-    let mut contributions = Vec::new();
+/// Calls `f(b, latest)` for each distinct `occurred_at` `b` of `events` (sorted by
+/// (`occurred_at`, `event_id`)) with the latest event at that instant.
+fn each_instant<'a>(events: &'a [Event], mut f: impl FnMut(Nanos, &'a Event)) {
     let mut i = 0;
     while i < events.len() {
         let b = events[i].at;
         while i < events.len() && events[i].at == b {
             i += 1;
         }
+        f(b, &events[i - 1]);
+    }
+}
+
+/// Intervals of a project from its stage events sorted by (`occurred_at`, `event_id`).
+pub fn project_intervals(events: &[Event]) -> Vec<Interval> {
+    let mut sweep = Sweep::default();
+    let mut contributions = Vec::new();
+    each_instant(events, |b, latest| {
         contributions.clear();
         if let Body::ProjectStage {
             kind,
             region,
             stage,
             ..
-        } = &events[i - 1].body
+        } = &latest.body
         {
             let delivered = *stage == ProjectStage::Delivered;
             match kind {
@@ -189,7 +197,7 @@ pub fn project_intervals(events: &[Event]) -> Vec<Interval> {
             }
         }
         sweep.segment(b, &contributions);
-    }
+    });
     sweep.finish()
 }
 
@@ -213,14 +221,9 @@ pub fn scenario_timeline(stages: &[Event]) -> ScenarioTimeline {
     let mut sweep = Sweep::default();
     let mut contributions = Vec::new();
     let mut live_since: Option<Nanos> = None;
-    let mut i = 0;
-    while i < stages.len() {
-        let b = stages[i].at;
-        while i < stages.len() && stages[i].at == b {
-            i += 1;
-        }
+    each_instant(stages, |b, latest| {
         contributions.clear();
-        if let Body::ScenarioStage { field, stage, .. } = &stages[i - 1].body {
+        if let Body::ScenarioStage { field, stage, .. } = &latest.body {
             let tag = field.index() as u8;
             if t.fields.last().map(|f| f.1) != Some(tag) {
                 t.fields.push((b, tag));
@@ -239,7 +242,7 @@ pub fn scenario_timeline(stages: &[Event]) -> ScenarioTimeline {
             }
         }
         sweep.segment(b, &contributions);
-    }
+    });
     if let Some(lo) = live_since {
         t.live.push((lo, OPEN));
     }
