@@ -271,16 +271,7 @@ fn usage_deltas(
             Indicator::ScenarioValueCny,
         ];
         for (ind, amount) in inds.into_iter().zip(amounts) {
-            out.interval(
-                &Interval {
-                    slot: slot(ind, tag),
-                    sub: 0,
-                    lo: a,
-                    hi: b,
-                    amount,
-                },
-                sign,
-            );
+            out.span(slot(ind, tag), a, b, amount, sign);
         }
     }
 }
@@ -346,6 +337,33 @@ fn add_coverage(coverage: &mut BTreeMap<Nanos, Nanos>, lo: Nanos, hi: Nanos) {
     coverage.insert(lo, hi);
 }
 
+/// Replaces an entity's intervals, sending the difference.
+fn replace_intervals(old: &mut Vec<Interval>, mut new: Vec<Interval>, n: &mut Netting) {
+    diff(old, &mut new, n);
+    *old = new;
+}
+
+/// An entity whose contributions are recomputed from its whole (sorted) history:
+/// enterprises and projects.
+#[derive(Debug, Default)]
+struct History {
+    events: Vec<Event>,
+    intervals: Vec<Interval>,
+}
+
+impl History {
+    fn apply(
+        &mut self,
+        event: Event,
+        n: &mut Netting,
+        recompute: impl Fn(&[Event]) -> Vec<Interval>,
+    ) {
+        insert_sorted(&mut self.events, event);
+        let new = recompute(&self.events);
+        replace_intervals(&mut self.intervals, new, n);
+    }
+}
+
 #[derive(Debug)]
 struct Scenario {
     stages: Vec<Event>,
@@ -368,32 +386,83 @@ impl Default for Scenario {
     }
 }
 
+impl Scenario {
+    fn refresh_idle(&mut self, n: &mut Netting) {
+        let idle = idle_intervals(&self.timeline.live, &self.coverage);
+        replace_intervals(&mut self.idle, idle, n);
+    }
+
+    fn usage(&mut self, at: Nanos, id: &str, amounts: [f64; 3], n: &mut Netting) {
+        usage_deltas(&self.timeline.fields, at, amounts, 1.0, n);
+        self.usage.insert((at, id.to_string()), amounts);
+        add_coverage(&mut self.coverage, at, at.saturating_add(USAGE_WINDOW));
+        self.refresh_idle(n);
+    }
+
+    fn stage(&mut self, event: Event, n: &mut Netting) {
+        let changed_from = event.at;
+        insert_sorted(&mut self.stages, event);
+        let mut timeline = scenario_timeline(&self.stages);
+        let intervals = std::mem::take(&mut timeline.intervals);
+        replace_intervals(&mut self.timeline.intervals, intervals, n);
+        if timeline.fields != self.timeline.fields {
+            // Re-file the usage whose windows reach past the change.
+            let from = changed_from.saturating_sub(USAGE_WINDOW);
+            for ((at, _), amounts) in self.usage.range((from, String::new())..) {
+                usage_deltas(&self.timeline.fields, *at, *amounts, -1.0, n);
+                usage_deltas(&timeline.fields, *at, *amounts, 1.0, n);
+            }
+        }
+        self.timeline.fields = timeline.fields;
+        self.timeline.live = timeline.live;
+        self.refresh_idle(n);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Platform {
     /// (at, event_id) → (kind, connected enterprises).
     usage: BTreeMap<(Nanos, String), (PlatformKind, f64)>,
 }
 
-#[derive(Debug)]
-enum Entity {
-    Enterprise {
-        events: Vec<Event>,
-        intervals: Vec<Interval>,
-    },
-    Project {
-        events: Vec<Event>,
-        intervals: Vec<Interval>,
-    },
-    Scenario(Box<Scenario>),
-    Platform(Platform),
+impl Platform {
+    /// The latest usage report before T counts: the new report takes over from the one
+    /// before it, up to the next one.
+    fn usage(&mut self, at: Nanos, id: &str, kind: PlatformKind, connected: f64, n: &mut Netting) {
+        let me = (at, id.to_string());
+        let next_at = self
+            .usage
+            .range(me.clone()..)
+            .next()
+            .map_or(OPEN, |((t, _), _)| *t);
+        let conn = Indicator::PlatformConnectedEnterprises;
+        if let Some((_, (pk, pc))) = self.usage.range(..me.clone()).next_back() {
+            n.span(slot(conn, pk.index() as u8), at, next_at, *pc, -1.0);
+        }
+        n.span(slot(conn, kind.index() as u8), at, next_at, connected, 1.0);
+        self.usage.insert(me, (kind, connected));
+    }
 }
 
 /// The entity state of one worker: every entity whose key hashes to it.
 #[derive(Debug)]
 pub struct Entities {
     filing_lag: Nanos,
-    entities: HashMap<(u8, String), Entity>,
+    enterprises: HashMap<String, History>,
+    projects: HashMap<String, History>,
+    scenarios: HashMap<String, Scenario>,
+    platforms: HashMap<String, Platform>,
     netting: Netting,
+}
+
+/// Which entity an event belongs to, for routing events to the worker holding it.
+pub fn entity_kind(body: &Body) -> &'static str {
+    match body {
+        Body::Heartbeat { .. } | Body::PlatformUsage { .. } => "platform",
+        Body::ScenarioStage { .. } | Body::ScenarioUsage { .. } => "scenario",
+        Body::ProjectStage { .. } => "project",
+        _ => "enterprise",
+    }
 }
 
 impl Entities {
@@ -401,24 +470,28 @@ impl Entities {
     pub fn new(filing_lag: Nanos) -> Self {
         Entities {
             filing_lag,
-            entities: HashMap::new(),
+            enterprises: HashMap::new(),
+            projects: HashMap::new(),
+            scenarios: HashMap::new(),
+            platforms: HashMap::new(),
             netting: Netting::default(),
         }
     }
 
     /// Number of entities held.
     pub fn len(&self) -> usize {
-        self.entities.len()
+        self.enterprises.len() + self.projects.len() + self.scenarios.len() + self.platforms.len()
     }
 
     /// Whether no entity is held.
     pub fn is_empty(&self) -> bool {
-        self.entities.is_empty()
+        self.len() == 0
     }
 
     /// Applies one accepted event; appends the deltas it causes.
     pub fn apply(&mut self, event: Event, out: &mut Vec<Delta>) {
         let n = &mut self.netting;
+        let (lo, day) = (event.at, event.at.saturating_add(TELEMETRY_WINDOW));
         match &event.body {
             Body::Heartbeat {
                 kind,
@@ -427,37 +500,28 @@ impl Entities {
                 ..
             } => {
                 let tag = kind.index() as u8;
-                let (lo, hi) = (event.at, event.at.saturating_add(TELEMETRY_WINDOW));
                 let g = Indicator::PlatformAvailability;
-                let total = Slot {
-                    group: g,
-                    part: Part::TotalSeconds,
-                    tag,
-                };
-                n.interval(
-                    &Interval {
-                        slot: total,
-                        sub: 0,
-                        lo,
-                        hi,
-                        amount: *interval_s,
+                n.span(
+                    Slot {
+                        group: g,
+                        part: Part::TotalSeconds,
+                        tag,
                     },
+                    lo,
+                    day,
+                    *interval_s,
                     1.0,
                 );
                 if *status != PlatformStatus::Down {
-                    let up = Slot {
-                        group: g,
-                        part: Part::AvailableSeconds,
-                        tag,
-                    };
-                    n.interval(
-                        &Interval {
-                            slot: up,
-                            sub: 0,
-                            lo,
-                            hi,
-                            amount: *interval_s,
+                    n.span(
+                        Slot {
+                            group: g,
+                            part: Part::AvailableSeconds,
+                            tag,
                         },
+                        lo,
+                        day,
+                        *interval_s,
                         1.0,
                     );
                 }
@@ -470,59 +534,22 @@ impl Entities {
                 connected_enterprises,
             } => {
                 let tag = kind.index() as u8;
-                let (lo, hi) = (event.at, event.at.saturating_add(TELEMETRY_WINDOW));
-                for (ind, amount) in [
-                    (Indicator::PlatformApiCalls, *api_calls),
-                    (Indicator::PlatformRecordsShared, *records_shared),
-                ] {
-                    n.interval(
-                        &Interval {
-                            slot: slot(ind, tag),
-                            sub: 0,
-                            lo,
-                            hi,
-                            amount: amount as f64,
-                        },
-                        1.0,
-                    );
-                }
-                let key = (3u8, platform.clone());
-                let entity = self
-                    .entities
-                    .entry(key)
-                    .or_insert_with(|| Entity::Platform(Platform::default()));
-                if let Entity::Platform(p) = entity {
-                    let me = (event.at, event.id.clone());
-                    let prev = p.usage.range(..me.clone()).next_back().map(|(_, v)| *v);
-                    let next_at = p
-                        .usage
-                        .range(me.clone()..)
-                        .next()
-                        .map_or(OPEN, |((at, _), _)| *at);
-                    let conn = Indicator::PlatformConnectedEnterprises;
-                    if let Some((pk, pc)) = prev {
-                        let iv = Interval {
-                            slot: slot(conn, pk.index() as u8),
-                            sub: 0,
-                            lo: event.at,
-                            hi: next_at,
-                            amount: pc,
-                        };
-                        n.interval(&iv, -1.0);
-                    }
-                    let amount = *connected_enterprises as f64;
-                    n.interval(
-                        &Interval {
-                            slot: slot(conn, tag),
-                            sub: 0,
-                            lo: event.at,
-                            hi: next_at,
-                            amount,
-                        },
-                        1.0,
-                    );
-                    p.usage.insert(me, (*kind, amount));
-                }
+                n.span(
+                    slot(Indicator::PlatformApiCalls, tag),
+                    lo,
+                    day,
+                    *api_calls as f64,
+                    1.0,
+                );
+                n.span(
+                    slot(Indicator::PlatformRecordsShared, tag),
+                    lo,
+                    day,
+                    *records_shared as f64,
+                    1.0,
+                );
+                let p = self.platforms.entry(platform.clone()).or_default();
+                p.usage(event.at, &event.id, *kind, *connected_enterprises as f64, n);
             }
             Body::ScenarioUsage {
                 scenario,
@@ -530,84 +557,25 @@ impl Entities {
                 transactions,
                 value_cny,
             } => {
-                let key = (2u8, scenario.clone());
-                let entity = self
-                    .entities
-                    .entry(key)
-                    .or_insert_with(|| Entity::Scenario(Box::default()));
-                if let Entity::Scenario(s) = entity {
-                    let amounts = [*active_users as f64, *transactions as f64, *value_cny];
-                    usage_deltas(&s.timeline.fields, event.at, amounts, 1.0, n);
-                    s.usage.insert((event.at, event.id.clone()), amounts);
-                    add_coverage(
-                        &mut s.coverage,
-                        event.at,
-                        event.at.saturating_add(USAGE_WINDOW),
-                    );
-                    let mut idle = idle_intervals(&s.timeline.live, &s.coverage);
-                    diff(&mut s.idle, &mut idle, n);
-                    s.idle = idle;
-                }
+                let amounts = [*active_users as f64, *transactions as f64, *value_cny];
+                let s = self.scenarios.entry(scenario.clone()).or_default();
+                s.usage(event.at, &event.id, amounts, n);
             }
             Body::ScenarioStage { scenario, .. } => {
-                let key = (2u8, scenario.clone());
-                let entity = self
-                    .entities
-                    .entry(key)
-                    .or_insert_with(|| Entity::Scenario(Box::default()));
-                if let Entity::Scenario(s) = entity {
-                    let changed_from = event.at;
-                    insert_sorted(&mut s.stages, event);
-                    let mut timeline = scenario_timeline(&s.stages);
-                    diff(&mut s.timeline.intervals, &mut timeline.intervals, n);
-                    if timeline.fields != s.timeline.fields {
-                        // Re-file the usage whose windows reach past the change.
-                        let from = changed_from.saturating_sub(USAGE_WINDOW);
-                        for ((at, _), amounts) in s.usage.range((from, String::new())..) {
-                            usage_deltas(&s.timeline.fields, *at, *amounts, -1.0, n);
-                            usage_deltas(&timeline.fields, *at, *amounts, 1.0, n);
-                        }
-                    }
-                    let mut idle = idle_intervals(&timeline.live, &s.coverage);
-                    diff(&mut s.idle, &mut idle, n);
-                    s.idle = idle;
-                    s.timeline = timeline;
-                }
-                n.drain_into(out);
-                return;
+                let s = self.scenarios.entry(scenario.clone()).or_default();
+                s.stage(event, n);
             }
             Body::ProjectStage { project, .. } => {
-                let key = (1u8, project.clone());
-                let entity = self.entities.entry(key).or_insert_with(|| Entity::Project {
-                    events: Vec::new(),
-                    intervals: Vec::new(),
-                });
-                if let Entity::Project { events, intervals } = entity {
-                    insert_sorted(events, event);
-                    let mut new = project_intervals(events);
-                    diff(intervals, &mut new, n);
-                    *intervals = new;
-                }
-                n.drain_into(out);
-                return;
+                let h = self.projects.entry(project.clone()).or_default();
+                h.apply(event, n, project_intervals);
             }
-            _ => {
-                let key = (0u8, event.body.entity().to_string());
-                let entity = self
-                    .entities
-                    .entry(key)
-                    .or_insert_with(|| Entity::Enterprise {
-                        events: Vec::new(),
-                        intervals: Vec::new(),
-                    });
-                if let Entity::Enterprise { events, intervals } = entity {
-                    insert_sorted(events, event);
-                    let mut new = enterprise_intervals(events, self.filing_lag);
-                    diff(intervals, &mut new, n);
-                    *intervals = new;
-                }
-                n.drain_into(out);
-                return;
+            body => {
+                let lag = self.filing_lag;
+                let h = self
+                    .enterprises
+                    .entry(body.entity().to_string())
+                    .or_default();
+                h.apply(event, n, |events| enterprise_intervals(events, lag));
             }
         }
         n.drain_into(out);

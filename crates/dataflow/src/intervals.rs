@@ -75,6 +75,20 @@ impl Netting {
         self.add(iv.slot, iv.hi, -sign * iv.amount);
     }
 
+    /// Adds (sign +1) or retracts (−1) `amount` to `slot` for ticks in `(lo, hi]`.
+    pub fn span(&mut self, slot: Slot, lo: Nanos, hi: Nanos, amount: f64, sign: f64) {
+        self.interval(
+            &Interval {
+                slot,
+                sub: 0,
+                lo,
+                hi,
+                amount,
+            },
+            sign,
+        );
+    }
+
     /// Moves the non-zero netted deltas out.
     pub fn drain_into(&mut self, out: &mut Vec<Delta>) {
         for ((slot, key), sum) in std::mem::take(&mut self.sums) {

@@ -24,7 +24,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-use crate::entities::Entities;
+use crate::entities::{entity_kind, Entities};
 use crate::intervals::Delta;
 use crate::series::Group;
 
@@ -118,36 +118,11 @@ pub struct Runner {
     pub stats: Arc<RunnerStats>,
 }
 
-fn entity_hash(e: &Event) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    e.body.entity_class().hash(&mut h);
-    std::mem::discriminant(&e.body).hash(&mut h);
-    e.body.entity().hash(&mut h);
-    // Scenario usage and stages share their entity; telemetry kinds share the platform.
-    h.finish()
-}
-
+/// Routes an event to the worker that holds its entity.
 fn entity_route(e: &Event) -> u64 {
-    match &e.body {
-        paceline_model::Body::ScenarioUsage { scenario, .. }
-        | paceline_model::Body::ScenarioStage { scenario, .. } => {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            ("scenario", scenario).hash(&mut h);
-            h.finish()
-        }
-        paceline_model::Body::ProjectStage { .. } => entity_hash(e),
-        paceline_model::Body::Heartbeat { platform, .. }
-        | paceline_model::Body::PlatformUsage { platform, .. } => {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            ("platform", platform).hash(&mut h);
-            h.finish()
-        }
-        b => {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            ("enterprise", b.entity()).hash(&mut h);
-            h.finish()
-        }
-    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (entity_kind(&e.body), e.body.entity()).hash(&mut h);
+    h.finish()
 }
 
 impl Runner {

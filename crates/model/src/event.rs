@@ -364,14 +364,6 @@ impl Body {
             Body::ProjectStage { project, .. } => project,
         }
     }
-
-    /// The entity class, so that a scenario and a project with the same id stay apart.
-    pub fn entity_class(&self) -> u8 {
-        match self {
-            Body::ProjectStage { .. } => 1,
-            _ => 0,
-        }
-    }
 }
 
 /// Formats a quarter index as `YYYY-Qn`.
