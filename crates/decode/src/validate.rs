@@ -400,15 +400,16 @@ pub fn decode(bytes: &[u8], topic_stream: Option<Stream>) -> Result<Event, Rejec
     })
 }
 
+fn text<'v>(v: &'v Value<'_>, key: &str) -> Option<&'v str> {
+    match v.get(key) {
+        Some(Value::String(s)) => Some(s.as_ref()),
+        _ => None,
+    }
+}
+
 fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
-    let s = |k: &str| match v.get(k) {
-        Some(Value::String(s)) => Some(s.to_string()),
-        _ => None,
-    };
-    let e = |k: &str| match v.get(k) {
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
+    let s = |k: &str| text(v, k).map(str::to_string);
+    let e = |k: &str| text(v, k);
     let f = |k: &str| match v.get(k) {
         Some(Value::Number(n)) => n.parse::<f64>().ok(),
         _ => None,
@@ -422,8 +423,8 @@ fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
     Some(match ty {
         "enterprise.registered" => Body::Registered {
             enterprise: s("enterprise_id")?,
-            cluster: Cluster::from_str(&e("cluster")?)?,
-            region: Region::from_str(&e("region")?)?,
+            cluster: Cluster::from_str(e("cluster")?)?,
+            region: Region::from_str(e("region")?)?,
             sme: matches!(v.get("sme"), Some(Value::Bool(true))),
         },
         "enterprise.deregistered" => Body::Deregistered {
@@ -450,22 +451,22 @@ fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
         },
         "platform.heartbeat" => Body::Heartbeat {
             platform: s("platform_id")?,
-            kind: PlatformKind::from_str(&e("platform_kind")?)?,
-            status: PlatformStatus::from_str(&e("status")?)?,
+            kind: PlatformKind::from_str(e("platform_kind")?)?,
+            status: PlatformStatus::from_str(e("status")?)?,
             interval_s: f("interval_s")?,
         },
         "platform.usage" => Body::PlatformUsage {
             platform: s("platform_id")?,
-            kind: PlatformKind::from_str(&e("platform_kind")?)?,
+            kind: PlatformKind::from_str(e("platform_kind")?)?,
             api_calls: u("api_calls")?,
             records_shared: u("records_shared")?,
             connected_enterprises: u("connected_enterprises")?,
         },
         "scenario.stage" => Body::ScenarioStage {
             scenario: s("scenario_id")?,
-            field: Field::from_str(&e("field")?)?,
-            region: Region::from_str(&e("region")?)?,
-            stage: ScenarioStage::from_str(&e("stage")?)?,
+            field: Field::from_str(e("field")?)?,
+            region: Region::from_str(e("region")?)?,
+            stage: ScenarioStage::from_str(e("stage")?)?,
         },
         "scenario.usage" => Body::ScenarioUsage {
             scenario: s("scenario_id")?,
@@ -475,9 +476,9 @@ fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
         },
         "project.stage" => Body::ProjectStage {
             project: s("project_id")?,
-            kind: ProjectKind::from_str(&e("project_kind")?)?,
-            region: Region::from_str(&e("region")?)?,
-            stage: ProjectStage::from_str(&e("stage")?)?,
+            kind: ProjectKind::from_str(e("project_kind")?)?,
+            region: Region::from_str(e("region")?)?,
+            stage: ProjectStage::from_str(e("stage")?)?,
         },
         _ => return None,
     })
