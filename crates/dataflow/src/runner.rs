@@ -21,7 +21,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::{Input, Probe};
+use timely::dataflow::operators::{Capability, Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
 use crate::entities::{entity_kind, Entities};
@@ -125,6 +125,89 @@ fn entity_route(e: &Event) -> u64 {
     h.finish()
 }
 
+/// The series operator's state on one worker: the groups it owns and the streams' progress.
+struct SeriesWorker {
+    settings: Arc<DataflowSettings>,
+    stats: Arc<RunnerStats>,
+    groups: BTreeMap<Indicator, Group>,
+    /// Latest watermark per (source, stream).
+    marks: HashMap<(u32, Stream), Nanos>,
+    earliest: [Option<Nanos>; 3],
+    end: Option<Nanos>,
+}
+
+impl SeriesWorker {
+    fn new(
+        settings: &Arc<DataflowSettings>,
+        stats: Arc<RunnerStats>,
+        index: usize,
+        peers: usize,
+    ) -> Self {
+        let groups = Indicator::ALL
+            .iter()
+            .filter(|i| i.group() == **i && i.index() % peers == index)
+            .map(|g| (*g, settings.new_group(*g)))
+            .collect();
+        SeriesWorker {
+            settings: settings.clone(),
+            stats,
+            groups,
+            marks: HashMap::new(),
+            earliest: [None; 3],
+            end: None,
+        }
+    }
+
+    /// Applies one complete epoch and closes the ticks its watermarks allow.
+    fn epoch(&mut self, deltas: &[Delta], reports: Vec<WatermarkReport>) -> Vec<Point> {
+        for d in deltas {
+            if let Some(g) = self.groups.get_mut(&d.slot.group) {
+                g.apply(d);
+            }
+        }
+        for r in reports {
+            if let Some(w) = r.watermark {
+                self.marks.insert((r.source, r.stream), w);
+            }
+            if let Some(e) = r.earliest {
+                let slot = &mut self.earliest[r.stream.index()];
+                *slot = Some(slot.map_or(e, |x| x.min(e)));
+            }
+            if let Some(e) = r.end_of_input {
+                self.end = Some(self.end.map_or(e, |x| x.max(e)));
+            }
+        }
+        let mut out = Vec::new();
+        for (ind, g) in self.groups.iter_mut() {
+            let stream = ind.stream();
+            let Some(e) = self.earliest[stream.index()] else {
+                continue;
+            };
+            g.set_earliest(e);
+            let through = match self.end {
+                Some(end) => Some(tick_after(end, self.settings.cadence[ind])),
+                None => self
+                    .marks
+                    .iter()
+                    .filter(|((_, s), _)| *s == stream)
+                    .map(|(_, w)| *w)
+                    .min(),
+            };
+            if let Some(through) = through {
+                let s = g.close(through, &mut out);
+                self.stats.corrections[stream.index()].fetch_add(s.corrections, Ordering::Relaxed);
+                self.stats
+                    .unrepresentable
+                    .fetch_add(s.unrepresentable, Ordering::Relaxed);
+            }
+        }
+        self.stats
+            .points
+            .fetch_add(out.len() as u64, Ordering::Relaxed);
+        out
+    }
+}
+
 impl Runner {
     /// Starts `settings.workers` timely workers; points leave through `points`.
     pub fn start(settings: DataflowSettings, points: Sender<Vec<Point>>) -> Result<Runner, String> {
@@ -183,89 +266,39 @@ impl Runner {
                         timely::dataflow::channels::pact::Pipeline,
                         "Series",
                         move |_cap, _info| {
-                            let mut groups: BTreeMap<Indicator, Group> = Indicator::ALL
-                                .iter()
-                                .filter(|i| i.group() == **i && i.index() % peers == index)
-                                .map(|g| (*g, group_settings.new_group(*g)))
-                                .collect();
-                            let mut stash: BTreeMap<u64, (Vec<Delta>, Vec<WatermarkReport>)> =
-                                BTreeMap::new();
-                            let mut caps = Vec::new();
-                            let mut marks: HashMap<(u32, Stream), Nanos> = HashMap::new();
-                            let mut earliest: [Option<Nanos>; 3] = [None; 3];
-                            let mut end: Option<Nanos> = None;
+                            let mut series =
+                                SeriesWorker::new(&group_settings, stats, index, peers);
+                            // Per epoch: a capability, the deltas and the reports received.
+                            type Stashed =
+                                (Option<Capability<u64>>, Vec<Delta>, Vec<WatermarkReport>);
+                            let mut stash: BTreeMap<u64, Stashed> = BTreeMap::new();
                             move |(in1, f1), (in2, f2), output| {
+                                let port = output.output_index();
                                 in1.for_each(|cap, data| {
-                                    if let Some(c) = cap.retain_least(output.output_index()) {
-                                        stash.entry(*c.time()).or_default().0.append(data);
-                                        caps.push(c);
-                                    }
+                                    let Some(&t) = cap.least() else { return };
+                                    let entry = stash.entry(t).or_default();
+                                    entry.0 = entry.0.take().or_else(|| cap.retain_least(port));
+                                    entry.1.append(data);
                                 });
                                 in2.for_each(|cap, data| {
-                                    if let Some(c) = cap.retain_least(output.output_index()) {
-                                        stash.entry(*c.time()).or_default().1.append(data);
-                                        caps.push(c);
-                                    }
+                                    let Some(&t) = cap.least() else { return };
+                                    let entry = stash.entry(t).or_default();
+                                    entry.0 = entry.0.take().or_else(|| cap.retain_least(port));
+                                    entry.2.append(data);
                                 });
-                                let ready: Vec<u64> = stash
-                                    .keys()
-                                    .copied()
-                                    .filter(|t| !f1.less_equal(t) && !f2.less_equal(t))
-                                    .collect();
-                                for t in ready {
-                                    let Some((deltas, reports)) = stash.remove(&t) else {
-                                        continue;
-                                    };
-                                    for d in &deltas {
-                                        if let Some(g) = groups.get_mut(&d.slot.group) {
-                                            g.apply(d);
-                                        }
+                                // Epochs both frontiers have passed are complete: process them in order.
+                                while let Some(entry) = stash.first_entry() {
+                                    let t = *entry.key();
+                                    if f1.less_equal(&t) || f2.less_equal(&t) {
+                                        break;
                                     }
-                                    for r in reports {
-                                        if let Some(w) = r.watermark {
-                                            marks.insert((r.source, r.stream), w);
-                                        }
-                                        if let Some(e) = r.earliest {
-                                            let slot = &mut earliest[r.stream.index()];
-                                            *slot = Some(slot.map_or(e, |x| x.min(e)));
-                                        }
-                                        if let Some(e) = r.end_of_input {
-                                            end = Some(end.map_or(e, |x| x.max(e)));
-                                        }
-                                    }
-                                    let mut out = Vec::new();
-                                    for (ind, g) in groups.iter_mut() {
-                                        let stream = ind.stream();
-                                        let Some(e) = earliest[stream.index()] else {
-                                            continue;
-                                        };
-                                        g.set_earliest(e);
-                                        let wm = marks
-                                            .iter()
-                                            .filter(|((_, s), _)| *s == stream)
-                                            .map(|(_, w)| *w)
-                                            .min();
-                                        let through = match end {
-                                            Some(e) => Some(tick_after(e, settings.cadence[ind])),
-                                            None => wm,
-                                        };
-                                        if let Some(through) = through {
-                                            let s = g.close(through, &mut out);
-                                            stats.corrections[stream.index()]
-                                                .fetch_add(s.corrections, Ordering::Relaxed);
-                                            stats
-                                                .unrepresentable
-                                                .fetch_add(s.unrepresentable, Ordering::Relaxed);
-                                        }
-                                    }
+                                    let (_cap, deltas, reports) = entry.remove();
+                                    let out = series.epoch(&deltas, reports);
                                     if !out.is_empty() {
-                                        stats.points.fetch_add(out.len() as u64, Ordering::Relaxed);
                                         // The sink is gone only when the run is being torn down.
                                         let _ = points.send(out);
                                     }
                                 }
-                                caps.retain(|c| stash.contains_key(c.time()));
-                                let _ = output;
                             }
                         },
                     )
