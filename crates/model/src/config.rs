@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalogue::{Indicator, SeriesKey, TagKind, NO_TAG};
 use crate::event::Stream;
+use crate::service::{InfluxApi, InfluxConfig, KafkaConfig, ServiceConfig};
 use crate::time::{parse_rfc3339, Nanos, DAY, SECOND};
 
 /// The whole configuration.
@@ -25,6 +26,12 @@ pub struct Config {
     pub plan: PlanConfig,
     /// Dataflow execution settings.
     pub dataflow: DataflowConfig,
+    /// Kafka (serve).
+    pub kafka: KafkaConfig,
+    /// InfluxDB sink (serve).
+    pub influx: InfluxConfig,
+    /// HTTP endpoints and process settings (serve).
+    pub service: ServiceConfig,
 }
 
 impl Default for Config {
@@ -34,6 +41,9 @@ impl Default for Config {
             streams: StreamsConfig::default(),
             plan: PlanConfig::default(),
             dataflow: DataflowConfig::default(),
+            kafka: KafkaConfig::default(),
+            influx: InfluxConfig::default(),
+            service: ServiceConfig::default(),
         }
     }
 }
@@ -367,6 +377,37 @@ impl Config {
         Config::from_toml(&text, path)
     }
 
+    /// Applies the deployment overrides of the environment (`PACELINE_KAFKA_BROKERS`,
+    /// `PACELINE_INFLUX_API`, `PACELINE_INFLUX_URL`, `PACELINE_INFLUX_ORG`,
+    /// `PACELINE_INFLUX_BUCKET`, `PACELINE_INFLUX_DB`, `PACELINE_HTTP_ADDR`,
+    /// `PACELINE_STATE_DIR`). Returns the errors of values that cannot apply.
+    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        let mut set = |name: &str, target: &mut String| {
+            if let Some(v) = env(name) {
+                *target = v;
+            }
+        };
+        set("PACELINE_KAFKA_BROKERS", &mut self.kafka.brokers);
+        set("PACELINE_INFLUX_URL", &mut self.influx.url);
+        set("PACELINE_INFLUX_ORG", &mut self.influx.org);
+        set("PACELINE_INFLUX_BUCKET", &mut self.influx.bucket);
+        set("PACELINE_INFLUX_DB", &mut self.influx.database);
+        set("PACELINE_HTTP_ADDR", &mut self.service.http_addr);
+        set("PACELINE_STATE_DIR", &mut self.service.state_dir);
+        if let Some(api) = env("PACELINE_INFLUX_API") {
+            match api.as_str() {
+                "v2" => self.influx.api = InfluxApi::V2,
+                "v1" => self.influx.api = InfluxApi::V1,
+                other => errors.push(ConfigError {
+                    key: "PACELINE_INFLUX_API".into(),
+                    reason: format!("`{other}` is neither `v2` nor `v1`"),
+                }),
+            }
+        }
+        errors
+    }
+
     /// Every validation error, each with its key.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors = Vec::new();
@@ -489,6 +530,7 @@ impl Config {
         if self.dataflow.epoch_events == 0 {
             err("dataflow.epoch_events".into(), "must be positive".into());
         }
+        crate::service::validate(&self.kafka, &self.influx, &self.service, &mut errors);
         errors
     }
 

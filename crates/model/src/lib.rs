@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod config;
 pub mod event;
 pub mod point;
+pub mod service;
 pub mod time;
 
 pub use catalogue::{Indicator, SeriesKey};
