@@ -383,7 +383,7 @@ impl Config {
     /// `PACELINE_STATE_DIR`). Returns the errors of values that cannot apply.
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigError> {
         let mut errors = Vec::new();
-        let mut set = |name: &str, target: &mut String| {
+        let set = |name: &str, target: &mut String| {
             if let Some(v) = env(name) {
                 *target = v;
             }

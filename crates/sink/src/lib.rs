@@ -2,15 +2,27 @@
 //!
 //! Place in the flow: ingest → decode → dataflow → **sinks**. [`format_point`] writes one
 //! point as a line (outputs.md, "Time-series points"); [`LineProtocolFile`] is replay's
-//! output file. The InfluxDB writers of the service build on the same formatting.
+//! output file; [`influx`] writes the same lines to InfluxDB (v2 or 1.x API) and [`batcher`]
+//! batches, retries and bounds what is pending.
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 
 use paceline_model::point::Point;
 
-/// Appends one point as a line-protocol line (with its newline) to `out`.
+pub mod batcher;
+pub mod influx;
+pub mod metrics;
+
+/// Appends one point as a line-protocol line (with its newline) to `out`, its timestamp in
+/// nanoseconds.
 pub fn format_point(measurement: &str, p: &Point, out: &mut String) {
+    format_point_in(measurement, p, 1, out)
+}
+
+/// Like [`format_point`], with the timestamp in units of `divisor` nanoseconds (ticks are
+/// whole seconds, so every precision down to seconds is exact).
+pub fn format_point_in(measurement: &str, p: &Point, divisor: i64, out: &mut String) {
     out.push_str(measurement);
     out.push_str(",indicator=");
     out.push_str(p.series.indicator.name());
@@ -35,7 +47,7 @@ pub fn format_point(measurement: &str, p: &Point, out: &mut String) {
     if let Some(s) = f.status {
         let _ = write!(out, ",status=\"{}\"", s.as_str());
     }
-    let _ = writeln!(out, " {}", p.tick);
+    let _ = writeln!(out, " {}", p.tick / divisor.max(1));
 }
 
 /// Writing the output file failed.

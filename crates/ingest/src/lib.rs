@@ -1,0 +1,410 @@
+//! The ingest stage: Kafka in, raw messages out, and the dead-letter topic.
+//!
+//! Place in the flow: **ingest** → decode → dataflow → sinks. A [`TopicSource`] is one
+//! rdkafka consumer for the partitions of one topic that one worker owns ([`assign_stable`]
+//! divides them); it hands out raw message bytes with their origin, and end-of-partition
+//! notices from which the runtime tells idle partitions. Offsets are assigned explicitly (no
+//! consumer-group rebalancing); lag per partition comes from librdkafka's statistics.
+//! [`DeadLetterProducer`] writes rejected events with their reason and origin as headers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use paceline_model::service::{KafkaConfig, Secret};
+use paceline_model::Stream;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+/// Ingest failed: a client could not be created or the topics could not be described.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Creating a consumer or producer failed (bad client settings).
+    #[error("cannot create the Kafka {what}: {source}")]
+    Client {
+        /// Consumer or producer.
+        what: &'static str,
+        /// librdkafka's error.
+        source: KafkaError,
+    },
+    /// Topic metadata could not be fetched.
+    #[error("cannot read metadata of topic `{topic}` from {brokers}: {reason}")]
+    Metadata {
+        /// The topic.
+        topic: String,
+        /// The brokers asked.
+        brokers: String,
+        /// Why.
+        reason: String,
+    },
+    /// Producing a dead letter failed for good.
+    #[error("cannot write a dead letter to `{topic}`: {reason}")]
+    DeadLetter {
+        /// The dead-letter topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The client settings shared by consumers and the producer: brokers, pass-through
+/// options (TLS, SASL) and the SASL password from the environment.
+pub fn client_config(kafka: &KafkaConfig, sasl_password: Option<&Secret>) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &kafka.brokers)
+        .set("client.id", &kafka.client_id);
+    for (k, v) in &kafka.options {
+        c.set(k, v);
+    }
+    if let Some(p) = sasl_password {
+        c.set("sasl.password", p.expose());
+    }
+    // librdkafka's own log lines go through its default logger at warning level.
+    c.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
+    c
+}
+
+/// The partitions of `topic`, sorted; waits for the metadata up to `timeout`.
+pub fn topic_partitions(
+    config: &ClientConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, IngestError> {
+    let brokers = config.get("bootstrap.servers").unwrap_or("").to_string();
+    let consumer: BaseConsumer = config.create().map_err(|source| IngestError::Client {
+        what: "metadata client",
+        source,
+    })?;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let attempt = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(|e| e.to_string())
+            .and_then(|md| {
+                let t = md
+                    .topics()
+                    .iter()
+                    .find(|t| t.name() == topic)
+                    .ok_or_else(|| "topic missing from the metadata".to_string())?;
+                if let Some(e) = t.error() {
+                    return Err(format!("{:?}", RDKafkaErrorCode::from(e)));
+                }
+                let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+                parts.sort_unstable();
+                if parts.is_empty() {
+                    return Err("the topic has no partitions".into());
+                }
+                Ok(parts)
+            });
+        match attempt {
+            Ok(p) => return Ok(p),
+            Err(reason) if std::time::Instant::now() >= deadline => {
+                return Err(IngestError::Metadata {
+                    topic: topic.into(),
+                    brokers,
+                    reason,
+                })
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// Divides the partitions of all streams among `workers`: sorted by (stream, partition),
+/// the i-th goes to worker i mod `workers`. The rule depends only on the partition set and
+/// the worker count, so every process of a cluster computes the same division.
+pub fn assign_stable(parts: &[(Stream, i32)], workers: usize) -> Vec<Vec<(Stream, i32)>> {
+    let mut sorted = parts.to_vec();
+    sorted.sort_by_key(|(s, p)| (s.index(), *p));
+    sorted.dedup();
+    let mut out = vec![Vec::new(); workers.max(1)];
+    for (i, sp) in sorted.into_iter().enumerate() {
+        out[i % workers.max(1)].push(sp);
+    }
+    out
+}
+
+/// Consumer context that records each partition's lag from librdkafka's statistics.
+#[derive(Default)]
+pub struct LagContext {
+    topic: String,
+    lag: Mutex<HashMap<i32, i64>>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(t) = statistics.topics.get(&self.topic) {
+            if let Ok(mut lag) = self.lag.lock() {
+                for (p, s) in &t.partitions {
+                    if *p >= 0 && s.consumer_lag >= 0 {
+                        lag.insert(*p, s.consumer_lag);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
+/// What one poll gave.
+#[derive(Debug)]
+pub enum Polled<'a> {
+    /// A message.
+    Message {
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
+        /// The value (empty for a null value).
+        payload: &'a [u8],
+    },
+    /// The consumer reached the end of a partition: nothing unread there right now.
+    End {
+        /// Partition.
+        partition: i32,
+    },
+    /// Nothing arrived within the timeout.
+    Nothing,
+    /// A transient client error (broker down, ...); librdkafka reconnects by itself.
+    Error(String),
+}
+
+/// One consumer for the partitions of one topic that one worker owns.
+pub struct TopicSource {
+    consumer: BaseConsumer<LagContext>,
+    /// The stream of the topic.
+    pub stream: Stream,
+    /// The topic.
+    pub topic: String,
+    /// The partitions assigned.
+    pub partitions: Vec<i32>,
+}
+
+impl TopicSource {
+    /// Creates the consumer and assigns `partitions` of `topic`, each at its offset in
+    /// `start` (the beginning where none is given).
+    pub fn new(
+        base: &ClientConfig,
+        stream: Stream,
+        topic: &str,
+        partitions: &[i32],
+        start: &HashMap<i32, i64>,
+    ) -> Result<TopicSource, IngestError> {
+        let mut c = base.clone();
+        c.set("group.id", "paceline")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "1000");
+        let ctx = LagContext {
+            topic: topic.into(),
+            lag: Mutex::new(HashMap::new()),
+        };
+        let consumer: BaseConsumer<LagContext> =
+            c.create_with_context(ctx)
+                .map_err(|source| IngestError::Client {
+                    what: "consumer",
+                    source,
+                })?;
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            let offset = start
+                .get(p)
+                .map_or(Offset::Beginning, |o| Offset::Offset(*o));
+            tpl.add_partition_offset(topic, *p, offset)
+                .map_err(|source| IngestError::Client {
+                    what: "consumer assignment",
+                    source,
+                })?;
+        }
+        consumer.assign(&tpl).map_err(|source| IngestError::Client {
+            what: "consumer assignment",
+            source,
+        })?;
+        Ok(TopicSource {
+            consumer,
+            stream,
+            topic: topic.into(),
+            partitions: partitions.to_vec(),
+        })
+    }
+
+    /// Waits up to `timeout` for the next message or notice and hands it to `f` (the
+    /// message's bytes are borrowed from the consumer only for that call).
+    pub fn poll<R>(&self, timeout: Duration, f: impl FnOnce(Polled<'_>) -> R) -> R {
+        match self.consumer.poll(timeout) {
+            None => f(Polled::Nothing),
+            Some(Ok(m)) => f(Polled::Message {
+                partition: m.partition(),
+                offset: m.offset(),
+                payload: m.payload().unwrap_or(&[]),
+            }),
+            Some(Err(KafkaError::PartitionEOF(partition))) => f(Polled::End { partition }),
+            Some(Err(e)) => f(Polled::Error(e.to_string())),
+        }
+    }
+
+    /// Messages behind the high watermark per partition, from the latest statistics.
+    pub fn lag(&self) -> Vec<(i32, i64)> {
+        let ctx = self.consumer.context();
+        let lag = ctx.lag.lock().map(|l| l.clone()).unwrap_or_default();
+        self.partitions
+            .iter()
+            .filter_map(|p| lag.get(p).map(|l| (*p, *l)))
+            .collect()
+    }
+}
+
+/// Where a rejected event came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The stream of the topic.
+    pub stream: Stream,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// Writes rejected events to the dead-letter topic: the original bytes as the value, the
+/// reason and origin as headers. librdkafka retries until delivered (no message timeout).
+#[derive(Clone)]
+pub struct DeadLetterProducer {
+    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    topic: String,
+}
+
+impl DeadLetterProducer {
+    /// Creates the producer.
+    pub fn new(base: &ClientConfig, topic: &str) -> Result<Self, IngestError> {
+        let mut c = base.clone();
+        c.set("message.timeout.ms", "0")
+            .set("enable.idempotence", "false")
+            .set("acks", "all")
+            .set("linger.ms", "20");
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            c.create().map_err(|source| IngestError::Client {
+                what: "dead-letter producer",
+                source,
+            })?;
+        Ok(DeadLetterProducer {
+            producer: Arc::new(producer),
+            topic: topic.into(),
+        })
+    }
+
+    /// Queues one dead letter, waiting while the producer's queue is full.
+    pub fn send(
+        &self,
+        payload: &[u8],
+        reason: &str,
+        detail: &str,
+        origin: &Origin,
+    ) -> Result<(), IngestError> {
+        let partition = origin.partition.to_string();
+        let offset = origin.offset.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "stream",
+                value: Some(origin.stream.as_str()),
+            })
+            .insert(Header {
+                key: "topic",
+                value: Some(origin.topic.as_str()),
+            })
+            .insert(Header {
+                key: "partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "offset",
+                value: Some(offset.as_str()),
+            })
+            .insert(Header {
+                key: "detail",
+                value: Some(detail),
+            });
+        let key = format!("{}/{}/{}", origin.topic, origin.partition, origin.offset);
+        let mut record = BaseRecord::to(&self.topic)
+            .payload(payload)
+            .key(&key)
+            .headers(headers);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((e, _)) => {
+                    return Err(IngestError::DeadLetter {
+                        topic: self.topic.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits until every queued dead letter is delivered, up to `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), IngestError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|e| IngestError::DeadLetter {
+                topic: self.topic.clone(),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Dead letters queued but not yet delivered.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_assignment_is_round_robin_over_sorted_partitions() {
+        let parts = [
+            (Stream::Scenarios, 0),
+            (Stream::Filings, 1),
+            (Stream::Filings, 0),
+            (Stream::Telemetry, 0),
+            (Stream::Telemetry, 1),
+        ];
+        let a = assign_stable(&parts, 2);
+        assert_eq!(
+            a,
+            vec![
+                vec![
+                    (Stream::Filings, 0),
+                    (Stream::Telemetry, 0),
+                    (Stream::Scenarios, 0)
+                ],
+                vec![(Stream::Filings, 1), (Stream::Telemetry, 1)],
+            ]
+        );
+        // Discovery order does not matter.
+        let mut rev = parts;
+        rev.reverse();
+        assert_eq!(assign_stable(&rev, 2), a);
+        assert_eq!(assign_stable(&parts, 1)[0].len(), 5);
+    }
+}

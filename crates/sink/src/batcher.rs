@@ -1,0 +1,258 @@
+//! The sink loop: points from the dataflow in, InfluxDB writes out.
+//!
+//! Points queue in arrival order (so a correction is written after the point it corrects).
+//! A batch of up to `batch_points` leaves when full or after `linger`; within a batch only
+//! the last point of a (series, tick) is sent. Failed writes are retried with exponential
+//! backoff and jitter, the same batch again, never skipped; meanwhile input is still taken
+//! up to `max_pending` points, then not at all, so the bounded channel behind it fills and
+//! the sources stop reading. A refused batch (4xx other than 429) stops the loop with an
+//! error unless configured to keep retrying. While idle the database is pinged so that
+//! readiness follows it.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use paceline_model::point::Point;
+use paceline_model::service::InfluxConfig;
+use paceline_model::{Nanos, SeriesKey};
+use rand::Rng as _;
+use tokio::sync::mpsc::Receiver;
+use tokio::time::{sleep_until, Instant};
+
+use crate::influx::{InfluxWriter, WriteError};
+use crate::metrics::SinkMetrics;
+
+/// Batching and retry settings.
+#[derive(Debug, Clone)]
+pub struct BatchSettings {
+    /// Measurement name.
+    pub measurement: String,
+    /// Points per request at most.
+    pub batch_points: usize,
+    /// How long a partial batch waits.
+    pub linger: Duration,
+    /// Points held at most.
+    pub max_pending: usize,
+    /// First retry delay.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+    /// Retry refused batches too.
+    pub retry_client_errors: bool,
+    /// How often to ping while idle.
+    pub ping_interval: Duration,
+}
+
+impl BatchSettings {
+    /// From the configuration.
+    pub fn from_config(measurement: &str, c: &InfluxConfig) -> Self {
+        BatchSettings {
+            measurement: measurement.into(),
+            batch_points: c.batch_points.max(1),
+            linger: Duration::from_millis(c.linger_ms),
+            max_pending: c.max_pending_points.max(c.batch_points),
+            retry_initial: Duration::from_millis(c.retry_initial_ms.max(1)),
+            retry_max: Duration::from_millis(c.retry_max_ms.max(c.retry_initial_ms)),
+            retry_client_errors: c.retry_client_errors,
+            ping_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Health of the sink, shared with `/readyz`.
+#[derive(Debug, Default)]
+pub struct SinkHealth {
+    /// The last write or ping succeeded.
+    pub accepting: AtomicBool,
+    /// The last failure, when not accepting.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl SinkHealth {
+    fn set(&self, result: &Result<(), WriteError>) {
+        self.accepting.store(result.is_ok(), Ordering::Relaxed);
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = result.as_ref().err().map(|e| e.to_string());
+        }
+    }
+}
+
+/// The sink stopped: the database refused a batch.
+#[derive(Debug, thiserror::Error)]
+#[error("InfluxDB refused a batch of {points} points ({error}); stopping without skipping it (set influx.retry_client_errors = true to keep retrying)")]
+pub struct SinkStopped {
+    /// Points in the refused batch.
+    pub points: usize,
+    /// The refusal.
+    pub error: WriteError,
+}
+
+/// Backoff before retry `attempt` (0-based): `initial · 2^attempt` capped at `max`, then a
+/// uniformly random delay in its upper half.
+pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
+    let base = initial
+        .saturating_mul(1u32 << attempt.min(20))
+        .min(max)
+        .max(Duration::from_millis(1));
+    let half = base / 2;
+    half + rand::thread_rng().gen_range(Duration::ZERO..=base - half)
+}
+
+/// The body of the first `n` queued points: the last point of each (series, tick) only.
+fn body<'a>(
+    measurement: &str,
+    divisor: i64,
+    points: impl Iterator<Item = &'a Point> + Clone,
+) -> String {
+    let mut last: HashMap<(SeriesKey, Nanos), usize> = HashMap::new();
+    for (i, p) in points.clone().enumerate() {
+        last.insert((p.series, p.tick), i);
+    }
+    let mut out = String::new();
+    for (i, p) in points.enumerate() {
+        if last.get(&(p.series, p.tick)) == Some(&i) {
+            crate::format_point_in(measurement, p, divisor, &mut out);
+        }
+    }
+    out
+}
+
+type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>>;
+
+/// Runs the sink until `input` closes and everything queued is written. `on_ack` sees each
+/// acknowledged batch: the points with the epochs they came from.
+pub async fn run(
+    writer: &InfluxWriter,
+    settings: &BatchSettings,
+    mut input: Receiver<(u64, Vec<Point>)>,
+    metrics: &SinkMetrics,
+    health: Arc<SinkHealth>,
+    mut on_ack: impl FnMut(&[(u64, Point)]) + Send,
+) -> Result<u64, SinkStopped> {
+    let mut pending: VecDeque<(u64, Point)> = VecDeque::new();
+    let mut oldest: Option<Instant> = None;
+    let mut closed = false;
+    let mut written = 0u64;
+    // The batch being written: its size, its body and the request in flight.
+    let mut batch: Option<(usize, String)> = None;
+    let mut inflight: Option<(WriteFuture<'_>, Instant)> = None;
+    let mut retry_at: Option<Instant> = None;
+    let mut attempt = 0u32;
+    let mut next_ping = Instant::now();
+    loop {
+        metrics.pending_points.set(pending.len() as i64);
+        if batch.is_none() {
+            if closed && pending.is_empty() {
+                return Ok(written);
+            }
+            let due = oldest.is_some_and(|t| t.elapsed() >= settings.linger);
+            if !pending.is_empty() && (pending.len() >= settings.batch_points || due || closed) {
+                let n = pending.len().min(settings.batch_points);
+                let text = body(
+                    &settings.measurement,
+                    writer.divisor,
+                    pending.iter().take(n).map(|(_, p)| p),
+                );
+                batch = Some((n, text));
+                retry_at = Some(Instant::now());
+            }
+        }
+        if let (Some(at), Some((_, text))) = (retry_at, &batch) {
+            if at <= Instant::now() && inflight.is_none() {
+                retry_at = None;
+                inflight = Some((Box::pin(writer.write(text.clone())), Instant::now()));
+            }
+        }
+        let linger_at = oldest.map(|t| t + settings.linger);
+        tokio::select! {
+            result = async { inflight.as_mut().map(|(f, _)| f).expect("guarded").await }, if inflight.is_some() => {
+                let started = inflight.take().map(|(_, s)| s).unwrap_or_else(Instant::now);
+                let n = batch.as_ref().map_or(0, |(n, _)| *n);
+                match result {
+                    Ok(()) => {
+                        health.set(&Ok(()));
+                        metrics.write_duration.observe(started.elapsed().as_secs_f64());
+                        metrics.points_written.inc_by(n as u64);
+                        written += n as u64;
+                        let done: Vec<(u64, Point)> = pending.drain(..n).collect();
+                        on_ack(&done);
+                        batch = None;
+                        attempt = 0;
+                        oldest = if pending.is_empty() { None } else { Some(Instant::now()) };
+                        next_ping = Instant::now() + settings.ping_interval;
+                    }
+                    Err(e) => {
+                        metrics.write_errors.inc();
+                        health.set(&Err(e.clone()));
+                        if matches!(e, WriteError::Refused { .. }) && !settings.retry_client_errors {
+                            return Err(SinkStopped { points: n, error: e });
+                        }
+                        let wait = backoff(attempt, settings.retry_initial, settings.retry_max);
+                        tracing::warn!(error = %e, points = n, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; retrying");
+                        attempt = attempt.saturating_add(1);
+                        retry_at = Some(Instant::now() + wait);
+                    }
+                }
+            }
+            _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() && inflight.is_none() => {}
+            msg = input.recv(), if !closed && pending.len() < settings.max_pending => {
+                match msg {
+                    Some((epoch, points)) => {
+                        if oldest.is_none() && !points.is_empty() {
+                            oldest = Some(Instant::now());
+                        }
+                        pending.extend(points.into_iter().map(|p| (epoch, p)));
+                    }
+                    None => closed = true,
+                }
+            }
+            _ = sleep_until(linger_at.unwrap_or_else(Instant::now)), if linger_at.is_some() && batch.is_none() => {}
+            _ = sleep_until(next_ping), if batch.is_none() && pending.is_empty() && !closed => {
+                let r = writer.ping().await;
+                health.set(&r);
+                next_ping = Instant::now() + settings.ping_interval;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paceline_model::point::Fields;
+    use paceline_model::Indicator;
+
+    #[test]
+    fn backoff_doubles_within_bounds() {
+        let (i, m) = (Duration::from_millis(100), Duration::from_millis(1000));
+        for attempt in 0..10 {
+            let full = Duration::from_millis((100u64 << attempt).min(1000));
+            let d = backoff(attempt, i, m);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn a_batch_sends_the_last_point_of_each_series_and_tick() {
+        let s = SeriesKey::plain(Indicator::QuasiUnicorns);
+        let p = |tick, v| Point {
+            series: s,
+            tick,
+            fields: Fields::value(v),
+            correction: false,
+        };
+        let text = body(
+            "indicator",
+            1_000_000_000,
+            [p(3_000_000_000, 1.0), p(6_000_000_000, 2.0), p(3_000_000_000, 5.0)].iter(),
+        );
+        assert_eq!(
+            text,
+            "indicator,indicator=quasi_unicorns value=2 6\nindicator,indicator=quasi_unicorns value=5 3\n"
+        );
+    }
+}
