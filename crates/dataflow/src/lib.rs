@@ -18,4 +18,4 @@ pub mod pace;
 mod runner;
 pub mod series;
 
-pub use runner::{DataflowSettings, Epoch, Runner, RunnerStats, WatermarkReport};
+pub use runner::{DataflowSettings, Epoch, PointsOut, Runner, RunnerStats, WatermarkReport};

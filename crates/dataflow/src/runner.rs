@@ -108,7 +108,21 @@ pub struct RunnerStats {
     pub unrepresentable: AtomicU64,
     /// Points emitted.
     pub points: AtomicU64,
+    /// When a worker last went round its loop (milliseconds since the Unix epoch): a
+    /// worker that stops stepping is wedged (or blocked on a full sink).
+    pub last_step_ms: AtomicU64,
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where points leave the dataflow: called on worker threads with the epoch they were
+/// computed in (the index of the [`Epoch`] that let their ticks close) and the points.
+/// May block: that is how a slow sink holds the dataflow back.
+pub type PointsOut = Arc<dyn Fn(u64, Vec<Point>) + Send + Sync>;
 
 /// Handle on running dataflow workers.
 pub struct Runner {
@@ -210,7 +224,7 @@ impl SeriesWorker {
 
 impl Runner {
     /// Starts `settings.workers` timely workers; points leave through `points`.
-    pub fn start(settings: DataflowSettings, points: Sender<Vec<Point>>) -> Result<Runner, String> {
+    pub fn start(settings: DataflowSettings, points: PointsOut) -> Result<Runner, String> {
         let workers = settings.workers.max(1);
         let stats = Arc::new(RunnerStats::default());
         let mut senders = Vec::new();
@@ -232,6 +246,7 @@ impl Runner {
                 .expect("one receiver per worker");
             let settings = settings.clone();
             let stats = worker_stats.clone();
+            let heartbeat = worker_stats.clone();
             let points = points.clone();
             let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> =
                 InputHandle::new();
@@ -295,8 +310,7 @@ impl Runner {
                                     let (_cap, deltas, reports) = entry.remove();
                                     let out = series.epoch(&deltas, reports);
                                     if !out.is_empty() {
-                                        // The sink is gone only when the run is being torn down.
-                                        let _ = points.send(out);
+                                        points(t, out);
                                     }
                                 }
                             }
@@ -306,6 +320,7 @@ impl Runner {
             });
             let mut epoch: u64 = 0;
             loop {
+                heartbeat.last_step_ms.store(now_ms(), Ordering::Relaxed);
                 while probe.less_than(&epoch.saturating_sub(2)) {
                     worker.step();
                 }
@@ -345,6 +360,31 @@ impl Runner {
         self.senders[index]
             .send(epoch)
             .map_err(|_| format!("dataflow worker {index} has stopped"))
+    }
+
+    /// Sends every worker its share of the next epoch (`pending[i]` to worker `i`, emptied)
+    /// and the watermark reports to worker 0.
+    pub fn send_all(
+        &self,
+        pending: &mut [Vec<Event>],
+        reports: Vec<WatermarkReport>,
+    ) -> Result<(), String> {
+        let mut reports = Some(reports);
+        for (i, events) in pending.iter_mut().enumerate() {
+            let reports = if i == 0 {
+                reports.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            self.send(
+                i,
+                Epoch {
+                    events: std::mem::take(events),
+                    reports,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     /// Closes the inputs and waits for the workers to drain and stop.

@@ -27,13 +27,16 @@ struct Gate {
     horizon: Nanos,
     max_at: Option<Nanos>,
     min_at: Option<Nanos>,
+    /// A watermark set from outside (serve: the minimum over active partitions).
+    external: Option<Nanos>,
     seen: HashMap<String, Nanos>,
     prune_at_len: usize,
 }
 
 impl Gate {
     fn watermark(&self) -> Option<Nanos> {
-        self.max_at.map(|m| m.saturating_sub(self.out_of_orderness))
+        self.external
+            .or_else(|| self.max_at.map(|m| m.saturating_sub(self.out_of_orderness)))
     }
 
     fn floor(&self) -> Option<Nanos> {
@@ -78,6 +81,7 @@ impl Admission {
                 out_of_orderness: c.out_of_orderness(),
                 horizon: c.horizon(),
                 max_at: None,
+                external: None,
                 min_at: None,
                 seen: HashMap::new(),
                 prune_at_len: 1024,
@@ -100,6 +104,12 @@ impl Admission {
     /// The stream's watermark: greatest accepted `occurred_at` minus out-of-orderness.
     pub fn watermark(&self, stream: Stream) -> Option<Nanos> {
         self.gates[stream.index()].watermark()
+    }
+
+    /// Sets the stream's watermark from outside (serve computes it per partition, the
+    /// minimum over active partitions); `too_late` is judged against it from now on.
+    pub fn set_watermark(&mut self, stream: Stream, watermark: Nanos) {
+        self.gates[stream.index()].external = Some(watermark);
     }
 
     /// The greatest accepted `occurred_at` of the stream.

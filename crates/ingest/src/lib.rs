@@ -225,10 +225,12 @@ impl TopicSource {
                     source,
                 })?;
         }
-        consumer.assign(&tpl).map_err(|source| IngestError::Client {
-            what: "consumer assignment",
-            source,
-        })?;
+        consumer
+            .assign(&tpl)
+            .map_err(|source| IngestError::Client {
+                what: "consumer assignment",
+                source,
+            })?;
         Ok(TopicSource {
             consumer,
             stream,

@@ -368,6 +368,38 @@ impl Config {
         }
     }
 
+    /// The configuration of a service: the file (or the defaults without one), then the
+    /// environment overrides ([`Config::apply_env`]), then validation of the result.
+    pub fn load_with_env(
+        path: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, LoadError> {
+        let name = path.unwrap_or("(defaults)");
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| LoadError::Read {
+                    path: p.into(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| LoadError::Parse {
+                    path: p.into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => Config::default(),
+        };
+        let mut errors = config.apply_env(env);
+        errors.extend(config.validate());
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(LoadError::Invalid {
+                path: name.into(),
+                errors,
+            })
+        }
+    }
+
     /// Reads and validates a configuration file.
     pub fn load(path: &str) -> Result<Config, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {

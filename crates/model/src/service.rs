@@ -235,7 +235,10 @@ pub fn validate(
         err("influx.batch_points", "must be at least 1");
     }
     if influx.max_pending_points < influx.batch_points {
-        err("influx.max_pending_points", "must be at least influx.batch_points");
+        err(
+            "influx.max_pending_points",
+            "must be at least influx.batch_points",
+        );
     }
     if influx.request_timeout_ms == 0 {
         err("influx.request_timeout_ms", "must be at least 1");
@@ -247,7 +250,10 @@ pub fn validate(
         );
     }
     if service.http_addr.parse::<std::net::SocketAddr>().is_err() {
-        err("service.http_addr", "must be an IP address and port, e.g. 127.0.0.1:9898");
+        err(
+            "service.http_addr",
+            "must be an IP address and port, e.g. 127.0.0.1:9898",
+        );
     }
     if service.state_dir.is_empty() {
         err("service.state_dir", "must not be empty");
@@ -361,9 +367,8 @@ mod tests {
         };
         let e = Secrets::from_env(&both).expect_err("both set");
         assert_eq!(e[0].key, "PACELINE_INFLUX_PASSWORD");
-        let missing = |k: &str| {
-            (k == "PACELINE_INFLUX_TOKEN_FILE").then(|| "/nonexistent/token".to_string())
-        };
+        let missing =
+            |k: &str| (k == "PACELINE_INFLUX_TOKEN_FILE").then(|| "/nonexistent/token".to_string());
         let e = Secrets::from_env(&missing).expect_err("unreadable");
         assert_eq!(e[0].key, "PACELINE_INFLUX_TOKEN_FILE");
     }

@@ -50,6 +50,14 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Runs the service: Kafka in, InfluxDB out, metrics and HTTP endpoints, until SIGTERM
+    /// or SIGINT. Environment overrides (PACELINE_KAFKA_BROKERS, PACELINE_INFLUX_*, ...)
+    /// apply on top of the file; without a file, on top of the defaults.
+    Serve {
+        /// Configuration file (default: the shipped defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Checks a configuration file and reports every error with its key.
     CheckConfig {
         /// The file.
@@ -64,9 +72,90 @@ fn load(path: Option<&PathBuf>) -> Result<Config, LoadError> {
     }
 }
 
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PACELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("PACELINE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let env = |k: &str| std::env::var(k).ok();
+    let path = config.map(|p| p.display().to_string());
+    let config = match Config::load_with_env(path.as_deref(), &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let secrets = match paceline_model::service::Secrets::from_env(&env) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(2));
+        }
+    };
+    init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(paceline_runtime::serve::serve(
+        config,
+        secrets,
+        shutdown_signal(),
+    ));
+    match result {
+        Ok(report) => {
+            tracing::info!(points_written = report.points_written, "stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "paceline serve failed");
+            eprintln!("paceline serve: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config } => match serve(config) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("paceline serve: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::CheckConfig { file } => match load(Some(&file)) {
             Ok(_) => {
                 println!("{}: ok", file.display());

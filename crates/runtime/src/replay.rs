@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use paceline_dataflow::{DataflowSettings, Epoch, Runner, WatermarkReport};
+use paceline_dataflow::{DataflowSettings, Runner, WatermarkReport};
 use paceline_decode::{decode, Admission, Reason, Rejection, Verdict};
 use paceline_model::config::Config;
 use paceline_model::point::Point;
@@ -226,7 +226,11 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     });
 
     let settings = DataflowSettings::from_config(config);
-    let runner = Runner::start(settings, points_tx).map_err(ReplayError::Dataflow)?;
+    let out: paceline_dataflow::PointsOut = std::sync::Arc::new(move |_epoch, points| {
+        // The writer is gone only when the run is being torn down after an error.
+        let _ = points_tx.send(points);
+    });
+    let runner = Runner::start(settings, out).map_err(ReplayError::Dataflow)?;
     let workers = runner.workers();
     let epoch_events = config.dataflow.epoch_events.max(1);
     let mut admission = Admission::new(&config.streams);
@@ -239,24 +243,9 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                  pending: &mut Vec<Vec<Event>>,
                  reports: Vec<WatermarkReport>|
      -> Result<(), ReplayError> {
-        let mut reports = Some(reports);
-        for (i, events) in pending.iter_mut().enumerate() {
-            let r = if i == 0 {
-                reports.take().unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            runner
-                .send(
-                    i,
-                    Epoch {
-                        events: std::mem::take(events),
-                        reports: r,
-                    },
-                )
-                .map_err(ReplayError::Dataflow)?;
-        }
-        Ok(())
+        runner
+            .send_all(pending, reports)
+            .map_err(ReplayError::Dataflow)
     };
 
     let mut line = Vec::with_capacity(4096);

@@ -207,8 +207,14 @@ mod tests {
 
     #[test]
     fn statuses_are_classified() {
-        assert!(matches!(classify(429, "x".into()), WriteError::Retryable(_)));
-        assert!(matches!(classify(503, "x".into()), WriteError::Retryable(_)));
+        assert!(matches!(
+            classify(429, "x".into()),
+            WriteError::Retryable(_)
+        ));
+        assert!(matches!(
+            classify(503, "x".into()),
+            WriteError::Retryable(_)
+        ));
         assert_eq!(
             classify(401, "unauthorized".into()),
             WriteError::Refused {

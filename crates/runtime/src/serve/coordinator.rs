@@ -1,0 +1,395 @@
+//! The coordinator: admission and watermarks for the whole process, and the epochs that
+//! feed the dataflow.
+//!
+//! Sources decode in parallel; admission (duplicates, `too_late`) needs one view per
+//! stream, so it happens here, in arrival order. Per partition it keeps the greatest
+//! accepted `occurred_at` and whether the partition is idle (at its end for the idle
+//! timeout); a stream's watermark is the minimum over active partitions, or, when all are
+//! idle, the wall clock (or, configured off, the greatest of its partitions), never moving
+//! back (indicators.md, "Ticks and watermarks"). Events go to the worker that owns their
+//! partition; an epoch is sent when `epoch_events` are pending or `epoch_linger` passed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use paceline_dataflow::{Runner, WatermarkReport};
+use paceline_decode::{Admission, Reason, Verdict};
+use paceline_ingest::DeadLetterProducer;
+use paceline_model::config::Config;
+use paceline_model::{Event, Nanos, Stream};
+
+use super::metrics::ServeMetrics;
+use super::sources::{Batch, Item};
+
+/// Per-partition progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PartitionState {
+    /// Greatest accepted `occurred_at`.
+    pub max_at: Option<Nanos>,
+    /// Since when the consumer has been at the partition's end (None: data unread).
+    pub at_end_since: Option<Instant>,
+}
+
+/// A stream's watermark rule, given its partitions' states.
+#[derive(Debug, Clone, Copy)]
+pub struct WatermarkRule {
+    /// Allowed out-of-orderness.
+    pub out_of_orderness: Nanos,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// All idle: follow the wall clock.
+    pub follows_clock: bool,
+}
+
+impl WatermarkRule {
+    /// The stream's watermark now (before the never-back rule), or None while an active
+    /// partition has accepted nothing yet.
+    pub fn compute(
+        &self,
+        parts: &[PartitionState],
+        now: Instant,
+        wall_clock: Nanos,
+    ) -> Option<Nanos> {
+        let idle = |p: &PartitionState| {
+            p.at_end_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= self.idle_timeout)
+        };
+        let active: Vec<&PartitionState> = parts.iter().filter(|p| !idle(p)).collect();
+        let base = if active.is_empty() {
+            if self.follows_clock {
+                Some(wall_clock)
+            } else {
+                parts.iter().filter_map(|p| p.max_at).max()
+            }
+        } else {
+            let mut min = Nanos::MAX;
+            for p in active {
+                min = min.min(p.max_at?);
+            }
+            Some(min)
+        };
+        base.map(|b| b.saturating_sub(self.out_of_orderness))
+    }
+}
+
+/// When each epoch was sent and when its oldest event was consumed, for the latency
+/// metrics the sink observes on acknowledgement.
+#[derive(Debug, Default)]
+pub struct EpochLog {
+    entries: Mutex<BTreeMap<u64, (Instant, Option<Instant>)>>,
+}
+
+impl EpochLog {
+    fn record(&self, epoch: u64, sent: Instant, consumed: Option<Instant>) {
+        if let Ok(mut e) = self.entries.lock() {
+            e.insert(epoch, (sent, consumed));
+            // Epochs that produced no points are never acknowledged: keep the log bounded.
+            while e.len() > 100_000 {
+                e.pop_first();
+            }
+        }
+    }
+
+    /// Takes the entry of `epoch` (once) and forgets older ones.
+    pub fn take(&self, epoch: u64) -> Option<(Instant, Option<Instant>)> {
+        let mut e = self.entries.lock().ok()?;
+        let found = e.remove(&epoch);
+        while e.first_key_value().is_some_and(|(k, _)| *k < epoch) {
+            e.pop_first();
+        }
+        found
+    }
+}
+
+fn wall_clock_ns() -> Nanos {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as Nanos)
+}
+
+/// The coordinator's inputs and outputs.
+pub struct Coordinator {
+    /// Configuration.
+    pub config: Config,
+    /// Partitions of each stream.
+    pub partitions: [Vec<i32>; 3],
+    /// Batches from the sources.
+    pub input: Receiver<Batch>,
+    /// The dataflow.
+    pub runner: Runner,
+    /// Metrics.
+    pub metrics: ServeMetrics,
+    /// Epoch timings.
+    pub epochs: Arc<EpochLog>,
+    /// For `too_late` dead letters.
+    pub dead: DeadLetterProducer,
+    /// Raised when the service stops.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Coordinator {
+    /// Runs until every source has gone, then sends the last epoch and waits for the
+    /// dataflow to drain.
+    pub fn run(self) -> Result<(), String> {
+        let Coordinator {
+            config,
+            partitions,
+            input,
+            runner,
+            metrics,
+            epochs,
+            dead,
+            stop: _,
+        } = self;
+        let workers = runner.workers();
+        let mut admission = Admission::new(&config.streams);
+        let rules: [WatermarkRule; 3] = Stream::ALL.map(|s| {
+            let c = config.streams.get(s);
+            WatermarkRule {
+                out_of_orderness: c.out_of_orderness(),
+                idle_timeout: Duration::from_secs(c.idle_timeout_s),
+                follows_clock: config.service.idle_watermark_follows_clock,
+            }
+        });
+        let mut parts: [HashMap<i32, PartitionState>; 3] = Stream::ALL.map(|s| {
+            partitions[s.index()]
+                .iter()
+                .map(|p| (*p, PartitionState::default()))
+                .collect()
+        });
+        let mut marks: [Option<Nanos>; 3] = [None; 3];
+        let mut pending: Vec<Vec<Event>> = vec![Vec::new(); workers];
+        let mut pending_count = 0usize;
+        let mut oldest: Option<Instant> = None;
+        let mut last_flush = Instant::now();
+        let mut epoch: u64 = 0;
+        let linger = Duration::from_millis(config.service.epoch_linger_ms);
+        let epoch_events = config.dataflow.epoch_events.max(1);
+        let mut reported = [0u64; 3];
+        let mut done = false;
+        while !done {
+            match input.recv_timeout(linger) {
+                Ok(batch) => {
+                    let Batch {
+                        worker,
+                        stream,
+                        consumed,
+                        items,
+                    } = batch;
+                    let si = stream.index();
+                    if !items.is_empty() && oldest.is_none() {
+                        oldest = Some(consumed);
+                    }
+                    for item in items {
+                        match item {
+                            Item::Event {
+                                partition,
+                                offset,
+                                raw,
+                                event,
+                            } => {
+                                let st = parts[si].entry(partition).or_default();
+                                st.at_end_since = None;
+                                match admission.admit(&event) {
+                                    Verdict::Accepted => {
+                                        st.max_at =
+                                            Some(st.max_at.map_or(event.at, |m| m.max(event.at)));
+                                        metrics
+                                            .events
+                                            .with_label_values(&[stream.as_str(), "accepted"])
+                                            .inc();
+                                        pending[worker % workers].push(event);
+                                        pending_count += 1;
+                                    }
+                                    Verdict::Duplicate => {
+                                        metrics
+                                            .events
+                                            .with_label_values(&[stream.as_str(), "duplicate"])
+                                            .inc();
+                                    }
+                                    Verdict::TooLate => {
+                                        let reason = Reason::TooLate.as_str();
+                                        metrics
+                                            .events
+                                            .with_label_values(&[stream.as_str(), "rejected"])
+                                            .inc();
+                                        metrics
+                                            .rejected
+                                            .with_label_values(&[stream.as_str(), reason])
+                                            .inc();
+                                        let origin = paceline_ingest::Origin {
+                                            stream,
+                                            topic: config.streams.get(stream).topic.clone(),
+                                            partition,
+                                            offset,
+                                        };
+                                        let detail =
+                                            "older than the watermark minus the correction horizon";
+                                        dead.send(&raw, reason, detail, &origin)
+                                            .map_err(|e| e.to_string())?;
+                                        metrics
+                                            .dead_letters
+                                            .with_label_values(&[stream.as_str()])
+                                            .inc();
+                                    }
+                                }
+                            }
+                            Item::Rejected { partition } => {
+                                parts[si].entry(partition).or_default().at_end_since = None;
+                            }
+                            Item::End { partition } => {
+                                let st = parts[si].entry(partition).or_default();
+                                if st.at_end_since.is_none() {
+                                    st.at_end_since = Some(Instant::now());
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => done = true,
+            }
+            if pending_count < epoch_events && last_flush.elapsed() < linger && !done {
+                continue;
+            }
+            // Watermarks, never moving back.
+            let now = Instant::now();
+            let wall = wall_clock_ns();
+            let mut changed = false;
+            for s in Stream::ALL {
+                let states: Vec<PartitionState> = parts[s.index()].values().copied().collect();
+                if let Some(w) = rules[s.index()].compute(&states, now, wall) {
+                    if marks[s.index()].is_none_or(|m| w > m) {
+                        marks[s.index()] = Some(w);
+                        admission.set_watermark(s, w);
+                        metrics
+                            .watermark
+                            .with_label_values(&[s.as_str()])
+                            .set(w as f64 / 1e9);
+                        changed = true;
+                    }
+                }
+            }
+            if pending_count == 0 && !changed {
+                last_flush = Instant::now();
+                continue;
+            }
+            let reports: Vec<WatermarkReport> = Stream::ALL
+                .iter()
+                .filter(|s| admission.min_accepted(**s).is_some())
+                .map(|&s| WatermarkReport {
+                    source: 0,
+                    stream: s,
+                    watermark: marks[s.index()],
+                    earliest: admission.min_accepted(s),
+                    end_of_input: None,
+                })
+                .collect();
+            epochs.record(epoch, Instant::now(), oldest.take());
+            runner.send_all(&mut pending, reports)?;
+            epoch += 1;
+            pending_count = 0;
+            last_flush = Instant::now();
+            for s in Stream::ALL {
+                let c = runner.stats.corrections[s.index()].load(Ordering::Relaxed);
+                let new = c.saturating_sub(reported[s.index()]);
+                if new > 0 {
+                    metrics
+                        .corrections
+                        .with_label_values(&[s.as_str()])
+                        .inc_by(new);
+                    reported[s.index()] = c;
+                }
+            }
+        }
+        let stats = runner.finish()?;
+        for s in Stream::ALL {
+            let c = stats.corrections[s.index()].load(Ordering::Relaxed);
+            metrics
+                .corrections
+                .with_label_values(&[s.as_str()])
+                .inc_by(c.saturating_sub(reported[s.index()]));
+        }
+        metrics
+            .unrepresentable
+            .inc_by(stats.unrepresentable.load(Ordering::Relaxed));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Nanos = 60_000_000_000;
+
+    fn rule(follows_clock: bool) -> WatermarkRule {
+        WatermarkRule {
+            out_of_orderness: 5 * MIN,
+            idle_timeout: Duration::from_secs(30),
+            follows_clock,
+        }
+    }
+
+    #[test]
+    fn watermark_is_the_minimum_over_active_partitions() {
+        let now = Instant::now();
+        let busy = |m| PartitionState {
+            max_at: Some(m),
+            at_end_since: None,
+        };
+        let idle = |m| PartitionState {
+            max_at: Some(m),
+            at_end_since: Some(now - Duration::from_secs(31)),
+        };
+        let fresh_end = |m| PartitionState {
+            max_at: Some(m),
+            at_end_since: Some(now - Duration::from_secs(5)),
+        };
+        let r = rule(true);
+        // Two active partitions: the slower one holds the stream back.
+        assert_eq!(
+            r.compute(&[busy(100 * MIN), busy(60 * MIN)], now, 0),
+            Some(55 * MIN)
+        );
+        // An idle partition holds nothing back; one just at its end still does.
+        assert_eq!(
+            r.compute(&[busy(100 * MIN), idle(10 * MIN)], now, 0),
+            Some(95 * MIN)
+        );
+        assert_eq!(
+            r.compute(&[busy(100 * MIN), fresh_end(10 * MIN)], now, 0),
+            Some(5 * MIN)
+        );
+        // An active partition that accepted nothing yet: no watermark.
+        assert_eq!(
+            r.compute(&[busy(100 * MIN), PartitionState::default()], now, 0),
+            None
+        );
+        // All idle: the wall clock, or (configured off) the greatest partition.
+        assert_eq!(
+            r.compute(&[idle(10 * MIN), idle(20 * MIN)], now, 1000 * MIN),
+            Some(995 * MIN)
+        );
+        assert_eq!(
+            rule(false).compute(&[idle(10 * MIN), idle(20 * MIN)], now, 1000 * MIN),
+            Some(15 * MIN)
+        );
+    }
+
+    #[test]
+    fn epoch_log_hands_out_each_epoch_once() {
+        let log = EpochLog::default();
+        let t = Instant::now();
+        log.record(1, t, None);
+        log.record(2, t, Some(t));
+        log.record(3, t, None);
+        assert!(log.take(2).is_some());
+        assert!(log.take(2).is_none());
+        assert!(log.take(1).is_none(), "older epochs are forgotten");
+        assert!(log.take(3).is_some());
+    }
+}

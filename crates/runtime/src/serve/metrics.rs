@@ -1,0 +1,225 @@
+//! The service's Prometheus metrics (outputs.md names), declared in one place: pipeline
+//! health (events, lag, watermarks, corrections, latency, checkpoints) and the indicator
+//! gauges. The sink's own metrics are declared in `paceline-sink`.
+
+use paceline_model::point::{Fields, Point, Status};
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// Labels of the indicator gauges: the indicator and every tag an indicator may carry
+/// (empty where the indicator has none, which Prometheus treats as absent).
+const INDICATOR_LABELS: [&str; 5] = ["indicator", "cluster", "field", "region", "platform_kind"];
+
+/// Metrics of the serve pipeline.
+#[derive(Clone)]
+pub struct ServeMetrics {
+    /// `paceline_events_total{stream,outcome}`.
+    pub events: IntCounterVec,
+    /// `paceline_events_rejected_total{stream,reason}`.
+    pub rejected: IntCounterVec,
+    /// `paceline_source_lag_messages{topic,partition}`.
+    pub source_lag: IntGaugeVec,
+    /// `paceline_stream_lag_messages{stream}`.
+    pub stream_lag: IntGaugeVec,
+    /// `paceline_watermark_timestamp_seconds{stream}`.
+    pub watermark: GaugeVec,
+    /// `paceline_corrections_total{stream}`.
+    pub corrections: IntCounterVec,
+    /// `paceline_corrections_unrepresentable_total`.
+    pub unrepresentable: IntCounter,
+    /// `paceline_checkpoint_duration_seconds`.
+    pub checkpoint_duration: Histogram,
+    /// `paceline_checkpoint_last_success_timestamp_seconds`.
+    pub checkpoint_last_success: Gauge,
+    /// `paceline_end_to_end_latency_seconds`: consuming an event to the sink's ack.
+    pub end_to_end: Histogram,
+    /// `paceline_tick_latency_seconds`: the watermark passing ticks to the sink's ack.
+    pub tick_latency: Histogram,
+    /// `paceline_dead_letters_total{stream}`: rejected events written to the dead-letter topic.
+    pub dead_letters: IntCounterVec,
+    value: GaugeVec,
+    target: GaugeVec,
+    expected: GaugeVec,
+    pace_ratio: GaugeVec,
+    projected: GaugeVec,
+    status: GaugeVec,
+    tick: GaugeVec,
+}
+
+fn latency_buckets() -> Vec<f64> {
+    vec![
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ]
+}
+
+impl ServeMetrics {
+    /// Creates and registers every metric.
+    pub fn register(r: &Registry) -> Result<Self, prometheus::Error> {
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+                r.register(Box::new(c.clone()))?;
+                Ok(c)
+            };
+        let gauge =
+            |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
+                let g = GaugeVec::new(Opts::new(name, help), labels)?;
+                r.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let igauge =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
+                let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+                r.register(Box::new(g.clone()))?;
+                Ok(g)
+            };
+        let histogram = |name: &str, help: &str| -> Result<Histogram, prometheus::Error> {
+            let h =
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency_buckets()))?;
+            r.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let mut status_labels = INDICATOR_LABELS.to_vec();
+        status_labels.push("status");
+        Ok(ServeMetrics {
+            events: counter(
+                "paceline_events_total",
+                "Events read, by stream and outcome (accepted, duplicate, rejected).",
+                &["stream", "outcome"],
+            )?,
+            rejected: counter(
+                "paceline_events_rejected_total",
+                "Rejected events, by stream and reason.",
+                &["stream", "reason"],
+            )?,
+            source_lag: igauge(
+                "paceline_source_lag_messages",
+                "Messages behind the partition's high watermark.",
+                &["topic", "partition"],
+            )?,
+            stream_lag: igauge(
+                "paceline_stream_lag_messages",
+                "Messages behind, summed over the stream's partitions.",
+                &["stream"],
+            )?,
+            watermark: gauge(
+                "paceline_watermark_timestamp_seconds",
+                "The stream's watermark (event time, seconds since the Unix epoch).",
+                &["stream"],
+            )?,
+            corrections: counter(
+                "paceline_corrections_total",
+                "Points rewritten because of late or amended events.",
+                &["stream"],
+            )?,
+            unrepresentable: {
+                let c = IntCounter::new("paceline_corrections_unrepresentable_total", "Corrections that would leave a written field undefined; the point was left as it was.")?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
+            checkpoint_duration: histogram(
+                "paceline_checkpoint_duration_seconds",
+                "Duration of checkpoints.",
+            )?,
+            checkpoint_last_success: {
+                let g = Gauge::new(
+                    "paceline_checkpoint_last_success_timestamp_seconds",
+                    "When the last checkpoint succeeded.",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            end_to_end: histogram(
+                "paceline_end_to_end_latency_seconds",
+                "From consuming an event to the sink's acknowledgement of the points it changed.",
+            )?,
+            tick_latency: histogram(
+                "paceline_tick_latency_seconds",
+                "From the watermark passing ticks to the sink's acknowledgement of their points.",
+            )?,
+            dead_letters: counter(
+                "paceline_dead_letters_total",
+                "Rejected events written to the dead-letter topic.",
+                &["stream"],
+            )?,
+            value: gauge(
+                "paceline_indicator_value",
+                "The indicator's value at the newest tick written.",
+                &INDICATOR_LABELS,
+            )?,
+            target: gauge(
+                "paceline_indicator_target",
+                "The plan's target, on planned series.",
+                &INDICATOR_LABELS,
+            )?,
+            expected: gauge(
+                "paceline_indicator_expected",
+                "The value expected at this tick by the plan's pace.",
+                &INDICATOR_LABELS,
+            )?,
+            pace_ratio: gauge(
+                "paceline_indicator_pace_ratio",
+                "Progress over expected progress.",
+                &INDICATOR_LABELS,
+            )?,
+            projected: gauge(
+                "paceline_indicator_projected",
+                "The value projected at the deadline.",
+                &INDICATOR_LABELS,
+            )?,
+            status: gauge(
+                "paceline_indicator_status",
+                "1 for the series' current status, 0 for the others.",
+                &status_labels,
+            )?,
+            tick: gauge(
+                "paceline_indicator_tick_timestamp_seconds",
+                "The newest tick written for the series.",
+                &INDICATOR_LABELS,
+            )?,
+        })
+    }
+
+    /// Sets the indicator gauges of one series to `p` (its newest tick written).
+    pub fn set_indicator(&self, p: &Point) {
+        let mut labels = [p.series.indicator.name(), "", "", "", ""];
+        if let Some((k, v)) = p.series.tag_pair() {
+            if let Some(i) = INDICATOR_LABELS.iter().position(|l| *l == k) {
+                labels[i] = v;
+            }
+        }
+        let f: &Fields = &p.fields;
+        self.value.with_label_values(&labels).set(f.value);
+        self.tick
+            .with_label_values(&labels)
+            .set(p.tick as f64 / 1e9);
+        for (g, v) in [
+            (&self.target, f.target),
+            (&self.expected, f.expected),
+            (&self.pace_ratio, f.pace_ratio),
+            (&self.projected, f.projected),
+        ] {
+            match v {
+                Some(v) => g.with_label_values(&labels).set(v),
+                None => {
+                    let _ = g.remove_label_values(&labels);
+                }
+            }
+        }
+        for s in Status::ALL {
+            let mut l = labels.to_vec();
+            l.push(s.as_str());
+            match f.status {
+                Some(cur) => self
+                    .status
+                    .with_label_values(&l)
+                    .set(f64::from(u8::from(cur == s))),
+                None => {
+                    let _ = self.status.remove_label_values(&l);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Serve: Kafka in, InfluxDB out, the HTTP endpoints up, until shutdown.
+//!
+//! Threads and tasks, in the order data flows: one source thread per (worker, topic) with
+//! partitions ([`sources`]) → the coordinator thread ([`coordinator`]: admission,
+//! watermarks, epochs) → the timely workers → the sink task (`paceline_sink::batcher`) →
+//! InfluxDB. Every hand-over is a bounded channel, so a slow database stops the consumers.
+//! Shutdown: stop reading, let the coordinator send its last epoch, drain the dataflow,
+//! flush the sink and the dead letters, within `service.shutdown_timeout_s`.
+
+pub mod coordinator;
+pub mod http;
+pub mod metrics;
+pub mod sources;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
+use paceline_ingest::{
+    assign_stable, client_config, topic_partitions, DeadLetterProducer, TopicSource,
+};
+use paceline_model::config::Config;
+use paceline_model::point::Point;
+use paceline_model::service::Secrets;
+use paceline_model::Stream;
+use paceline_sink::batcher::{self, BatchSettings, SinkHealth};
+use paceline_sink::influx::InfluxWriter;
+use paceline_sink::metrics::SinkMetrics;
+use prometheus::Registry;
+
+use coordinator::{Coordinator, EpochLog};
+use http::HttpState;
+use metrics::ServeMetrics;
+
+/// Serve failed or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A setting cannot be used (named in the message).
+    #[error("{0}")]
+    Setup(String),
+    /// Kafka could not be reached or read.
+    #[error("Kafka: {0}")]
+    Kafka(String),
+    /// The sink stopped (a refused batch).
+    #[error("{0}")]
+    Sink(String),
+    /// The dataflow or the coordinator failed.
+    #[error("pipeline: {0}")]
+    Pipeline(String),
+    /// Shutdown did not finish in time.
+    #[error("shutdown did not finish within {0} s ({1} points still pending); nothing was committed past them")]
+    ShutdownTimeout(u64, i64),
+}
+
+/// What a finished serve run did.
+#[derive(Debug, Clone, Default)]
+pub struct ServeReport {
+    /// Points acknowledged by the database.
+    pub points_written: u64,
+}
+
+fn join_thread(h: std::thread::JoinHandle<Result<(), String>>, what: &str) -> Result<(), String> {
+    h.join()
+        .map_err(|_| format!("the {what} thread panicked"))?
+}
+
+/// Runs the service until `shutdown` resolves (or a fatal error), then shuts down
+/// gracefully.
+pub async fn serve(
+    config: Config,
+    secrets: Secrets,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ServeReport, ServeError> {
+    let registry = Registry::new();
+    let metrics =
+        ServeMetrics::register(&registry).map_err(|e| ServeError::Setup(e.to_string()))?;
+    let sink_metrics =
+        SinkMetrics::register(&registry).map_err(|e| ServeError::Setup(e.to_string()))?;
+    let writer = InfluxWriter::new(&config.influx, &secrets)
+        .map_err(|e| ServeError::Setup(e.to_string()))?;
+    let sink_health = Arc::new(SinkHealth::default());
+    let state = Arc::new(HttpState {
+        registry,
+        sink: sink_health.clone(),
+        sources_assigned: AtomicBool::new(false),
+        dataflow: Mutex::new(None),
+        sink_pending: sink_metrics.pending_points.clone(),
+        latest: Mutex::new(BTreeMap::new()),
+    });
+
+    // HTTP first, so that probes answer (not ready) while Kafka is being reached.
+    let listener = tokio::net::TcpListener::bind(&config.service.http_addr)
+        .await
+        .map_err(|e| {
+            ServeError::Setup(format!(
+                "service.http_addr {}: cannot listen: {e}",
+                config.service.http_addr
+            ))
+        })?;
+    let (http_stop_tx, mut http_stop_rx) = tokio::sync::watch::channel(false);
+    let app = http::router(state.clone());
+    let http_task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop_rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(addr = %config.service.http_addr, "HTTP endpoints up");
+
+    // Kafka: topics' partitions, divided among the workers.
+    let kafka = client_config(&config.kafka, secrets.kafka_sasl_password.as_ref());
+    let metadata_timeout = Duration::from_secs(config.kafka.metadata_timeout_s);
+    let topics: Vec<(Stream, String)> = Stream::ALL
+        .iter()
+        .map(|s| (*s, config.streams.get(*s).topic.clone()))
+        .collect();
+    let kafka_md = kafka.clone();
+    let partitions: [Vec<i32>; 3] = tokio::task::spawn_blocking(move || {
+        let mut out: [Vec<i32>; 3] = Default::default();
+        for (s, topic) in &topics {
+            out[s.index()] = topic_partitions(&kafka_md, topic, metadata_timeout)
+                .map_err(|e| ServeError::Kafka(e.to_string()))?;
+        }
+        Ok::<_, ServeError>(out)
+    })
+    .await
+    .map_err(|e| ServeError::Pipeline(e.to_string()))??;
+    let workers = config.dataflow.workers.max(1);
+    let all: Vec<(Stream, i32)> = Stream::ALL
+        .iter()
+        .flat_map(|s| partitions[s.index()].iter().map(move |p| (*s, *p)))
+        .collect();
+    let division = assign_stable(&all, workers);
+
+    // The dataflow, its points into the sink's bounded channel.
+    let (points_tx, points_rx) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(64);
+    let out: PointsOut = Arc::new(move |epoch, points| {
+        // Blocks while the sink is full; fails only when the sink has stopped.
+        let _ = points_tx.blocking_send((epoch, points));
+    });
+    let runner =
+        Runner::start(DataflowSettings::from_config(&config), out).map_err(ServeError::Pipeline)?;
+    if let Ok(mut d) = state.dataflow.lock() {
+        *d = Some(runner.stats.clone());
+    }
+
+    // Sources, one thread per (worker, topic) with partitions.
+    let dead = DeadLetterProducer::new(&kafka, &config.kafka.dead_letter_topic)
+        .map_err(|e| ServeError::Kafka(e.to_string()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (batch_tx, batch_rx) = crossbeam_channel::bounded::<sources::Batch>(16);
+    let mut source_threads = Vec::new();
+    for (worker, owned) in division.iter().enumerate() {
+        for s in Stream::ALL {
+            let parts: Vec<i32> = owned
+                .iter()
+                .filter(|(st, _)| *st == s)
+                .map(|(_, p)| *p)
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            let topic = config.streams.get(s).topic.clone();
+            let source = TopicSource::new(&kafka, s, &topic, &parts, &HashMap::new())
+                .map_err(|e| ServeError::Kafka(e.to_string()))?;
+            let (dead, metrics, tx, stop) = (
+                dead.clone(),
+                metrics.clone(),
+                batch_tx.clone(),
+                stop.clone(),
+            );
+            source_threads.push(
+                std::thread::Builder::new()
+                    .name(format!("source-{}-{worker}", s.as_str()))
+                    .spawn(move || sources::run_source(worker, source, dead, metrics, tx, stop))
+                    .map_err(|e| ServeError::Pipeline(e.to_string()))?,
+            );
+        }
+    }
+    drop(batch_tx);
+    state.sources_assigned.store(true, Ordering::Relaxed);
+    tracing::info!(?partitions, workers, "sources assigned");
+
+    let epochs = Arc::new(EpochLog::default());
+    let coordinator = Coordinator {
+        config: config.clone(),
+        partitions: partitions.clone(),
+        input: batch_rx,
+        runner,
+        metrics: metrics.clone(),
+        epochs: epochs.clone(),
+        dead: dead.clone(),
+        stop: stop.clone(),
+    };
+    let coordinator_thread = std::thread::Builder::new()
+        .name("coordinator".into())
+        .spawn(move || coordinator.run())
+        .map_err(|e| ServeError::Pipeline(e.to_string()))?;
+
+    // The sink.
+    let settings = BatchSettings::from_config(&config.indicators.measurement, &config.influx);
+    let ack_state = state.clone();
+    let ack_metrics = metrics.clone();
+    let mut sink_task = tokio::spawn(async move {
+        batcher::run(
+            &writer,
+            &settings,
+            points_rx,
+            &sink_metrics,
+            sink_health,
+            move |done| on_ack(&ack_state, &ack_metrics, &epochs, done),
+        )
+        .await
+    });
+
+    // Stream lag: the sum over each stream's partitions.
+    let lag_metrics = metrics.clone();
+    let lag_topics: Vec<(Stream, String, Vec<i32>)> = Stream::ALL
+        .iter()
+        .map(|s| {
+            (
+                *s,
+                config.streams.get(*s).topic.clone(),
+                partitions[s.index()].clone(),
+            )
+        })
+        .collect();
+    let lag_task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for (s, topic, parts) in &lag_topics {
+                let sum: i64 = parts
+                    .iter()
+                    .map(|p| {
+                        lag_metrics
+                            .source_lag
+                            .with_label_values(&[topic.as_str(), &p.to_string()])
+                            .get()
+                    })
+                    .sum();
+                lag_metrics
+                    .stream_lag
+                    .with_label_values(&[s.as_str()])
+                    .set(sum);
+            }
+        }
+    });
+
+    // Run until shutdown or until the sink stops.
+    let mut sink_result = None;
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutdown requested: stop reading, drain, flush"),
+        r = &mut sink_task => sink_result = Some(r),
+    }
+    stop.store(true, Ordering::Relaxed);
+    let timeout = Duration::from_secs(config.service.shutdown_timeout_s);
+    let deadline = Instant::now() + timeout;
+    let pending = state.sink_pending.clone();
+    let drained = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        for h in source_threads {
+            join_thread(h, "source")?;
+        }
+        join_thread(coordinator_thread, "coordinator")
+    });
+    let mut failure: Option<ServeError> = None;
+    match tokio::time::timeout_at(deadline.into(), drained).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => failure = Some(ServeError::Pipeline(e)),
+        Ok(Err(e)) => failure = Some(ServeError::Pipeline(e.to_string())),
+        Err(_) => {
+            failure = Some(ServeError::ShutdownTimeout(
+                timeout.as_secs(),
+                pending.get(),
+            ))
+        }
+    }
+    let sink_result = match sink_result {
+        Some(r) => Some(r),
+        None if failure.is_none() => {
+            match tokio::time::timeout_at(deadline.into(), sink_task).await {
+                Ok(r) => Some(r),
+                Err(_) => {
+                    failure = Some(ServeError::ShutdownTimeout(
+                        timeout.as_secs(),
+                        pending.get(),
+                    ));
+                    None
+                }
+            }
+        }
+        None => {
+            sink_task.abort();
+            None
+        }
+    };
+    let mut report = ServeReport::default();
+    match sink_result {
+        Some(Ok(Ok(n))) => report.points_written = n,
+        Some(Ok(Err(stopped))) => failure = failure.or(Some(ServeError::Sink(stopped.to_string()))),
+        Some(Err(e)) => failure = failure.or(Some(ServeError::Sink(e.to_string()))),
+        None => {}
+    }
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    let flush = tokio::task::spawn_blocking(move || dead.flush(left)).await;
+    if let Ok(Err(e)) = flush {
+        failure = failure.or(Some(ServeError::Kafka(e.to_string())));
+    }
+    lag_task.abort();
+    let _ = http_stop_tx.send(true);
+    let _ = http_task.await;
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+/// After the sink's acknowledgement: the newest point per series, the indicator gauges and
+/// the latency histograms.
+fn on_ack(state: &HttpState, metrics: &ServeMetrics, epochs: &EpochLog, done: &[(u64, Point)]) {
+    let now = Instant::now();
+    let mut seen_epoch = None;
+    if let Ok(mut latest) = state.latest.lock() {
+        for (epoch, p) in done {
+            let newer = latest.get(&p.series).is_none_or(|q| p.tick >= q.tick);
+            if newer {
+                latest.insert(p.series, p.clone());
+                metrics.set_indicator(p);
+            }
+            if seen_epoch != Some(*epoch) {
+                seen_epoch = Some(*epoch);
+                if let Some((sent, consumed)) = epochs.take(*epoch) {
+                    metrics
+                        .tick_latency
+                        .observe(now.duration_since(sent).as_secs_f64());
+                    if let Some(c) = consumed {
+                        metrics
+                            .end_to_end
+                            .observe(now.duration_since(c).as_secs_f64());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Source threads: one per (worker, topic) with partitions, each polling its consumer,
+//! decoding messages (decoding runs in parallel across sources) and handing batches to the
+//! coordinator through a bounded channel. Rejected messages go to the dead-letter topic from
+//! here, with their origin. A full channel blocks the thread: the consumer stops reading.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendTimeoutError, Sender};
+use paceline_decode::decode;
+use paceline_ingest::{DeadLetterProducer, Origin, Polled, TopicSource};
+use paceline_model::{Event, Stream};
+
+use super::metrics::ServeMetrics;
+
+/// What a source reports to the coordinator.
+#[derive(Debug)]
+pub enum Item {
+    /// A decoded event from a partition.
+    Event {
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+        /// The original bytes (for a `too_late` dead letter).
+        raw: Box<[u8]>,
+        /// The event.
+        event: Event,
+    },
+    /// A message of the partition was rejected while decoding (already dead-lettered).
+    Rejected {
+        /// The partition.
+        partition: i32,
+    },
+    /// The consumer reached the end of the partition.
+    End {
+        /// The partition.
+        partition: i32,
+    },
+}
+
+/// One batch from one source.
+#[derive(Debug)]
+pub struct Batch {
+    /// The worker that owns the source's partitions.
+    pub worker: usize,
+    /// The stream of the source's topic.
+    pub stream: Stream,
+    /// When the first message of the batch was consumed.
+    pub consumed: Instant,
+    /// The items, in consumption order.
+    pub items: Vec<Item>,
+}
+
+const BATCH_ITEMS: usize = 1024;
+
+/// Sends `batch` unless `stop` is raised first; false when the run is over.
+fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
+    loop {
+        match tx.send_timeout(batch, Duration::from_millis(100)) {
+            Ok(()) => return true,
+            Err(SendTimeoutError::Timeout(b)) => {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
+                batch = b;
+            }
+            Err(SendTimeoutError::Disconnected(_)) => return false,
+        }
+    }
+}
+
+/// Runs one source until `stop` is raised; returns a fatal error (dead letters that cannot
+/// be written) as text.
+pub fn run_source(
+    worker: usize,
+    source: TopicSource,
+    dead: DeadLetterProducer,
+    metrics: ServeMetrics,
+    tx: Sender<Batch>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let stream = source.stream;
+    let mut items: Vec<Item> = Vec::with_capacity(BATCH_ITEMS);
+    let mut consumed = Instant::now();
+    let mut last_lag = Instant::now();
+    let mut last_error: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let mut fatal = None;
+        let flush_now = source.poll(Duration::from_millis(50), |polled| match polled {
+            Polled::Message {
+                partition,
+                offset,
+                payload,
+            } => {
+                if items.is_empty() {
+                    consumed = Instant::now();
+                }
+                match decode(payload, Some(stream)) {
+                    Ok(event) => items.push(Item::Event {
+                        partition,
+                        offset,
+                        raw: payload.into(),
+                        event,
+                    }),
+                    Err(rejection) => {
+                        let reason = rejection.reason.as_str();
+                        metrics
+                            .events
+                            .with_label_values(&[stream.as_str(), "rejected"])
+                            .inc();
+                        metrics
+                            .rejected
+                            .with_label_values(&[stream.as_str(), reason])
+                            .inc();
+                        let origin = Origin {
+                            stream,
+                            topic: source.topic.clone(),
+                            partition,
+                            offset,
+                        };
+                        match dead.send(payload, reason, &rejection.detail, &origin) {
+                            Ok(()) => metrics
+                                .dead_letters
+                                .with_label_values(&[stream.as_str()])
+                                .inc(),
+                            Err(e) => fatal = Some(e.to_string()),
+                        }
+                        items.push(Item::Rejected { partition });
+                    }
+                }
+                items.len() >= BATCH_ITEMS
+            }
+            Polled::End { partition } => {
+                items.push(Item::End { partition });
+                true
+            }
+            Polled::Nothing => true,
+            Polled::Error(e) => {
+                // librdkafka reconnects by itself; say so once in a while, not per poll.
+                if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    tracing::warn!(topic = %source.topic, error = %e, "Kafka consumer error");
+                    last_error = Some(Instant::now());
+                }
+                true
+            }
+        });
+        if let Some(e) = fatal {
+            return Err(e);
+        }
+        if flush_now && !items.is_empty() {
+            let batch = Batch {
+                worker,
+                stream,
+                consumed,
+                items: std::mem::replace(&mut items, Vec::with_capacity(BATCH_ITEMS)),
+            };
+            if !deliver(&tx, batch, &stop) {
+                break;
+            }
+        }
+        if last_lag.elapsed() >= Duration::from_secs(1) {
+            for (p, lag) in source.lag() {
+                metrics
+                    .source_lag
+                    .with_label_values(&[source.topic.as_str(), &p.to_string()])
+                    .set(lag);
+            }
+            last_lag = Instant::now();
+        }
+    }
+    if !items.is_empty() {
+        // Hand over what was read; the coordinator drains until every source is gone.
+        let batch = Batch {
+            worker,
+            stream,
+            consumed,
+            items,
+        };
+        let _ = tx.send_timeout(batch, Duration::from_secs(5));
+    }
+    Ok(())
+}
