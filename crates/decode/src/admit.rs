@@ -29,14 +29,18 @@ struct Gate {
     min_at: Option<Nanos>,
     /// A watermark set from outside (serve: the minimum over active partitions).
     external: Option<Nanos>,
+    /// Judge `too_late` against `external` only (None: nothing is too late yet).
+    external_only: bool,
     seen: HashMap<String, Nanos>,
     prune_at_len: usize,
 }
 
 impl Gate {
     fn watermark(&self) -> Option<Nanos> {
-        self.external
-            .or_else(|| self.max_at.map(|m| m.saturating_sub(self.out_of_orderness)))
+        if self.external_only {
+            return self.external;
+        }
+        self.max_at.map(|m| m.saturating_sub(self.out_of_orderness))
     }
 
     fn floor(&self) -> Option<Nanos> {
@@ -82,6 +86,7 @@ impl Admission {
                 horizon: c.horizon(),
                 max_at: None,
                 external: None,
+                external_only: false,
                 min_at: None,
                 seen: HashMap::new(),
                 prune_at_len: 1024,
@@ -106,8 +111,18 @@ impl Admission {
         self.gates[stream.index()].watermark()
     }
 
-    /// Sets the stream's watermark from outside (serve computes it per partition, the
-    /// minimum over active partitions); `too_late` is judged against it from now on.
+    /// Admission whose watermarks are set from outside ([`Admission::set_watermark`]):
+    /// serve computes them per partition, the minimum over active partitions, so the
+    /// greatest `occurred_at` seen over all partitions must not judge `too_late`.
+    pub fn with_external_watermarks(streams: &StreamsConfig) -> Self {
+        let mut a = Admission::new(streams);
+        for g in a.gates.iter_mut() {
+            g.external_only = true;
+        }
+        a
+    }
+
+    /// Sets the stream's watermark (see [`Admission::with_external_watermarks`]).
     pub fn set_watermark(&mut self, stream: Stream, watermark: Nanos) {
         self.gates[stream.index()].external = Some(watermark);
     }
@@ -164,5 +179,17 @@ mod tests {
         // A too-late event's id is not remembered.
         assert_eq!(a.admit(&ev("c", t0)), Verdict::Accepted);
         assert_eq!(a.watermark(Stream::Telemetry), None);
+    }
+
+    #[test]
+    fn external_watermarks_alone_judge_too_late() {
+        let config = Config::default();
+        let mut a = Admission::with_external_watermarks(&config.streams);
+        // A partition far ahead does not make another partition's old events too late.
+        assert_eq!(a.admit(&ev("a", 1000 * DAY)), Verdict::Accepted);
+        assert_eq!(a.admit(&ev("b", 10 * DAY)), Verdict::Accepted);
+        a.set_watermark(Stream::Filings, 1000 * DAY);
+        assert_eq!(a.admit(&ev("c", 10 * DAY)), Verdict::TooLate);
+        assert_eq!(a.admit(&ev("d", 700 * DAY)), Verdict::Accepted);
     }
 }

@@ -254,6 +254,29 @@ impl TopicSource {
         }
     }
 
+    /// Messages of `partition` not yet read: its high watermark (asked of the broker now,
+    /// waiting up to `timeout`) minus the consumer's position (or the low watermark when
+    /// nothing was read yet). None when the broker cannot be asked.
+    pub fn unread(&self, partition: i32, timeout: Duration) -> Option<i64> {
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(&self.topic, partition, timeout)
+            .ok()?;
+        let position = self
+            .consumer
+            .position()
+            .ok()
+            .and_then(|tpl| {
+                tpl.find_partition(&self.topic, partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => Some(o),
+                        _ => None,
+                    })
+            })
+            .unwrap_or(low);
+        Some((high - position).max(0))
+    }
+
     /// Messages behind the high watermark per partition, from the latest statistics.
     pub fn lag(&self) -> Vec<(i32, i64)> {
         let ctx = self.consumer.context();

@@ -301,6 +301,11 @@ pub enum LoadError {
     },
 }
 
+/// The configuration as TOML text (every key written out).
+pub fn to_toml(config: &Config) -> String {
+    toml::to_string(config).unwrap_or_else(|e| format!("# cannot serialize: {e}"))
+}
+
 /// A validated plan item, ready for the dataflow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanSpec {

@@ -3,8 +3,8 @@
 //!
 //! Sources decode in parallel; admission (duplicates, `too_late`) needs one view per
 //! stream, so it happens here, in arrival order. Per partition it keeps the greatest
-//! accepted `occurred_at` and whether the partition is idle (at its end for the idle
-//! timeout); a stream's watermark is the minimum over active partitions, or, when all are
+//! accepted `occurred_at` and whether its source reported it idle (nothing unread for the
+//! idle timeout); a stream's watermark is the minimum over active partitions, or, when all are
 //! idle, the wall clock (or, configured off, the greatest of its partitions), never moving
 //! back (indicators.md, "Ticks and watermarks"). Events go to the worker that owns their
 //! partition; an epoch is sent when `epoch_events` are pending or `epoch_linger` passed.
@@ -29,8 +29,8 @@ use super::sources::{Batch, Item};
 pub struct PartitionState {
     /// Greatest accepted `occurred_at`.
     pub max_at: Option<Nanos>,
-    /// Since when the consumer has been at the partition's end (None: data unread).
-    pub at_end_since: Option<Instant>,
+    /// The source reported the partition idle, and no message came since.
+    pub idle: bool,
 }
 
 /// A stream's watermark rule, given its partitions' states.
@@ -38,8 +38,6 @@ pub struct PartitionState {
 pub struct WatermarkRule {
     /// Allowed out-of-orderness.
     pub out_of_orderness: Nanos,
-    /// Idle timeout.
-    pub idle_timeout: Duration,
     /// All idle: follow the wall clock.
     pub follows_clock: bool,
 }
@@ -47,17 +45,8 @@ pub struct WatermarkRule {
 impl WatermarkRule {
     /// The stream's watermark now (before the never-back rule), or None while an active
     /// partition has accepted nothing yet.
-    pub fn compute(
-        &self,
-        parts: &[PartitionState],
-        now: Instant,
-        wall_clock: Nanos,
-    ) -> Option<Nanos> {
-        let idle = |p: &PartitionState| {
-            p.at_end_since
-                .is_some_and(|t| now.saturating_duration_since(t) >= self.idle_timeout)
-        };
-        let active: Vec<&PartitionState> = parts.iter().filter(|p| !idle(p)).collect();
+    pub fn compute(&self, parts: &[PartitionState], wall_clock: Nanos) -> Option<Nanos> {
+        let active: Vec<&PartitionState> = parts.iter().filter(|p| !p.idle).collect();
         let base = if active.is_empty() {
             if self.follows_clock {
                 Some(wall_clock)
@@ -145,12 +134,11 @@ impl Coordinator {
             stop: _,
         } = self;
         let workers = runner.workers();
-        let mut admission = Admission::new(&config.streams);
+        let mut admission = Admission::with_external_watermarks(&config.streams);
         let rules: [WatermarkRule; 3] = Stream::ALL.map(|s| {
             let c = config.streams.get(s);
             WatermarkRule {
                 out_of_orderness: c.out_of_orderness(),
-                idle_timeout: Duration::from_secs(c.idle_timeout_s),
                 follows_clock: config.service.idle_watermark_follows_clock,
             }
         });
@@ -192,7 +180,7 @@ impl Coordinator {
                                 event,
                             } => {
                                 let st = parts[si].entry(partition).or_default();
-                                st.at_end_since = None;
+                                st.idle = false;
                                 match admission.admit(&event) {
                                     Verdict::Accepted => {
                                         st.max_at =
@@ -211,6 +199,7 @@ impl Coordinator {
                                             .inc();
                                     }
                                     Verdict::TooLate => {
+                                        tracing::debug!(stream = stream.as_str(), partition, offset, at = event.at, watermark = ?admission.watermark(stream), "too late");
                                         let reason = Reason::TooLate.as_str();
                                         metrics
                                             .events
@@ -238,13 +227,10 @@ impl Coordinator {
                                 }
                             }
                             Item::Rejected { partition } => {
-                                parts[si].entry(partition).or_default().at_end_since = None;
+                                parts[si].entry(partition).or_default().idle = false;
                             }
-                            Item::End { partition } => {
-                                let st = parts[si].entry(partition).or_default();
-                                if st.at_end_since.is_none() {
-                                    st.at_end_since = Some(Instant::now());
-                                }
+                            Item::Idle { partition } => {
+                                parts[si].entry(partition).or_default().idle = true;
                             }
                         }
                     }
@@ -256,12 +242,11 @@ impl Coordinator {
                 continue;
             }
             // Watermarks, never moving back.
-            let now = Instant::now();
             let wall = wall_clock_ns();
             let mut changed = false;
             for s in Stream::ALL {
                 let states: Vec<PartitionState> = parts[s.index()].values().copied().collect();
-                if let Some(w) = rules[s.index()].compute(&states, now, wall) {
+                if let Some(w) = rules[s.index()].compute(&states, wall) {
                     if marks[s.index()].is_none_or(|m| w > m) {
                         marks[s.index()] = Some(w);
                         admission.set_watermark(s, w);
@@ -329,55 +314,33 @@ mod tests {
     fn rule(follows_clock: bool) -> WatermarkRule {
         WatermarkRule {
             out_of_orderness: 5 * MIN,
-            idle_timeout: Duration::from_secs(30),
             follows_clock,
+        }
+    }
+
+    fn part(max: Nanos, idle: bool) -> PartitionState {
+        PartitionState {
+            max_at: Some(max),
+            idle,
         }
     }
 
     #[test]
     fn watermark_is_the_minimum_over_active_partitions() {
-        let now = Instant::now();
-        let busy = |m| PartitionState {
-            max_at: Some(m),
-            at_end_since: None,
-        };
-        let idle = |m| PartitionState {
-            max_at: Some(m),
-            at_end_since: Some(now - Duration::from_secs(31)),
-        };
-        let fresh_end = |m| PartitionState {
-            max_at: Some(m),
-            at_end_since: Some(now - Duration::from_secs(5)),
-        };
         let r = rule(true);
         // Two active partitions: the slower one holds the stream back.
-        assert_eq!(
-            r.compute(&[busy(100 * MIN), busy(60 * MIN)], now, 0),
-            Some(55 * MIN)
-        );
-        // An idle partition holds nothing back; one just at its end still does.
-        assert_eq!(
-            r.compute(&[busy(100 * MIN), idle(10 * MIN)], now, 0),
-            Some(95 * MIN)
-        );
-        assert_eq!(
-            r.compute(&[busy(100 * MIN), fresh_end(10 * MIN)], now, 0),
-            Some(5 * MIN)
-        );
+        assert_eq!(r.compute(&[part(100 * MIN, false), part(60 * MIN, false)], 0), Some(55 * MIN));
+        // An idle partition holds nothing back.
+        assert_eq!(r.compute(&[part(100 * MIN, false), part(10 * MIN, true)], 0), Some(95 * MIN));
         // An active partition that accepted nothing yet: no watermark.
-        assert_eq!(
-            r.compute(&[busy(100 * MIN), PartitionState::default()], now, 0),
-            None
-        );
+        assert_eq!(r.compute(&[part(100 * MIN, false), PartitionState::default()], 0), None);
         // All idle: the wall clock, or (configured off) the greatest partition.
-        assert_eq!(
-            r.compute(&[idle(10 * MIN), idle(20 * MIN)], now, 1000 * MIN),
-            Some(995 * MIN)
-        );
-        assert_eq!(
-            rule(false).compute(&[idle(10 * MIN), idle(20 * MIN)], now, 1000 * MIN),
-            Some(15 * MIN)
-        );
+        let idle = [part(10 * MIN, true), part(20 * MIN, true)];
+        assert_eq!(r.compute(&idle, 1000 * MIN), Some(995 * MIN));
+        assert_eq!(rule(false).compute(&idle, 1000 * MIN), Some(15 * MIN));
+        // An idle partition that never had data, beside an active one.
+        let empty_idle = PartitionState { max_at: None, idle: true };
+        assert_eq!(r.compute(&[part(30 * MIN, false), empty_idle], 0), Some(25 * MIN));
     }
 
     #[test]

@@ -173,10 +173,11 @@ pub async fn serve(
                 batch_tx.clone(),
                 stop.clone(),
             );
+            let idle = Duration::from_secs(config.streams.get(s).idle_timeout_s);
             source_threads.push(
                 std::thread::Builder::new()
                     .name(format!("source-{}-{worker}", s.as_str()))
-                    .spawn(move || sources::run_source(worker, source, dead, metrics, tx, stop))
+                    .spawn(move || sources::run_source(worker, source, idle, dead, metrics, tx, stop))
                     .map_err(|e| ServeError::Pipeline(e.to_string()))?,
             );
         }

@@ -1,8 +1,10 @@
 //! Source threads: one per (worker, topic) with partitions, each polling its consumer,
 //! decoding messages (decoding runs in parallel across sources) and handing batches to the
-//! coordinator through a bounded channel. Rejected messages go to the dead-letter topic from
+//! coordinator through a bounded channel. A source also tells when a partition has gone
+//! idle (indicators.md: nothing unread for the idle timeout). Rejected messages go to the dead-letter topic from
 //! here, with their origin. A full channel blocks the thread: the consumer stops reading.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,8 +35,10 @@ pub enum Item {
         /// The partition.
         partition: i32,
     },
-    /// The consumer reached the end of the partition.
-    End {
+    /// The partition has had nothing unread for the idle timeout (its position at its
+    /// high watermark, checked with the broker): it holds the watermark back no longer,
+    /// until its next message.
+    Idle {
         /// The partition.
         partition: i32,
     },
@@ -76,6 +80,7 @@ fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
 pub fn run_source(
     worker: usize,
     source: TopicSource,
+    idle_timeout: Duration,
     dead: DeadLetterProducer,
     metrics: ServeMetrics,
     tx: Sender<Batch>,
@@ -86,6 +91,9 @@ pub fn run_source(
     let mut consumed = Instant::now();
     let mut last_lag = Instant::now();
     let mut last_error: Option<Instant> = None;
+    // Per partition: since when the consumer has been at its end, and whether it was
+    // reported idle.
+    let mut at_end: HashMap<i32, (Instant, bool)> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         let mut fatal = None;
         let flush_now = source.poll(Duration::from_millis(50), |polled| match polled {
@@ -97,6 +105,7 @@ pub fn run_source(
                 if items.is_empty() {
                     consumed = Instant::now();
                 }
+                at_end.remove(&partition);
                 match decode(payload, Some(stream)) {
                     Ok(event) => items.push(Item::Event {
                         partition,
@@ -133,7 +142,7 @@ pub fn run_source(
                 items.len() >= BATCH_ITEMS
             }
             Polled::End { partition } => {
-                items.push(Item::End { partition });
+                at_end.entry(partition).or_insert((Instant::now(), false));
                 true
             }
             Polled::Nothing => true,
@@ -149,7 +158,26 @@ pub fn run_source(
         if let Some(e) = fatal {
             return Err(e);
         }
-        if flush_now && !items.is_empty() {
+        // Idle: at the end for the idle timeout, and the broker confirms nothing is unread
+        // (an end-of-partition notice alone can be stale).
+        for (partition, (since, reported)) in at_end.iter_mut() {
+            if *reported || since.elapsed() < idle_timeout {
+                continue;
+            }
+            match source.unread(*partition, Duration::from_secs(2)) {
+                Some(0) => {
+                    tracing::info!(topic = %source.topic, partition = *partition, "partition idle");
+                    *reported = true;
+                    items.push(Item::Idle {
+                        partition: *partition,
+                    });
+                }
+                // Data is unread after all: wait for it.
+                Some(_) => *since = Instant::now(),
+                None => {}
+            }
+        }
+        if (flush_now || items.iter().any(|i| matches!(i, Item::Idle { .. }))) && !items.is_empty() {
             let batch = Batch {
                 worker,
                 stream,

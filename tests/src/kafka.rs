@@ -1,0 +1,133 @@
+//! Kafka helpers for the tests: metadata probe, producing events to the three topics (by
+//! type, keyed by entity, bad lines spread over every topic) and reading the dead letters.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use paceline_model::Stream;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Whether the brokers answer a metadata request.
+pub fn metadata_ok(brokers: &str) -> bool {
+    let c: Result<BaseConsumer, _> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set_log_level(rdkafka::config::RDKafkaLogLevel::Emerg)
+        .create();
+    c.is_ok_and(|c| c.fetch_metadata(None, Duration::from_secs(2)).is_ok())
+}
+
+/// The stream of an event line by its `type` and its entity key; None when it cannot be
+/// parsed (the line is then a poison message for any topic).
+pub fn route(line: &[u8]) -> Option<(Stream, Option<String>)> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let t = v.get("type")?.as_str()?;
+    let stream = if t.starts_with("enterprise.") {
+        Stream::Filings
+    } else if t.starts_with("platform.") {
+        Stream::Telemetry
+    } else if t.starts_with("scenario.") || t.starts_with("project.") {
+        Stream::Scenarios
+    } else {
+        return None;
+    };
+    let key = ["enterprise_id", "platform_id", "scenario_id", "project_id"]
+        .iter()
+        .find_map(|k| v.get(*k).and_then(|x| x.as_str()).map(str::to_string));
+    Some((stream, key))
+}
+
+/// Produces `lines` to `topics` (indexed by stream): each event to its stream's topic keyed
+/// by its entity; a line whose stream cannot be told goes to the topics in turn. Waits
+/// until every message is acknowledged.
+pub fn produce(brokers: &str, topics: &[String; 3], lines: &[Vec<u8>]) {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        // One request in flight: a retried batch cannot land after a later one, so each
+        // partition keeps the file's order.
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("acks", "all")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .expect("producer");
+    let mut turn = 0usize;
+    for line in lines {
+        let (topic, key) = match route(line) {
+            Some((s, key)) => (&topics[s.index()], key),
+            None => {
+                turn += 1;
+                (&topics[turn % 3], None)
+            }
+        };
+        let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(&line[..]);
+        if let Some(k) = &key {
+            rec = rec.key(k.as_str());
+        }
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(120)).expect("every message acknowledged");
+}
+
+/// One dead letter as read back.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The value (the original bytes).
+    pub value: Vec<u8>,
+    /// Headers.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Reads every message of `topic` (partitions from metadata) until `expected` arrived or
+/// `timeout` passed.
+pub fn read_all(brokers: &str, topic: &str, expected: usize, timeout: Duration) -> Vec<DeadLetter> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "paceline-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < expected && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let mut headers = BTreeMap::new();
+            if let Some(h) = m.headers() {
+                for i in 0..h.count() {
+                    let hd = h.get(i);
+                    headers.insert(
+                        hd.key.to_string(),
+                        String::from_utf8_lossy(hd.value.unwrap_or(&[])).into_owned(),
+                    );
+                }
+            }
+            out.push(DeadLetter {
+                value: m.payload().unwrap_or(&[]).to_vec(),
+                headers,
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,321 @@
+//! Test harness for `paceline serve` against real services: start the services
+//! ([`services`]), produce a generated data set to Kafka ([`kafka`]), run the `paceline`
+//! binary, wait until it has drained, read the database back ([`readback`]) and compare with
+//! `paceline replay` of the same events by the equivalence of outputs.md.
+
+pub mod kafka;
+pub mod readback;
+pub mod services;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use paceline_model::config::Config;
+use paceline_model::time::{tick_after, tick_floor};
+use paceline_model::{Nanos, SeriesKey, Stream};
+use paceline_oracle::lp::{self, Points};
+use paceline_runtime::{ReplayOptions, ReplaySummary};
+
+use services::{free_port, get, wait_for, Proc, TempDir};
+
+/// The `paceline` binary built beside the test binaries (`target/<profile>/paceline`).
+pub fn paceline_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let bin = dir.join("paceline");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace first (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A data set: a generated district over the whole plan period (scale 0.05), every line
+/// but only each `telemetry_every`-th telemetry event, plus extra lines.
+pub struct Dataset {
+    /// Holds the file.
+    pub dir: TempDir,
+    /// The JSON Lines file replay reads.
+    pub file: PathBuf,
+    /// The lines, as produced to Kafka.
+    pub lines: Vec<Vec<u8>>,
+}
+
+impl Dataset {
+    /// Generates seed `seed`, thins telemetry, sorts by `occurred_at` when `in_order` (so
+    /// that nothing arrives late), appends `extra`.
+    pub fn new(seed: u64, telemetry_every: usize, in_order: bool, extra: &[&[u8]]) -> Dataset {
+        let mut n = 0usize;
+        let mut lines: Vec<Vec<u8>> = paceline_generate::generate(seed, 0.05)
+            .into_iter()
+            .filter(|l| {
+                if !l.contains("\"type\":\"platform.") {
+                    return true;
+                }
+                n += 1;
+                n % telemetry_every.max(1) == 0
+            })
+            .map(String::into_bytes)
+            .collect();
+        if in_order {
+            // Stable: lines without a time (bad lines) keep their place relative to others.
+            lines.sort_by_key(|l| paceline_decode::decode(l, None).map_or(Nanos::MIN, |e| e.at));
+        }
+        lines.extend(extra.iter().map(|l| l.to_vec()));
+        let dir = TempDir::new("data");
+        let file = dir.join("events.jsonl");
+        let mut text = Vec::new();
+        for l in &lines {
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        std::fs::write(&file, text).expect("data file");
+        Dataset { dir, file, lines }
+    }
+
+    /// The greatest and least `occurred_at` of the valid events of each stream.
+    pub fn span(&self) -> [Option<(Nanos, Nanos)>; 3] {
+        let mut out: [Option<(Nanos, Nanos)>; 3] = [None; 3];
+        for l in &self.lines {
+            if let Ok(e) = paceline_decode::decode(l, None) {
+                let s = &mut out[e.body.stream().index()];
+                *s = Some(s.map_or((e.at, e.at), |(a, b)| (a.min(e.at), b.max(e.at))));
+            }
+        }
+        out
+    }
+
+    /// `paceline replay` of the data set: its points and summary.
+    pub fn replay(&self, config: &Config) -> (Points, ReplaySummary) {
+        let opts = ReplayOptions {
+            inputs: vec![self.file.clone()],
+            output: self.dir.join("replay.lp"),
+            dead_letters: self.dir.join("replay.dl.jsonl"),
+        };
+        let summary = paceline_runtime::replay(config, &opts).expect("replay");
+        let text = std::fs::read_to_string(&opts.output).expect("replay output");
+        (lp::parse(&text).expect("replay output parses"), summary)
+    }
+}
+
+/// Topic names of one scenario: `<prefix>-<default topic>` and its dead-letter topic.
+pub fn topics(prefix: &str) -> ([String; 3], String) {
+    let d = Config::default();
+    (
+        Stream::ALL.map(|s| format!("{prefix}-{}", d.streams.get(s).topic)),
+        format!("{prefix}-dead-letters"),
+    )
+}
+
+/// A scenario's configuration: its topics, 2 workers, 1 s idle timeout.
+pub fn scenario_config(prefix: &str) -> Config {
+    let mut c = Config::default();
+    let (t, dl) = topics(prefix);
+    c.streams.filings.topic = t[0].clone();
+    c.streams.telemetry.topic = t[1].clone();
+    c.streams.scenarios.topic = t[2].clone();
+    for s in [
+        &mut c.streams.filings,
+        &mut c.streams.telemetry,
+        &mut c.streams.scenarios,
+    ] {
+        s.idle_timeout_s = 1;
+    }
+    c.kafka.dead_letter_topic = dl;
+    c.dataflow.workers = 2;
+    c.kafka.metadata_timeout_s = 30;
+    c
+}
+
+/// Parsed Prometheus text.
+pub struct Metrics(Vec<(String, BTreeMap<String, String>, f64)>);
+
+impl Metrics {
+    /// Parses the text format (no escapes in our label values).
+    pub fn parse(text: &str) -> Metrics {
+        let mut out = Vec::new();
+        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let (head, value) = line.rsplit_once(' ').expect("metric line");
+            let (name, labels) = match head.split_once('{') {
+                Some((n, rest)) => {
+                    let body = rest.trim_end_matches('}');
+                    let labels = body
+                        .split("\",")
+                        .filter(|kv| !kv.is_empty())
+                        .filter_map(|kv| {
+                            let (k, v) = kv.split_once('=')?;
+                            Some((k.to_string(), v.trim_matches('"').to_string()))
+                        })
+                        .collect();
+                    (n.to_string(), labels)
+                }
+                None => (head.to_string(), BTreeMap::new()),
+            };
+            out.push((name, labels, value.parse().unwrap_or(f64::NAN)));
+        }
+        Metrics(out)
+    }
+
+    /// The sum of `name` over the samples whose labels include `labels`.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.0
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, _, v)| v)
+            .sum()
+    }
+
+    /// Whether a metric of that name is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _, _)| n == name)
+    }
+}
+
+/// A running `paceline serve`.
+pub struct Serve {
+    /// The process.
+    pub proc: Proc,
+    /// Base URL of its HTTP endpoints.
+    pub http: String,
+    _dir: TempDir,
+}
+
+impl Serve {
+    /// Writes `config` to a file and starts `paceline serve --config FILE` with `env`
+    /// (plus `PACELINE_HTTP_ADDR` on a free port); waits for `/healthz`.
+    pub fn start(config: &Config, env: &[(&str, String)]) -> Serve {
+        let dir = TempDir::new("serve");
+        let path = dir.join("paceline.toml");
+        std::fs::write(&path, toml_of(config)).expect("config file");
+        let port = free_port();
+        let mut cmd = Command::new(paceline_bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("PACELINE_STATE_DIR", dir.join("state"))
+            .env(
+                "PACELINE_LOG",
+                std::env::var("PACELINE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut proc = Proc::spawn(cmd, &dir.join("serve.log"));
+        let http = format!("http://127.0.0.1:{port}");
+        let url = format!("{http}/healthz");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while get(&url).is_none_or(|(s, _)| s != 200) {
+            assert!(proc.running(), "paceline serve exited:\n{}", proc.log_text());
+            assert!(Instant::now() < deadline, "paceline serve did not come up:\n{}", proc.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Serve {
+            proc,
+            http,
+            _dir: dir,
+        }
+    }
+
+    /// The current metrics.
+    pub fn metrics(&self) -> Metrics {
+        let (s, text) = get(&format!("{}/metrics", self.http)).expect("/metrics answers");
+        assert_eq!(s, 200);
+        Metrics::parse(&text)
+    }
+
+    /// `/readyz` status code.
+    pub fn ready(&self) -> u16 {
+        get(&format!("{}/readyz", self.http)).map_or(0, |(s, _)| s)
+    }
+
+    /// Waits until `events` messages were counted, every stream's watermark reached
+    /// `watermarks`, nothing is pending and the points written stopped changing. Returns
+    /// the final metrics.
+    pub fn wait_drained(&mut self, events: usize, watermarks: [Option<Nanos>; 3], timeout: Duration) -> Metrics {
+        let deadline = Instant::now() + timeout;
+        let mut last_written = -1.0;
+        loop {
+            assert!(self.proc.running(), "paceline serve exited:\n{}", self.proc.log_text());
+            let m = self.metrics();
+            let counted = m.sum("paceline_events_total", &[]) as usize;
+            let marks_ok = Stream::ALL.iter().all(|s| {
+                watermarks[s.index()].is_none_or(|w| {
+                    m.sum("paceline_watermark_timestamp_seconds", &[("stream", s.as_str())]) * 1e9
+                        >= w as f64
+                })
+            });
+            let pending = m.sum("paceline_sink_pending_points", &[]);
+            let written = m.sum("paceline_sink_points_written_total", &[]);
+            if counted >= events && marks_ok && pending == 0.0 && written == last_written && written > 0.0 {
+                return m;
+            }
+            last_written = written;
+            assert!(
+                Instant::now() < deadline,
+                "not drained after {timeout:?}: counted {counted}/{events}, watermarks ok {marks_ok}, pending {pending}, written {written}\n{}",
+                self.proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    pub fn stop(mut self) -> (Option<i32>, String) {
+        self.proc.signal("TERM");
+        let code = self.proc.wait(Duration::from_secs(60));
+        (code, self.proc.log_text())
+    }
+}
+
+/// The configuration as TOML.
+pub fn toml_of(config: &Config) -> String {
+    // The model crate's types are serde; the tests crate has no toml dependency of its own,
+    // so go through the round trip the model offers.
+    paceline_model::config::to_toml(config)
+}
+
+/// Compares a served output with replay's over the ticks both reached: from each series'
+/// first tick to the earlier of replay's last tick and the served stream's `reach`
+/// (its final watermark).
+pub fn compare(config: &Config, data: &Dataset, expected: &Points, actual: &Points, reach: [Nanos; 3]) -> Vec<String> {
+    let span = data.span();
+    let global_max = span.iter().flatten().map(|(_, b)| *b).max().expect("events");
+    paceline_oracle::equiv::differences(
+        expected,
+        actual,
+        |k: &SeriesKey| config.cadence(k.indicator),
+        |k: &SeriesKey| {
+            let c = config.cadence(k.indicator);
+            let s = k.indicator.stream().index();
+            span[s].map(|(min, _)| {
+                let end = tick_after(global_max, c).min(tick_floor(reach[s] - 1, c));
+                (tick_after(min, c), end)
+            })
+        },
+        10,
+    )
+}
+
+/// The final watermarks of the three streams from the metrics.
+pub fn reach(m: &Metrics) -> [Nanos; 3] {
+    Stream::ALL.map(|s| {
+        (m.sum("paceline_watermark_timestamp_seconds", &[("stream", s.as_str())]) * 1e9) as Nanos
+    })
+}
+
+/// Waits for `ready` to hold, naming `what`.
+pub fn eventually(what: &str, secs: u64, ready: impl FnMut() -> bool) {
+    wait_for(what, Duration::from_secs(secs), ready)
+}

@@ -1,0 +1,349 @@
+//! Real services for the integration tests, each on 127.0.0.1 with free ports, in a
+//! temporary directory, waited for with a deadline and killed on drop (every exit path,
+//! panics included): the tansu Kafka broker (SQLite storage), InfluxDB 1.x and
+//! VictoriaMetrics. Each can be stopped and started again on the same port and storage,
+//! for the outage tests.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on loopback (bound, then released for the service to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits for `ready` up to `timeout`, polling; panics naming `what` on timeout.
+pub fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A fresh temporary directory under the system's, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `paceline-test-<name>-<pid>-<n>`.
+    pub fn new(name: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!(
+            "paceline-test-{name}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    /// A path inside.
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("PACELINE_TEST_KEEP").is_some() {
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed on drop, its output in a log file.
+pub struct Proc {
+    child: Child,
+    /// The log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout and stderr appended to `log`.
+    pub fn spawn(mut cmd: Command, log: &Path) -> Proc {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        Proc {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`, ...).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+
+    /// Waits for the process to exit, up to `timeout`; its exit code (None: killed by a
+    /// signal or still running, then killed).
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_millis(200),
+    )
+    .is_ok()
+}
+
+/// A blocking HTTP client with a short timeout.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// GET `url`: status and body, or None when unreachable.
+pub fn get(url: &str) -> Option<(u16, String)> {
+    let r = http().get(url).send().ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().unwrap_or_default()))
+}
+
+/// The tansu broker with SQLite storage.
+pub struct Tansu {
+    dir: TempDir,
+    /// The port.
+    pub port: u16,
+    proc: Option<Proc>,
+}
+
+impl Tansu {
+    /// Starts a broker and waits until it answers metadata requests.
+    pub fn start() -> Tansu {
+        let mut t = Tansu {
+            dir: TempDir::new("tansu"),
+            port: free_port(),
+            proc: None,
+        };
+        t.up();
+        t
+    }
+
+    /// `host:port` for clients.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the broker process on the same port and storage.
+    pub fn up(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let mut cmd = Command::new("tansu");
+        cmd.arg("broker")
+            .arg("--listener-url")
+            .arg(&url)
+            .arg("--advertised-listener-url")
+            .arg(&url)
+            .arg("--storage-engine")
+            // tansu resolves the SQLite path against its working directory.
+            .arg("sqlite://tansu.db")
+            .current_dir(&self.dir.0)
+            .env("RUST_LOG", "warn");
+        self.proc = Some(Proc::spawn(cmd, &self.dir.join("tansu.log")));
+        let port = self.port;
+        let log = self.dir.join("tansu.log");
+        let proc = self.proc.as_mut().expect("just started");
+        wait_for("tansu to listen", Duration::from_secs(60), || {
+            assert!(
+                proc.running(),
+                "tansu exited: {}",
+                String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default())
+            );
+            port_open(port)
+        });
+        let brokers = self.brokers();
+        wait_for("tansu to answer metadata", Duration::from_secs(60), || {
+            crate::kafka::metadata_ok(&brokers)
+        });
+    }
+
+    /// Stops the broker (SIGKILL, as a crash would).
+    pub fn down(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal("KILL");
+            p.wait(Duration::from_secs(10));
+        }
+    }
+
+    /// Creates a topic with the CLI.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new("tansu")
+            .arg("topic")
+            .arg("create")
+            .arg("--broker")
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .arg("--partitions")
+            .arg(partitions.to_string())
+            .arg(name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("tansu topic create");
+        assert!(status.success(), "creating topic {name} failed");
+    }
+}
+
+/// InfluxDB 1.x (Debian's `influxd`).
+pub struct Influx1 {
+    dir: TempDir,
+    /// HTTP port.
+    pub port: u16,
+    proc: Option<Proc>,
+}
+
+impl Influx1 {
+    /// Starts it and waits for `/ping`.
+    pub fn start() -> Influx1 {
+        let dir = TempDir::new("influx1");
+        let port = free_port();
+        let rpc = free_port();
+        let d = dir.0.display();
+        let conf = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n  max-row-limit = 0\n[monitor]\n  store-enabled = false\n"
+        );
+        std::fs::write(dir.join("influxdb.conf"), conf).expect("influx config");
+        let mut i = Influx1 {
+            dir,
+            port,
+            proc: None,
+        };
+        i.up();
+        i
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process (same port and storage).
+    pub fn up(&mut self) {
+        let mut cmd = Command::new("influxd");
+        cmd.arg("run")
+            .arg("-config")
+            .arg(self.dir.join("influxdb.conf"));
+        self.proc = Some(Proc::spawn(cmd, &self.dir.join("influxd.log")));
+        let url = format!("{}/ping", self.url());
+        wait_for("influxd /ping", Duration::from_secs(60), || {
+            get(&url).is_some_and(|(s, _)| s == 204)
+        });
+    }
+
+    /// Stops the process.
+    pub fn down(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.signal("TERM");
+            if p.wait(Duration::from_secs(20)).is_none() {
+                p.signal("KILL");
+            }
+        }
+    }
+
+    /// Runs an InfluxQL statement; the JSON answer.
+    pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
+        let r = http()
+            .post(format!("{}/query", self.url()))
+            .query(&[("db", db), ("q", q), ("epoch", "ns")])
+            .send()
+            .expect("influx query");
+        r.json().expect("influx answer is JSON")
+    }
+}
+
+/// VictoriaMetrics (Debian's `victoria-metrics`), with a retention long enough for
+/// historical data.
+pub struct Victoria {
+    dir: TempDir,
+    /// HTTP port.
+    pub port: u16,
+    proc: Option<Proc>,
+}
+
+impl Victoria {
+    /// Starts it and waits for `/health`.
+    pub fn start() -> Victoria {
+        let mut v = Victoria {
+            dir: TempDir::new("victoria"),
+            port: free_port(),
+            proc: None,
+        };
+        v.up();
+        v
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process.
+    pub fn up(&mut self) {
+        let mut cmd = Command::new("victoria-metrics");
+        cmd.arg(format!("-storageDataPath={}", self.dir.join("data").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg("-retentionPeriod=100y")
+            .arg("-loggerLevel=ERROR");
+        self.proc = Some(Proc::spawn(cmd, &self.dir.join("vm.log")));
+        let url = format!("{}/health", self.url());
+        wait_for("victoria-metrics /health", Duration::from_secs(60), || {
+            get(&url).is_some_and(|(s, _)| s == 200)
+        });
+    }
+}

@@ -1,0 +1,212 @@
+//! End to end on real services: a generated data set produced to a real Kafka-protocol
+//! broker (tansu), `paceline serve` until drained, the database read back and compared
+//! with `paceline replay` of the same events (outputs.md equivalence).
+//!
+//! - InfluxDB 1.x (`/write`, InfluxQL read-back): data with late events and amendments, so
+//!   corrections are checked too; plus poison messages on every topic, the dead-letter
+//!   topic's contents and headers, `/metrics` names and counters against replay's summary,
+//!   `/api/v1/indicators`, and a password that must never appear.
+//! - VictoriaMetrics (`/api/v2/write` through the influxdb2 crate, export API read-back):
+//!   data in event-time order (VictoriaMetrics keeps every write of a point, not the last),
+//!   numeric fields only, and a token that must never appear.
+//!
+//! One set of services serves both scenarios, which run side by side on their own topics
+//! and databases.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use paceline_model::service::InfluxApi;
+use paceline_model::Stream;
+use paceline_tests::readback;
+use paceline_tests::services::{get, Influx1, Tansu, Victoria};
+use paceline_runtime::ReplaySummary;
+use paceline_tests::{compare, kafka, reach, scenario_config, topics, Dataset, Metrics, Serve};
+
+/// outputs.md's metric names that must be present once data went through.
+const METRIC_NAMES: [&str; 17] = [
+    "paceline_indicator_value",
+    "paceline_indicator_target",
+    "paceline_indicator_expected",
+    "paceline_indicator_pace_ratio",
+    "paceline_indicator_projected",
+    "paceline_indicator_status",
+    "paceline_indicator_tick_timestamp_seconds",
+    "paceline_events_total",
+    "paceline_events_rejected_total",
+    "paceline_source_lag_messages",
+    "paceline_stream_lag_messages",
+    "paceline_watermark_timestamp_seconds",
+    "paceline_sink_points_written_total",
+    "paceline_sink_write_errors_total",
+    "paceline_sink_write_duration_seconds_count",
+    "paceline_sink_pending_points",
+    "paceline_end_to_end_latency_seconds_count",
+];
+
+const PASSWORD: &str = "pw-9f3a-never-logged";
+const TOKEN: &str = "tok-51c2-never-logged";
+
+fn create_topics(tansu: &Tansu, prefix: &str, partitions: u32) {
+    let (t, dl) = topics(prefix);
+    for name in &t {
+        tansu.create_topic(name, partitions);
+    }
+    tansu.create_topic(&dl, 1);
+}
+
+fn influx_v1(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "e2e-v1";
+    create_topics(tansu, prefix, 2);
+    influx.query("", "CREATE DATABASE e2e_v1");
+    // Three lines no stream can be told of: the producer spreads them over the three topics.
+    let poison: [&[u8]; 3] = [b"\xff\xfe not utf-8", b"{\"event_id\":", b"[1,2,3]"];
+    let data = Dataset::new(7, 8, false, &poison);
+    let mut config = scenario_config(prefix);
+    config.influx.api = InfluxApi::V1;
+    let (expected, summary) = data.replay(&config);
+    assert!(summary.rejected_total() >= 3, "{}", summary.render());
+    assert!(summary.corrections.iter().sum::<u64>() > 0, "the data set has late events: {}", summary.render());
+
+    let (t, dl_topic) = topics(prefix);
+    kafka::produce(&tansu.brokers(), &t, &data.lines);
+    // A filing on the telemetry topic: wrong_stream (Kafka only, replay has no topics).
+    let wrong = br#"{"event_id":"ws-1","type":"enterprise.deregistered","occurred_at":"2023-01-01T00:00:00Z","enterprise_id":"E1"}"#;
+    let mut on_telemetry = t.clone();
+    on_telemetry[Stream::Filings.index()] = t[Stream::Telemetry.index()].clone();
+    kafka::produce(&tansu.brokers(), &on_telemetry, &[wrong.to_vec()]);
+
+    let env = [
+        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
+        ("PACELINE_INFLUX_API", "v1".to_string()),
+        ("PACELINE_INFLUX_URL", influx.url()),
+        ("PACELINE_INFLUX_DB", "e2e_v1".to_string()),
+        ("PACELINE_INFLUX_PASSWORD", PASSWORD.to_string()),
+    ];
+    let mut serve = Serve::start(&config, &env);
+    let marks = data.span().map(|s| s.map(|(_, max)| max));
+    let m = serve.wait_drained(data.lines.len() + 1, marks, Duration::from_secs(300));
+    assert_eq!(serve.ready(), 200);
+
+    let rejected_total = check_counters(&m, &summary, Some("wrong_stream"));
+    for name in METRIC_NAMES {
+        assert!(m.has(name), "/metrics lacks {name}");
+    }
+
+    // The database holds an output equivalent to replay's.
+    let actual = readback::influx1(influx, "e2e_v1", &config.indicators.measurement);
+    let diff = compare(&config, &data, &expected, &actual, reach(&m));
+    assert!(diff.is_empty(), "InfluxDB 1.x differs from replay:\n{}", diff.join("\n"));
+
+    // The API and the gauges show each series' newest point.
+    let (status, body) = get(&format!("{}/api/v1/indicators", serve.http)).expect("API answers");
+    assert_eq!(status, 200);
+    let api: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let series = api["series"].as_array().expect("series");
+    assert_eq!(series.len(), actual.len(), "one entry per series written");
+    let qu = series.iter().find(|s| s["indicator"] == "quasi_unicorns").expect("quasi_unicorns");
+    let newest = actual.iter().find(|(k, _)| k.indicator.name() == "quasi_unicorns").and_then(|(_, m)| m.iter().next_back()).expect("written");
+    assert_eq!(qu["tick_ns"].as_i64(), Some(*newest.0));
+    assert_eq!(qu["value"].as_f64(), Some(newest.1.value));
+    assert_eq!(m.sum("paceline_indicator_value", &[("indicator", "quasi_unicorns")]), newest.1.value);
+
+    // Every rejected event is on the dead-letter topic with its reason and origin, from
+    // every topic.
+    let letters = kafka::read_all(&tansu.brokers(), &dl_topic, rejected_total as usize, Duration::from_secs(60));
+    assert_eq!(letters.len() as u64, rejected_total);
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    let mut from_topics = std::collections::BTreeSet::new();
+    for l in &letters {
+        *reasons.entry(l.headers["reason"].clone()).or_default() += 1;
+        from_topics.insert(l.headers["topic"].clone());
+        assert!(l.headers.contains_key("partition") && l.headers.contains_key("offset"));
+    }
+    assert_eq!(reasons.values().sum::<u64>(), rejected_total);
+    assert_eq!(reasons.get("wrong_stream"), Some(&1));
+    assert_eq!(from_topics.len(), 3, "poison reached the dead letters from every topic: {from_topics:?}");
+    assert!(letters.iter().any(|l| l.value == b"\xff\xfe not utf-8"), "original bytes kept");
+
+    let metrics_text = get(&format!("{}/metrics", serve.http)).map(|(_, t)| t).unwrap_or_default();
+    let (code, log) = serve.stop();
+    assert_eq!(code, Some(0), "graceful shutdown exits 0:\n{log}");
+    assert!(!log.contains(PASSWORD) && !metrics_text.contains(PASSWORD), "the password leaked");
+}
+
+/// The event counters equal replay's summary: accepted and duplicates by stream, rejected
+/// by reason (replay's stream `unknown` is the topic's stream in serve), plus one event of
+/// `extra` reason (Kafka only). Returns the rejected total.
+fn check_counters(m: &Metrics, summary: &ReplaySummary, extra: Option<&str>) -> u64 {
+    for s in Stream::ALL {
+        let st = s.as_str();
+        let accepted = m.sum("paceline_events_total", &[("stream", st), ("outcome", "accepted")]);
+        let dups = m.sum("paceline_events_total", &[("stream", st), ("outcome", "duplicate")]);
+        assert_eq!(
+            accepted as u64,
+            summary.accepted[s.index()],
+            "{st} accepted (too_late {}, rejected {})",
+            m.sum("paceline_events_rejected_total", &[("stream", st), ("reason", "too_late")]),
+            m.sum("paceline_events_total", &[("stream", st), ("outcome", "rejected")])
+        );
+        assert_eq!(dups as u64, summary.duplicates[s.index()], "{st} duplicates");
+    }
+    let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((_, r), n) in &summary.rejected {
+        *by_reason.entry(r).or_default() += n;
+    }
+    if let Some(r) = extra {
+        *by_reason.entry(r).or_default() += 1;
+    }
+    for (r, n) in &by_reason {
+        let got = m.sum("paceline_events_rejected_total", &[("reason", r)]);
+        assert_eq!(got as u64, *n, "rejected {r}");
+    }
+    let total: u64 = by_reason.values().sum();
+    assert_eq!(m.sum("paceline_events_total", &[("outcome", "rejected")]) as u64, total);
+    total
+}
+
+fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
+    let prefix = "e2e-v2";
+    create_topics(tansu, prefix, 2);
+    let data = Dataset::new(11, 8, true, &[]);
+    let mut config = scenario_config(prefix);
+    config.influx.api = InfluxApi::V2;
+    config.influx.precision = paceline_model::service::Precision::Ms;
+    let (expected, summary) = data.replay(&config);
+    let (t, _) = topics(prefix);
+    kafka::produce(&tansu.brokers(), &t, &data.lines);
+    let env = [
+        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
+        ("PACELINE_INFLUX_API", "v2".to_string()),
+        ("PACELINE_INFLUX_URL", vm.url()),
+        ("PACELINE_INFLUX_ORG", "district".to_string()),
+        ("PACELINE_INFLUX_BUCKET", "paceline".to_string()),
+        ("PACELINE_INFLUX_TOKEN", TOKEN.to_string()),
+    ];
+    let mut serve = Serve::start(&config, &env);
+    let marks = data.span().map(|s| s.map(|(_, max)| max));
+    let m = serve.wait_drained(data.lines.len(), marks, Duration::from_secs(300));
+    check_counters(&m, &summary, None);
+    assert_eq!(m.sum("paceline_corrections_total", &[]), 0.0, "in-order data needs no corrections");
+    let actual = readback::victoria(vm, &config.indicators.measurement);
+    let diff = compare(&config, &data, &readback::without_status(&expected), &actual, reach(&m));
+    assert!(diff.is_empty(), "VictoriaMetrics differs from replay:\n{}", diff.join("\n"));
+    let metrics_text = get(&format!("{}/metrics", serve.http)).map(|(_, t)| t).unwrap_or_default();
+    let (code, log) = serve.stop();
+    assert_eq!(code, Some(0), "graceful shutdown exits 0:\n{log}");
+    assert!(!log.contains(TOKEN) && !metrics_text.contains(TOKEN), "the token leaked");
+}
+
+#[test]
+fn end_to_end_on_real_services() {
+    let tansu = Tansu::start();
+    let influx = Influx1::start();
+    let vm = Victoria::start();
+    let results = std::thread::scope(|s| {
+        let a = s.spawn(|| influx_v1(&tansu, &influx));
+        let b = s.spawn(|| victoria_v2(&tansu, &vm));
+        [("InfluxDB 1.x", a.join()), ("VictoriaMetrics", b.join())]
+    });
+    let failed: Vec<&str> = results.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| *n).collect();
+    assert!(failed.is_empty(), "scenarios failed (messages above): {failed:?}");
+}
