@@ -77,7 +77,8 @@ pub fn produce(brokers: &str, topics: &[String; 3], lines: &[Vec<u8>]) {
             }
         }
     }
-    p.flush(Duration::from_secs(120)).expect("every message acknowledged");
+    p.flush(Duration::from_secs(120))
+        .expect("every message acknowledged");
 }
 
 /// One dead letter as read back.

@@ -156,7 +156,10 @@ impl Metrics {
     /// Parses the text format (no escapes in our label values).
     pub fn parse(text: &str) -> Metrics {
         let mut out = Vec::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
             let (head, value) = line.rsplit_once(' ').expect("metric line");
             let (name, labels) = match head.split_once('{') {
                 Some((n, rest)) => {
@@ -233,8 +236,16 @@ impl Serve {
         let url = format!("{http}/healthz");
         let deadline = Instant::now() + Duration::from_secs(60);
         while get(&url).is_none_or(|(s, _)| s != 200) {
-            assert!(proc.running(), "paceline serve exited:\n{}", proc.log_text());
-            assert!(Instant::now() < deadline, "paceline serve did not come up:\n{}", proc.log_text());
+            assert!(
+                proc.running(),
+                "paceline serve exited:\n{}",
+                proc.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "paceline serve did not come up:\n{}",
+                proc.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Serve {
@@ -259,22 +270,39 @@ impl Serve {
     /// Waits until `events` messages were counted, every stream's watermark reached
     /// `watermarks`, nothing is pending and the points written stopped changing. Returns
     /// the final metrics.
-    pub fn wait_drained(&mut self, events: usize, watermarks: [Option<Nanos>; 3], timeout: Duration) -> Metrics {
+    pub fn wait_drained(
+        &mut self,
+        events: usize,
+        watermarks: [Option<Nanos>; 3],
+        timeout: Duration,
+    ) -> Metrics {
         let deadline = Instant::now() + timeout;
         let mut last_written = -1.0;
         loop {
-            assert!(self.proc.running(), "paceline serve exited:\n{}", self.proc.log_text());
+            assert!(
+                self.proc.running(),
+                "paceline serve exited:\n{}",
+                self.proc.log_text()
+            );
             let m = self.metrics();
             let counted = m.sum("paceline_events_total", &[]) as usize;
             let marks_ok = Stream::ALL.iter().all(|s| {
                 watermarks[s.index()].is_none_or(|w| {
-                    m.sum("paceline_watermark_timestamp_seconds", &[("stream", s.as_str())]) * 1e9
+                    m.sum(
+                        "paceline_watermark_timestamp_seconds",
+                        &[("stream", s.as_str())],
+                    ) * 1e9
                         >= w as f64
                 })
             });
             let pending = m.sum("paceline_sink_pending_points", &[]);
             let written = m.sum("paceline_sink_points_written_total", &[]);
-            if counted >= events && marks_ok && pending == 0.0 && written == last_written && written > 0.0 {
+            if counted >= events
+                && marks_ok
+                && pending == 0.0
+                && written == last_written
+                && written > 0.0
+            {
                 return m;
             }
             last_written = written;
@@ -305,9 +333,20 @@ pub fn toml_of(config: &Config) -> String {
 /// Compares a served output with replay's over the ticks both reached: from each series'
 /// first tick to the earlier of replay's last tick and the served stream's `reach`
 /// (its final watermark).
-pub fn compare(config: &Config, data: &Dataset, expected: &Points, actual: &Points, reach: [Nanos; 3]) -> Vec<String> {
+pub fn compare(
+    config: &Config,
+    data: &Dataset,
+    expected: &Points,
+    actual: &Points,
+    reach: [Nanos; 3],
+) -> Vec<String> {
     let span = data.span();
-    let global_max = span.iter().flatten().map(|(_, b)| *b).max().expect("events");
+    let global_max = span
+        .iter()
+        .flatten()
+        .map(|(_, b)| *b)
+        .max()
+        .expect("events");
     paceline_oracle::equiv::differences(
         expected,
         actual,
@@ -327,7 +366,10 @@ pub fn compare(config: &Config, data: &Dataset, expected: &Points, actual: &Poin
 /// The final watermarks of the three streams from the metrics.
 pub fn reach(m: &Metrics) -> [Nanos; 3] {
     Stream::ALL.map(|s| {
-        (m.sum("paceline_watermark_timestamp_seconds", &[("stream", s.as_str())]) * 1e9) as Nanos
+        (m.sum(
+            "paceline_watermark_timestamp_seconds",
+            &[("stream", s.as_str())],
+        ) * 1e9) as Nanos
     })
 }
 

@@ -49,7 +49,10 @@ fn set(f: &mut Fields, field: &str, v: &serde_json::Value) {
 pub fn influx1(influx: &Influx1, db: &str, measurement: &str) -> Points {
     let answer = influx.query(db, &format!("SELECT * FROM \"{measurement}\" GROUP BY *"));
     let mut out: Points = BTreeMap::new();
-    let series = answer["results"][0]["series"].as_array().cloned().unwrap_or_default();
+    let series = answer["results"][0]["series"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for s in series {
         let key = series_of(s["tags"].as_object().expect("tags"));
         let columns: Vec<String> = s["columns"]

@@ -37,10 +37,8 @@ impl TempDir {
     pub fn new(name: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!(
-            "paceline-test-{name}-{}-{n}",
-            std::process::id()
-        ));
+        let p =
+            std::env::temp_dir().join(format!("paceline-test-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).expect("temp dir");
         TempDir(p)
@@ -336,10 +334,13 @@ impl Victoria {
     /// Starts the process.
     pub fn up(&mut self) {
         let mut cmd = Command::new("victoria-metrics");
-        cmd.arg(format!("-storageDataPath={}", self.dir.join("data").display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
-            .arg("-retentionPeriod=100y")
-            .arg("-loggerLevel=ERROR");
+        cmd.arg(format!(
+            "-storageDataPath={}",
+            self.dir.join("data").display()
+        ))
+        .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+        .arg("-retentionPeriod=100y")
+        .arg("-loggerLevel=ERROR");
         self.proc = Some(Proc::spawn(cmd, &self.dir.join("vm.log")));
         let url = format!("{}/health", self.url());
         wait_for("victoria-metrics /health", Duration::from_secs(60), || {

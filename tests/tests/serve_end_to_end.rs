@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use paceline_model::service::InfluxApi;
 use paceline_model::Stream;
+use paceline_runtime::ReplaySummary;
 use paceline_tests::readback;
 use paceline_tests::services::{get, Influx1, Tansu, Victoria};
-use paceline_runtime::ReplaySummary;
 use paceline_tests::{compare, kafka, reach, scenario_config, topics, Dataset, Metrics, Serve};
 
 /// outputs.md's metric names that must be present once data went through.
@@ -66,7 +66,11 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     config.influx.api = InfluxApi::V1;
     let (expected, summary) = data.replay(&config);
     assert!(summary.rejected_total() >= 3, "{}", summary.render());
-    assert!(summary.corrections.iter().sum::<u64>() > 0, "the data set has late events: {}", summary.render());
+    assert!(
+        summary.corrections.iter().sum::<u64>() > 0,
+        "the data set has late events: {}",
+        summary.render()
+    );
 
     let (t, dl_topic) = topics(prefix);
     kafka::produce(&tansu.brokers(), &t, &data.lines);
@@ -96,7 +100,11 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     // The database holds an output equivalent to replay's.
     let actual = readback::influx1(influx, "e2e_v1", &config.indicators.measurement);
     let diff = compare(&config, &data, &expected, &actual, reach(&m));
-    assert!(diff.is_empty(), "InfluxDB 1.x differs from replay:\n{}", diff.join("\n"));
+    assert!(
+        diff.is_empty(),
+        "InfluxDB 1.x differs from replay:\n{}",
+        diff.join("\n")
+    );
 
     // The API and the gauges show each series' newest point.
     let (status, body) = get(&format!("{}/api/v1/indicators", serve.http)).expect("API answers");
@@ -104,15 +112,33 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     let api: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     let series = api["series"].as_array().expect("series");
     assert_eq!(series.len(), actual.len(), "one entry per series written");
-    let qu = series.iter().find(|s| s["indicator"] == "quasi_unicorns").expect("quasi_unicorns");
-    let newest = actual.iter().find(|(k, _)| k.indicator.name() == "quasi_unicorns").and_then(|(_, m)| m.iter().next_back()).expect("written");
+    let qu = series
+        .iter()
+        .find(|s| s["indicator"] == "quasi_unicorns")
+        .expect("quasi_unicorns");
+    let newest = actual
+        .iter()
+        .find(|(k, _)| k.indicator.name() == "quasi_unicorns")
+        .and_then(|(_, m)| m.iter().next_back())
+        .expect("written");
     assert_eq!(qu["tick_ns"].as_i64(), Some(*newest.0));
     assert_eq!(qu["value"].as_f64(), Some(newest.1.value));
-    assert_eq!(m.sum("paceline_indicator_value", &[("indicator", "quasi_unicorns")]), newest.1.value);
+    assert_eq!(
+        m.sum(
+            "paceline_indicator_value",
+            &[("indicator", "quasi_unicorns")]
+        ),
+        newest.1.value
+    );
 
     // Every rejected event is on the dead-letter topic with its reason and origin, from
     // every topic.
-    let letters = kafka::read_all(&tansu.brokers(), &dl_topic, rejected_total as usize, Duration::from_secs(60));
+    let letters = kafka::read_all(
+        &tansu.brokers(),
+        &dl_topic,
+        rejected_total as usize,
+        Duration::from_secs(60),
+    );
     assert_eq!(letters.len() as u64, rejected_total);
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut from_topics = std::collections::BTreeSet::new();
@@ -123,13 +149,25 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     }
     assert_eq!(reasons.values().sum::<u64>(), rejected_total);
     assert_eq!(reasons.get("wrong_stream"), Some(&1));
-    assert_eq!(from_topics.len(), 3, "poison reached the dead letters from every topic: {from_topics:?}");
-    assert!(letters.iter().any(|l| l.value == b"\xff\xfe not utf-8"), "original bytes kept");
+    assert_eq!(
+        from_topics.len(),
+        3,
+        "poison reached the dead letters from every topic: {from_topics:?}"
+    );
+    assert!(
+        letters.iter().any(|l| l.value == b"\xff\xfe not utf-8"),
+        "original bytes kept"
+    );
 
-    let metrics_text = get(&format!("{}/metrics", serve.http)).map(|(_, t)| t).unwrap_or_default();
+    let metrics_text = get(&format!("{}/metrics", serve.http))
+        .map(|(_, t)| t)
+        .unwrap_or_default();
     let (code, log) = serve.stop();
     assert_eq!(code, Some(0), "graceful shutdown exits 0:\n{log}");
-    assert!(!log.contains(PASSWORD) && !metrics_text.contains(PASSWORD), "the password leaked");
+    assert!(
+        !log.contains(PASSWORD) && !metrics_text.contains(PASSWORD),
+        "the password leaked"
+    );
 }
 
 /// The event counters equal replay's summary: accepted and duplicates by stream, rejected
@@ -138,16 +176,32 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
 fn check_counters(m: &Metrics, summary: &ReplaySummary, extra: Option<&str>) -> u64 {
     for s in Stream::ALL {
         let st = s.as_str();
-        let accepted = m.sum("paceline_events_total", &[("stream", st), ("outcome", "accepted")]);
-        let dups = m.sum("paceline_events_total", &[("stream", st), ("outcome", "duplicate")]);
+        let accepted = m.sum(
+            "paceline_events_total",
+            &[("stream", st), ("outcome", "accepted")],
+        );
+        let dups = m.sum(
+            "paceline_events_total",
+            &[("stream", st), ("outcome", "duplicate")],
+        );
         assert_eq!(
             accepted as u64,
             summary.accepted[s.index()],
             "{st} accepted (too_late {}, rejected {})",
-            m.sum("paceline_events_rejected_total", &[("stream", st), ("reason", "too_late")]),
-            m.sum("paceline_events_total", &[("stream", st), ("outcome", "rejected")])
+            m.sum(
+                "paceline_events_rejected_total",
+                &[("stream", st), ("reason", "too_late")]
+            ),
+            m.sum(
+                "paceline_events_total",
+                &[("stream", st), ("outcome", "rejected")]
+            )
         );
-        assert_eq!(dups as u64, summary.duplicates[s.index()], "{st} duplicates");
+        assert_eq!(
+            dups as u64,
+            summary.duplicates[s.index()],
+            "{st} duplicates"
+        );
     }
     let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
     for ((_, r), n) in &summary.rejected {
@@ -161,7 +215,10 @@ fn check_counters(m: &Metrics, summary: &ReplaySummary, extra: Option<&str>) -> 
         assert_eq!(got as u64, *n, "rejected {r}");
     }
     let total: u64 = by_reason.values().sum();
-    assert_eq!(m.sum("paceline_events_total", &[("outcome", "rejected")]) as u64, total);
+    assert_eq!(
+        m.sum("paceline_events_total", &[("outcome", "rejected")]) as u64,
+        total
+    );
     total
 }
 
@@ -187,14 +244,33 @@ fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
     let marks = data.span().map(|s| s.map(|(_, max)| max));
     let m = serve.wait_drained(data.lines.len(), marks, Duration::from_secs(300));
     check_counters(&m, &summary, None);
-    assert_eq!(m.sum("paceline_corrections_total", &[]), 0.0, "in-order data needs no corrections");
+    assert_eq!(
+        m.sum("paceline_corrections_total", &[]),
+        0.0,
+        "in-order data needs no corrections"
+    );
     let actual = readback::victoria(vm, &config.indicators.measurement);
-    let diff = compare(&config, &data, &readback::without_status(&expected), &actual, reach(&m));
-    assert!(diff.is_empty(), "VictoriaMetrics differs from replay:\n{}", diff.join("\n"));
-    let metrics_text = get(&format!("{}/metrics", serve.http)).map(|(_, t)| t).unwrap_or_default();
+    let diff = compare(
+        &config,
+        &data,
+        &readback::without_status(&expected),
+        &actual,
+        reach(&m),
+    );
+    assert!(
+        diff.is_empty(),
+        "VictoriaMetrics differs from replay:\n{}",
+        diff.join("\n")
+    );
+    let metrics_text = get(&format!("{}/metrics", serve.http))
+        .map(|(_, t)| t)
+        .unwrap_or_default();
     let (code, log) = serve.stop();
     assert_eq!(code, Some(0), "graceful shutdown exits 0:\n{log}");
-    assert!(!log.contains(TOKEN) && !metrics_text.contains(TOKEN), "the token leaked");
+    assert!(
+        !log.contains(TOKEN) && !metrics_text.contains(TOKEN),
+        "the token leaked"
+    );
 }
 
 #[test]
@@ -207,6 +283,13 @@ fn end_to_end_on_real_services() {
         let b = s.spawn(|| victoria_v2(&tansu, &vm));
         [("InfluxDB 1.x", a.join()), ("VictoriaMetrics", b.join())]
     });
-    let failed: Vec<&str> = results.iter().filter(|(_, r)| r.is_err()).map(|(n, _)| *n).collect();
-    assert!(failed.is_empty(), "scenarios failed (messages above): {failed:?}");
+    let failed: Vec<&str> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "scenarios failed (messages above): {failed:?}"
+    );
 }

@@ -138,6 +138,13 @@ pub struct LagContext {
 }
 
 impl ClientContext for LagContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End of partition is a notice the source handles, not an error.
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(topic = %self.topic, %error, reason, "Kafka client error");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         if let Some(t) = statistics.topics.get(&self.topic) {
             if let Ok(mut lag) = self.lag.lock() {

@@ -329,18 +329,33 @@ mod tests {
     fn watermark_is_the_minimum_over_active_partitions() {
         let r = rule(true);
         // Two active partitions: the slower one holds the stream back.
-        assert_eq!(r.compute(&[part(100 * MIN, false), part(60 * MIN, false)], 0), Some(55 * MIN));
+        assert_eq!(
+            r.compute(&[part(100 * MIN, false), part(60 * MIN, false)], 0),
+            Some(55 * MIN)
+        );
         // An idle partition holds nothing back.
-        assert_eq!(r.compute(&[part(100 * MIN, false), part(10 * MIN, true)], 0), Some(95 * MIN));
+        assert_eq!(
+            r.compute(&[part(100 * MIN, false), part(10 * MIN, true)], 0),
+            Some(95 * MIN)
+        );
         // An active partition that accepted nothing yet: no watermark.
-        assert_eq!(r.compute(&[part(100 * MIN, false), PartitionState::default()], 0), None);
+        assert_eq!(
+            r.compute(&[part(100 * MIN, false), PartitionState::default()], 0),
+            None
+        );
         // All idle: the wall clock, or (configured off) the greatest partition.
         let idle = [part(10 * MIN, true), part(20 * MIN, true)];
         assert_eq!(r.compute(&idle, 1000 * MIN), Some(995 * MIN));
         assert_eq!(rule(false).compute(&idle, 1000 * MIN), Some(15 * MIN));
         // An idle partition that never had data, beside an active one.
-        let empty_idle = PartitionState { max_at: None, idle: true };
-        assert_eq!(r.compute(&[part(30 * MIN, false), empty_idle], 0), Some(25 * MIN));
+        let empty_idle = PartitionState {
+            max_at: None,
+            idle: true,
+        };
+        assert_eq!(
+            r.compute(&[part(30 * MIN, false), empty_idle], 0),
+            Some(25 * MIN)
+        );
     }
 
     #[test]

@@ -177,7 +177,9 @@ pub async fn serve(
             source_threads.push(
                 std::thread::Builder::new()
                     .name(format!("source-{}-{worker}", s.as_str()))
-                    .spawn(move || sources::run_source(worker, source, idle, dead, metrics, tx, stop))
+                    .spawn(move || {
+                        sources::run_source(worker, source, idle, dead, metrics, tx, stop)
+                    })
                     .map_err(|e| ServeError::Pipeline(e.to_string()))?,
             );
         }

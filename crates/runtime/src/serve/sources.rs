@@ -177,7 +177,8 @@ pub fn run_source(
                 None => {}
             }
         }
-        if (flush_now || items.iter().any(|i| matches!(i, Item::Idle { .. }))) && !items.is_empty() {
+        if (flush_now || items.iter().any(|i| matches!(i, Item::Idle { .. }))) && !items.is_empty()
+        {
             let batch = Batch {
                 worker,
                 stream,
