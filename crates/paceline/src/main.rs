@@ -85,23 +85,21 @@ fn init_logging() {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// A future that resolves on SIGTERM or SIGINT. The handlers are installed now (inside the
+/// runtime), so a signal that arrives before the future is first polled is not lost.
+fn shutdown_signal(
+    runtime: &tokio::runtime::Runtime,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+    let _entered = runtime.enter();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -128,11 +126,10 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let result = runtime.block_on(paceline_runtime::serve::serve(
-        config,
-        secrets,
-        shutdown_signal(),
-    ));
+    let shutdown = shutdown_signal(&runtime)?;
+    let result = runtime.block_on(paceline_runtime::serve::serve(config, secrets, shutdown));
+    // A blocking Kafka metadata request may still wait for its timeout: do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(report) => {
             tracing::info!(points_written = report.points_written, "stopped cleanly");

@@ -211,3 +211,113 @@ fn generated_district_has_a_mix_of_statuses() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `paceline serve` with environment only: errors in the overrides and secrets are refused
+/// with their names, exit 2, before connecting anywhere.
+#[test]
+fn serve_refuses_bad_environment() {
+    let dir = tmp("serve-env");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "from-file\n").unwrap();
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[("PACELINE_INFLUX_API", "v3")], "PACELINE_INFLUX_API"),
+        (&[("PACELINE_HTTP_ADDR", "localhost")], "service.http_addr"),
+        (
+            &[
+                ("PACELINE_INFLUX_TOKEN", "s3cr3t-value"),
+                ("PACELINE_INFLUX_TOKEN_FILE", token_file.to_str().unwrap()),
+            ],
+            "PACELINE_INFLUX_TOKEN",
+        ),
+    ];
+    for (env, key) in cases {
+        let mut cmd = bin();
+        cmd.arg("serve");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{key}: {err}");
+        assert!(err.contains(key), "{key}: {err}");
+        assert!(!err.contains("s3cr3t-value"), "a secret leaked: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Environment alone (no configuration file) starts the service on the defaults: the
+/// endpoints answer, `/readyz` says why it is not ready while Kafka cannot be reached, and
+/// SIGTERM stops it with exit 0.
+#[test]
+fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // A port nothing listens on: Kafka is unreachable.
+    let kafka_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = bin()
+        .arg("serve")
+        .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("PACELINE_KAFKA_BROKERS", format!("127.0.0.1:{kafka_port}"))
+        .env("PACELINE_INFLUX_URL", "http://127.0.0.1:9")
+        .env("PACELINE_INFLUX_TOKEN", "tok-never-shown")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let get = |path: &str| -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let code = text.split(' ').nth(1)?.parse().ok()?;
+        Some((code, text))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while get("/healthz").is_none() {
+        assert!(std::time::Instant::now() < deadline, "no /healthz");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(get("/healthz").unwrap().0, 200);
+    let (code, body) = get("/readyz").unwrap();
+    assert_eq!(code, 503);
+    assert!(body.contains("sources not assigned"), "{body}");
+    let (code, metrics) = get("/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("paceline_sink_pending_points"));
+    assert!(!metrics.contains("tok-never-shown"));
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve did not stop on SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("tok-never-shown"), "the token leaked: {err}");
+}

@@ -119,16 +119,25 @@ pub async fn serve(
         .map(|s| (*s, config.streams.get(*s).topic.clone()))
         .collect();
     let kafka_md = kafka.clone();
-    let partitions: [Vec<i32>; 3] = tokio::task::spawn_blocking(move || {
+    let metadata = tokio::task::spawn_blocking(move || {
         let mut out: [Vec<i32>; 3] = Default::default();
         for (s, topic) in &topics {
             out[s.index()] = topic_partitions(&kafka_md, topic, metadata_timeout)
                 .map_err(|e| ServeError::Kafka(e.to_string()))?;
         }
         Ok::<_, ServeError>(out)
-    })
-    .await
-    .map_err(|e| ServeError::Pipeline(e.to_string()))??;
+    });
+    // A shutdown while Kafka is still being reached stops at once: nothing was read.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let partitions: [Vec<i32>; 3] = tokio::select! {
+        r = metadata => r.map_err(|e| ServeError::Pipeline(e.to_string()))??,
+        _ = &mut shutdown => {
+            tracing::info!("shutdown requested before the sources were assigned");
+            let _ = http_stop_tx.send(true);
+            let _ = http_task.await;
+            return Ok(ServeReport::default());
+        }
+    };
     let workers = config.dataflow.workers.max(1);
     let all: Vec<(Stream, i32)> = Stream::ALL
         .iter()
@@ -256,7 +265,7 @@ pub async fn serve(
     // Run until shutdown or until the sink stops.
     let mut sink_result = None;
     tokio::select! {
-        _ = shutdown => tracing::info!("shutdown requested: stop reading, drain, flush"),
+        _ = &mut shutdown => tracing::info!("shutdown requested: stop reading, drain, flush"),
         r = &mut sink_task => sink_result = Some(r),
     }
     stop.store(true, Ordering::Relaxed);
