@@ -273,6 +273,30 @@ fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
     );
 }
 
+/// A batch the database refuses (4xx: here a database that does not exist) stops the
+/// pipeline with a clear error and exit code 1; nothing is skipped.
+fn refused_batch_stops(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "e2e-refused";
+    create_topics(tansu, prefix, 1);
+    let data = Dataset::new(23, 50, false, &[]);
+    let (t, _) = topics(prefix);
+    kafka::produce(&tansu.brokers(), &t, &data.lines);
+    let mut config = scenario_config(prefix);
+    config.influx.api = InfluxApi::V1;
+    let env = [
+        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
+        ("PACELINE_INFLUX_API", "v1".to_string()),
+        ("PACELINE_INFLUX_URL", influx.url()),
+        ("PACELINE_INFLUX_DB", "no_such_database".to_string()),
+    ];
+    let mut serve = Serve::start(&config, &env);
+    let code = serve.proc.wait(Duration::from_secs(120));
+    let log = serve.proc.log_text();
+    assert_eq!(code, Some(1), "a refused batch stops the pipeline:\n{log}");
+    assert!(log.contains("refused with HTTP 404"), "the error names the refusal:\n{log}");
+    assert!(log.contains("retry_client_errors"), "the error names the setting:\n{log}");
+}
+
 #[test]
 fn end_to_end_on_real_services() {
     let tansu = Tansu::start();
@@ -281,7 +305,12 @@ fn end_to_end_on_real_services() {
     let results = std::thread::scope(|s| {
         let a = s.spawn(|| influx_v1(&tansu, &influx));
         let b = s.spawn(|| victoria_v2(&tansu, &vm));
-        [("InfluxDB 1.x", a.join()), ("VictoriaMetrics", b.join())]
+        let c = s.spawn(|| refused_batch_stops(&tansu, &influx));
+        [
+            ("InfluxDB 1.x", a.join()),
+            ("VictoriaMetrics", b.join()),
+            ("refused batch", c.join()),
+        ]
     });
     let failed: Vec<&str> = results
         .iter()
