@@ -57,14 +57,16 @@ fn main() {
     let started = Instant::now();
     let mut serve = Serve::start(&config, &env);
     let span = data.span();
-    let marks = Stream::ALL.map(|s| {
-        span[s.index()].map(|(_, max)| max - config.streams.get(s).out_of_orderness())
-    });
+    let marks = Stream::ALL
+        .map(|s| span[s.index()].map(|(_, max)| max - config.streams.get(s).out_of_orderness()));
     let m = serve.wait_drained(data.lines.len(), marks, Duration::from_secs(600));
     let elapsed = started.elapsed().as_secs_f64();
     let events = data.lines.len() as f64;
     println!("events:                 {}", data.lines.len());
-    println!("produce to tansu:       {produce_s:.1} s ({:.0} events/s)", events / produce_s);
+    println!(
+        "produce to tansu:       {produce_s:.1} s ({:.0} events/s)",
+        events / produce_s
+    );
     println!(
         "serve, start to drained: {elapsed:.1} s ({:.0} events/s, includes start-up, the 1 s idle timeout and the 1.5 s polling of this bench)",
         events / elapsed

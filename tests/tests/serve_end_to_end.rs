@@ -293,8 +293,14 @@ fn refused_batch_stops(tansu: &Tansu, influx: &Influx1) {
     let code = serve.proc.wait(Duration::from_secs(120));
     let log = serve.proc.log_text();
     assert_eq!(code, Some(1), "a refused batch stops the pipeline:\n{log}");
-    assert!(log.contains("refused with HTTP 404"), "the error names the refusal:\n{log}");
-    assert!(log.contains("retry_client_errors"), "the error names the setting:\n{log}");
+    assert!(
+        log.contains("refused with HTTP 404"),
+        "the error names the refusal:\n{log}"
+    );
+    assert!(
+        log.contains("retry_client_errors"),
+        "the error names the setting:\n{log}"
+    );
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //! partition; an epoch is sent when `epoch_events` are pending or `epoch_linger` passed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -115,8 +115,6 @@ pub struct Coordinator {
     pub epochs: Arc<EpochLog>,
     /// For `too_late` dead letters.
     pub dead: DeadLetterProducer,
-    /// Raised when the service stops.
-    pub stop: Arc<AtomicBool>,
 }
 
 impl Coordinator {
@@ -131,7 +129,6 @@ impl Coordinator {
             metrics,
             epochs,
             dead,
-            stop: _,
         } = self;
         let workers = runner.workers();
         let mut admission = Admission::with_external_watermarks(&config.streams);

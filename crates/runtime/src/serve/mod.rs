@@ -161,6 +161,8 @@ pub async fn serve(
     let dead = DeadLetterProducer::new(&kafka, &config.kafka.dead_letter_topic)
         .map_err(|e| ServeError::Kafka(e.to_string()))?;
     let stop = Arc::new(AtomicBool::new(false));
+    // A source or the coordinator failing for good stops the service.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let (batch_tx, batch_rx) = crossbeam_channel::bounded::<sources::Batch>(16);
     let mut source_threads = Vec::new();
     for (worker, owned) in division.iter().enumerate() {
@@ -183,11 +185,16 @@ pub async fn serve(
                 stop.clone(),
             );
             let idle = Duration::from_secs(config.streams.get(s).idle_timeout_s);
+            let fatal = fatal_tx.clone();
             source_threads.push(
                 std::thread::Builder::new()
                     .name(format!("source-{}-{worker}", s.as_str()))
                     .spawn(move || {
-                        sources::run_source(worker, source, idle, dead, metrics, tx, stop)
+                        let r = sources::run_source(worker, source, idle, dead, metrics, tx, stop);
+                        if let Err(e) = &r {
+                            let _ = fatal.send(format!("source {topic}: {e}"));
+                        }
+                        r
                     })
                     .map_err(|e| ServeError::Pipeline(e.to_string()))?,
             );
@@ -206,11 +213,16 @@ pub async fn serve(
         metrics: metrics.clone(),
         epochs: epochs.clone(),
         dead: dead.clone(),
-        stop: stop.clone(),
     };
     let coordinator_thread = std::thread::Builder::new()
         .name("coordinator".into())
-        .spawn(move || coordinator.run())
+        .spawn(move || {
+            let r = coordinator.run();
+            if let Err(e) = &r {
+                let _ = fatal_tx.send(format!("coordinator: {e}"));
+            }
+            r
+        })
         .map_err(|e| ServeError::Pipeline(e.to_string()))?;
 
     // The sink.
@@ -267,6 +279,7 @@ pub async fn serve(
     tokio::select! {
         _ = &mut shutdown => tracing::info!("shutdown requested: stop reading, drain, flush"),
         r = &mut sink_task => sink_result = Some(r),
+        Some(e) = fatal_rx.recv() => tracing::error!(error = %e, "pipeline failed; stopping"),
     }
     stop.store(true, Ordering::Relaxed);
     let timeout = Duration::from_secs(config.service.shutdown_timeout_s);
