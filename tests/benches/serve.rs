@@ -10,7 +10,6 @@
 use std::time::{Duration, Instant};
 
 use paceline_model::service::InfluxApi;
-use paceline_model::Stream;
 use paceline_tests::services::{Influx1, Tansu};
 use paceline_tests::{kafka, scenario_config, topics, Dataset, Metrics, Serve};
 
@@ -56,10 +55,11 @@ fn main() {
     ];
     let started = Instant::now();
     let mut serve = Serve::start(&config, &env);
-    let span = data.span();
-    let marks = Stream::ALL
-        .map(|s| span[s.index()].map(|(_, max)| max - config.streams.get(s).out_of_orderness()));
-    let m = serve.wait_drained(data.lines.len(), marks, Duration::from_secs(600));
+    let m = serve.wait_drained(
+        data.lines.len(),
+        data.final_watermarks(&config),
+        Duration::from_secs(600),
+    );
     let elapsed = started.elapsed().as_secs_f64();
     let events = data.lines.len() as f64;
     println!("events:                 {}", data.lines.len());

@@ -107,6 +107,14 @@ impl Dataset {
         out
     }
 
+    /// Where each stream's watermark ends once everything is read (its greatest event time
+    /// minus the allowed out-of-orderness), with the clock rule off.
+    pub fn final_watermarks(&self, config: &Config) -> [Option<Nanos>; 3] {
+        let span = self.span();
+        Stream::ALL
+            .map(|s| span[s.index()].map(|(_, max)| max - config.streams.get(s).out_of_orderness()))
+    }
+
     /// `paceline replay` of the data set: its points and summary.
     pub fn replay(&self, config: &Config) -> (Points, ReplaySummary) {
         let opts = ReplayOptions {
@@ -315,12 +323,83 @@ impl Serve {
         }
     }
 
+    /// Stops with SIGTERM and asserts a graceful exit (code 0) and, given a secret, that
+    /// neither the log nor `/metrics` ever showed it.
+    pub fn stop_cleanly(self, secret: Option<&str>) {
+        let metrics_text = get(&format!("{}/metrics", self.http))
+            .map(|(_, t)| t)
+            .unwrap_or_default();
+        let (code, log) = self.stop();
+        assert_eq!(code, Some(0), "graceful shutdown exits 0:\n{log}");
+        if let Some(secret) = secret {
+            assert!(
+                !log.contains(secret) && !metrics_text.contains(secret),
+                "a secret leaked"
+            );
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn stop(mut self) -> (Option<i32>, String) {
         self.proc.signal("TERM");
         let code = self.proc.wait(Duration::from_secs(60));
         (code, self.proc.log_text())
     }
+}
+
+/// Nothing lost, nothing doubled: the accepted and duplicate counts of every stream equal
+/// replay's summary.
+pub fn assert_no_loss(m: &Metrics, summary: &ReplaySummary) {
+    for s in Stream::ALL {
+        let st = s.as_str();
+        let count = |outcome| {
+            m.sum(
+                "paceline_events_total",
+                &[("stream", st), ("outcome", outcome)],
+            ) as u64
+        };
+        assert_eq!(
+            count("accepted"),
+            summary.accepted[s.index()],
+            "{st} accepted (too_late {}, rejected {})",
+            m.sum(
+                "paceline_events_rejected_total",
+                &[("stream", st), ("reason", "too_late")]
+            ),
+            count("rejected")
+        );
+        assert_eq!(
+            count("duplicate"),
+            summary.duplicates[s.index()],
+            "{st} duplicates"
+        );
+    }
+}
+
+/// Waits until `serve` has drained `data` (the clock rule off), then asserts nothing was
+/// lost or doubled and that InfluxDB 1.x database `db` holds an output equivalent to
+/// `paceline replay` of the same events.
+pub fn drain_and_compare_influx1(
+    serve: &mut Serve,
+    data: &Dataset,
+    config: &Config,
+    influx: &services::Influx1,
+    db: &str,
+) {
+    let (expected, summary) = data.replay(config);
+    let m = serve.wait_drained(
+        data.lines.len(),
+        data.final_watermarks(config),
+        Duration::from_secs(300),
+    );
+    assert_no_loss(&m, &summary);
+    let actual = readback::influx1(influx, db, &config.indicators.measurement);
+    let diff = compare(config, data, &expected, &actual, reach(&m));
+    assert!(
+        diff.is_empty(),
+        "output differs from replay:\n{}",
+        diff.join("\n")
+    );
 }
 
 /// The configuration as TOML.

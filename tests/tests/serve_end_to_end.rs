@@ -21,7 +21,9 @@ use paceline_model::Stream;
 use paceline_runtime::ReplaySummary;
 use paceline_tests::readback;
 use paceline_tests::services::{get, Influx1, Tansu, Victoria};
-use paceline_tests::{compare, kafka, reach, scenario_config, topics, Dataset, Metrics, Serve};
+use paceline_tests::{
+    assert_no_loss, compare, kafka, reach, scenario_config, topics, Dataset, Metrics, Serve,
+};
 
 /// outputs.md's metric names that must be present once data went through.
 const METRIC_NAMES: [&str; 17] = [
@@ -159,50 +161,14 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
         "original bytes kept"
     );
 
-    let metrics_text = get(&format!("{}/metrics", serve.http))
-        .map(|(_, t)| t)
-        .unwrap_or_default();
-    let (code, log) = serve.stop();
-    assert_eq!(code, Some(0), "graceful shutdown exits 0:\n{log}");
-    assert!(
-        !log.contains(PASSWORD) && !metrics_text.contains(PASSWORD),
-        "the password leaked"
-    );
+    serve.stop_cleanly(Some(PASSWORD));
 }
 
 /// The event counters equal replay's summary: accepted and duplicates by stream, rejected
 /// by reason (replay's stream `unknown` is the topic's stream in serve), plus one event of
 /// `extra` reason (Kafka only). Returns the rejected total.
 fn check_counters(m: &Metrics, summary: &ReplaySummary, extra: Option<&str>) -> u64 {
-    for s in Stream::ALL {
-        let st = s.as_str();
-        let accepted = m.sum(
-            "paceline_events_total",
-            &[("stream", st), ("outcome", "accepted")],
-        );
-        let dups = m.sum(
-            "paceline_events_total",
-            &[("stream", st), ("outcome", "duplicate")],
-        );
-        assert_eq!(
-            accepted as u64,
-            summary.accepted[s.index()],
-            "{st} accepted (too_late {}, rejected {})",
-            m.sum(
-                "paceline_events_rejected_total",
-                &[("stream", st), ("reason", "too_late")]
-            ),
-            m.sum(
-                "paceline_events_total",
-                &[("stream", st), ("outcome", "rejected")]
-            )
-        );
-        assert_eq!(
-            dups as u64,
-            summary.duplicates[s.index()],
-            "{st} duplicates"
-        );
-    }
+    assert_no_loss(m, summary);
     let mut by_reason: BTreeMap<&str, u64> = BTreeMap::new();
     for ((_, r), n) in &summary.rejected {
         *by_reason.entry(r).or_default() += n;
@@ -262,15 +228,7 @@ fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
         "VictoriaMetrics differs from replay:\n{}",
         diff.join("\n")
     );
-    let metrics_text = get(&format!("{}/metrics", serve.http))
-        .map(|(_, t)| t)
-        .unwrap_or_default();
-    let (code, log) = serve.stop();
-    assert_eq!(code, Some(0), "graceful shutdown exits 0:\n{log}");
-    assert!(
-        !log.contains(TOKEN) && !metrics_text.contains(TOKEN),
-        "the token leaked"
-    );
+    serve.stop_cleanly(Some(TOKEN));
 }
 
 /// A batch the database refuses (4xx: here a database that does not exist) stops the

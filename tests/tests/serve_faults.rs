@@ -15,10 +15,9 @@ use std::time::{Duration, Instant};
 
 use paceline_model::config::Config;
 use paceline_model::service::InfluxApi;
-use paceline_model::{Nanos, Stream};
 use paceline_tests::services::{Influx1, Tansu};
 use paceline_tests::{
-    compare, eventually, kafka, reach, readback, scenario_config, topics, Dataset, Serve,
+    drain_and_compare_influx1, eventually, kafka, scenario_config, topics, Dataset, Serve,
 };
 
 fn setup(tansu: &Tansu, influx: &Influx1, prefix: &str, db: &str) -> (Config, [String; 3]) {
@@ -41,48 +40,6 @@ fn env(tansu: &Tansu, influx: &Influx1, db: &str) -> Vec<(&'static str, String)>
         ("PACELINE_INFLUX_URL", influx.url()),
         ("PACELINE_INFLUX_DB", db.to_string()),
     ]
-}
-
-/// Each stream's greatest event time minus the out-of-orderness: where its watermark ends.
-fn final_marks(data: &Dataset, config: &Config) -> [Option<Nanos>; 3] {
-    let span = data.span();
-    Stream::ALL
-        .map(|s| span[s.index()].map(|(_, max)| max - config.streams.get(s).out_of_orderness()))
-}
-
-fn check_output(serve: &mut Serve, data: &Dataset, config: &Config, influx: &Influx1, db: &str) {
-    let (expected, summary) = data.replay(config);
-    let m = serve.wait_drained(
-        data.lines.len(),
-        final_marks(data, config),
-        Duration::from_secs(300),
-    );
-    for s in Stream::ALL {
-        let st = s.as_str();
-        let got = |outcome| {
-            m.sum(
-                "paceline_events_total",
-                &[("stream", st), ("outcome", outcome)],
-            ) as u64
-        };
-        assert_eq!(
-            got("accepted"),
-            summary.accepted[s.index()],
-            "{st}: accepted (nothing lost, nothing doubled)"
-        );
-        assert_eq!(
-            got("duplicate"),
-            summary.duplicates[s.index()],
-            "{st}: duplicates"
-        );
-    }
-    let actual = readback::influx1(influx, db, &config.indicators.measurement);
-    let diff = compare(config, data, &expected, &actual, reach(&m));
-    assert!(
-        diff.is_empty(),
-        "output differs from replay:\n{}",
-        diff.join("\n")
-    );
 }
 
 fn sink_outage(tansu: &Tansu, influx: &mut Influx1) {
@@ -132,10 +89,9 @@ fn sink_outage(tansu: &Tansu, influx: &mut Influx1) {
     );
 
     influx.up();
-    check_output(&mut serve, &data, &config, influx, db);
+    drain_and_compare_influx1(&mut serve, &data, &config, influx, db);
     assert_eq!(serve.ready(), 200);
-    let (code, log) = serve.stop();
-    assert_eq!(code, Some(0), "{log}");
+    serve.stop_cleanly(None);
 }
 
 fn broker_restart(tansu: &mut Tansu, influx: &Influx1) {
@@ -157,9 +113,8 @@ fn broker_restart(tansu: &mut Tansu, influx: &Influx1) {
     );
     tansu.up();
     kafka::produce(&tansu.brokers(), &t, &data.lines[half..]);
-    check_output(&mut serve, &data, &config, influx, db);
-    let (code, log) = serve.stop();
-    assert_eq!(code, Some(0), "{log}");
+    drain_and_compare_influx1(&mut serve, &data, &config, influx, db);
+    serve.stop_cleanly(None);
 }
 
 #[test]

@@ -7,10 +7,9 @@
 use std::time::Duration;
 
 use paceline_model::service::InfluxApi;
-use paceline_model::Stream;
 use paceline_tests::services::Influx1;
 use paceline_tests::{
-    compare, eventually, kafka, reach, readback, scenario_config, topics, Dataset, Serve,
+    drain_and_compare_influx1, eventually, kafka, scenario_config, topics, Dataset, Serve,
 };
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -31,7 +30,6 @@ fn no_loss_under_mock_cluster_faults() {
     config.influx.api = InfluxApi::V1;
     config.service.idle_watermark_follows_clock = false;
     let data = Dataset::new(19, 8, false, &[]);
-    let (expected, summary) = data.replay(&config);
     let half = data.lines.len() / 2;
     kafka::produce(&brokers, &t, &data.lines[..half]);
 
@@ -67,38 +65,6 @@ fn no_loss_under_mock_cluster_faults() {
     }
     kafka::produce(&brokers, &t, &data.lines[half..]);
 
-    let marks = {
-        let span = data.span();
-        Stream::ALL
-            .map(|s| span[s.index()].map(|(_, max)| max - config.streams.get(s).out_of_orderness()))
-    };
-    let m = serve.wait_drained(data.lines.len(), marks, Duration::from_secs(300));
-    for s in Stream::ALL {
-        let st = s.as_str();
-        let got = |outcome| {
-            m.sum(
-                "paceline_events_total",
-                &[("stream", st), ("outcome", outcome)],
-            ) as u64
-        };
-        assert_eq!(
-            got("accepted"),
-            summary.accepted[s.index()],
-            "{st}: accepted"
-        );
-        assert_eq!(
-            got("duplicate"),
-            summary.duplicates[s.index()],
-            "{st}: duplicates"
-        );
-    }
-    let actual = readback::influx1(&influx, "mock", &config.indicators.measurement);
-    let diff = compare(&config, &data, &expected, &actual, reach(&m));
-    assert!(
-        diff.is_empty(),
-        "output differs from replay:\n{}",
-        diff.join("\n")
-    );
-    let (code, log) = serve.stop();
-    assert_eq!(code, Some(0), "{log}");
+    drain_and_compare_influx1(&mut serve, &data, &config, &influx, "mock");
+    serve.stop_cleanly(None);
 }

@@ -15,14 +15,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use paceline_dataflow::{Runner, WatermarkReport};
+use paceline_dataflow::{Runner, RunnerStats, WatermarkReport};
 use paceline_decode::{Admission, Reason, Verdict};
 use paceline_ingest::DeadLetterProducer;
 use paceline_model::config::Config;
 use paceline_model::{Event, Nanos, Stream};
 
 use super::metrics::ServeMetrics;
-use super::sources::{Batch, Item};
+use super::sources::{reject, Batch, Item};
 
 /// Per-partition progress.
 #[derive(Debug, Clone, Copy, Default)]
@@ -99,6 +99,35 @@ fn wall_clock_ns() -> Nanos {
         .map_or(0, |d| d.as_nanos() as Nanos)
 }
 
+/// The dataflow's counters already added to the Prometheus counters.
+#[derive(Debug, Default)]
+struct Published {
+    corrections: [u64; 3],
+    unrepresentable: u64,
+}
+
+impl Published {
+    /// Adds what the dataflow counted since the last call.
+    fn publish(&mut self, metrics: &ServeMetrics, stats: &RunnerStats) {
+        for s in Stream::ALL {
+            let c = stats.corrections[s.index()].load(Ordering::Relaxed);
+            let new = c.saturating_sub(self.corrections[s.index()]);
+            if new > 0 {
+                metrics
+                    .corrections
+                    .with_label_values(&[s.as_str()])
+                    .inc_by(new);
+                self.corrections[s.index()] = c;
+            }
+        }
+        let u = stats.unrepresentable.load(Ordering::Relaxed);
+        metrics
+            .unrepresentable
+            .inc_by(u.saturating_sub(self.unrepresentable));
+        self.unrepresentable = self.unrepresentable.max(u);
+    }
+}
+
 /// The coordinator's inputs and outputs.
 pub struct Coordinator {
     /// Configuration.
@@ -153,7 +182,7 @@ impl Coordinator {
         let mut epoch: u64 = 0;
         let linger = Duration::from_millis(config.service.epoch_linger_ms);
         let epoch_events = config.dataflow.epoch_events.max(1);
-        let mut reported = [0u64; 3];
+        let mut published = Published::default();
         let mut done = false;
         while !done {
             match input.recv_timeout(linger) {
@@ -197,29 +226,20 @@ impl Coordinator {
                                     }
                                     Verdict::TooLate => {
                                         tracing::debug!(stream = stream.as_str(), partition, offset, at = event.at, watermark = ?admission.watermark(stream), "too late");
-                                        let reason = Reason::TooLate.as_str();
-                                        metrics
-                                            .events
-                                            .with_label_values(&[stream.as_str(), "rejected"])
-                                            .inc();
-                                        metrics
-                                            .rejected
-                                            .with_label_values(&[stream.as_str(), reason])
-                                            .inc();
                                         let origin = paceline_ingest::Origin {
                                             stream,
                                             topic: config.streams.get(stream).topic.clone(),
                                             partition,
                                             offset,
                                         };
-                                        let detail =
-                                            "older than the watermark minus the correction horizon";
-                                        dead.send(&raw, reason, detail, &origin)
-                                            .map_err(|e| e.to_string())?;
-                                        metrics
-                                            .dead_letters
-                                            .with_label_values(&[stream.as_str()])
-                                            .inc();
+                                        reject(
+                                            &metrics,
+                                            &dead,
+                                            &raw,
+                                            Reason::TooLate.as_str(),
+                                            "older than the watermark minus the correction horizon",
+                                            &origin,
+                                        )?;
                                     }
                                 }
                             }
@@ -275,29 +295,10 @@ impl Coordinator {
             epoch += 1;
             pending_count = 0;
             last_flush = Instant::now();
-            for s in Stream::ALL {
-                let c = runner.stats.corrections[s.index()].load(Ordering::Relaxed);
-                let new = c.saturating_sub(reported[s.index()]);
-                if new > 0 {
-                    metrics
-                        .corrections
-                        .with_label_values(&[s.as_str()])
-                        .inc_by(new);
-                    reported[s.index()] = c;
-                }
-            }
+            published.publish(&metrics, &runner.stats);
         }
         let stats = runner.finish()?;
-        for s in Stream::ALL {
-            let c = stats.corrections[s.index()].load(Ordering::Relaxed);
-            metrics
-                .corrections
-                .with_label_values(&[s.as_str()])
-                .inc_by(c.saturating_sub(reported[s.index()]));
-        }
-        metrics
-            .unrepresentable
-            .inc_by(stats.unrepresentable.load(Ordering::Relaxed));
+        published.publish(&metrics, &stats);
         Ok(())
     }
 }

@@ -59,6 +59,29 @@ pub struct Batch {
 
 const BATCH_ITEMS: usize = 1024;
 
+/// Counts a rejected message (`paceline_events_total{outcome=rejected}` and
+/// `paceline_events_rejected_total{reason}`) and writes it to the dead-letter topic with its
+/// origin; an error means the dead letter cannot be written at all.
+pub fn reject(
+    metrics: &ServeMetrics,
+    dead: &DeadLetterProducer,
+    raw: &[u8],
+    reason: &str,
+    detail: &str,
+    origin: &Origin,
+) -> Result<(), String> {
+    let stream = origin.stream.as_str();
+    metrics
+        .events
+        .with_label_values(&[stream, "rejected"])
+        .inc();
+    metrics.rejected.with_label_values(&[stream, reason]).inc();
+    dead.send(raw, reason, detail, origin)
+        .map_err(|e| e.to_string())?;
+    metrics.dead_letters.with_label_values(&[stream]).inc();
+    Ok(())
+}
+
 /// Sends `batch` unless `stop` is raised first; false when the run is over.
 fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
     loop {
@@ -114,27 +137,17 @@ pub fn run_source(
                         event,
                     }),
                     Err(rejection) => {
-                        let reason = rejection.reason.as_str();
-                        metrics
-                            .events
-                            .with_label_values(&[stream.as_str(), "rejected"])
-                            .inc();
-                        metrics
-                            .rejected
-                            .with_label_values(&[stream.as_str(), reason])
-                            .inc();
                         let origin = Origin {
                             stream,
                             topic: source.topic.clone(),
                             partition,
                             offset,
                         };
-                        match dead.send(payload, reason, &rejection.detail, &origin) {
-                            Ok(()) => metrics
-                                .dead_letters
-                                .with_label_values(&[stream.as_str()])
-                                .inc(),
-                            Err(e) => fatal = Some(e.to_string()),
+                        let reason = rejection.reason.as_str();
+                        if let Err(e) =
+                            reject(&metrics, &dead, payload, reason, &rejection.detail, &origin)
+                        {
+                            fatal = Some(e);
                         }
                         items.push(Item::Rejected { partition });
                     }
