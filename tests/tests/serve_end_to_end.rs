@@ -67,11 +67,11 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     let mut config = scenario_config(prefix);
     config.influx.api = InfluxApi::V1;
     let (expected, summary) = data.replay(&config);
-    assert!(summary.rejected_total() >= 3, "{}", summary.render());
+    assert!(summary.rejected_total() >= 3, "{}", summary.render(false));
     assert!(
         summary.corrections.iter().sum::<u64>() > 0,
         "the data set has late events: {}",
-        summary.render()
+        summary.render(false)
     );
 
     let (t, dl_topic) = topics(prefix);

@@ -223,7 +223,7 @@ fn check_seed(seed: u64, long: bool) -> u64 {
         summary.rejected_total(),
         0,
         "seed {seed}: {}",
-        summary.render()
+        summary.render(false)
     );
     assert!(summary.points > 0);
     let diff = compare(&config, &evs, &oracle, &ours);
@@ -259,7 +259,7 @@ fn check_seed(seed: u64, long: bool) -> u64 {
     shuffled.sort_by_key(|(a, r, _)| (*a, *r));
     let shuffled: Vec<String> = shuffled.into_iter().map(|(_, _, l)| l).collect();
     let (ours1, s1) = run(&config, &shuffled, 1, &format!("{seed}-{long}-s1"));
-    assert_eq!(s1.rejected_total(), 0, "seed {seed}: {}", s1.render());
+    assert_eq!(s1.rejected_total(), 0, "seed {seed}: {}", s1.render(false));
     assert!(s1.duplicates.iter().sum::<u64>() > 0 || shuffled.len() == ordered.len());
     let diff = compare(&config, &evs, &oracle, &ours1);
     assert!(

@@ -20,6 +20,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start here: simulates the district, runs the pipeline on it in-process, prints the
+    /// planned indicators against the plan's pace and serves the status page and /metrics
+    /// on a local address until Ctrl-C. Needs no services.
+    Demo {
+        /// Generator seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Generator scale: 1 is about a million events.
+        #[arg(long, default_value_t = DEMO_SCALE)]
+        scale: f64,
+        /// Where to serve the status page and /metrics.
+        #[arg(long = "http-addr", default_value = "127.0.0.1:9898")]
+        http_addr: String,
+        /// Print the table and exit (for scripts).
+        #[arg(long = "until-done")]
+        until_done: bool,
+        /// Configuration file (default: the shipped defaults; the plan comes from it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Timely worker threads (default: `dataflow.workers` of the configuration).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Replays JSON Lines event files into a line-protocol file and a dead-letter file.
     Replay {
         /// Input files (any mix of streams), read as one sequence in the order given.
@@ -64,6 +87,10 @@ enum Command {
         file: PathBuf,
     },
 }
+
+/// The demo's default scale: the district as designed (about a million events, some
+/// planned indicators met and some behind), simulated in seconds.
+const DEMO_SCALE: f64 = 1.0;
 
 fn load(path: Option<&PathBuf>) -> Result<Config, LoadError> {
     match path {
@@ -143,9 +170,89 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Loads the configuration and applies `--workers`; a bad one is reported, exit 2.
+fn load_for_run(config: Option<&PathBuf>, workers: Option<usize>) -> Result<Config, ExitCode> {
+    let mut config = load(config).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })?;
+    if let Some(w) = workers {
+        if w == 0 || w > 256 {
+            eprintln!("--workers: must be 1 to 256");
+            return Err(ExitCode::from(2));
+        }
+        config.dataflow.workers = w;
+    }
+    Ok(config)
+}
+
+fn check_scale(scale: f64) -> Result<(), ExitCode> {
+    if scale.is_finite() && scale > 0.0 && scale <= 100.0 {
+        Ok(())
+    } else {
+        eprintln!("--scale: must be in (0, 100]");
+        Err(ExitCode::from(2))
+    }
+}
+
+/// Colour on a terminal, unless NO_COLOR asks otherwise.
+fn stdout_color() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn demo(config: Config, opts: paceline_runtime::demo::DemoOptions) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let shutdown = shutdown_signal(&runtime)?;
+    let mut out = std::io::stdout();
+    let color = stdout_color();
+    match runtime.block_on(paceline_runtime::demo::demo(
+        config, opts, &mut out, color, shutdown,
+    )) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("paceline demo: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Demo {
+            seed,
+            scale,
+            http_addr,
+            until_done,
+            config,
+            workers,
+        } => {
+            let config = match load_for_run(config.as_ref(), workers) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            if let Err(code) = check_scale(scale) {
+                return code;
+            }
+            let Ok(http_addr) = http_addr.parse() else {
+                eprintln!("--http-addr: `{http_addr}` is not an address like 127.0.0.1:9898");
+                return ExitCode::from(2);
+            };
+            let opts = paceline_runtime::demo::DemoOptions {
+                seed,
+                scale,
+                http_addr,
+                until_done,
+            };
+            demo(config, opts).unwrap_or_else(|e| {
+                eprintln!("paceline demo: {e:#}");
+                ExitCode::from(1)
+            })
+        }
         Command::Serve { config } => match serve(config) {
             Ok(code) => code,
             Err(e) => {
@@ -170,20 +277,10 @@ fn main() -> ExitCode {
             config,
             workers,
         } => {
-            let mut config = match load(config.as_ref()) {
+            let config = match load_for_run(config.as_ref(), workers) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
-            if let Some(w) = workers {
-                if w == 0 || w > 256 {
-                    eprintln!("--workers: must be 1 to 256");
-                    return ExitCode::from(2);
-                }
-                config.dataflow.workers = w;
-            }
             let opts = paceline_runtime::ReplayOptions {
                 inputs,
                 output,
@@ -191,7 +288,7 @@ fn main() -> ExitCode {
             };
             match paceline_runtime::replay(&config, &opts) {
                 Ok(summary) => {
-                    print!("{}", summary.render());
+                    print!("{}", summary.render(stdout_color()));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -201,9 +298,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Generate { seed, scale, out } => {
-            if !(scale.is_finite() && scale > 0.0 && scale <= 100.0) {
-                eprintln!("--scale: must be in (0, 100]");
-                return ExitCode::from(2);
+            if let Err(code) = check_scale(scale) {
+                return code;
             }
             match paceline_generate::generate_to_file(seed, scale, &out) {
                 Ok(n) => {

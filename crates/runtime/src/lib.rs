@@ -2,9 +2,19 @@
 //! binary runs. The stage crates never call each other; this crate is where they meet.
 //!
 //! - [`replay`]: JSON Lines files in, a line-protocol file and a dead-letter file out.
+//! - [`demo`]: the generated district through the same pipeline, a table and the status page.
 //! - [`serve`]: Kafka in, InfluxDB out, metrics and HTTP endpoints, until shutdown.
+//!
+//! What people see of a run, whatever the mode, comes from one [`board::Board`]: the
+//! status page ([`page`]), the planned-indicator table ([`table`]) and the JSON API.
 
+pub mod board;
+pub mod demo;
+pub mod page;
+pub mod present;
+pub mod progress;
 pub mod replay;
 pub mod serve;
+pub mod table;
 
 pub use replay::{replay, ReplayError, ReplayOptions, ReplaySummary};

@@ -1,6 +1,7 @@
 //! Replay: JSON Lines files in (any mix of streams, several files read as one sequence),
-//! the line-protocol file and the dead-letter file out (outputs.md), ticks closed as
-//! operations.md says for replay.
+//! the line-protocol file and the dead-letter file out (docs/outputs.md), ticks closed at
+//! end of input (docs/indicators.md, "Ticks and watermarks"). [`run`] is the pipeline
+//! itself, shared with the demo, which feeds it the generator's lines instead of files.
 //!
 //! The reader decodes and admits events in input order (so duplicates and `too_late` follow
 //! the sequence exactly), hands accepted events to the dataflow workers in epochs with the
@@ -10,15 +11,19 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use paceline_dataflow::{DataflowSettings, Runner, WatermarkReport};
 use paceline_decode::{decode, Admission, Reason, Rejection, Verdict};
-use paceline_model::config::Config;
+use paceline_model::config::{Config, PlanSpec};
 use paceline_model::point::Point;
 use paceline_model::{Event, Nanos, SeriesKey, Stream};
 use paceline_sink::LineProtocolFile;
+
+use crate::board::Board;
+use crate::progress::Progress;
 
 /// What to replay and where to write.
 #[derive(Debug, Clone)]
@@ -74,6 +79,10 @@ pub struct ReplaySummary {
     pub unrepresentable: u64,
     /// Lines read (events, including rejected; blank lines excluded).
     pub events: u64,
+    /// Each stream's watermark at the end, by [`Stream::index`].
+    pub watermarks: [Option<Nanos>; 3],
+    /// The planned series and their newest points, in the plan's order.
+    pub planned: Vec<(PlanSpec, Option<Point>)>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -89,8 +98,9 @@ impl ReplaySummary {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
-    /// A readable multi-line summary.
-    pub fn render(&self) -> String {
+    /// A readable multi-line summary, ending with the planned indicators' final statuses;
+    /// `color` colours the statuses (for a terminal).
+    pub fn render(&self, color: bool) -> String {
         let mut s = String::new();
         let total = |a: &[u64; 3]| a.iter().sum::<u64>();
         s.push_str(&format!("events read:   {}\n", self.events));
@@ -121,16 +131,54 @@ impl ReplaySummary {
             self.elapsed.as_secs_f64(),
             self.events_per_s()
         ));
+        if !self.planned.is_empty() {
+            s.push_str("\nplanned indicators at their last tick:\n");
+            s.push_str(&crate::table::render(&self.planned, color));
+        }
         s
     }
 }
 
-struct DeadLetters {
+/// Where rejected lines go: replay's dead-letter file, or nowhere but the counts (demo).
+pub trait DeadLetterSink {
+    /// Keeps one rejected line.
+    fn write(
+        &mut self,
+        rejection: &Rejection,
+        file: &str,
+        line_no: u64,
+        raw: &[u8],
+    ) -> Result<(), ReplayError>;
+    /// Makes everything written durable.
+    fn finish(&mut self) -> Result<(), ReplayError>;
+}
+
+/// Where points go, on the writer thread: replay's line-protocol file, or only the count
+/// (demo). Every point also reaches the run's [`Board`].
+pub trait PointSink: Send + 'static {
+    /// Writes one batch.
+    fn write(&mut self, points: &[Point]) -> Result<(), ReplayError>;
+    /// Flushes; returns the number of points written.
+    fn finish(self: Box<Self>) -> Result<u64, ReplayError>;
+}
+
+/// One input of a run: its name (in dead letters and errors), its lines and, when known,
+/// its size in bytes (for the progress bar).
+pub struct Input {
+    /// The name.
+    pub name: String,
+    /// The lines.
+    pub reader: Box<dyn BufRead + Send>,
+    /// Size in bytes.
+    pub len: Option<u64>,
+}
+
+struct DeadLetterFile {
     path: String,
     out: BufWriter<std::fs::File>,
 }
 
-impl DeadLetters {
+impl DeadLetterSink for DeadLetterFile {
     fn write(
         &mut self,
         rejection: &Rejection,
@@ -160,6 +208,32 @@ impl DeadLetters {
                 source,
             })
     }
+
+    fn finish(&mut self) -> Result<(), ReplayError> {
+        self.out.flush().map_err(|source| ReplayError::Output {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+struct LineProtocolSink(LineProtocolFile);
+
+fn lp_error(e: paceline_sink::SinkError) -> ReplayError {
+    ReplayError::Output {
+        path: e.path,
+        source: e.source,
+    }
+}
+
+impl PointSink for LineProtocolSink {
+    fn write(&mut self, points: &[Point]) -> Result<(), ReplayError> {
+        self.0.write(points).map_err(lp_error)
+    }
+
+    fn finish(self: Box<Self>) -> Result<u64, ReplayError> {
+        self.0.finish().map_err(lp_error)
+    }
 }
 
 fn reports(admission: &Admission, end: Option<Nanos>) -> Vec<WatermarkReport> {
@@ -178,55 +252,87 @@ fn reports(admission: &Admission, end: Option<Nanos>) -> Vec<WatermarkReport> {
 
 /// Runs a replay. Inputs are opened before anything is written: a missing one is an error.
 pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, ReplayError> {
-    let started = Instant::now();
-    let mut readers = Vec::new();
+    let mut inputs = Vec::new();
     for path in &opts.inputs {
         let name = path.display().to_string();
-        let f = std::fs::File::open(path).map_err(|source| ReplayError::Input {
+        let open_error = |source| ReplayError::Input {
             path: name.clone(),
             source,
-        })?;
-        readers.push((name, BufReader::with_capacity(1 << 20, f)));
+        };
+        let f = std::fs::File::open(path).map_err(open_error)?;
+        let len = f.metadata().ok().map(|m| m.len());
+        inputs.push(Input {
+            reader: Box::new(BufReader::with_capacity(1 << 20, f)),
+            name,
+            len,
+        });
     }
     let out_path = opts.output.display().to_string();
-    let measurement = config.indicators.measurement.clone();
-    let mut lp =
-        LineProtocolFile::create(&out_path, &measurement).map_err(|e| ReplayError::Output {
-            path: e.path,
-            source: e.source,
-        })?;
+    let lp =
+        LineProtocolFile::create(&out_path, &config.indicators.measurement).map_err(lp_error)?;
     let dl_path = opts.dead_letters.display().to_string();
     let dl_file =
         std::fs::File::create(&opts.dead_letters).map_err(|source| ReplayError::Output {
             path: dl_path.clone(),
             source,
         })?;
-    let mut dead = DeadLetters {
+    let mut dead = DeadLetterFile {
         path: dl_path,
         out: BufWriter::new(dl_file),
     };
+    let total = inputs.iter().map(|i| i.len).sum::<Option<u64>>();
+    let progress = Progress::for_terminal(total);
+    let board = Arc::new(Board::new(config.plan_specs()));
+    let summary = run(
+        config,
+        inputs,
+        Box::new(LineProtocolSink(lp)),
+        &mut dead,
+        &board,
+        &progress,
+    );
+    progress.finish();
+    summary
+}
 
+/// The greatest accepted `occurred_at` of any stream: the event time reached, and at end of
+/// input the instant every tick closes up to.
+fn end_of_input(admission: &Admission) -> Option<Nanos> {
+    Stream::ALL
+        .iter()
+        .filter_map(|s| admission.max_accepted(*s))
+        .max()
+}
+
+/// The pipeline of replay and demo: lines in, in order, decoded and admitted on this thread
+/// (so duplicates and `too_late` follow the sequence exactly), accepted events to the
+/// dataflow in epochs, points to `points` and `board` on a writer thread, rejected lines to
+/// `dead`. At end of input every tick up to the first tick after the greatest accepted
+/// `occurred_at` closes.
+pub fn run(
+    config: &Config,
+    mut inputs: Vec<Input>,
+    points: Box<dyn PointSink>,
+    dead: &mut dyn DeadLetterSink,
+    board: &Arc<Board>,
+    progress: &Progress,
+) -> Result<ReplaySummary, ReplayError> {
+    let started = Instant::now();
     let (points_tx, points_rx) = crossbeam_channel::bounded::<Vec<Point>>(64);
+    let writer_board = board.clone();
     let sink = std::thread::spawn(move || -> Result<(u64, usize), ReplayError> {
+        let mut points = points;
         let mut series: HashSet<SeriesKey> = HashSet::new();
         for batch in points_rx {
-            for p in &batch {
-                series.insert(p.series);
-            }
-            lp.write(&batch).map_err(|e| ReplayError::Output {
-                path: e.path,
-                source: e.source,
-            })?;
+            series.extend(batch.iter().map(|p| p.series));
+            writer_board.record(&batch);
+            points.write(&batch)?;
         }
-        let n = lp.finish().map_err(|e| ReplayError::Output {
-            path: e.path,
-            source: e.source,
-        })?;
-        Ok((n, series.len()))
+        Ok((points.finish()?, series.len()))
     });
 
     let settings = DataflowSettings::from_config(config);
-    let out: paceline_dataflow::PointsOut = std::sync::Arc::new(move |_epoch, points| {
+    let out: paceline_dataflow::PointsOut = Arc::new(move |_epoch, points| {
         // The writer is gone only when the run is being torn down after an error.
         let _ = points_tx.send(points);
     });
@@ -238,6 +344,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     let mut pending: Vec<Vec<Event>> = vec![Vec::new(); workers];
     let mut pending_count = 0usize;
     let mut next_worker = 0usize;
+    let mut bytes = 0u64;
 
     let flush = |runner: &Runner,
                  pending: &mut Vec<Vec<Event>>,
@@ -250,7 +357,9 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
 
     let mut line = Vec::with_capacity(4096);
     let result = (|| -> Result<(), ReplayError> {
-        for (name, reader) in readers.iter_mut() {
+        for input in inputs.iter_mut() {
+            let name = &input.name;
+            let reader = &mut input.reader;
             let mut line_no = 0u64;
             loop {
                 line.clear();
@@ -264,6 +373,7 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                 if n == 0 {
                     break;
                 }
+                bytes += n as u64;
                 line_no += 1;
                 if line.last() == Some(&b'\n') {
                     line.pop();
@@ -294,6 +404,11 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                                 if pending_count >= epoch_events {
                                     flush(&runner, &mut pending, reports(&admission, None))?;
                                     pending_count = 0;
+                                    progress.update(
+                                        bytes,
+                                        summary.events,
+                                        end_of_input(&admission),
+                                    );
                                 }
                             }
                             Verdict::Duplicate => summary.duplicates[stream.index()] += 1,
@@ -315,19 +430,14 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
                 }
             }
         }
-        let end = Stream::ALL
-            .iter()
-            .filter_map(|s| admission.max_accepted(*s))
-            .max();
+        let end = end_of_input(&admission);
+        progress.update(bytes, summary.events, end);
         flush(&runner, &mut pending, reports(&admission, end))?;
         Ok(())
     })();
     let stats = runner.finish().map_err(ReplayError::Dataflow)?;
     result?;
-    dead.out.flush().map_err(|source| ReplayError::Output {
-        path: dead.path.clone(),
-        source,
-    })?;
+    dead.finish()?;
     let (points, series) = sink
         .join()
         .map_err(|_| ReplayError::Dataflow("the output writer panicked".into()))??;
@@ -336,10 +446,12 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
     for s in Stream::ALL {
         summary.corrections[s.index()] =
             stats.corrections[s.index()].load(std::sync::atomic::Ordering::Relaxed);
+        summary.watermarks[s.index()] = admission.watermark(s);
     }
     summary.unrepresentable = stats
         .unrepresentable
         .load(std::sync::atomic::Ordering::Relaxed);
+    summary.planned = board.planned_latest();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

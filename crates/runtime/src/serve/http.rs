@@ -1,18 +1,17 @@
-//! The HTTP endpoints (outputs.md, "HTTP"): `/metrics`, `/healthz`, `/readyz` and
-//! `/api/v1/indicators`, served by axum on the tokio runtime.
+//! The HTTP endpoints (docs/outputs.md, "HTTP"): the status page `/`, `/metrics`,
+//! `/healthz`, `/readyz` and `/api/v1/indicators`, served by axum on the tokio runtime, in
+//! `serve` and in `demo`.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use paceline_dataflow::RunnerStats;
 use paceline_model::point::Point;
-use paceline_model::SeriesKey;
 use paceline_sink::batcher::SinkHealth;
 use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -29,9 +28,14 @@ pub struct HttpState {
     /// Points pending in the sink (a blocked dataflow is not wedged while the sink holds
     /// points).
     pub sink_pending: prometheus::IntGauge,
-    /// The newest point written of every series.
-    pub latest: Mutex<BTreeMap<SeriesKey, Point>>,
+    /// What the page and the JSON API show.
+    pub board: Arc<crate::board::Board>,
+    /// `serve` or `demo`, named on the page.
+    pub mode: &'static str,
 }
+
+/// Seconds between refreshes of the status page.
+const PAGE_REFRESH_S: u32 = 15;
 
 /// A dataflow that has not stepped for this long, with nothing pending in the sink, is
 /// wedged.
@@ -40,6 +44,7 @@ const WEDGED_AFTER_MS: u64 = 60_000;
 /// The router.
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -79,13 +84,10 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> Response {
     }
 }
 
-async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
+/// Ready, or why not: sources assigned and the sink accepting writes.
+fn readiness(s: &HttpState) -> Result<(), String> {
     if !s.sources_assigned.load(Ordering::Relaxed) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sources not assigned yet\n",
-        )
-            .into_response();
+        return Err("sources not assigned yet".into());
     }
     if !s.sink.accepting.load(Ordering::Relaxed) {
         let why = s
@@ -95,13 +97,41 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
             .ok()
             .and_then(|e| e.clone())
             .unwrap_or_else(|| "not reached yet".into());
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("sink not accepting writes: {why}\n"),
-        )
-            .into_response();
+        return Err(format!("sink not accepting writes: {why}"));
     }
-    (StatusCode::OK, "ready\n").into_response()
+    Ok(())
+}
+
+async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
+    match readiness(&s) {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
+    }
+}
+
+async fn page(State(s): State<Arc<HttpState>>) -> Response {
+    let snapshot = s.board.snapshot();
+    let health = match readiness(&s) {
+        Ok(()) => crate::page::Health {
+            ready: true,
+            detail: "sources assigned, database accepting writes".into(),
+        },
+        Err(why) => crate::page::Health {
+            ready: false,
+            detail: why,
+        },
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let html = crate::page::render(&crate::page::PageInput {
+        mode: s.mode,
+        snapshot: &snapshot,
+        health,
+        now,
+        refresh_s: PAGE_REFRESH_S,
+    });
+    Html(html).into_response()
 }
 
 /// One series' newest point as JSON.
@@ -137,10 +167,6 @@ pub fn point_json(p: &Point) -> serde_json::Value {
 }
 
 async fn indicators(State(s): State<Arc<HttpState>>) -> Response {
-    let series: Vec<serde_json::Value> = s
-        .latest
-        .lock()
-        .map(|l| l.values().map(point_json).collect())
-        .unwrap_or_default();
+    let series: Vec<serde_json::Value> = s.board.latest().iter().map(point_json).collect();
     axum::Json(serde_json::json!({ "series": series })).into_response()
 }

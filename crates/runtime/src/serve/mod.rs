@@ -12,7 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod sources;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,7 @@ use paceline_sink::influx::InfluxWriter;
 use paceline_sink::metrics::SinkMetrics;
 use prometheus::Registry;
 
+use crate::board::{Board, Freshness};
 use coordinator::{Coordinator, EpochLog};
 use http::HttpState;
 use metrics::ServeMetrics;
@@ -88,7 +89,8 @@ pub async fn serve(
         sources_assigned: AtomicBool::new(false),
         dataflow: Mutex::new(None),
         sink_pending: sink_metrics.pending_points.clone(),
-        latest: Mutex::new(BTreeMap::new()),
+        board: Arc::new(Board::new(config.plan_specs())),
+        mode: "serve",
     });
 
     // HTTP first, so that probes answer (not ready) while Kafka is being reached.
@@ -241,8 +243,10 @@ pub async fn serve(
         .await
     });
 
-    // Stream lag: the sum over each stream's partitions.
+    // Stream lag: the sum over each stream's partitions; with the watermark, the stream's
+    // freshness on the status page.
     let lag_metrics = metrics.clone();
+    let lag_board = state.board.clone();
     let lag_topics: Vec<(Stream, String, Vec<i32>)> = Stream::ALL
         .iter()
         .map(|s| {
@@ -270,6 +274,14 @@ pub async fn serve(
                     .stream_lag
                     .with_label_values(&[s.as_str()])
                     .set(sum);
+                let mark = lag_metrics.watermark.with_label_values(&[s.as_str()]).get();
+                lag_board.set_stream(
+                    *s,
+                    Freshness {
+                        watermark: (mark != 0.0).then(|| (mark * 1e9) as i64),
+                        lag: Some(sum),
+                    },
+                );
             }
         }
     });
@@ -345,30 +357,27 @@ pub async fn serve(
     }
 }
 
-/// After the sink's acknowledgement: the newest point per series, the indicator gauges and
-/// the latency histograms.
+/// After the sink's acknowledgement: the board (newest point per series, charts), the
+/// indicator gauges and the latency histograms.
 fn on_ack(state: &HttpState, metrics: &ServeMetrics, epochs: &EpochLog, done: &[(u64, Point)]) {
     let now = Instant::now();
+    state
+        .board
+        .record_with(done.iter().map(|(_, p)| p), |p| metrics.set_indicator(p));
     let mut seen_epoch = None;
-    if let Ok(mut latest) = state.latest.lock() {
-        for (epoch, p) in done {
-            let newer = latest.get(&p.series).is_none_or(|q| p.tick >= q.tick);
-            if newer {
-                latest.insert(p.series, p.clone());
-                metrics.set_indicator(p);
-            }
-            if seen_epoch != Some(*epoch) {
-                seen_epoch = Some(*epoch);
-                if let Some((sent, consumed)) = epochs.take(*epoch) {
-                    metrics
-                        .tick_latency
-                        .observe(now.duration_since(sent).as_secs_f64());
-                    if let Some(c) = consumed {
-                        metrics
-                            .end_to_end
-                            .observe(now.duration_since(c).as_secs_f64());
-                    }
-                }
+    for (epoch, _) in done {
+        if seen_epoch == Some(*epoch) {
+            continue;
+        }
+        seen_epoch = Some(*epoch);
+        if let Some((sent, consumed)) = epochs.take(*epoch) {
+            metrics
+                .tick_latency
+                .observe(now.duration_since(sent).as_secs_f64());
+            if let Some(c) = consumed {
+                metrics
+                    .end_to_end
+                    .observe(now.duration_since(c).as_secs_f64());
             }
         }
     }
