@@ -16,7 +16,7 @@ use paceline_model::point::{Fields, Point, Status};
 use paceline_model::{Indicator, Nanos, Stream};
 
 use crate::board::{Freshness, PlannedView, Snapshot};
-use crate::present::{day, maybe, number, status_label, tick};
+use crate::present::{compact, day, number, status_label, tick};
 
 /// What the page says about the process itself.
 #[derive(Debug, Clone)]
@@ -58,6 +58,8 @@ th small { display: block; font-weight: normal; color: var(--muted); }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-weight: 600; font-size: .85rem; border: 1.5px solid currentColor; white-space: nowrap; }
 .st-met { color: var(--met); } .st-on_track { color: var(--on_track); } .st-at_risk { color: var(--at_risk); } .st-behind { color: var(--behind); } .st-none { color: var(--muted); }
 svg.chart { width: 100%; max-width: 300px; height: auto; display: block; }
+td.trend { min-width: 200px; width: 26%; }
+.scroll { overflow-x: auto; }
 svg .value { fill: none; stroke: var(--ink); stroke-width: 2; }
 svg .pace { fill: none; stroke: #8c959f; stroke-width: 1.5; stroke-dasharray: 5 3; }
 svg .target { stroke: #8c959f; stroke-width: 1; stroke-dasharray: 1 3; }
@@ -65,7 +67,7 @@ svg .projection { fill: none; stroke: var(--muted); stroke-width: 1.5; stroke-da
 svg .axis { fill: var(--muted); font-size: 10px; }
 .legend { font-size: .8rem; color: var(--muted); }
 .legend span { margin-right: 1rem; white-space: nowrap; }
-.breakdowns { display: grid; grid-template-columns: repeat(auto-fit, minmax(340px, 1fr)); gap: 0 24px; }
+h3 { font-size: 1rem; margin: 1rem 0 .2rem; }
 ul.streams { padding-left: 1.2rem; margin: .3rem 0; }
 @media (max-width: 760px) {
   table.plan thead { display: none; }
@@ -290,7 +292,7 @@ fn planned_row(out: &mut String, view: &PlannedView) {
         let _ = write!(
             out,
             r#"<td class="num" data-label="{label}">{}</td>"#,
-            maybe(v)
+            v.map_or_else(|| "–".to_string(), compact)
         );
     }
     let _ = write!(
@@ -310,7 +312,7 @@ fn breakdowns(out: &mut String, latest: &[Point]) {
         (TagKind::Region, "Regions"),
         (TagKind::PlatformKind, "Platforms"),
     ];
-    out.push_str(r#"<h2 id="breakdowns">Breakdowns</h2><div class="breakdowns">"#);
+    out.push_str(r#"<h2 id="breakdowns">Breakdowns</h2><p class="meta">Every tagged series at its newest tick.</p>"#);
     for (kind, title) in kinds {
         let mut columns: Vec<Indicator> = Vec::new();
         let mut rows: BTreeMap<u8, BTreeMap<Indicator, f64>> = BTreeMap::new();
@@ -336,9 +338,17 @@ fn breakdowns(out: &mut String, latest: &[Point]) {
             out.push_str("<p class=\"meta\">No data yet.</p></section>");
             continue;
         }
-        let _ = write!(out, "<table><thead><tr><th>{key}</th>");
+        let _ = write!(
+            out,
+            r#"<div class="scroll"><table><thead><tr><th>{key}</th>"#
+        );
         for c in &columns {
-            let _ = write!(out, r#"<th class="num">{}</th>"#, c.name());
+            // Long names wrap at their underscores, not mid-word.
+            let _ = write!(
+                out,
+                r#"<th class="num">{}</th>"#,
+                c.name().replace('_', "_<wbr>")
+            );
         }
         out.push_str("</tr></thead><tbody>");
         for (tag, values) in &rows {
@@ -351,14 +361,15 @@ fn breakdowns(out: &mut String, latest: &[Point]) {
                 let _ = write!(
                     out,
                     r#"<td class="num">{}</td>"#,
-                    maybe(values.get(c).copied())
+                    values
+                        .get(c)
+                        .map_or_else(|| "–".to_string(), |v| compact(*v))
                 );
             }
             out.push_str("</tr>");
         }
-        out.push_str("</tbody></table></section>");
+        out.push_str("</tbody></table></div></section>");
     }
-    out.push_str("</div>");
 }
 
 fn freshness(out: &mut String, streams: &[Freshness; 3]) {
@@ -407,11 +418,11 @@ pub fn render(input: &PageInput<'_>) -> String {
     );
     out.push_str(r#"<main><h2 id="planned">Planned indicators</h2>"#);
     out.push_str(r#"<p class="legend"><span>━ value</span><span>╌ plan pace (expected)</span><span>┈ target</span><span>⋯ projection to the deadline</span></p>"#);
-    out.push_str(r#"<table class="plan"><thead><tr><th>Indicator</th><th class="num">Value</th><th class="num">Expected</th><th class="num">Target</th><th class="num">Pace ratio</th><th class="num">Projected</th><th>Status</th><th>Value against pace</th></tr></thead><tbody>"#);
+    out.push_str(r#"<div class="scroll"><table class="plan"><thead><tr><th>Indicator</th><th class="num">Value</th><th class="num">Expected</th><th class="num">Target</th><th class="num">Pace ratio</th><th class="num">Projected</th><th>Status</th><th>Value against pace</th></tr></thead><tbody>"#);
     for view in &snap.planned {
         planned_row(&mut out, view);
     }
-    out.push_str("</tbody></table>");
+    out.push_str("</tbody></table></div>");
     breakdowns(&mut out, &snap.latest);
     freshness(&mut out, &snap.streams);
     out.push_str(r#"</main><footer><p class="meta">Machine-readable: <a href="/api/v1/indicators">/api/v1/indicators</a> · <a href="/metrics">/metrics</a> · <a href="/readyz">/readyz</a></p></footer></body></html>"#);

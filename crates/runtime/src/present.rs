@@ -39,6 +39,19 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// A number in a narrow column: billions and millions shortened (`20.31 bn`, `3.07 M`),
+/// the rest as [`number`].
+pub fn compact(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 && a.is_finite() {
+        format!("{:.2} bn", v / 1e9)
+    } else if a >= 1e6 && a.is_finite() {
+        format!("{:.2} M", v / 1e6)
+    } else {
+        number(v)
+    }
+}
+
 /// An optional number, `–` when absent.
 pub fn maybe(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), number)
@@ -83,6 +96,9 @@ mod tests {
         assert_eq!(number(123.456), "123.46");
         assert_eq!(number(999_999.999), "1,000,000.00");
         assert_eq!(maybe(None), "–");
+        assert_eq!(compact(20_308_854_377.21), "20.31 bn");
+        assert_eq!(compact(-3_069_188.5), "-3.07 M");
+        assert_eq!(compact(999_999.0), "999,999");
     }
 
     #[test]
