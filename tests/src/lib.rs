@@ -4,6 +4,7 @@
 //! `paceline replay` of the same events by the equivalence of outputs.md.
 
 pub mod kafka;
+pub mod page;
 pub mod readback;
 pub mod services;
 
@@ -222,7 +223,28 @@ impl Serve {
     /// Writes `config` to a file and starts `paceline serve --config FILE` with `env`
     /// (plus `PACELINE_HTTP_ADDR` on a free port); waits for `/healthz`.
     pub fn start(config: &Config, env: &[(&str, String)]) -> Serve {
-        let dir = TempDir::new("serve");
+        Serve::start_in(TempDir::new("serve"), config, env)
+    }
+
+    /// Stops gracefully (exit 0 asserted) and starts again with the same state directory.
+    pub fn restart(self, config: &Config, env: &[(&str, String)]) -> Serve {
+        let Serve {
+            mut proc,
+            http: _,
+            _dir: dir,
+        } = self;
+        proc.signal("TERM");
+        let code = proc.wait(Duration::from_secs(60));
+        assert_eq!(
+            code,
+            Some(0),
+            "graceful shutdown exits 0:\n{}",
+            proc.log_text()
+        );
+        Serve::start_in(dir, config, env)
+    }
+
+    fn start_in(dir: TempDir, config: &Config, env: &[(&str, String)]) -> Serve {
         let path = dir.join("paceline.toml");
         std::fs::write(&path, toml_of(config)).expect("config file");
         let port = free_port();

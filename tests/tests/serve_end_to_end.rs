@@ -10,7 +10,11 @@
 //!   data in event-time order (VictoriaMetrics keeps every write of a point, not the last),
 //!   numeric fields only, and a token that must never appear.
 //!
-//! One set of services serves both scenarios, which run side by side on their own topics
+//! - The status page (`/`): each planned row shows the newest point the database holds,
+//!   with a chart; after a graceful restart the same numbers and the same chart history
+//!   are there.
+//!
+//! One set of services serves every scenario; they run side by side on their own topics
 //! and databases.
 
 use std::collections::BTreeMap;
@@ -19,11 +23,11 @@ use std::time::Duration;
 use paceline_model::service::InfluxApi;
 use paceline_model::Stream;
 use paceline_runtime::ReplaySummary;
-use paceline_tests::readback;
 use paceline_tests::services::{get, Influx1, Tansu, Victoria};
 use paceline_tests::{
     assert_no_loss, compare, kafka, reach, scenario_config, topics, Dataset, Metrics, Serve,
 };
+use paceline_tests::{page, readback};
 
 /// outputs.md's metric names that must be present once data went through.
 const METRIC_NAMES: [&str; 17] = [
@@ -261,6 +265,84 @@ fn refused_batch_stops(tansu: &Tansu, influx: &Influx1) {
     );
 }
 
+/// The status page shows what the database holds, and its chart history is there after a
+/// restart on the same state directory.
+fn status_page_survives_restart(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "e2e-page";
+    create_topics(tansu, prefix, 1);
+    influx.query("", "CREATE DATABASE e2e_page");
+    let data = Dataset::new(31, 20, true, &[]);
+    let (t, _) = topics(prefix);
+    kafka::produce(&tansu.brokers(), &t, &data.lines);
+    let mut config = scenario_config(prefix);
+    config.influx.api = InfluxApi::V1;
+    let env = [
+        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
+        ("PACELINE_INFLUX_API", "v1".to_string()),
+        ("PACELINE_INFLUX_URL", influx.url()),
+        ("PACELINE_INFLUX_DB", "e2e_page".to_string()),
+    ];
+    let marks = data.span().map(|s| s.map(|(_, max)| max));
+    let mut serve = Serve::start(&config, &env);
+    serve.wait_drained(data.lines.len(), marks, Duration::from_secs(300));
+    let before = status_page(&serve);
+    let stored = readback::influx1(influx, "e2e_page", &config.indicators.measurement);
+    let mut checked = 0;
+    for plan in config.plan_specs() {
+        let name = plan.series.display();
+        let row = &before[&name];
+        assert!(row.has_chart(), "{name} has a chart");
+        let Some((tick, fields)) = stored.get(&plan.series).and_then(|m| m.iter().next_back())
+        else {
+            continue;
+        };
+        assert_eq!(
+            row.attr("data-tick"),
+            Some(tick.to_string().as_str()),
+            "{name}"
+        );
+        assert_eq!(row.number("data-value"), Some(fields.value), "{name} value");
+        assert_eq!(
+            row.number("data-expected"),
+            fields.expected,
+            "{name} expected"
+        );
+        assert_eq!(
+            row.attr("data-status"),
+            fields.status.map(|s| s.as_str()),
+            "{name}"
+        );
+        assert!(
+            row.value_line().len() > 10,
+            "{name}: a chart of its history"
+        );
+    }
+
+    let mut serve = serve.restart(&config, &env);
+    serve.wait_drained(data.lines.len(), marks, Duration::from_secs(300));
+    let after = status_page(&serve);
+    for (name, row) in &before {
+        let again = &after[name];
+        assert_eq!(
+            again.tag, row.tag,
+            "{name}: the same numbers after a restart"
+        );
+        assert_eq!(
+            again.value_line(),
+            row.value_line(),
+            "{name}: the same chart history after a restart"
+        );
+    }
+    serve.stop_cleanly(None);
+}
+
+fn status_page(serve: &Serve) -> BTreeMap<String, page::Row> {
+    let (status, html) = get(&format!("{}/", serve.http)).expect("the status page answers");
+    assert_eq!(status, 200);
+    assert!(html.contains("Service ready"), "{html}");
+    page::planned_rows(&html)
+}
+
 #[test]
 fn end_to_end_on_real_services() {
     let tansu = Tansu::start();
@@ -270,10 +352,12 @@ fn end_to_end_on_real_services() {
         let a = s.spawn(|| influx_v1(&tansu, &influx));
         let b = s.spawn(|| victoria_v2(&tansu, &vm));
         let c = s.spawn(|| refused_batch_stops(&tansu, &influx));
+        let d = s.spawn(|| status_page_survives_restart(&tansu, &influx));
         [
             ("InfluxDB 1.x", a.join()),
             ("VictoriaMetrics", b.join()),
             ("refused batch", c.join()),
+            ("status page", d.join()),
         ]
     });
     let failed: Vec<&str> = results

@@ -13,6 +13,7 @@ use paceline_model::config::Config;
 use paceline_model::point::Fields;
 use paceline_model::time::format_plan_time;
 use paceline_model::Nanos;
+use paceline_tests::page::planned_rows;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_paceline"))
@@ -241,34 +242,6 @@ fn chromium_run(args: &[String], url: &str, profile: &Path) -> String {
     reader.join().expect("reader")
 }
 
-fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!(" {name}=\"");
-    let start = tag.find(&key)? + key.len();
-    let len = tag[start..].find('"')?;
-    Some(&tag[start..start + len])
-}
-
-/// The planned rows of the page: series → (its `<tr …>` tag, the row's inner HTML).
-fn planned_rows(dom: &str) -> BTreeMap<String, (String, String)> {
-    let mut rows = BTreeMap::new();
-    for part in dom.split("<tr ").skip(1) {
-        let Some(end) = part.find('>') else { continue };
-        let tag = format!(" {}", &part[..end]);
-        if attr(&tag, "class") != Some("indicator") {
-            continue;
-        }
-        let body = part[end + 1..]
-            .split("</tr>")
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let series = attr(&tag, "data-series").expect("data-series").to_string();
-        // The browser serialises `{` and `=` as they are; nothing in our names is escaped.
-        rows.insert(series, (tag, body));
-    }
-    rows
-}
-
 fn check_page(dom: &str, expected: &BTreeMap<String, (Nanos, Fields)>, how: &str) {
     let rows = planned_rows(dom);
     let plans = Config::default().plan_specs();
@@ -279,23 +252,18 @@ fn check_page(dom: &str, expected: &BTreeMap<String, (Nanos, Fields)>, how: &str
     );
     for plan in &plans {
         let name = plan.series.display();
-        let (tag, body) = rows
+        let row = rows
             .get(&name)
             .unwrap_or_else(|| panic!("{how}: no row for {name}"));
         assert!(
-            body.contains("<svg") && body.contains("class=\"value\""),
+            row.has_chart() && !row.value_line().is_empty(),
             "{how}: {name} has a chart"
         );
         let Some((tick, f)) = expected.get(&name) else {
             continue;
         };
-        let num = |a: &str| {
-            attr(tag, a)
-                .filter(|v| !v.is_empty())
-                .map(|v| v.parse::<f64>().expect("number"))
-        };
         assert_eq!(
-            attr(tag, "data-tick"),
+            row.attr("data-tick"),
             Some(tick.to_string().as_str()),
             "{how}: {name} tick"
         );
@@ -306,7 +274,7 @@ fn check_page(dom: &str, expected: &BTreeMap<String, (Nanos, Fields)>, how: &str
             ("data-pace-ratio", f.pace_ratio),
             ("data-projected", f.projected),
         ] {
-            let got = num(a);
+            let got = row.number(a);
             assert!(
                 match (got, want) {
                     (Some(g), Some(w)) => close(g, w),
@@ -318,14 +286,14 @@ fn check_page(dom: &str, expected: &BTreeMap<String, (Nanos, Fields)>, how: &str
         }
         let status = f.status.map(|s| s.as_str()).unwrap_or_default();
         assert_eq!(
-            attr(tag, "data-status"),
+            row.attr("data-status"),
             Some(status),
             "{how}: {name} status"
         );
         if let Some(s) = f.status {
             let label = s.as_str().replace('_', " ");
             assert!(
-                body.contains(&label),
+                row.body.contains(&label),
                 "{how}: {name} shows its status as text"
             );
         }
