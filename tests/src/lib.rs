@@ -1,7 +1,7 @@
 //! Test harness for `paceline serve` against real services: start the services
 //! ([`services`]), produce a generated data set to Kafka ([`kafka`]), run the `paceline`
 //! binary, wait until it has drained, read the database back ([`readback`]) and compare with
-//! `paceline replay` of the same events by the equivalence of outputs.md.
+//! `paceline replay` of the same events by the equivalence of docs/outputs.md.
 
 pub mod kafka;
 pub mod page;

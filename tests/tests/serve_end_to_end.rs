@@ -1,6 +1,6 @@
 //! End to end on real services: a generated data set produced to a real Kafka-protocol
 //! broker (tansu), `paceline serve` until drained, the database read back and compared
-//! with `paceline replay` of the same events (outputs.md equivalence).
+//! with `paceline replay` of the same events (docs/outputs.md equivalence).
 //!
 //! - InfluxDB 1.x (`/write`, InfluxQL read-back): data with late events and amendments, so
 //!   corrections are checked too; plus poison messages on every topic, the dead-letter
@@ -29,7 +29,7 @@ use paceline_tests::{
 };
 use paceline_tests::{page, readback};
 
-/// outputs.md's metric names that must be present once data went through.
+/// docs/outputs.md's metric names that must be present once data went through.
 const METRIC_NAMES: [&str; 17] = [
     "paceline_indicator_value",
     "paceline_indicator_target",

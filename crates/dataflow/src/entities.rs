@@ -1,5 +1,5 @@
 //! Per-entity state: how each enterprise, scenario, project and platform contributes to
-//! the indicator slots over time (indicators.md, "Shared definitions" and "Catalogue").
+//! the indicator slots over time (docs/indicators.md, "Shared definitions" and "The 23 indicators").
 //!
 //! Each entity keeps its events; when they change, its contribution intervals are
 //! recomputed and the difference leaves as deltas. Windowed sums (heartbeats, usage) are

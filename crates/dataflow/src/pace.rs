@@ -1,4 +1,4 @@
-//! Plan pace of a planned series at a tick (indicators.md, "Pace fields").
+//! Plan pace of a planned series at a tick (docs/indicators.md, "The plan and its pace").
 
 use paceline_model::config::{PlanKind, PlanSpec};
 use paceline_model::point::{Fields, Status};

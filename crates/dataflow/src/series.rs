@@ -5,7 +5,7 @@
 //! them in order. A delta for a tick already closed marks the group dirty from that tick;
 //! the next close re-evaluates from there and writes every point whose fields differ from
 //! the point in force (the last written at or before the tick), which is exactly what makes
-//! the output equivalent to an in-order run's (outputs.md, "Corrections").
+//! the output equivalent to an in-order run's (docs/outputs.md, "Corrections").
 
 use std::collections::BTreeMap;
 

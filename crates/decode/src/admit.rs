@@ -1,4 +1,4 @@
-//! Admission: the stream-level rules of events.md that need state. Per stream, the watermark
+//! Admission: the stream-level rules of docs/events.md that need state. Per stream, the watermark
 //! (greatest accepted `occurred_at` minus the allowed out-of-orderness), `too_late` against
 //! it, and duplicates by `event_id`. Ids are remembered for two correction horizons behind the watermark, then forgotten.
 //!

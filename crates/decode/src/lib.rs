@@ -2,7 +2,7 @@
 //! rejections out.
 //!
 //! Place in the flow: ingest (Kafka or files) → **decode** → dataflow → sinks. [`decode`]
-//! checks an event against events.md in the spec's order of reasons, enforcing size and
+//! checks an event against docs/events.md in the spec's order of reasons, enforcing size and
 //! nesting limits before any parsing; [`Admission`] then applies the stream-level rules
 //! that need state: `too_late` against the stream's watermark and duplicates by `event_id`.
 //! Nothing here panics on any input.

@@ -1,4 +1,4 @@
-//! Rejection reasons of events.md ("Bad input"), in the order they are checked.
+//! Rejection reasons of docs/events.md ("Rejected events"), in the order they are checked.
 
 use paceline_model::Stream;
 

@@ -1,4 +1,4 @@
-//! Validation of one event against events.md, reasons checked in the spec's order: size,
+//! Validation of one event against docs/events.md, reasons checked in the spec's order: size,
 //! depth, JSON, type, stream, missing fields, JSON types, timestamp, enumeration values,
 //! ranges. Every field of the type is checked for one reason before any field is checked
 //! for the next, so the first reason that applies anywhere is the one given.

@@ -1,4 +1,4 @@
-//! The indicator catalogue of indicators.md: names, tags, streams, default cadences, and the
+//! The indicator catalogue of docs/indicators.md: names, tags, streams, default cadences, and the
 //! keys of the series the dataflow keeps.
 //!
 //! A [`SeriesKey`] names one output series (an indicator and its tag value). A [`Slot`] names
@@ -78,7 +78,7 @@ pub const NO_TAG: u8 = u8::MAX;
 
 macro_rules! indicators {
     ($($variant:ident = $name:literal, $stream:ident, $tag:ident, $cadence:ident, $zero:literal;)+) => {
-        /// The 23 indicators of indicators.md.
+        /// The 23 indicators of docs/indicators.md.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum Indicator { $(
             #[doc = concat!("`", $name, "`")]

@@ -153,7 +153,7 @@ pub struct PlanConfig {
     /// Status tolerance of items that set none: `at_risk` from this pace ratio, `behind`
     /// below. Default 0.9.
     pub default_tolerance: f64,
-    /// The planned series. Default: the action plan's table (indicators.md, "The plan").
+    /// The planned series. Default: the action plan's table (docs/indicators.md, "The default plan").
     pub items: Vec<PlanItem>,
 }
 

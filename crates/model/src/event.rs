@@ -1,4 +1,4 @@
-//! The typed events of the three input streams (events.md), after validation.
+//! The typed events of the three input streams (docs/events.md), after validation.
 //!
 //! Only what the indicators read is kept: names and `source` are dropped once validated.
 //! These structs cross timely workers, so they are plain owned data (bincode-friendly).
@@ -318,7 +318,7 @@ pub enum Body {
     },
 }
 
-/// The event types of events.md with their streams.
+/// The event types of docs/events.md with their streams.
 pub const EVENT_TYPES: &[(&str, Stream)] = &[
     ("enterprise.registered", Stream::Filings),
     ("enterprise.deregistered", Stream::Filings),

@@ -1,4 +1,4 @@
-//! The output point of one series at one tick (outputs.md, "Time-series points").
+//! The output point of one series at one tick (docs/outputs.md, "Points").
 
 use serde::{Deserialize, Serialize};
 

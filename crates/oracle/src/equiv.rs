@@ -1,4 +1,4 @@
-//! The equivalence of outputs.md: for every series and tick, the point in force (the last
+//! The equivalence of docs/outputs.md: for every series and tick, the point in force (the last
 //! at or before the tick) has the same fields, numbers within a relative 1e-9; a count or
 //! sum series never written counts as 0.
 

@@ -1,6 +1,6 @@
-//! Test oracle, kept apart from the dataflow: a brute-force model of indicators.md that
+//! Test oracle, kept apart from the dataflow: a brute-force model of docs/indicators.md that
 //! recomputes every series at every tick from all events, slowly and obviously ([`model`]),
-//! a line-protocol reader ([`lp`]) and the equivalence check of outputs.md ([`equiv`]).
+//! a line-protocol reader ([`lp`]) and the equivalence check of docs/outputs.md ([`equiv`]).
 //! It shares only the event types and the configuration with the code under test.
 
 pub mod equiv;

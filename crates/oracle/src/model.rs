@@ -1,4 +1,4 @@
-//! A brute-force model of indicators.md: every series at every tick, recomputed from all
+//! A brute-force model of docs/indicators.md: every series at every tick, recomputed from all
 //! events with `occurred_at < T`. Quadratic and obvious on purpose; for small inputs only.
 
 use std::collections::{BTreeMap, BTreeSet};

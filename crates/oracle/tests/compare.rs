@@ -1,6 +1,6 @@
 //! Randomized comparison of `replay` with the brute-force model on many small generated
 //! event sets: in order, shuffled beyond the out-of-orderness (corrections), with exact
-//! duplicates, and with 1 and 4 workers. Outputs must be equivalent (outputs.md).
+//! duplicates, and with 1 and 4 workers. Outputs must be equivalent (docs/outputs.md).
 
 use std::collections::HashSet;
 use std::path::PathBuf;

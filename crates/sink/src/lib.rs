@@ -1,7 +1,7 @@
 //! The sink stage: indicator points out, as InfluxDB line protocol.
 //!
 //! Place in the flow: ingest → decode → dataflow → **sinks**. [`format_point`] writes one
-//! point as a line (outputs.md, "Time-series points"); [`LineProtocolFile`] is replay's
+//! point as a line (docs/outputs.md, "Points"); [`LineProtocolFile`] is replay's
 //! output file; [`influx`] writes the same lines to InfluxDB (v2 or 1.x API) and [`batcher`]
 //! batches, retries and bounds what is pending.
 

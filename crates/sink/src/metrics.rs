@@ -1,4 +1,4 @@
-//! The sink's Prometheus metrics (outputs.md names), declared in one place and registered
+//! The sink's Prometheus metrics (docs/outputs.md names), declared in one place and registered
 //! into the service's registry.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};

@@ -6,7 +6,7 @@
 //! accepted `occurred_at` and whether its source reported it idle (nothing unread for the
 //! idle timeout); a stream's watermark is the minimum over active partitions, or, when all are
 //! idle, the wall clock (or, configured off, the greatest of its partitions), never moving
-//! back (indicators.md, "Ticks and watermarks"). Events go to the worker that owns their
+//! back (docs/indicators.md, "Ticks and watermarks"). Events go to the worker that owns their
 //! partition; an epoch is sent when `epoch_events` are pending or `epoch_linger` passed.
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,4 +1,4 @@
-//! The HTTP endpoints (docs/outputs.md, "HTTP"): the status page `/`, `/metrics`,
+//! The HTTP endpoints (docs/outputs.md, "HTTP endpoints"): the status page `/`, `/metrics`,
 //! `/healthz`, `/readyz` and `/api/v1/indicators`, served by axum on the tokio runtime, in
 //! `serve` and in `demo`.
 

@@ -1,4 +1,4 @@
-//! The service's Prometheus metrics (outputs.md names), declared in one place: pipeline
+//! The service's Prometheus metrics (docs/outputs.md names), declared in one place: pipeline
 //! health (events, lag, watermarks, corrections, latency, checkpoints) and the indicator
 //! gauges. The sink's own metrics are declared in `paceline-sink`.
 

@@ -1,7 +1,7 @@
 //! Source threads: one per (worker, topic) with partitions, each polling its consumer,
 //! decoding messages (decoding runs in parallel across sources) and handing batches to the
 //! coordinator through a bounded channel. A source also tells when a partition has gone
-//! idle (indicators.md: nothing unread for the idle timeout). Rejected messages go to the dead-letter topic from
+//! idle (docs/indicators.md: nothing unread for the idle timeout). Rejected messages go to the dead-letter topic from
 //! here, with their origin. A full channel blocks the thread: the consumer stops reading.
 
 use std::collections::HashMap;
