@@ -55,10 +55,11 @@ th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--line
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 thead th { font-size: .8rem; text-transform: uppercase; letter-spacing: .03em; color: var(--muted); }
 th small { display: block; font-weight: normal; color: var(--muted); }
+th small span { white-space: nowrap; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-weight: 600; font-size: .85rem; border: 1.5px solid currentColor; white-space: nowrap; }
 .st-met { color: var(--met); } .st-on_track { color: var(--on_track); } .st-at_risk { color: var(--at_risk); } .st-behind { color: var(--behind); } .st-none { color: var(--muted); }
 svg.chart { width: 100%; max-width: 300px; height: auto; display: block; }
-td.trend { min-width: 200px; width: 26%; }
+td.trend { min-width: 150px; width: 24%; }
 .scroll { overflow-x: auto; }
 svg .value { fill: none; stroke: var(--ink); stroke-width: 2; }
 svg .pace { fill: none; stroke: #8c959f; stroke-width: 1.5; stroke-dasharray: 5 3; }
@@ -73,6 +74,7 @@ ul.streams { padding-left: 1.2rem; margin: .3rem 0; }
   table.plan thead { display: none; }
   table.plan tr { display: block; border-bottom: 2px solid var(--line); padding: 6px 0; }
   table.plan th, table.plan td { display: block; border: 0; padding: 2px 4px; text-align: left; }
+  table.plan td.trend { width: auto; }
   table.plan td.num::before, table.plan td.status::before { content: attr(data-label) ": "; color: var(--muted); }
 }
 @media print {
@@ -277,8 +279,9 @@ fn planned_row(out: &mut String, view: &PlannedView) {
     );
     let _ = write!(
         out,
-        r#"<th scope="row">{}<small>{kind}, target by {} · {as_of}</small></th>"#,
-        escape(&name),
+        r#"<th scope="row">{}<small>{kind}, target by <span>{}</span> · <span>{as_of}</span></small></th>"#,
+        // A tagged name may wrap before its tag.
+        escape(&name).replace('{', "<wbr>{"),
         day(plan.deadline)
     );
     let cells = [
@@ -417,7 +420,7 @@ pub fn render(input: &PageInput<'_>) -> String {
         input.refresh_s
     );
     out.push_str(r#"<main><h2 id="planned">Planned indicators</h2>"#);
-    out.push_str(r#"<p class="legend"><span>━ value</span><span>╌ plan pace (expected)</span><span>┈ target</span><span>⋯ projection to the deadline</span></p>"#);
+    out.push_str(r#"<p class="legend"><span>━ value</span> <span>╌ plan pace (expected)</span> <span>┈ target</span> <span>⋯ projection to the deadline</span></p>"#);
     out.push_str(r#"<div class="scroll"><table class="plan"><thead><tr><th>Indicator</th><th class="num">Value</th><th class="num">Expected</th><th class="num">Target</th><th class="num">Pace ratio</th><th class="num">Projected</th><th>Status</th><th>Value against pace</th></tr></thead><tbody>"#);
     for view in &snap.planned {
         planned_row(&mut out, view);
