@@ -53,6 +53,16 @@ const METRIC_NAMES: [&str; 17] = [
 const PASSWORD: &str = "pw-9f3a-never-logged";
 const TOKEN: &str = "tok-51c2-never-logged";
 
+/// The environment of a serve on `tansu` writing to InfluxDB 1.x database `db`.
+fn influx1_env(tansu: &Tansu, influx: &Influx1, db: &str) -> [(&'static str, String); 4] {
+    [
+        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
+        ("PACELINE_INFLUX_API", "v1".to_string()),
+        ("PACELINE_INFLUX_URL", influx.url()),
+        ("PACELINE_INFLUX_DB", db.to_string()),
+    ]
+}
+
 fn create_topics(tansu: &Tansu, prefix: &str, partitions: u32) {
     let (t, dl) = topics(prefix);
     for name in &t {
@@ -245,12 +255,7 @@ fn refused_batch_stops(tansu: &Tansu, influx: &Influx1) {
     kafka::produce(&tansu.brokers(), &t, &data.lines);
     let mut config = scenario_config(prefix);
     config.influx.api = InfluxApi::V1;
-    let env = [
-        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
-        ("PACELINE_INFLUX_API", "v1".to_string()),
-        ("PACELINE_INFLUX_URL", influx.url()),
-        ("PACELINE_INFLUX_DB", "no_such_database".to_string()),
-    ];
+    let env = influx1_env(tansu, influx, "no_such_database");
     let mut serve = Serve::start(&config, &env);
     let code = serve.proc.wait(Duration::from_secs(120));
     let log = serve.proc.log_text();
@@ -276,12 +281,7 @@ fn status_page_survives_restart(tansu: &Tansu, influx: &Influx1) {
     kafka::produce(&tansu.brokers(), &t, &data.lines);
     let mut config = scenario_config(prefix);
     config.influx.api = InfluxApi::V1;
-    let env = [
-        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
-        ("PACELINE_INFLUX_API", "v1".to_string()),
-        ("PACELINE_INFLUX_URL", influx.url()),
-        ("PACELINE_INFLUX_DB", "e2e_page".to_string()),
-    ];
+    let env = influx1_env(tansu, influx, "e2e_page");
     let marks = data.span().map(|s| s.map(|(_, max)| max));
     let mut serve = Serve::start(&config, &env);
     serve.wait_drained(data.lines.len(), marks, Duration::from_secs(300));
@@ -316,7 +316,12 @@ fn status_page_survives_restart(tansu: &Tansu, influx: &Influx1) {
             row.value_line().len() > 10,
             "{name}: a chart of its history"
         );
+        checked += 1;
     }
+    assert!(
+        checked + 1 >= config.plan_specs().len(),
+        "only {checked} planned series were written"
+    );
 
     let mut serve = serve.restart(&config, &env);
     serve.wait_drained(data.lines.len(), marks, Duration::from_secs(300));

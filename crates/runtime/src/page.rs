@@ -32,11 +32,11 @@ pub struct Health {
 pub struct PageInput<'a> {
     /// `serve` or `demo`.
     pub mode: &'a str,
-    /// The board's contents.
+    /// What the run has written so far.
     pub snapshot: &'a Snapshot,
-    /// The process's health.
+    /// Readiness, shown at the top.
     pub health: Health,
-    /// Wall-clock time of rendering.
+    /// Wall-clock time of rendering, shown so a stale printout is recognised.
     pub now: Nanos,
     /// Seconds between refreshes.
     pub refresh_s: u32,

@@ -37,9 +37,9 @@ impl Progress {
             None => ProgressBar::with_draw_target(None, target),
         };
         let template = if total.is_some() {
-            "{spinner} {elapsed:>4} [{bar:30}] {percent:>3}% {msg}"
+            "{spinner} {elapsed:>4} [{bar:30}] {percent:>3}% {wide_msg}"
         } else {
-            "{spinner} {elapsed:>4} {msg}"
+            "{spinner} {elapsed:>4} {wide_msg}"
         };
         if let Ok(style) = ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));

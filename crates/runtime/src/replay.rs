@@ -165,11 +165,11 @@ pub trait PointSink: Send + 'static {
 /// One input of a run: its name (in dead letters and errors), its lines and, when known,
 /// its size in bytes (for the progress bar).
 pub struct Input {
-    /// The name.
+    /// Named in dead letters and errors: a file's path, or what generated the lines.
     pub name: String,
-    /// The lines.
+    /// JSON Lines, one event per line.
     pub reader: Box<dyn BufRead + Send>,
-    /// Size in bytes.
+    /// Bytes in all, when known: the progress bar's total.
     pub len: Option<u64>,
 }
 

@@ -65,7 +65,9 @@ async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
     }
 }
 
-async fn healthz(State(s): State<Arc<HttpState>>) -> Response {
+/// Alive, or why not: a dataflow that stopped stepping with nothing pending in the sink
+/// is wedged.
+fn liveness(s: &HttpState) -> Result<(), String> {
     let last = s
         .dataflow
         .lock()
@@ -75,12 +77,17 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> Response {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     match last {
-        Some(t) if now.saturating_sub(t) > WEDGED_AFTER_MS && s.sink_pending.get() == 0 => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("dataflow wedged: no step for {} s\n", (now - t) / 1000),
-        )
-            .into_response(),
-        _ => (StatusCode::OK, "ok\n").into_response(),
+        Some(t) if now.saturating_sub(t) > WEDGED_AFTER_MS && s.sink_pending.get() == 0 => Err(
+            format!("dataflow wedged: no step for {} s", (now - t) / 1000),
+        ),
+        _ => Ok(()),
+    }
+}
+
+async fn healthz(State(s): State<Arc<HttpState>>) -> Response {
+    match liveness(&s) {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 
@@ -111,7 +118,7 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
 
 async fn page(State(s): State<Arc<HttpState>>) -> Response {
     let snapshot = s.board.snapshot();
-    let health = match readiness(&s) {
+    let health = match liveness(&s).and_then(|()| readiness(&s)) {
         Ok(()) => crate::page::Health {
             ready: true,
             detail: "sources assigned, database accepting writes".into(),
