@@ -112,6 +112,13 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     for name in METRIC_NAMES {
         assert!(m.has(name), "/metrics lacks {name}");
     }
+    for name in rule_metric_names() {
+        let histogram = format!("{name}_count");
+        assert!(
+            m.has(&name) || m.has(&histogram),
+            "deploy/prometheus/paceline-rules.yml reads {name}, which this run does not emit"
+        );
+    }
 
     // The database holds an output equivalent to replay's.
     let actual = readback::influx1(influx, "e2e_v1", &config.indicators.measurement);
@@ -176,6 +183,27 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     );
 
     serve.stop_cleanly(Some(PASSWORD));
+}
+
+/// The paceline metrics the deploy kit's rules read (recording rules' own names, with a
+/// colon, and histogram suffixes set aside).
+fn rule_metric_names() -> std::collections::BTreeSet<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus/paceline-rules.yml");
+    let text = std::fs::read_to_string(path).expect("the rules file");
+    let mut names = std::collections::BTreeSet::new();
+    for (i, _) in text.match_indices("paceline_") {
+        if i > 0 && text.as_bytes()[i - 1] == b':' {
+            continue;
+        }
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        let name = name.trim_end_matches("_bucket").to_string();
+        names.insert(name);
+    }
+    assert!(names.len() > 10, "{names:?}");
+    names
 }
 
 /// The event counters equal replay's summary: accepted and duplicates by stream, rejected

@@ -163,9 +163,14 @@ pub fn simulate(
 }
 
 /// The HTTP state of a finished run: the board, and metrics holding the run's counts.
-fn http_state(summary: &ReplaySummary, board: Arc<Board>) -> Result<HttpState, DemoError> {
+fn http_state(
+    config: &Config,
+    summary: &ReplaySummary,
+    board: Arc<Board>,
+) -> Result<HttpState, DemoError> {
     let registry = Registry::new();
     let metrics = ServeMetrics::register(&registry)?;
+    metrics.set_cadences(config);
     let sink = SinkMetrics::register(&registry)?;
     for s in Stream::ALL {
         let st = s.as_str();
@@ -250,9 +255,11 @@ pub async fn demo(
     let board = Arc::new(Board::new(config.plan_specs()));
     let run_board = board.clone();
     let (seed, scale) = (opts.seed, opts.scale);
-    let summary = tokio::task::spawn_blocking(move || simulate(&config, seed, scale, &run_board))
-        .await
-        .map_err(|e| ReplayError::Dataflow(format!("the demo's pipeline panicked: {e}")))??;
+    let run_config = config.clone();
+    let summary =
+        tokio::task::spawn_blocking(move || simulate(&run_config, seed, scale, &run_board))
+            .await
+            .map_err(|e| ReplayError::Dataflow(format!("the demo's pipeline panicked: {e}")))??;
     writeln!(
         out,
         "{} events simulated in {:.1} s ({:.0} events/s): {} accepted, {} duplicates, {} rejected, {} points written, {} corrections.\n",
@@ -271,7 +278,7 @@ pub async fn demo(
         out.flush()?;
         return Ok(summary);
     };
-    let state = Arc::new(http_state(&summary, board)?);
+    let state = Arc::new(http_state(&config, &summary, board)?);
     let addr = listener.local_addr()?;
     writeln!(
         out,

@@ -133,6 +133,7 @@ pub async fn run(
     health: Arc<SinkHealth>,
     mut on_ack: impl FnMut(&[(u64, Point)]) + Send,
 ) -> Result<u64, SinkStopped> {
+    metrics.pending_points_max.set(settings.max_pending as i64);
     let mut pending: VecDeque<(u64, Point)> = VecDeque::new();
     let mut oldest: Option<Instant> = None;
     let mut closed = false;

@@ -14,6 +14,9 @@ pub struct SinkMetrics {
     pub write_duration: Histogram,
     /// `paceline_sink_pending_points`: points received and not yet acknowledged.
     pub pending_points: IntGauge,
+    /// `paceline_sink_pending_points_max`: the bound on pending points, past which the
+    /// sources stop reading (alerts compare the pending points with it).
+    pub pending_points_max: IntGauge,
 }
 
 impl SinkMetrics {
@@ -41,11 +44,16 @@ impl SinkMetrics {
                 "paceline_sink_pending_points",
                 "Points received from the dataflow and not yet acknowledged.",
             )?,
+            pending_points_max: IntGauge::new(
+                "paceline_sink_pending_points_max",
+                "Pending points held at most; past this the sources stop reading.",
+            )?,
         };
         registry.register(Box::new(m.points_written.clone()))?;
         registry.register(Box::new(m.write_errors.clone()))?;
         registry.register(Box::new(m.write_duration.clone()))?;
         registry.register(Box::new(m.pending_points.clone()))?;
+        registry.register(Box::new(m.pending_points_max.clone()))?;
         Ok(m)
     }
 }

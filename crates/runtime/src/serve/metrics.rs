@@ -39,6 +39,9 @@ pub struct ServeMetrics {
     pub tick_latency: Histogram,
     /// `paceline_dead_letters_total{stream}`: rejected events written to the dead-letter topic.
     pub dead_letters: IntCounterVec,
+    /// `paceline_indicator_cadence_seconds{indicator,stream}`: each indicator's cadence and
+    /// the stream it reads, so that rules can relate a series' ticks to its watermark.
+    pub cadence: GaugeVec,
     value: GaugeVec,
     target: GaugeVec,
     expected: GaugeVec,
@@ -144,6 +147,11 @@ impl ServeMetrics {
                 "Rejected events written to the dead-letter topic.",
                 &["stream"],
             )?,
+            cadence: gauge(
+                "paceline_indicator_cadence_seconds",
+                "The indicator's cadence; its `stream` label names the stream it reads.",
+                &["indicator", "stream"],
+            )?,
             value: gauge(
                 "paceline_indicator_value",
                 "The indicator's value at the newest tick written.",
@@ -180,6 +188,15 @@ impl ServeMetrics {
                 &INDICATOR_LABELS,
             )?,
         })
+    }
+
+    /// Publishes every indicator's cadence and stream.
+    pub fn set_cadences(&self, config: &paceline_model::config::Config) {
+        for ind in paceline_model::Indicator::ALL {
+            self.cadence
+                .with_label_values(&[ind.name(), ind.stream().as_str()])
+                .set(config.cadence(*ind) as f64 / 1e9);
+        }
     }
 
     /// Sets the indicator gauges of one series to `p` (its newest tick written).

@@ -78,6 +78,7 @@ pub async fn serve(
     let registry = Registry::new();
     let metrics =
         ServeMetrics::register(&registry).map_err(|e| ServeError::Setup(e.to_string()))?;
+    metrics.set_cadences(&config);
     let sink_metrics =
         SinkMetrics::register(&registry).map_err(|e| ServeError::Setup(e.to_string()))?;
     let writer = InfluxWriter::new(&config.influx, &secrets)

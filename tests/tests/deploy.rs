@@ -1,0 +1,179 @@
+//! The deploy kit's Prometheus rules and Alertmanager configuration, checked with the real
+//! tools: `promtool check rules`, `promtool test rules` (every alert fires after its `for:`
+//! and not before, and has a case where it does not fire), `amtool check-config` and
+//! `amtool config routes test`; and every alert carries a severity, a summary, a
+//! description and a runbook link that resolves in `docs/runbooks.md`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn rules_path() -> PathBuf {
+    root().join("deploy/prometheus/paceline-rules.yml")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (scripts/test installs it)"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
+    text
+}
+
+fn yaml(path: &Path) -> serde_yaml::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut v: serde_yaml::Value =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // The rules share annotations through YAML merge keys (`<<:`), as Prometheus reads them.
+    v.apply_merge()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    v
+}
+
+/// Every alerting rule of the rules file.
+fn alerts() -> Vec<serde_yaml::Value> {
+    let rules = yaml(&rules_path());
+    rules["groups"]
+        .as_sequence()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().cloned().unwrap_or_default())
+        .filter(|r| r.get("alert").is_some())
+        .collect()
+}
+
+#[test]
+fn rules_pass_promtool() {
+    let check = run(Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .arg(rules_path()));
+    assert!(check.contains("SUCCESS"), "{check}");
+    let test = run(Command::new("promtool")
+        .args(["test", "rules", "paceline-rules.test.yml"])
+        .current_dir(root().join("deploy/prometheus")));
+    assert!(test.contains("SUCCESS"), "{test}");
+}
+
+#[test]
+fn every_alert_has_a_firing_and_a_quiet_case() {
+    let tests = yaml(&root().join("deploy/prometheus/paceline-rules.test.yml"));
+    let mut fires = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    for t in tests["tests"].as_sequence().expect("tests") {
+        for case in t["alert_rule_test"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default()
+        {
+            let name = case["alertname"].as_str().expect("alertname").to_string();
+            let expected = case["exp_alerts"].as_sequence().map_or(0, Vec::len);
+            if expected > 0 {
+                fires.insert(name);
+            } else {
+                quiet.insert(name);
+            }
+        }
+    }
+    let names: BTreeSet<String> = alerts()
+        .iter()
+        .map(|a| a["alert"].as_str().expect("name").to_string())
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+    for n in &names {
+        assert!(fires.contains(n), "{n} has no case where it fires");
+        assert!(quiet.contains(n), "{n} has no case where it stays quiet");
+    }
+}
+
+#[test]
+fn every_alert_is_labelled_and_links_its_runbook() {
+    let runbooks = std::fs::read_to_string(root().join("docs/runbooks.md")).expect("runbooks");
+    let anchors: BTreeSet<String> = runbooks
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| h.trim().to_lowercase())
+        .collect();
+    for a in alerts() {
+        let name = a["alert"].as_str().expect("name");
+        let severity = a["labels"]["severity"].as_str().unwrap_or_default();
+        assert!(
+            severity == "critical" || severity == "warning",
+            "{name}: severity {severity:?}"
+        );
+        for key in ["summary", "description", "runbook_url"] {
+            assert!(
+                a["annotations"][key]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
+                "{name}: no {key}"
+            );
+        }
+        let url = a["annotations"]["runbook_url"].as_str().unwrap_or_default();
+        let anchor = url
+            .strip_prefix("docs/runbooks.md#")
+            .unwrap_or_else(|| panic!("{name}: runbook_url {url} is not into docs/runbooks.md"));
+        assert!(
+            anchors.contains(anchor),
+            "{name}: no runbook section #{anchor}"
+        );
+        assert_eq!(anchor, name.to_lowercase(), "{name}: its own section");
+    }
+}
+
+#[test]
+fn alertmanager_routes_by_severity() {
+    let config = root().join("deploy/alertmanager/alertmanager.yml");
+    let check = run(Command::new("amtool").arg("check-config").arg(&config));
+    assert!(check.contains("SUCCESS"), "{check}");
+    let route = |labels: &[&str]| -> String {
+        let out = run(Command::new("amtool")
+            .args(["config", "routes", "test"])
+            .arg(format!("--config.file={}", config.display()))
+            .args(labels));
+        out.lines()
+            .find(|l| !l.starts_with("Warning"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(
+        route(&[
+            "severity=critical",
+            "alertname=PacelineIndicatorBehindPace",
+            "indicator=quasi_unicorns"
+        ]),
+        "on-call"
+    );
+    assert_eq!(
+        route(&["severity=warning", "alertname=PacelineLagGrowing"]),
+        "data-team"
+    );
+    // Alerts are grouped per indicator and its tags.
+    let am = yaml(&config);
+    let group_by: Vec<&str> = am["route"]["group_by"]
+        .as_sequence()
+        .expect("group_by")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for label in [
+        "alertname",
+        "indicator",
+        "cluster",
+        "field",
+        "region",
+        "platform_kind",
+    ] {
+        assert!(group_by.contains(&label), "grouped by {label}");
+    }
+}
