@@ -1,8 +1,9 @@
-//! The deploy kit's Prometheus rules and Alertmanager configuration, checked with the real
-//! tools: `promtool check rules`, `promtool test rules` (every alert fires after its `for:`
-//! and not before, and has a case where it does not fire), `amtool check-config` and
-//! `amtool config routes test`; and every alert carries a severity, a summary, a
-//! description and a runbook link that resolves in `docs/runbooks.md`.
+//! The deploy kit checked with the real tools: the Prometheus rules (`promtool check rules`,
+//! `promtool test rules`: every alert fires after its `for:` and not before, and has a case
+//! where it does not fire), the Alertmanager configuration (`amtool check-config`,
+//! `amtool config routes test`), every alert's severity, summary, description and runbook
+//! link into `docs/runbooks.md`; the Dockerfile (`hadolint`) and the Kubernetes manifests
+//! (`kubernetes-validate --strict`), whose PrometheusRule carries exactly the rules file.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -176,4 +177,86 @@ fn alertmanager_routes_by_severity() {
     ] {
         assert!(group_by.contains(&label), "grouped by {label}");
     }
+}
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    let dockerfile = root().join("deploy/docker/Dockerfile");
+    run(Command::new("hadolint").arg(&dockerfile));
+    let text = std::fs::read_to_string(&dockerfile).expect("Dockerfile");
+    assert!(text.contains("\nUSER "), "runs as a non-root user");
+    assert!(
+        text.matches("\nFROM ").count() >= 2 || text.starts_with("FROM"),
+        "multi-stage"
+    );
+    assert!(root().join(".dockerignore").exists());
+}
+
+/// Every document of a multi-document YAML file.
+fn documents(path: &Path) -> Vec<serde_yaml::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            let mut v = <serde_yaml::Value as serde::Deserialize>::deserialize(d)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            v.apply_merge().expect("merge keys");
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn kubernetes_manifests_validate() {
+    let dir = root().join("deploy/kubernetes");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("deploy/kubernetes")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let out = run(Command::new("kubernetes-validate")
+        .arg("--strict")
+        .args(&files));
+    assert!(!out.contains("ERROR") && !out.contains("failed"), "{out}");
+
+    let all: Vec<serde_yaml::Value> = files.iter().flat_map(|f| documents(f)).collect();
+    let kind = |k: &str| all.iter().find(|d| d["kind"].as_str() == Some(k)).cloned();
+    let deployment = kind("Deployment").expect("a Deployment");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        container["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert!(container["resources"]["limits"]["memory"]
+        .as_str()
+        .is_some());
+    let env = container["env"].as_sequence().expect("env");
+    assert!(
+        env.iter()
+            .any(|e| e["name"].as_str() == Some("PACELINE_INFLUX_TOKEN_FILE")),
+        "the token comes from a mounted Secret file"
+    );
+    assert!(
+        !env.iter()
+            .any(|e| e["name"].as_str() == Some("PACELINE_INFLUX_TOKEN")),
+        "no token in the manifest"
+    );
+    assert!(kind("PersistentVolumeClaim").is_some() && kind("ConfigMap").is_some());
+    // The ConfigMap's configuration loads and validates.
+    let toml = kind("ConfigMap").expect("ConfigMap")["data"]["paceline.toml"]
+        .as_str()
+        .expect("paceline.toml")
+        .to_string();
+    let config = paceline_model::config::Config::from_toml(&toml, "configmap.yaml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.validate().is_empty());
+    // The PrometheusRule is the rules file.
+    let rule = kind("PrometheusRule").expect("a PrometheusRule");
+    assert_eq!(rule["spec"]["groups"], yaml(&rules_path())["groups"]);
+    assert!(kind("ServiceMonitor").is_some());
 }

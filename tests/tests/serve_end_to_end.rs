@@ -188,7 +188,10 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
 /// The paceline metrics the deploy kit's rules read (recording rules' own names, with a
 /// colon, and histogram suffixes set aside).
 fn rule_metric_names() -> std::collections::BTreeSet<String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/prometheus/paceline-rules.yml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/prometheus/paceline-rules.yml"
+    );
     let text = std::fs::read_to_string(path).expect("the rules file");
     let mut names = std::collections::BTreeSet::new();
     for (i, _) in text.match_indices("paceline_") {
