@@ -112,12 +112,17 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     for name in METRIC_NAMES {
         assert!(m.has(name), "/metrics lacks {name}");
     }
-    for name in rule_metric_names() {
-        let histogram = format!("{name}_count");
-        assert!(
-            m.has(&name) || m.has(&histogram),
-            "deploy/prometheus/paceline-rules.yml reads {name}, which this run does not emit"
-        );
+    for file in [
+        "prometheus/paceline-rules.yml",
+        "grafana/dashboards/pipeline.json",
+    ] {
+        for name in metric_names_in(file) {
+            let histogram = format!("{name}_count");
+            assert!(
+                m.has(&name) || m.has(&histogram),
+                "deploy/{file} reads {name}, which this run does not emit"
+            );
+        }
     }
 
     // The database holds an output equivalent to replay's.
@@ -185,14 +190,11 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     serve.stop_cleanly(Some(PASSWORD));
 }
 
-/// The paceline metrics the deploy kit's rules read (recording rules' own names, with a
+/// The paceline metrics a file of the deploy kit reads (recording rules' own names, with a
 /// colon, and histogram suffixes set aside).
-fn rule_metric_names() -> std::collections::BTreeSet<String> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/prometheus/paceline-rules.yml"
-    );
-    let text = std::fs::read_to_string(path).expect("the rules file");
+fn metric_names_in(file: &str) -> std::collections::BTreeSet<String> {
+    let path = format!("{}/../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("a deploy file");
     let mut names = std::collections::BTreeSet::new();
     for (i, _) in text.match_indices("paceline_") {
         if i > 0 && text.as_bytes()[i - 1] == b':' {
