@@ -348,3 +348,157 @@ impl Victoria {
         });
     }
 }
+
+/// Prometheus (Debian's `prometheus`) scraping one target every second, evaluating
+/// `rule_files` every second and sending alerts to `alertmanager` (an address), if any.
+pub struct Prometheus {
+    _dir: TempDir,
+    /// HTTP port.
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl Prometheus {
+    /// Starts it and waits for `/-/ready`.
+    pub fn start(target: &str, rule_files: &[PathBuf], alertmanager: Option<&str>) -> Prometheus {
+        let dir = TempDir::new("prometheus");
+        let port = free_port();
+        let rules: Vec<String> = rule_files
+            .iter()
+            .map(|p| format!("  - {}\n", p.display()))
+            .collect();
+        let alerting = alertmanager.map_or(String::new(), |am| {
+            format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n"
+            )
+        });
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}{alerting}scrape_configs:\n  - job_name: paceline\n    static_configs:\n      - targets: ['{target}']\n",
+            rules.concat()
+        );
+        std::fs::write(dir.join("prometheus.yml"), config).expect("prometheus config");
+        let mut cmd = Command::new("prometheus");
+        cmd.arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        let proc = Proc::spawn(cmd, &dir.join("prometheus.log"));
+        let url = format!("http://127.0.0.1:{port}/-/ready");
+        wait_for("prometheus /-/ready", Duration::from_secs(60), || {
+            get(&url).is_some_and(|(s, _)| s == 200)
+        });
+        Prometheus {
+            _dir: dir,
+            port,
+            _proc: proc,
+        }
+    }
+
+    /// Runs an instant PromQL query; the `data.result` array.
+    pub fn query(&self, q: &str) -> Vec<serde_json::Value> {
+        let r = http()
+            .get(format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .query(&[("query", q)])
+            .send()
+            .expect("prometheus query");
+        let v: serde_json::Value = r.json().expect("prometheus answers JSON");
+        assert_eq!(v["status"], "success", "{q}: {v}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Alertmanager (Debian's `prometheus-alertmanager`) with the given configuration file,
+/// clustering off.
+pub struct Alertmanager {
+    _dir: TempDir,
+    /// HTTP port.
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl Alertmanager {
+    /// Starts it with `config` (YAML text) and waits for `/-/ready`.
+    pub fn start(config: &str) -> Alertmanager {
+        let dir = TempDir::new("alertmanager");
+        let port = free_port();
+        std::fs::write(dir.join("alertmanager.yml"), config).expect("alertmanager config");
+        let mut cmd = Command::new("prometheus-alertmanager");
+        cmd.arg(format!(
+            "--config.file={}",
+            dir.join("alertmanager.yml").display()
+        ))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=");
+        let proc = Proc::spawn(cmd, &dir.join("alertmanager.log"));
+        let url = format!("http://127.0.0.1:{port}/-/ready");
+        wait_for("alertmanager /-/ready", Duration::from_secs(60), || {
+            get(&url).is_some_and(|(s, _)| s == 200)
+        });
+        Alertmanager {
+            _dir: dir,
+            port,
+            _proc: proc,
+        }
+    }
+}
+
+/// An HTTP endpoint that keeps every request body posted to it (an Alertmanager webhook
+/// receiver) and answers 200. Its thread ends with the test process.
+pub struct Webhook {
+    /// Its port.
+    pub port: u16,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Webhook {
+    /// Listens on a free port.
+    pub fn start() -> Webhook {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("webhook listener");
+        let port = listener.local_addr().expect("address").port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut reader = BufReader::new(&stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_ok() {
+                    if let Ok(mut b) = kept.lock() {
+                        b.push(String::from_utf8_lossy(&body).into_owned());
+                    }
+                }
+                let mut stream = stream;
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Webhook { port, bodies }
+    }
+
+    /// Every body received so far.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}

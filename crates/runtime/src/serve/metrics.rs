@@ -86,7 +86,7 @@ impl ServeMetrics {
         };
         let mut status_labels = INDICATOR_LABELS.to_vec();
         status_labels.push("status");
-        Ok(ServeMetrics {
+        let m = ServeMetrics {
             events: counter(
                 "paceline_events_total",
                 "Events read, by stream and outcome (accepted, duplicate, rejected).",
@@ -187,7 +187,22 @@ impl ServeMetrics {
                 "The newest tick written for the series.",
                 &INDICATOR_LABELS,
             )?,
-        })
+        };
+        m.start_at_zero();
+        Ok(m)
+    }
+
+    /// Creates the per-stream counters at 0, so that rates and dashboards show a stream
+    /// before its first event, correction or dead letter (not "no data").
+    fn start_at_zero(&self) {
+        for s in paceline_model::Stream::ALL {
+            let st = s.as_str();
+            for outcome in ["accepted", "duplicate", "rejected"] {
+                self.events.with_label_values(&[st, outcome]);
+            }
+            self.corrections.with_label_values(&[st]);
+            self.dead_letters.with_label_values(&[st]);
+        }
     }
 
     /// Publishes every indicator's cadence and stream.
