@@ -381,6 +381,56 @@ fn status_page(serve: &Serve) -> BTreeMap<String, page::Row> {
     page::planned_rows(&html)
 }
 
+/// `paceline produce` publishes a data set (bad lines included) to the three topics, each
+/// event to its stream's topic; serve then gives the same output as replay.
+fn produce_then_serve(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "e2e-produce";
+    create_topics(tansu, prefix, 1);
+    influx.query("", "CREATE DATABASE e2e_produce");
+    let poison: [&[u8]; 2] = [b"{\"event_id\":", b"not json"];
+    let data = Dataset::new(43, 10, false, &poison);
+    let mut config = scenario_config(prefix);
+    config.influx.api = InfluxApi::V1;
+    let config_path = data.dir.join("produce.toml");
+    std::fs::write(&config_path, paceline_tests::toml_of(&config)).expect("config");
+    let out = std::process::Command::new(paceline_tests::paceline_bin())
+        .arg("produce")
+        .arg("--input")
+        .arg(&data.file)
+        .arg("--config")
+        .arg(&config_path)
+        .env("PACELINE_KAFKA_BROKERS", tansu.brokers())
+        .output()
+        .expect("paceline produce runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every valid event on its stream's topic; lines that are not events in turn.
+    let mut expected = [0i64; 3];
+    let mut turn = 0usize;
+    for l in &data.lines {
+        match paceline_decode::decode(l, None) {
+            Ok(e) => expected[e.body.stream().index()] += 1,
+            Err(_) => {
+                expected[turn % 3] += 1;
+                turn += 1;
+            }
+        }
+    }
+    assert!(turn >= 2, "the data has lines that are not events");
+    let (t, _) = topics(prefix);
+    for s in Stream::ALL {
+        let high = kafka::high_watermark(&tansu.brokers(), &t[s.index()]);
+        assert_eq!(high, expected[s.index()], "messages on {}", t[s.index()]);
+    }
+    let env = influx1_env(tansu, influx, "e2e_produce");
+    let mut serve = Serve::start(&config, &env);
+    paceline_tests::drain_and_compare_influx1(&mut serve, &data, &config, influx, "e2e_produce");
+    serve.stop_cleanly(None);
+}
+
 #[test]
 fn end_to_end_on_real_services() {
     let tansu = Tansu::start();
@@ -391,11 +441,13 @@ fn end_to_end_on_real_services() {
         let b = s.spawn(|| victoria_v2(&tansu, &vm));
         let c = s.spawn(|| refused_batch_stops(&tansu, &influx));
         let d = s.spawn(|| status_page_survives_restart(&tansu, &influx));
+        let e = s.spawn(|| produce_then_serve(&tansu, &influx));
         [
             ("InfluxDB 1.x", a.join()),
             ("VictoriaMetrics", b.join()),
             ("refused batch", c.join()),
             ("status page", d.join()),
+            ("produce", e.join()),
         ]
     });
     let failed: Vec<&str> = results

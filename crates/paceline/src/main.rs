@@ -81,6 +81,19 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Publishes JSON Lines events to the three topics (each to its stream's topic, keyed
+    /// by its entity), to feed `serve`. Kafka settings and secrets as for `serve`.
+    Produce {
+        /// Input files, published in the order given.
+        #[arg(long = "input", required = true, num_args = 1..)]
+        inputs: Vec<PathBuf>,
+        /// Configuration file (default: the shipped defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Events per second at most (default: as fast as the brokers take them).
+        #[arg(long)]
+        rate: Option<f64>,
+    },
     /// Checks a configuration file and reports every error with its key.
     CheckConfig {
         /// The file.
@@ -220,6 +233,49 @@ fn demo(config: Config, opts: paceline_runtime::demo::DemoOptions) -> anyhow::Re
     }
 }
 
+fn produce(config: Option<PathBuf>, opts: paceline_runtime::produce::ProduceOptions) -> ExitCode {
+    let env = |k: &str| std::env::var(k).ok();
+    let path = config.map(|p| p.display().to_string());
+    let config = match Config::load_with_env(path.as_deref(), &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let secrets = match paceline_model::service::Secrets::from_env(&env) {
+        Ok(s) => s,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if opts.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        eprintln!("--rate: must be a positive number of events per second");
+        return ExitCode::from(2);
+    }
+    match paceline_runtime::produce::produce(&config, &secrets, &opts) {
+        Ok(s) => {
+            println!(
+                "published {} events in {:.1} s: filings={} telemetry={} scenarios={} (of which {} not valid events)",
+                s.by_stream.iter().sum::<u64>(),
+                s.elapsed.as_secs_f64(),
+                s.by_stream[0],
+                s.by_stream[1],
+                s.by_stream[2],
+                s.unroutable
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("paceline produce: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -253,6 +309,14 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             })
         }
+        Command::Produce {
+            inputs,
+            config,
+            rate,
+        } => produce(
+            config,
+            paceline_runtime::produce::ProduceOptions { inputs, rate },
+        ),
         Command::Serve { config } => match serve(config) {
             Ok(code) => code,
             Err(e) => {

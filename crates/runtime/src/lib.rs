@@ -4,6 +4,7 @@
 //! - [`replay`]: JSON Lines files in, a line-protocol file and a dead-letter file out.
 //! - [`demo`]: the generated district through the same pipeline, a table and the status page.
 //! - [`serve`]: Kafka in, InfluxDB out, metrics and HTTP endpoints, until shutdown.
+//! - [`produce`]: JSON Lines events out to the three topics, to feed `serve`.
 //!
 //! What people see of a run, whatever the mode, comes from one [`board::Board`]: the
 //! status page ([`page`]), the planned-indicator table ([`table`]) and the JSON API.
@@ -12,6 +13,7 @@ pub mod board;
 pub mod demo;
 pub mod page;
 pub mod present;
+pub mod produce;
 pub mod progress;
 pub mod replay;
 pub mod serve;
