@@ -260,3 +260,41 @@ fn kubernetes_manifests_validate() {
     assert_eq!(rule["spec"]["groups"], yaml(&rules_path())["groups"]);
     assert!(kind("ServiceMonitor").is_some());
 }
+
+#[test]
+fn compose_kit_is_valid_and_complete() {
+    let dir = root().join("deploy/compose");
+    run(Command::new("docker-compose")
+        .args(["-f", "compose.yaml", "config", "-q"])
+        .current_dir(&dir));
+    let compose = yaml(&dir.join("compose.yaml"));
+    let services = compose["services"].as_mapping().expect("services");
+    for name in [
+        "kafka",
+        "kafka-topics",
+        "influxdb",
+        "paceline",
+        "feeder",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    ] {
+        assert!(services.contains_key(name), "compose has {name}");
+    }
+    // Every file it mounts from the repository exists.
+    for (name, svc) in services {
+        for v in svc["volumes"].as_sequence().into_iter().flatten() {
+            let spec = v.as_str().unwrap_or_default();
+            let host = spec.split(':').next().unwrap_or_default();
+            if host.starts_with('.') {
+                assert!(
+                    dir.join(host).exists(),
+                    "{name:?} mounts {host}, which is missing"
+                );
+            }
+        }
+    }
+    // The feeder publishes the generated district with `paceline produce`.
+    let feeder = serde_yaml::to_string(&services["feeder"]).expect("feeder");
+    assert!(feeder.contains("paceline produce"), "{feeder}");
+}
