@@ -142,24 +142,30 @@ fn shutdown_signal(
     })
 }
 
-fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+/// The configuration (file or defaults, then `PACELINE_*` overrides) and the secrets from
+/// the environment, as `serve` and `produce` take them; errors are reported, exit 2.
+fn load_deployment(
+    config: Option<PathBuf>,
+) -> Result<(Config, paceline_model::service::Secrets), ExitCode> {
     let env = |k: &str| std::env::var(k).ok();
     let path = config.map(|p| p.display().to_string());
-    let config = match Config::load_with_env(path.as_deref(), &env) {
-        Ok(c) => c,
-        Err(e) => {
+    let config = Config::load_with_env(path.as_deref(), &env).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(2)
+    })?;
+    let secrets = paceline_model::service::Secrets::from_env(&env).map_err(|errors| {
+        for e in errors {
             eprintln!("{e}");
-            return Ok(ExitCode::from(2));
         }
-    };
-    let secrets = match paceline_model::service::Secrets::from_env(&env) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return Ok(ExitCode::from(2));
-        }
+        ExitCode::from(2)
+    })?;
+    Ok((config, secrets))
+}
+
+fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (config, secrets) = match load_deployment(config) {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
     };
     init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -234,23 +240,9 @@ fn demo(config: Config, opts: paceline_runtime::demo::DemoOptions) -> anyhow::Re
 }
 
 fn produce(config: Option<PathBuf>, opts: paceline_runtime::produce::ProduceOptions) -> ExitCode {
-    let env = |k: &str| std::env::var(k).ok();
-    let path = config.map(|p| p.display().to_string());
-    let config = match Config::load_with_env(path.as_deref(), &env) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let secrets = match paceline_model::service::Secrets::from_env(&env) {
-        Ok(s) => s,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return ExitCode::from(2);
-        }
+    let (config, secrets) = match load_deployment(config) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     if opts.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         eprintln!("--rate: must be a positive number of events per second");
