@@ -300,6 +300,22 @@ pub struct Secrets {
     pub kafka_sasl_password: Option<Secret>,
 }
 
+impl Secrets {
+    /// Which secrets are set, by the variable that carries each (their values never leave
+    /// this type but through [`Secret::expose`]).
+    pub fn presence(&self) -> [(&'static str, bool); 4] {
+        [
+            ("PACELINE_INFLUX_TOKEN", self.influx_token.is_some()),
+            ("PACELINE_INFLUX_USER", self.influx_user.is_some()),
+            ("PACELINE_INFLUX_PASSWORD", self.influx_password.is_some()),
+            (
+                "PACELINE_KAFKA_SASL_PASSWORD",
+                self.kafka_sasl_password.is_some(),
+            ),
+        ]
+    }
+}
+
 fn secret(
     env: &dyn Fn(&str) -> Option<String>,
     name: &str,

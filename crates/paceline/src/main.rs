@@ -94,10 +94,18 @@ enum Command {
         #[arg(long)]
         rate: Option<f64>,
     },
-    /// Checks a configuration file and reports every error with its key.
+    /// Checks a configuration file as `serve` would load it (with the `PACELINE_*`
+    /// environment overrides and the secret rules) and reports every error with its key.
     CheckConfig {
         /// The file.
         file: PathBuf,
+    },
+    /// Prints the effective configuration (file or defaults, then the environment) as TOML;
+    /// secrets are never printed, only whether each is set.
+    PrintConfig {
+        /// Configuration file (default: the shipped defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -160,6 +168,29 @@ fn load_deployment(
         ExitCode::from(2)
     })?;
     Ok((config, secrets))
+}
+
+/// `check-config`: the file with the environment's overrides, and the secrets' rules; every
+/// error of both is listed before the exit code 2.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    let env = |k: &str| std::env::var(k).ok();
+    let path = file.display().to_string();
+    let config = Config::load_with_env(Some(&path), &env);
+    let secrets = paceline_model::service::Secrets::from_env(&env);
+    if let Err(e) = &config {
+        eprintln!("{e}");
+    }
+    if let Err(errors) = &secrets {
+        for e in errors {
+            eprintln!("{e}");
+        }
+    }
+    if config.is_ok() && secrets.is_ok() {
+        println!("{path}: ok (with the environment's overrides and secrets)");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -316,15 +347,17 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::CheckConfig { file } => match load(Some(&file)) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
+        Command::CheckConfig { file } => check_config(&file),
+        Command::PrintConfig { config } => match load_deployment(config) {
+            Ok((config, secrets)) => {
+                print!("{}", paceline_model::config::to_toml(&config));
+                println!("\n# secrets (from the environment or files, never printed):");
+                for (name, set) in secrets.presence() {
+                    println!("#   {name}: {}", if set { "set" } else { "not set" });
+                }
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(2)
-            }
+            Err(code) => code,
         },
         Command::Replay {
             inputs,

@@ -321,3 +321,79 @@ fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("tok-never-shown"), "the token leaked: {err}");
 }
+
+#[test]
+fn check_config_applies_the_environment_and_lists_every_error() {
+    let dir = tmp("check-config-env");
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "[kafka.options]\n\"sasl.password\" = \"hunter2-never-echoed\"\n[dataflow]\nworkers = 0\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("check-config")
+        .arg(&file)
+        .env("PACELINE_INFLUX_API", "v3")
+        .env("PACELINE_INFLUX_TOKEN", "tok-never-echoed")
+        .env("PACELINE_INFLUX_TOKEN_FILE", dir.join("token"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "PACELINE_INFLUX_API",
+        "dataflow.workers",
+        "kafka.options.sasl.password",
+        "PACELINE_INFLUX_TOKEN",
+    ] {
+        assert!(err.contains(key), "{key} is named:\n{err}");
+    }
+    assert!(
+        !err.contains("hunter2") && !err.contains("tok-never"),
+        "{err}"
+    );
+    // The same file without the problems, and an override that is fine: ok.
+    std::fs::write(&file, "[dataflow]\nworkers = 2\n").unwrap();
+    let ok = bin()
+        .arg("check-config")
+        .arg(&file)
+        .env("PACELINE_INFLUX_API", "v1")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+}
+
+#[test]
+fn print_config_shows_the_effective_configuration_without_secrets() {
+    let out = bin()
+        .arg("print-config")
+        .env("PACELINE_KAFKA_BROKERS", "k1:9092,k2:9092")
+        .env("PACELINE_INFLUX_TOKEN", "tok-51c2-never-printed")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("brokers = \"k1:9092,k2:9092\""), "{text}");
+    assert!(text.contains("PACELINE_INFLUX_TOKEN: set"), "{text}");
+    assert!(text.contains("PACELINE_INFLUX_PASSWORD: not set"), "{text}");
+    assert!(!text.contains("tok-51c2"), "a secret was printed");
+    // What it prints is a configuration the service loads.
+    let dir = tmp("print-config");
+    let file = dir.join("effective.toml");
+    std::fs::write(&file, text.as_bytes()).unwrap();
+    let check = bin().arg("check-config").arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
