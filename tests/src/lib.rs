@@ -138,6 +138,29 @@ pub fn topics(prefix: &str) -> ([String; 3], String) {
     )
 }
 
+/// Creates a scenario's three topics with `partitions` each, and its dead-letter topic.
+pub fn create_topics(tansu: &services::Tansu, prefix: &str, partitions: u32) {
+    let (t, dl) = topics(prefix);
+    for name in &t {
+        tansu.create_topic(name, partitions);
+    }
+    tansu.create_topic(&dl, 1);
+}
+
+/// The environment of a serve on `tansu` writing to InfluxDB 1.x database `db`.
+pub fn influx1_env(
+    tansu: &services::Tansu,
+    influx: &services::Influx1,
+    db: &str,
+) -> [(&'static str, String); 4] {
+    [
+        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
+        ("PACELINE_INFLUX_API", "v1".to_string()),
+        ("PACELINE_INFLUX_URL", influx.url()),
+        ("PACELINE_INFLUX_DB", db.to_string()),
+    ]
+}
+
 /// A scenario's configuration: its topics, 2 workers, 1 s idle timeout.
 pub fn scenario_config(prefix: &str) -> Config {
     let mut c = Config::default();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use paceline_model::point::Status;
 use paceline_model::service::InfluxApi;
 use paceline_tests::services::{Alertmanager, Influx1, Prometheus, Tansu, TempDir, Webhook};
-use paceline_tests::{kafka, scenario_config, topics, Dataset, Serve};
+use paceline_tests::{create_topics, influx1_env, kafka, scenario_config, topics, Dataset, Serve};
 
 fn deploy(path: &str) -> String {
     let p = format!("{}/../deploy/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -100,11 +100,8 @@ fn alerts_and_dashboard_queries_on_a_real_run() {
     let tansu = Tansu::start();
     let influx = Influx1::start();
     let prefix = "alerting";
-    let (t, dl) = topics(prefix);
-    for name in &t {
-        tansu.create_topic(name, 1);
-    }
-    tansu.create_topic(&dl, 1);
+    create_topics(&tansu, prefix, 1);
+    let (t, _) = topics(prefix);
     influx.query("", "CREATE DATABASE alerting");
     let data = Dataset::new(41, 8, true, &[]);
     let mut config = scenario_config(prefix);
@@ -126,12 +123,7 @@ fn alerts_and_dashboard_queries_on_a_real_run() {
     );
 
     kafka::produce(&tansu.brokers(), &t, &data.lines);
-    let env = [
-        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
-        ("PACELINE_INFLUX_API", "v1".to_string()),
-        ("PACELINE_INFLUX_URL", influx.url()),
-        ("PACELINE_INFLUX_DB", "alerting".to_string()),
-    ];
+    let env = influx1_env(&tansu, &influx, "alerting");
     let mut serve = Serve::start(&config, &env);
     serve.wait_drained(
         data.lines.len(),

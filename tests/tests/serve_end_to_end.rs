@@ -25,7 +25,8 @@ use paceline_model::Stream;
 use paceline_runtime::ReplaySummary;
 use paceline_tests::services::{get, Influx1, Tansu, Victoria};
 use paceline_tests::{
-    assert_no_loss, compare, kafka, reach, scenario_config, topics, Dataset, Metrics, Serve,
+    assert_no_loss, compare, create_topics, influx1_env, kafka, reach, scenario_config, topics,
+    Dataset, Metrics, Serve,
 };
 use paceline_tests::{page, readback};
 
@@ -52,24 +53,6 @@ const METRIC_NAMES: [&str; 17] = [
 
 const PASSWORD: &str = "pw-9f3a-never-logged";
 const TOKEN: &str = "tok-51c2-never-logged";
-
-/// The environment of a serve on `tansu` writing to InfluxDB 1.x database `db`.
-fn influx1_env(tansu: &Tansu, influx: &Influx1, db: &str) -> [(&'static str, String); 4] {
-    [
-        ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
-        ("PACELINE_INFLUX_API", "v1".to_string()),
-        ("PACELINE_INFLUX_URL", influx.url()),
-        ("PACELINE_INFLUX_DB", db.to_string()),
-    ]
-}
-
-fn create_topics(tansu: &Tansu, prefix: &str, partitions: u32) {
-    let (t, dl) = topics(prefix);
-    for name in &t {
-        tansu.create_topic(name, partitions);
-    }
-    tansu.create_topic(&dl, 1);
-}
 
 fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     let prefix = "e2e-v1";

@@ -3,8 +3,7 @@
 //! JavaScript on and off), plus a screenshot that must not be blank.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +13,7 @@ use paceline_model::point::Fields;
 use paceline_model::time::format_plan_time;
 use paceline_model::Nanos;
 use paceline_tests::page::planned_rows;
+use paceline_tests::services::{free_port, get, wait_for, Proc};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_paceline"))
@@ -165,22 +165,6 @@ fn demo_table_equals_replay_of_the_same_events() {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
 /// A child process killed on drop, whatever the test's outcome.
 struct Killed(Child);
 
@@ -329,25 +313,15 @@ fn status_page_in_chromium_shows_replays_numbers() {
     let dir = tmp("page");
     let expected = replay_planned(11, "0.05", &dir);
     let port = free_port();
-    let log = std::fs::File::create(dir.join("demo.log")).expect("log");
-    let demo = bin()
-        .args(["demo", "--seed", "11", "--scale", "0.05", "--http-addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("demo starts");
-    let mut demo = Killed(demo);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while http_status(port, "/") != Some(200) {
-        assert!(
-            demo.0.try_wait().ok().flatten().is_none(),
-            "demo exited: {}",
-            std::fs::read_to_string(dir.join("demo.log")).unwrap_or_default()
-        );
-        assert!(Instant::now() < deadline, "the status page did not come up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut cmd = bin();
+    cmd.args(["demo", "--seed", "11", "--scale", "0.05", "--http-addr"])
+        .arg(format!("127.0.0.1:{port}"));
+    let mut demo = Proc::spawn(cmd, &dir.join("demo.log"));
+    let page = format!("http://127.0.0.1:{port}/");
+    wait_for("the demo's status page", Duration::from_secs(120), || {
+        assert!(demo.running(), "demo exited: {}", demo.log_text());
+        get(&page).is_some_and(|(status, _)| status == 200)
+    });
     let url = format!("http://127.0.0.1:{port}/");
 
     let with_js = chromium_run(&["--dump-dom".into()], &url, &dir.join("profile-js"));
@@ -383,15 +357,12 @@ fn status_page_in_chromium_shows_replays_numbers() {
     }
 
     // Ctrl-C (SIGINT) stops the demo cleanly.
-    let pid = demo.0.id().to_string();
-    let _ = Command::new("kill").args(["-INT", &pid]).status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Ok(Some(s)) = demo.0.try_wait() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success(), "demo exits 0 on Ctrl-C: {status}");
+    demo.signal("INT");
+    let code = demo.wait(Duration::from_secs(30));
+    assert_eq!(
+        code,
+        Some(0),
+        "demo exits 0 on Ctrl-C:\n{}",
+        demo.log_text()
+    );
 }

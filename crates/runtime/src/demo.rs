@@ -18,7 +18,6 @@ use paceline_sink::metrics::SinkMetrics;
 use prometheus::Registry;
 
 use crate::board::{Board, Freshness};
-use crate::progress::Progress;
 use crate::replay::{run, DeadLetterSink, Input, PointSink, ReplayError, ReplaySummary};
 use crate::serve::http::{router, HttpState};
 use crate::serve::metrics::ServeMetrics;
@@ -149,17 +148,13 @@ pub fn simulate(
         reader: Box::new(GeneratedLines::new(lines)),
         len: Some(bytes),
     };
-    let progress = Progress::for_terminal(Some(bytes));
-    let summary = run(
+    run(
         config,
         vec![input],
         Box::new(CountPoints(0)),
         &mut CountOnly,
         board,
-        &progress,
-    );
-    progress.finish();
-    summary
+    )
 }
 
 /// The HTTP state of a finished run: the board, and metrics holding the run's counts.

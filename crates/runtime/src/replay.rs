@@ -280,19 +280,14 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
         path: dl_path,
         out: BufWriter::new(dl_file),
     };
-    let total = inputs.iter().map(|i| i.len).sum::<Option<u64>>();
-    let progress = Progress::for_terminal(total);
     let board = Arc::new(Board::new(config.plan_specs()));
-    let summary = run(
+    run(
         config,
         inputs,
         Box::new(LineProtocolSink(lp)),
         &mut dead,
         &board,
-        &progress,
-    );
-    progress.finish();
-    summary
+    )
 }
 
 /// The greatest accepted `occurred_at` of any stream: the event time reached, and at end of
@@ -308,16 +303,16 @@ fn end_of_input(admission: &Admission) -> Option<Nanos> {
 /// (so duplicates and `too_late` follow the sequence exactly), accepted events to the
 /// dataflow in epochs, points to `points` and `board` on a writer thread, rejected lines to
 /// `dead`. At end of input every tick up to the first tick after the greatest accepted
-/// `occurred_at` closes.
+/// `occurred_at` closes. A progress bar over the inputs' bytes is drawn on a terminal.
 pub fn run(
     config: &Config,
     mut inputs: Vec<Input>,
     points: Box<dyn PointSink>,
     dead: &mut dyn DeadLetterSink,
     board: &Arc<Board>,
-    progress: &Progress,
 ) -> Result<ReplaySummary, ReplayError> {
     let started = Instant::now();
+    let progress = Progress::for_terminal(inputs.iter().map(|i| i.len).sum::<Option<u64>>());
     let (points_tx, points_rx) = crossbeam_channel::bounded::<Vec<Point>>(64);
     let writer_board = board.clone();
     let sink = std::thread::spawn(move || -> Result<(u64, usize), ReplayError> {
@@ -435,6 +430,7 @@ pub fn run(
         flush(&runner, &mut pending, reports(&admission, end))?;
         Ok(())
     })();
+    progress.finish();
     let stats = runner.finish().map_err(ReplayError::Dataflow)?;
     result?;
     dead.finish()?;
