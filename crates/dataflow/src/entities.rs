@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use paceline_model::catalogue::{Part, Slot, NO_TAG, UNASSIGNED_FIELD};
 use paceline_model::event::{
-    PlatformKind, PlatformStatus, ProjectKind, ProjectStage, ScenarioStage,
+    Cluster, PlatformKind, PlatformStatus, ProjectKind, ProjectStage, Region, ScenarioStage,
 };
 use paceline_model::time::{last_quarter_ended_by, quarter_end, QuarterIndex, DAY, HOUR};
-use paceline_model::{Body, Event, Indicator, Nanos};
+use paceline_model::{Body, Event, Indicator, Nanos, Stream};
+use serde::{Deserialize, Serialize};
 
 use crate::intervals::{diff, Delta, Interval, Netting, Sweep, OPEN};
 
@@ -31,110 +32,156 @@ fn insert_sorted(events: &mut Vec<Event>, e: Event) {
     events.insert(pos, e);
 }
 
-/// Intervals of one enterprise, from its events sorted by (`occurred_at`, `event_id`).
-pub fn enterprise_intervals(events: &[Event], filing_lag: Nanos) -> Vec<Interval> {
-    let mut breakpoints: Vec<Nanos> = events.iter().map(|e| e.at).collect();
-    for e in events {
-        if let Body::Financials { period, .. } = e.body {
-            for k in [0, 4, 8] {
-                breakpoints.push((quarter_end(period + k) + filing_lag).saturating_sub(1));
+/// What an enterprise's filings say as of an instant: the fold of its events up to then.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnterpriseState {
+    registered: Option<bool>,
+    /// (cluster, region, sme) of the latest registration.
+    attrs: Option<(Cluster, Region, bool)>,
+    valuation: Option<f64>,
+    srdi: Option<bool>,
+    cloud: bool,
+    /// quarter → (revision, revenue, added value); later (at, id) with ≥ revision wins.
+    financials: BTreeMap<QuarterIndex, (u64, f64, f64)>,
+}
+
+impl EnterpriseState {
+    fn apply(&mut self, e: &Event) {
+        match &e.body {
+            Body::Registered {
+                cluster,
+                region,
+                sme,
+                ..
+            } => {
+                self.registered = Some(true);
+                self.attrs = Some((*cluster, *region, *sme));
+            }
+            Body::Deregistered { .. } => self.registered = Some(false),
+            Body::Valuation { valuation_cny, .. } => self.valuation = Some(*valuation_cny),
+            Body::Certification { granted, .. } => self.srdi = Some(*granted),
+            Body::CloudMigration { .. } => self.cloud = true,
+            Body::Financials {
+                period,
+                revenue_cny,
+                added_value_cny,
+                revision,
+                ..
+            } => {
+                let entry = self.financials.entry(*period).or_insert((
+                    *revision,
+                    *revenue_cny,
+                    *added_value_cny,
+                ));
+                if *revision >= entry.0 {
+                    *entry = (*revision, *revenue_cny, *added_value_cny);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Instants after which a quarter's figures start or stop counting (its filing lag
+    /// passed, a year later, two years later).
+    fn quarter_breakpoints(period: QuarterIndex, filing_lag: Nanos) -> [Nanos; 3] {
+        [0, 4, 8].map(|k| (quarter_end(period + k) + filing_lag).saturating_sub(1))
+    }
+
+    /// Forgets quarters no tick after `after` can count any more (revenue looks back 8
+    /// quarters from the last one ended by `T − filing_lag`).
+    fn prune_quarters(&mut self, after: Nanos, filing_lag: Nanos) {
+        let oldest = last_quarter_ended_by(after.saturating_sub(filing_lag)) - 8;
+        self.financials = self.financials.split_off(&oldest);
+    }
+
+    /// What the enterprise contributes for ticks `T > b`.
+    fn contributions(&self, b: Nanos, filing_lag: Nanos, out: &mut Vec<(Slot, i64, f64)>) {
+        out.clear();
+        let Some((cluster, _region, sme)) = self.attrs else {
+            return;
+        };
+        let c = cluster.index() as u8;
+        if self.registered == Some(true) {
+            out.push((slot(Indicator::ClusterEnterprises, c), 0, 1.0));
+            if self.valuation.is_some_and(|v| v >= QUASI_UNICORN_CNY) {
+                out.push((slot(Indicator::QuasiUnicorns, NO_TAG), 0, 1.0));
+            }
+            if self.srdi == Some(true) {
+                out.push((slot(Indicator::SrdiEnterprises, NO_TAG), 0, 1.0));
+            }
+            if sme && self.cloud {
+                out.push((slot(Indicator::SmesOnCloud, NO_TAG), 0, 1.0));
             }
         }
+        // Revenue counts once the enterprise has a registration before T, whatever
+        // happened to it since, attributed to its latest registration's cluster.
+        let t = b.saturating_add(1);
+        let last = last_quarter_ended_by(t.saturating_sub(filing_lag));
+        for (&q, &(_, revenue, added)) in self.financials.range(last - 7..=last) {
+            let sub = q as i64;
+            if q > last - 4 {
+                out.push((slot(Indicator::ClusterRevenueCny, c), sub, revenue));
+                if cluster.is_core() {
+                    out.push((slot(Indicator::CoreIndustryRevenueCny, NO_TAG), sub, revenue));
+                    out.push((
+                        slot(Indicator::DigitalEconomyAddedValueCny, NO_TAG),
+                        sub,
+                        added,
+                    ));
+                }
+            } else if cluster.is_core() {
+                let prev = Slot {
+                    group: Indicator::DigitalEconomyAddedValueCny,
+                    part: Part::PreviousAddedValue,
+                    tag: NO_TAG,
+                };
+                out.push((prev, sub, added));
+            }
+        }
+    }
+}
+
+/// Intervals of one enterprise, from its events sorted by (`occurred_at`, `event_id`).
+pub fn enterprise_intervals(events: &[Event], filing_lag: Nanos) -> Vec<Interval> {
+    enterprise_intervals_from(&EnterpriseState::default(), None, events, filing_lag)
+}
+
+/// Intervals of one enterprise for ticks after `from` (all ticks when None), from its
+/// state `base` as of `from` and its later events (sorted, all after `from`).
+fn enterprise_intervals_from(
+    base: &EnterpriseState,
+    from: Option<Nanos>,
+    events: &[Event],
+    filing_lag: Nanos,
+) -> Vec<Interval> {
+    let mut breakpoints: Vec<Nanos> = events.iter().map(|e| e.at).collect();
+    let quarters = base.financials.keys().copied().chain(events.iter().filter_map(|e| {
+        match e.body {
+            Body::Financials { period, .. } => Some(period),
+            _ => None,
+        }
+    }));
+    for q in quarters {
+        breakpoints.extend(EnterpriseState::quarter_breakpoints(q, filing_lag));
+    }
+    if let Some(f) = from {
+        // The first segment starts at `from`, with the folded state.
+        breakpoints.retain(|b| *b > f);
+        breakpoints.push(f);
     }
     breakpoints.sort_unstable();
     breakpoints.dedup();
 
-    let mut registered: Option<bool> = None;
-    let mut attrs = None;
-    let mut valuation: Option<f64> = None;
-    let mut srdi: Option<bool> = None;
-    let mut cloud = false;
-    // quarter → (revision, revenue, added value); later (at, id) with ≥ revision wins.
-    let mut financials: BTreeMap<QuarterIndex, (u64, f64, f64)> = BTreeMap::new();
+    let mut state = base.clone();
     let mut sweep = Sweep::default();
     let mut contributions = Vec::new();
     let mut next = 0;
     for b in breakpoints {
         while let Some(e) = events.get(next).filter(|e| e.at <= b) {
             next += 1;
-            match &e.body {
-                Body::Registered {
-                    cluster,
-                    region,
-                    sme,
-                    ..
-                } => {
-                    registered = Some(true);
-                    attrs = Some((*cluster, *region, *sme));
-                }
-                Body::Deregistered { .. } => registered = Some(false),
-                Body::Valuation { valuation_cny, .. } => valuation = Some(*valuation_cny),
-                Body::Certification { granted, .. } => srdi = Some(*granted),
-                Body::CloudMigration { .. } => cloud = true,
-                Body::Financials {
-                    period,
-                    revenue_cny,
-                    added_value_cny,
-                    revision,
-                    ..
-                } => {
-                    let entry = financials.entry(*period).or_insert((
-                        *revision,
-                        *revenue_cny,
-                        *added_value_cny,
-                    ));
-                    if *revision >= entry.0 {
-                        *entry = (*revision, *revenue_cny, *added_value_cny);
-                    }
-                }
-                _ => {}
-            }
+            state.apply(e);
         }
-        contributions.clear();
-        if let Some((cluster, _region, sme)) = attrs {
-            let c = cluster.index() as u8;
-            if registered == Some(true) {
-                contributions.push((slot(Indicator::ClusterEnterprises, c), 0, 1.0));
-                if valuation.is_some_and(|v| v >= QUASI_UNICORN_CNY) {
-                    contributions.push((slot(Indicator::QuasiUnicorns, NO_TAG), 0, 1.0));
-                }
-                if srdi == Some(true) {
-                    contributions.push((slot(Indicator::SrdiEnterprises, NO_TAG), 0, 1.0));
-                }
-                if sme && cloud {
-                    contributions.push((slot(Indicator::SmesOnCloud, NO_TAG), 0, 1.0));
-                }
-            }
-            // Revenue counts once the enterprise has a registration before T, whatever
-            // happened to it since, attributed to its latest registration's cluster.
-            let t = b.saturating_add(1);
-            let last = last_quarter_ended_by(t.saturating_sub(filing_lag));
-            for (&q, &(_, revenue, added)) in financials.range(last - 7..=last) {
-                let sub = q as i64;
-                if q > last - 4 {
-                    contributions.push((slot(Indicator::ClusterRevenueCny, c), sub, revenue));
-                    if cluster.is_core() {
-                        contributions.push((
-                            slot(Indicator::CoreIndustryRevenueCny, NO_TAG),
-                            sub,
-                            revenue,
-                        ));
-                        contributions.push((
-                            slot(Indicator::DigitalEconomyAddedValueCny, NO_TAG),
-                            sub,
-                            added,
-                        ));
-                    }
-                } else if cluster.is_core() {
-                    let prev = Slot {
-                        group: Indicator::DigitalEconomyAddedValueCny,
-                        part: Part::PreviousAddedValue,
-                        tag: NO_TAG,
-                    };
-                    contributions.push((prev, sub, added));
-                }
-            }
-        }
+        state.contributions(b, filing_lag, &mut contributions);
         sweep.segment(b, &contributions);
     }
     sweep.finish()
@@ -202,7 +249,7 @@ pub fn project_intervals(events: &[Event]) -> Vec<Interval> {
 }
 
 /// A scenario's stage timeline: field periods and live periods.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScenarioTimeline {
     /// `(from, field tag)`: the field for `T > from`; starts with `(MIN, unassigned)`.
     pub fields: Vec<(Nanos, u8)>,
@@ -343,11 +390,28 @@ fn replace_intervals(old: &mut Vec<Interval>, mut new: Vec<Interval>, n: &mut Ne
     *old = new;
 }
 
-/// An entity whose contributions are recomputed from its whole (sorted) history:
-/// enterprises and projects.
-#[derive(Debug, Default)]
+/// Cuts intervals to ticks after `from`. What an entity contributed up to a fold point can
+/// no longer change, and (a, b] = (a, from] + (from, b] as deltas, so comparing the parts
+/// after `from` sends exactly the deltas the whole intervals would.
+fn clip(intervals: &mut Vec<Interval>, from: Option<Nanos>) {
+    let Some(f) = from else { return };
+    intervals.retain_mut(|iv| {
+        iv.lo = iv.lo.max(f);
+        iv.lo < iv.hi
+    });
+}
+
+/// The index of the first event at or after `cutoff` (events sorted by time).
+fn first_at_or_after(events: &[Event], cutoff: Nanos) -> usize {
+    events.partition_point(|e| e.at < cutoff)
+}
+
+/// Events of an entity not yet folded, and its current intervals (for ticks after
+/// `from`, the fold point).
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct History {
     events: Vec<Event>,
+    from: Option<Nanos>,
     intervals: Vec<Interval>,
 }
 
@@ -356,22 +420,84 @@ impl History {
         &mut self,
         event: Event,
         n: &mut Netting,
-        recompute: impl Fn(&[Event]) -> Vec<Interval>,
+        recompute: impl Fn(&[Event], Option<Nanos>) -> Vec<Interval>,
     ) {
         insert_sorted(&mut self.events, event);
-        let new = recompute(&self.events);
+        let mut new = recompute(&self.events, self.from);
+        clip(&mut new, self.from);
         replace_intervals(&mut self.intervals, new, n);
+    }
+
+    /// Moves the fold point to just before `cutoff` (no event older than `cutoff` can be
+    /// admitted any more) and hands out the events before it.
+    fn fold(&mut self, cutoff: Nanos) -> Vec<Event> {
+        let from = cutoff.saturating_sub(1);
+        if self.from.is_some_and(|f| f >= from) {
+            return Vec::new();
+        }
+        self.from = Some(from);
+        clip(&mut self.intervals, self.from);
+        let k = first_at_or_after(&self.events, cutoff);
+        self.events.drain(..k).collect()
     }
 }
 
-#[derive(Debug)]
+/// An enterprise: its state folded up to the fold point, and its later events.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Enterprise {
+    base: EnterpriseState,
+    history: History,
+}
+
+impl Enterprise {
+    fn apply(&mut self, event: Event, filing_lag: Nanos, n: &mut Netting) {
+        let base = &self.base;
+        self.history.apply(event, n, |events, from| {
+            enterprise_intervals_from(base, from, events, filing_lag)
+        });
+    }
+
+    fn fold(&mut self, cutoff: Nanos, filing_lag: Nanos) {
+        for e in self.history.fold(cutoff) {
+            self.base.apply(&e);
+        }
+        if let Some(from) = self.history.from {
+            self.base.prune_quarters(from, filing_lag);
+        }
+    }
+}
+
+/// A project: its stage is the latest event's, so folding keeps only the latest event
+/// before the fold point.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Project {
+    history: History,
+}
+
+impl Project {
+    fn apply(&mut self, event: Event, n: &mut Netting) {
+        self.history
+            .apply(event, n, |events, _| project_intervals(events));
+    }
+
+    fn fold(&mut self, cutoff: Nanos) {
+        if let Some(last) = self.history.fold(cutoff).pop() {
+            self.history.events.insert(0, last);
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 struct Scenario {
+    /// Stage events after the fold point, and the latest one before it.
     stages: Vec<Event>,
     timeline: ScenarioTimeline,
-    /// (at, event_id) → (active users, transactions, value).
+    /// (at, event_id) → (active users, transactions, value), for windows a stage change
+    /// can still re-file.
     usage: BTreeMap<(Nanos, String), [f64; 3]>,
     coverage: BTreeMap<Nanos, Nanos>,
     idle: Vec<Interval>,
+    from: Option<Nanos>,
 }
 
 impl Default for Scenario {
@@ -382,13 +508,15 @@ impl Default for Scenario {
             usage: BTreeMap::new(),
             coverage: BTreeMap::new(),
             idle: Vec::new(),
+            from: None,
         }
     }
 }
 
 impl Scenario {
     fn refresh_idle(&mut self, n: &mut Netting) {
-        let idle = idle_intervals(&self.timeline.live, &self.coverage);
+        let mut idle = idle_intervals(&self.timeline.live, &self.coverage);
+        clip(&mut idle, self.from);
         replace_intervals(&mut self.idle, idle, n);
     }
 
@@ -403,7 +531,8 @@ impl Scenario {
         let changed_from = event.at;
         insert_sorted(&mut self.stages, event);
         let mut timeline = scenario_timeline(&self.stages);
-        let intervals = std::mem::take(&mut timeline.intervals);
+        let mut intervals = std::mem::take(&mut timeline.intervals);
+        clip(&mut intervals, self.from);
         replace_intervals(&mut self.timeline.intervals, intervals, n);
         if timeline.fields != self.timeline.fields {
             // Re-file the usage whose windows reach past the change.
@@ -417,11 +546,37 @@ impl Scenario {
         self.timeline.live = timeline.live;
         self.refresh_idle(n);
     }
+
+    /// Keeps what a stage or usage event at or after `cutoff` can still change: the latest
+    /// stage before it (the state there), usage whose window a re-filing from `cutoff`
+    /// reaches, coverage and live periods that reach past it.
+    fn fold(&mut self, cutoff: Nanos) {
+        let from = cutoff.saturating_sub(1);
+        if self.from.is_some_and(|f| f >= from) {
+            return;
+        }
+        self.from = Some(from);
+        let k = first_at_or_after(&self.stages, cutoff);
+        if k > 1 {
+            self.stages.drain(..k - 1);
+        }
+        // The stored field periods must be the ones later re-filings are computed with:
+        // old and new then share everything before the change, which nets to nothing.
+        let timeline = scenario_timeline(&self.stages);
+        self.timeline.fields = timeline.fields;
+        self.timeline.live = timeline.live;
+        clip(&mut self.timeline.intervals, self.from);
+        clip(&mut self.idle, self.from);
+        let keep = (cutoff.saturating_sub(USAGE_WINDOW), String::new());
+        self.usage = self.usage.split_off(&keep);
+        self.coverage.retain(|_, hi| *hi > from);
+    }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Platform {
-    /// (at, event_id) → (kind, connected enterprises).
+    /// (at, event_id) → (kind, connected enterprises): reports after the fold point and
+    /// the latest one before it.
     usage: BTreeMap<(Nanos, String), (PlatformKind, f64)>,
 }
 
@@ -442,16 +597,34 @@ impl Platform {
         n.span(slot(conn, kind.index() as u8), at, next_at, connected, 1.0);
         self.usage.insert(me, (kind, connected));
     }
+
+    fn fold(&mut self, cutoff: Nanos) {
+        let later = self.usage.split_off(&(cutoff, String::new()));
+        let latest = self.usage.pop_last();
+        self.usage = later;
+        if let Some((k, v)) = latest {
+            self.usage.insert(k, v);
+        }
+    }
 }
 
+/// An entity with more unfolded events than this is folded when it gets its next event,
+/// so that the work per event stays bounded by what the event can still change.
+const FOLD_AT_EVENTS: usize = 32;
+
 /// The entity state of one worker: every entity whose key hashes to it.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Entities {
     filing_lag: Nanos,
-    enterprises: HashMap<String, History>,
-    projects: HashMap<String, History>,
+    enterprises: HashMap<String, Enterprise>,
+    projects: HashMap<String, Project>,
     scenarios: HashMap<String, Scenario>,
     platforms: HashMap<String, Platform>,
+    /// Per stream: no event older than this is admitted any more (the watermark minus the
+    /// correction horizon), and where the last fold of every entity was.
+    cutoff: [Option<Nanos>; 3],
+    folded: [Option<Nanos>; 3],
+    #[serde(skip)]
     netting: Netting,
 }
 
@@ -465,6 +638,21 @@ pub fn entity_kind(body: &Body) -> &'static str {
     }
 }
 
+/// Entities held, by kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EntityCounts {
+    /// Enterprises.
+    pub enterprises: usize,
+    /// Projects.
+    pub projects: usize,
+    /// Scenarios.
+    pub scenarios: usize,
+    /// Platforms.
+    pub platforms: usize,
+    /// Events held unfolded, over all entities.
+    pub events: usize,
+}
+
 impl Entities {
     /// Empty state; `filing_lag` as configured.
     pub fn new(filing_lag: Nanos) -> Self {
@@ -474,6 +662,8 @@ impl Entities {
             projects: HashMap::new(),
             scenarios: HashMap::new(),
             platforms: HashMap::new(),
+            cutoff: [None; 3],
+            folded: [None; 3],
             netting: Netting::default(),
         }
     }
@@ -486,6 +676,60 @@ impl Entities {
     /// Whether no entity is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Entities and unfolded events held.
+    pub fn counts(&self) -> EntityCounts {
+        let events = self
+            .enterprises
+            .values()
+            .map(|e| e.history.events.len())
+            .chain(self.projects.values().map(|p| p.history.events.len()))
+            .chain(
+                self.scenarios
+                    .values()
+                    .map(|s| s.stages.len() + s.usage.len()),
+            )
+            .chain(self.platforms.values().map(|p| p.usage.len()))
+            .sum();
+        EntityCounts {
+            enterprises: self.enterprises.len(),
+            projects: self.projects.len(),
+            scenarios: self.scenarios.len(),
+            platforms: self.platforms.len(),
+            events,
+        }
+    }
+
+    /// Tells that no event of `stream` older than `cutoff` will come any more (its
+    /// watermark minus its correction horizon). Everything older is folded: every entity of
+    /// the stream at once whenever the cutoff has moved by `every` since the last time,
+    /// and a busy entity on its next event.
+    pub fn set_cutoff(&mut self, stream: Stream, cutoff: Nanos, every: Nanos) {
+        let i = stream.index();
+        if self.cutoff[i].is_some_and(|c| c >= cutoff) {
+            return;
+        }
+        self.cutoff[i] = Some(cutoff);
+        if self.folded[i].is_none_or(|f| cutoff.saturating_sub(f) >= every) {
+            self.fold_all(stream, cutoff);
+            self.folded[i] = Some(cutoff);
+        }
+    }
+
+    fn fold_all(&mut self, stream: Stream, cutoff: Nanos) {
+        let lag = self.filing_lag;
+        match stream {
+            Stream::Filings => self
+                .enterprises
+                .values_mut()
+                .for_each(|e| e.fold(cutoff, lag)),
+            Stream::Telemetry => self.platforms.values_mut().for_each(|p| p.fold(cutoff)),
+            Stream::Scenarios => {
+                self.projects.values_mut().for_each(|p| p.fold(cutoff));
+                self.scenarios.values_mut().for_each(|s| s.fold(cutoff));
+            }
+        }
     }
 
     /// Applies one accepted event; appends the deltas it causes.
@@ -548,7 +792,11 @@ impl Entities {
                     *records_shared as f64,
                     1.0,
                 );
+                let cutoff = self.cutoff[Stream::Telemetry.index()];
                 let p = self.platforms.entry(platform.clone()).or_default();
+                if let Some(c) = cutoff.filter(|_| p.usage.len() > FOLD_AT_EVENTS) {
+                    p.fold(c);
+                }
                 p.usage(event.at, &event.id, *kind, *connected_enterprises as f64, n);
             }
             Body::ScenarioUsage {
@@ -562,22 +810,173 @@ impl Entities {
                 s.usage(event.at, &event.id, amounts, n);
             }
             Body::ScenarioStage { scenario, .. } => {
+                let cutoff = self.cutoff[Stream::Scenarios.index()];
                 let s = self.scenarios.entry(scenario.clone()).or_default();
+                if let Some(c) = cutoff.filter(|_| s.stages.len() > FOLD_AT_EVENTS) {
+                    s.fold(c);
+                }
                 s.stage(event, n);
             }
             Body::ProjectStage { project, .. } => {
-                let h = self.projects.entry(project.clone()).or_default();
-                h.apply(event, n, project_intervals);
+                let cutoff = self.cutoff[Stream::Scenarios.index()];
+                let p = self.projects.entry(project.clone()).or_default();
+                if let Some(c) = cutoff.filter(|_| p.history.events.len() > FOLD_AT_EVENTS) {
+                    p.fold(c);
+                }
+                p.apply(event, n);
             }
             body => {
                 let lag = self.filing_lag;
-                let h = self
+                let cutoff = self.cutoff[Stream::Filings.index()];
+                let e = self
                     .enterprises
                     .entry(body.entity().to_string())
                     .or_default();
-                h.apply(event, n, |events| enterprise_intervals(events, lag));
+                if let Some(c) = cutoff.filter(|_| e.history.events.len() > FOLD_AT_EVENTS) {
+                    e.fold(c, lag);
+                }
+                e.apply(event, lag, n);
             }
         }
         n.drain_into(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exact::ExactSum;
+    use paceline_model::event::{Field, ProjectKind, ProjectStage, ScenarioStage};
+    use paceline_model::time::days_from_civil;
+
+    /// A small deterministic generator (xorshift), enough for shuffling test events.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+        fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+            xs[self.below(xs.len() as u64) as usize]
+        }
+    }
+
+    fn random_body(r: &mut Rng, at: Nanos) -> Body {
+        let e = format!("E{}", r.below(4));
+        let period = last_quarter_ended_by(at) - r.below(3) as i32;
+        match r.below(11) {
+            0 => Body::Registered {
+                enterprise: e,
+                cluster: r.pick(Cluster::ALL),
+                region: r.pick(Region::ALL),
+                sme: r.below(2) == 0,
+            },
+            1 => Body::Deregistered { enterprise: e },
+            2 => Body::Valuation {
+                enterprise: e,
+                valuation_cny: [5e8, 2e9][r.below(2) as usize],
+            },
+            3 => Body::Certification {
+                enterprise: e,
+                granted: r.below(3) != 0,
+            },
+            4 => Body::Financials {
+                enterprise: e,
+                period,
+                revenue_cny: (r.below(1000) as f64) * 1e6 + 0.1,
+                added_value_cny: (r.below(300) as f64) * 1e6,
+                revision: r.below(3),
+            },
+            5 => Body::CloudMigration {
+                enterprise: e,
+                deep: false,
+            },
+            6 => Body::PlatformUsage {
+                platform: format!("P{}", r.below(2)),
+                kind: r.pick(PlatformKind::ALL),
+                api_calls: r.below(100),
+                records_shared: r.below(100),
+                connected_enterprises: r.below(50),
+            },
+            7 => Body::ScenarioStage {
+                scenario: format!("S{}", r.below(3)),
+                field: r.pick(&Field::ALL[..3]),
+                region: r.pick(Region::ALL),
+                stage: r.pick(ScenarioStage::ALL),
+            },
+            8 | 9 => Body::ScenarioUsage {
+                scenario: format!("S{}", r.below(3)),
+                active_users: r.below(1000),
+                transactions: r.below(1000),
+                value_cny: r.below(1000) as f64 * 0.5,
+            },
+            _ => Body::ProjectStage {
+                project: format!("J{}", r.below(3)),
+                kind: r.pick(ProjectKind::ALL),
+                region: r.pick(Region::ALL),
+                stage: r.pick(ProjectStage::ALL),
+            },
+        }
+    }
+
+    fn netted(out: &[Delta]) -> BTreeMap<(Slot, Nanos), f64> {
+        let mut sums: BTreeMap<(Slot, Nanos), ExactSum> = BTreeMap::new();
+        for d in out {
+            sums.entry((d.slot, d.key)).or_default().add(d.amount);
+        }
+        sums.into_iter()
+            .map(|(k, s)| (k, s.value()))
+            .filter(|(_, v)| *v != 0.0)
+            .collect()
+    }
+
+    /// Folding changes nothing: the same events, in the same disordered order, give the
+    /// same net deltas whether every entity keeps its whole history or is folded at every
+    /// cutoff the events allow, while the folded state holds fewer events.
+    #[test]
+    fn folding_gives_the_deltas_of_the_whole_history() {
+        let t0 = days_from_civil(2022, 1, 1) * DAY;
+        for seed in 1..=40u64 {
+            let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut events: Vec<Event> = (0..400)
+                .map(|i| {
+                    let at = t0 + r.below(900) as Nanos * DAY + r.below(86_400) as Nanos * 1_000_000_000;
+                    Event {
+                        id: format!("e{i}"),
+                        at,
+                        body: random_body(&mut r, at),
+                    }
+                })
+                .collect();
+            events.sort_by_key(|e| e.at);
+            // Disorder within a window of 30 positions.
+            for i in 0..events.len() {
+                let j = (i + r.below(30) as usize).min(events.len() - 1);
+                events.swap(i, j);
+            }
+            let lag = 45 * DAY;
+            let (mut whole, mut folded) = (Entities::new(lag), Entities::new(lag));
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let every = [DAY, 6 * HOUR, 20 * DAY][r.below(3) as usize];
+            for (i, e) in events.iter().enumerate() {
+                whole.apply(e.clone(), &mut a);
+                folded.apply(e.clone(), &mut b);
+                // The earliest event still to come bounds what may be folded.
+                if let Some(min) = events[i + 1..].iter().map(|e| e.at).min() {
+                    for s in Stream::ALL {
+                        folded.set_cutoff(s, min - r.below(3) as Nanos * DAY, every);
+                    }
+                }
+            }
+            assert_eq!(netted(&a), netted(&b), "seed {seed}");
+            assert!(
+                folded.counts().events < whole.counts().events / 2,
+                "seed {seed}: {:?} vs {:?}",
+                folded.counts(),
+                whole.counts()
+            );
+        }
     }
 }

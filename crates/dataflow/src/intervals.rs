@@ -30,7 +30,7 @@ pub struct Delta {
 
 /// One contribution: `amount` to `slot` for ticks in `(lo, hi]`. `sub` tells apart the
 /// contributions of one entity to one slot (a quarter, for revenue).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Interval {
     /// The slot.
     pub slot: Slot,

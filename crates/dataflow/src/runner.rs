@@ -8,6 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +26,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
-use crate::entities::{entity_kind, Entities};
+use crate::entities::{entity_kind, Entities, EntityCounts};
 use crate::intervals::Delta;
 use crate::series::Group;
 
@@ -53,6 +55,17 @@ pub struct Epoch {
     pub reports: Vec<WatermarkReport>,
 }
 
+/// What a worker is sent: the next epoch's input, or a request for its state.
+#[derive(Debug)]
+pub enum Feed {
+    /// Input of one epoch.
+    Epoch(Epoch),
+    /// Once every epoch sent before has been processed by every worker, serialize this
+    /// worker's state and send it back. No worker is sent input meanwhile, so the parts
+    /// all describe the same point of the input (an aligned snapshot).
+    Snapshot(Sender<Result<Vec<u8>, String>>),
+}
+
 /// What the dataflow needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct DataflowSettings {
@@ -66,6 +79,11 @@ pub struct DataflowSettings {
     pub filing_lag: Nanos,
     /// Worker threads.
     pub workers: usize,
+    /// How far the correction cutoff moves between two folds of every entity, per stream.
+    pub fold_every: [Nanos; 3],
+    /// Restoring: rewrite every tick up to here on its next evaluation
+    /// ([`Group::rewrite_through`]).
+    pub rewrite_until: Option<Nanos>,
 }
 
 impl DataflowSettings {
@@ -80,16 +98,21 @@ impl DataflowSettings {
             plans: config.plan_specs(),
             filing_lag: config.filing_lag(),
             workers: config.dataflow.workers,
+            fold_every: Stream::ALL.map(|s| (config.streams.get(s).horizon() / 8).max(1)),
+            rewrite_until: None,
         }
     }
 
-    fn new_group(&self, group: Indicator) -> Group {
-        let plans = self
-            .plans
+    fn plans_of(&self, group: Indicator) -> Vec<PlanSpec> {
+        self.plans
             .iter()
             .filter(|p| p.series.indicator.group() == group)
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    fn new_group(&self, group: Indicator) -> Group {
+        let plans = self.plans_of(group);
         Group::new(
             group,
             self.cadence[&group],
@@ -111,6 +134,34 @@ pub struct RunnerStats {
     /// When a worker last went round its loop (milliseconds since the Unix epoch): a
     /// worker that stops stepping is wedged (or blocked on a full sink).
     pub last_step_ms: AtomicU64,
+    /// Entities held per worker, as of each worker's last snapshot.
+    pub entities: Mutex<Vec<EntityCounts>>,
+}
+
+impl RunnerStats {
+    fn set_entities(&self, worker: usize, counts: EntityCounts) {
+        if let Ok(mut e) = self.entities.lock() {
+            if e.len() <= worker {
+                e.resize(worker + 1, EntityCounts::default());
+            }
+            e[worker] = counts;
+        }
+    }
+
+    /// Entities held, summed over the workers (as of their last snapshots).
+    pub fn entity_counts(&self) -> EntityCounts {
+        let mut sum = EntityCounts::default();
+        if let Ok(e) = self.entities.lock() {
+            for c in e.iter() {
+                sum.enterprises += c.enterprises;
+                sum.projects += c.projects;
+                sum.scenarios += c.scenarios;
+                sum.platforms += c.platforms;
+                sum.events += c.events;
+            }
+        }
+        sum
+    }
 }
 
 fn now_ms() -> u64 {
@@ -126,7 +177,7 @@ pub type PointsOut = Arc<dyn Fn(u64, Vec<Point>) + Send + Sync>;
 
 /// Handle on running dataflow workers.
 pub struct Runner {
-    senders: Vec<Sender<Epoch>>,
+    senders: Vec<Sender<Feed>>,
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
     /// Shared counters.
     pub stats: Arc<RunnerStats>,
@@ -143,11 +194,40 @@ fn entity_route(e: &Event) -> u64 {
 struct SeriesWorker {
     settings: Arc<DataflowSettings>,
     stats: Arc<RunnerStats>,
+    state: SeriesState,
+}
+
+/// What a snapshot keeps of a series operator.
+#[derive(Debug, Serialize, Deserialize)]
+struct SeriesState {
     groups: BTreeMap<Indicator, Group>,
     /// Latest watermark per (source, stream).
     marks: HashMap<(u32, Stream), Nanos>,
     earliest: [Option<Nanos>; 3],
     end: Option<Nanos>,
+}
+
+/// One worker's part of a snapshot.
+#[derive(Serialize, Deserialize)]
+struct WorkerState {
+    entities: Entities,
+    series: SeriesState,
+}
+
+/// Restores a worker's state from its snapshot part, with the plan as configured now.
+fn restore_worker(
+    bytes: &[u8],
+    settings: &DataflowSettings,
+) -> Result<WorkerState, String> {
+    let mut state: WorkerState = bincode::deserialize(bytes)
+        .map_err(|e| format!("cannot read a worker's checkpoint part: {e}"))?;
+    for (g, group) in state.series.groups.iter_mut() {
+        group.restore_plans(settings.plans_of(*g));
+        if let Some(until) = settings.rewrite_until {
+            group.rewrite_through(until);
+        }
+    }
+    Ok(state)
 }
 
 impl SeriesWorker {
@@ -165,42 +245,45 @@ impl SeriesWorker {
         SeriesWorker {
             settings: settings.clone(),
             stats,
-            groups,
-            marks: HashMap::new(),
-            earliest: [None; 3],
-            end: None,
+            state: SeriesState {
+                groups,
+                marks: HashMap::new(),
+                earliest: [None; 3],
+                end: None,
+            },
         }
     }
 
     /// Applies one complete epoch and closes the ticks its watermarks allow.
     fn epoch(&mut self, deltas: &[Delta], reports: Vec<WatermarkReport>) -> Vec<Point> {
+        let st = &mut self.state;
         for d in deltas {
-            if let Some(g) = self.groups.get_mut(&d.slot.group) {
+            if let Some(g) = st.groups.get_mut(&d.slot.group) {
                 g.apply(d);
             }
         }
         for r in reports {
             if let Some(w) = r.watermark {
-                self.marks.insert((r.source, r.stream), w);
+                st.marks.insert((r.source, r.stream), w);
             }
             if let Some(e) = r.earliest {
-                let slot = &mut self.earliest[r.stream.index()];
+                let slot = &mut st.earliest[r.stream.index()];
                 *slot = Some(slot.map_or(e, |x| x.min(e)));
             }
             if let Some(e) = r.end_of_input {
-                self.end = Some(self.end.map_or(e, |x| x.max(e)));
+                st.end = Some(st.end.map_or(e, |x| x.max(e)));
             }
         }
         let mut out = Vec::new();
-        for (ind, g) in self.groups.iter_mut() {
+        for (ind, g) in st.groups.iter_mut() {
             let stream = ind.stream();
-            let Some(e) = self.earliest[stream.index()] else {
+            let Some(e) = st.earliest[stream.index()] else {
                 continue;
             };
             g.set_earliest(e);
-            let through = match self.end {
+            let through = match st.end {
                 Some(end) => Some(tick_after(end, self.settings.cadence[ind])),
-                None => self
+                None => st
                     .marks
                     .iter()
                     .filter(|((_, s), _)| *s == stream)
@@ -222,132 +305,106 @@ impl SeriesWorker {
     }
 }
 
+/// The cutoff per stream that a watermark report allows: no event older than the
+/// watermark minus the correction horizon is admitted after it.
+fn cutoffs(reports: &[WatermarkReport], horizon: &[Nanos; 3]) -> [Option<Nanos>; 3] {
+    let mut out = [None; 3];
+    for r in reports {
+        if let Some(w) = r.watermark {
+            let i = r.stream.index();
+            let c = w.saturating_sub(horizon[i]);
+            out[i] = Some(out[i].map_or(c, |x: Nanos| x.max(c)));
+        }
+    }
+    out
+}
+
+type Stash<D> = BTreeMap<u64, (Option<Capability<u64>>, Vec<D>, Vec<WatermarkReport>)>;
+
+/// Stashes what arrived for an epoch, keeping one capability for it.
+fn stash_input<D>(stash: &mut Stash<D>, cap: &timely::dataflow::operators::InputCapability<u64>, port: usize, data: Option<&mut Vec<D>>, reports: Option<&mut Vec<WatermarkReport>>) {
+    let Some(&t) = cap.least() else { return };
+    let entry = stash.entry(t).or_insert_with(|| (None, Vec::new(), Vec::new()));
+    entry.0 = entry.0.take().or_else(|| cap.retain_least(port));
+    if let Some(d) = data {
+        entry.1.append(d);
+    }
+    if let Some(r) = reports {
+        entry.2.append(r);
+    }
+}
+
 impl Runner {
-    /// Starts `settings.workers` timely workers; points leave through `points`.
-    pub fn start(settings: DataflowSettings, points: PointsOut) -> Result<Runner, String> {
+    /// Starts `settings.workers` timely workers; points leave through `points`. `restore`
+    /// holds one snapshot part per worker (from [`Runner::snapshot`]) to start from.
+    pub fn start(
+        settings: DataflowSettings,
+        points: PointsOut,
+        restore: Option<Vec<Vec<u8>>>,
+    ) -> Result<Runner, String> {
         let workers = settings.workers.max(1);
+        if let Some(parts) = &restore {
+            if parts.len() != workers {
+                return Err(format!(
+                    "the checkpoint has {} worker parts, the configuration {workers} workers",
+                    parts.len()
+                ));
+            }
+        }
         let stats = Arc::new(RunnerStats::default());
+        // Restored here, before any worker starts, so that a bad part is an error, not a
+        // worker's panic.
+        let mut parts: Vec<Option<WorkerState>> = match restore {
+            Some(parts) => parts
+                .iter()
+                .map(|p| restore_worker(p, &settings).map(Some))
+                .collect::<Result<_, _>>()?,
+            None => (0..workers).map(|_| None).collect(),
+        };
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
-        for _ in 0..workers {
-            let (tx, rx) = bounded::<Epoch>(2);
+        for part in parts.iter_mut() {
+            let (tx, rx) = bounded::<Feed>(2);
             senders.push(tx);
-            receivers.push(Some(rx));
+            receivers.push(Some((rx, part.take())));
         }
         let receivers = Arc::new(Mutex::new(receivers));
         let settings = Arc::new(settings);
         let worker_stats = stats.clone();
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
             let index = worker.index();
-            let rx: Receiver<Epoch> = receivers
+            let (rx, restored) = receivers
                 .lock()
                 .ok()
                 .and_then(|mut r| r.get_mut(index).and_then(Option::take))
                 .expect("one receiver per worker");
-            let settings = settings.clone();
-            let stats = worker_stats.clone();
-            let heartbeat = worker_stats.clone();
-            let points = points.clone();
-            let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> =
-                InputHandle::new();
-            let mut reports_in: InputHandle<u64, CapacityContainerBuilder<Vec<WatermarkReport>>> =
-                InputHandle::new();
-            let probe = ProbeHandle::new();
-            worker.dataflow::<u64, _, _>(|scope| {
-                let peers = scope.peers();
-                let lag = settings.filing_lag;
-                let deltas = scope.input_from(&mut events_in).unary(
-                    Exchange::new(|e: &Event| entity_route(e)),
-                    "Entities",
-                    move |_cap, _info| {
-                        let mut entities = Entities::new(lag);
-                        move |input, output| {
-                            input.for_each(|cap, data| {
-                                let mut out: Vec<Delta> = Vec::new();
-                                for e in data.drain(..) {
-                                    entities.apply(e, &mut out);
-                                }
-                                output.session(&cap).give_container(&mut out);
-                            });
-                        }
-                    },
-                );
-                let reports = scope.input_from(&mut reports_in).broadcast();
-                let group_settings = settings.clone();
-                deltas
-                    .binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
-                        reports,
-                        Exchange::new(|d: &Delta| d.slot.group.index() as u64),
-                        timely::dataflow::channels::pact::Pipeline,
-                        "Series",
-                        move |_cap, _info| {
-                            let mut series =
-                                SeriesWorker::new(&group_settings, stats, index, peers);
-                            // Per epoch: a capability, the deltas and the reports received.
-                            type Stashed =
-                                (Option<Capability<u64>>, Vec<Delta>, Vec<WatermarkReport>);
-                            let mut stash: BTreeMap<u64, Stashed> = BTreeMap::new();
-                            move |(in1, f1), (in2, f2), output| {
-                                let port = output.output_index();
-                                in1.for_each(|cap, data| {
-                                    let Some(&t) = cap.least() else { return };
-                                    let entry = stash.entry(t).or_default();
-                                    entry.0 = entry.0.take().or_else(|| cap.retain_least(port));
-                                    entry.1.append(data);
-                                });
-                                in2.for_each(|cap, data| {
-                                    let Some(&t) = cap.least() else { return };
-                                    let entry = stash.entry(t).or_default();
-                                    entry.0 = entry.0.take().or_else(|| cap.retain_least(port));
-                                    entry.2.append(data);
-                                });
-                                // Epochs both frontiers have passed are complete: process them in order.
-                                while let Some(entry) = stash.first_entry() {
-                                    let t = *entry.key();
-                                    if f1.less_equal(&t) || f2.less_equal(&t) {
-                                        break;
-                                    }
-                                    let (_cap, deltas, reports) = entry.remove();
-                                    let out = series.epoch(&deltas, reports);
-                                    if !out.is_empty() {
-                                        points(t, out);
-                                    }
-                                }
-                            }
-                        },
-                    )
-                    .probe_with(&probe);
-            });
-            let mut epoch: u64 = 0;
-            loop {
-                heartbeat.last_step_ms.store(now_ms(), Ordering::Relaxed);
-                while probe.less_than(&epoch.saturating_sub(2)) {
-                    worker.step();
-                }
-                match rx.recv_timeout(Duration::from_millis(1)) {
-                    Ok(msg) => {
-                        events_in.send_batch(&mut { msg.events });
-                        reports_in.send_batch(&mut { msg.reports });
-                        epoch += 1;
-                        events_in.advance_to(epoch);
-                        reports_in.advance_to(epoch);
-                        worker.step();
-                    }
-                    Err(RecvTimeoutError::Timeout) => {
-                        worker.step();
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            drop(events_in);
-            drop(reports_in);
-            while worker.step() {}
+            run_worker(worker, rx, restored, &settings, &worker_stats, &points);
         })?;
         Ok(Runner {
             senders,
             guards: Some(guards),
             stats,
         })
+    }
+
+    /// Takes an aligned snapshot: every worker's state once every epoch sent so far is
+    /// processed everywhere, one part per worker. Blocks until all parts are in.
+    pub fn snapshot(&self) -> Result<Vec<Vec<u8>>, String> {
+        let mut replies = Vec::new();
+        for (i, tx) in self.senders.iter().enumerate() {
+            let (reply, rx) = bounded(1);
+            tx.send(Feed::Snapshot(reply))
+                .map_err(|_| format!("dataflow worker {i} has stopped"))?;
+            replies.push(rx);
+        }
+        replies
+            .into_iter()
+            .enumerate()
+            .map(|(i, rx)| {
+                rx.recv()
+                    .map_err(|_| format!("dataflow worker {i} stopped during a snapshot"))?
+            })
+            .collect()
     }
 
     /// Number of workers.
@@ -358,7 +415,7 @@ impl Runner {
     /// Sends worker `index` its input for the next epoch (blocks while it is busy).
     pub fn send(&self, index: usize, epoch: Epoch) -> Result<(), String> {
         self.senders[index]
-            .send(epoch)
+            .send(Feed::Epoch(epoch))
             .map_err(|_| format!("dataflow worker {index} has stopped"))
     }
 
@@ -397,4 +454,158 @@ impl Runner {
         }
         Ok(self.stats)
     }
+}
+
+/// Builds one worker's dataflow and feeds it until its channel closes: events exchanged by
+/// entity to the entity operator, deltas exchanged by group to the series operator, the
+/// watermark reports broadcast to both.
+fn run_worker(
+    worker: &mut timely::worker::Worker,
+    rx: Receiver<Feed>,
+    restored: Option<WorkerState>,
+    settings: &Arc<DataflowSettings>,
+    stats: &Arc<RunnerStats>,
+    points: &PointsOut,
+) {
+    let index = worker.index();
+    let peers = worker.peers();
+    let (entities, series) = match restored {
+        Some(s) => (s.entities, s.series),
+        None => {
+            let fresh = SeriesWorker::new(settings, stats.clone(), index, peers);
+            (Entities::new(settings.filing_lag), fresh.state)
+        }
+    };
+    let entities = Rc::new(RefCell::new(entities));
+    let series = Rc::new(RefCell::new(SeriesWorker {
+        settings: settings.clone(),
+        stats: stats.clone(),
+        state: series,
+    }));
+    let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> = InputHandle::new();
+    let mut reports_in: InputHandle<u64, CapacityContainerBuilder<Vec<WatermarkReport>>> =
+        InputHandle::new();
+    let probe = ProbeHandle::new();
+    worker.dataflow::<u64, _, _>(|scope| {
+        let reports = scope.input_from(&mut reports_in).broadcast();
+        let horizon = settings.horizon;
+        let fold_every = settings.fold_every;
+        let ent = entities.clone();
+        let deltas = scope.input_from(&mut events_in).binary_frontier::<_, CapacityContainerBuilder<Vec<Delta>>, _, _, _, _>(
+            reports.clone(),
+            Exchange::new(|e: &Event| entity_route(e)),
+            timely::dataflow::channels::pact::Pipeline,
+            "Entities",
+            move |_cap, _info| {
+                let mut marks: BTreeMap<u64, [Option<Nanos>; 3]> = BTreeMap::new();
+                move |(in1, f1), (in2, f2), output| {
+                    let mut entities = ent.borrow_mut();
+                    in1.for_each(|cap, data| {
+                        let mut out: Vec<Delta> = Vec::new();
+                        for e in data.drain(..) {
+                            entities.apply(e, &mut out);
+                        }
+                        output.session(&cap).give_container(&mut out);
+                    });
+                    in2.for_each(|cap, data| {
+                        let Some(&t) = cap.least() else { return };
+                        let c = cutoffs(data, &horizon);
+                        let entry = marks.entry(t).or_insert([None; 3]);
+                        for (slot, new) in entry.iter_mut().zip(c) {
+                            *slot = (*slot).max(new);
+                        }
+                    });
+                    // A cutoff holds for the events of later epochs only: apply it once
+                    // every event of its epoch is in.
+                    while let Some(entry) = marks.first_entry() {
+                        let t = *entry.key();
+                        if f1.less_equal(&t) || f2.less_equal(&t) {
+                            break;
+                        }
+                        for (s, c) in Stream::ALL.into_iter().zip(entry.remove()) {
+                            if let Some(c) = c {
+                                entities.set_cutoff(s, c, fold_every[s.index()]);
+                            }
+                        }
+                    }
+                }
+            },
+        );
+        let ser = series.clone();
+        let points = points.clone();
+        deltas
+            .binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+                reports,
+                Exchange::new(|d: &Delta| d.slot.group.index() as u64),
+                timely::dataflow::channels::pact::Pipeline,
+                "Series",
+                move |_cap, _info| {
+                    let mut stash: Stash<Delta> = BTreeMap::new();
+                    move |(in1, f1), (in2, f2), output| {
+                        let port = output.output_index();
+                        in1.for_each(|cap, data| stash_input(&mut stash, &cap, port, Some(data), None));
+                        in2.for_each(|cap, data| stash_input(&mut stash, &cap, port, None, Some(data)));
+                        // Epochs both frontiers have passed are complete: process them in order.
+                        while let Some(entry) = stash.first_entry() {
+                            let t = *entry.key();
+                            if f1.less_equal(&t) || f2.less_equal(&t) {
+                                break;
+                            }
+                            // The capability is held until the points are handed over.
+                            let (_cap, deltas, reports) = entry.remove();
+                            let out = ser.borrow_mut().epoch(&deltas, reports);
+                            if !out.is_empty() {
+                                points(t, out);
+                            }
+                        }
+                    }
+                },
+            )
+            .probe_with(&probe);
+    });
+    let mut epoch: u64 = 0;
+    loop {
+        stats.last_step_ms.store(now_ms(), Ordering::Relaxed);
+        while probe.less_than(&epoch.saturating_sub(2)) {
+            worker.step();
+        }
+        match rx.recv_timeout(Duration::from_millis(1)) {
+            Ok(Feed::Epoch(msg)) => {
+                events_in.send_batch(&mut { msg.events });
+                reports_in.send_batch(&mut { msg.reports });
+                epoch += 1;
+                events_in.advance_to(epoch);
+                reports_in.advance_to(epoch);
+                worker.step();
+            }
+            Ok(Feed::Snapshot(reply)) => {
+                while probe.less_than(&epoch) {
+                    worker.step();
+                }
+                let ent = entities.borrow();
+                stats.set_entities(index, ent.counts());
+                let state = WorkerStateRef {
+                    entities: &ent,
+                    series: &series.borrow().state,
+                };
+                let bytes = bincode::serialize(&state)
+                    .map_err(|e| format!("worker {index}: cannot serialize its state: {e}"));
+                let _ = reply.send(bytes);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                worker.step();
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    drop(events_in);
+    drop(reports_in);
+    while worker.step() {}
+}
+
+/// [`WorkerState`] by reference, to serialize without a copy.
+#[derive(Serialize)]
+struct WorkerStateRef<'a> {
+    entities: &'a Entities,
+    series: &'a SeriesState,
 }

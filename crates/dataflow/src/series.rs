@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use paceline_model::catalogue::{Part, SeriesKey, Slot, NO_TAG};
 use paceline_model::config::PlanSpec;
 use paceline_model::point::{Fields, Point};
@@ -19,7 +21,7 @@ use crate::exact::ExactSum;
 use crate::intervals::Delta;
 use crate::pace::{pace_fields, PROJECTION_LOOKBACK};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct SlotState {
     /// Sum of folded buckets (ticks ≤ `Group::folded_through`).
     base: ExactSum,
@@ -28,8 +30,10 @@ struct SlotState {
     level_closed: ExactSum,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Output {
+    /// From the configuration, never from a checkpoint: plan edits apply to restored state.
+    #[serde(skip)]
     plan: Option<PlanSpec>,
     written: BTreeMap<Nanos, Fields>,
     /// Desired values per tick (planned series only: baseline and 90-day look-back).
@@ -46,11 +50,12 @@ pub struct CloseStats {
 }
 
 /// One indicator group's state.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Group {
     group: Indicator,
     cadence: Nanos,
     horizon: Nanos,
+    #[serde(skip)]
     plans: Vec<PlanSpec>,
     slots: BTreeMap<Slot, SlotState>,
     outputs: BTreeMap<SeriesKey, Output>,
@@ -58,6 +63,10 @@ pub struct Group {
     closed_through: Option<Nanos>,
     folded_through: Nanos,
     dirty_from: Option<Nanos>,
+    /// After a restore: ticks in `(after, until]` are written on their next evaluation
+    /// even when unchanged, since the stopped run may have written other values there
+    /// after its last checkpoint.
+    rewrite: Option<(Nanos, Nanos)>,
 }
 
 impl Group {
@@ -75,6 +84,7 @@ impl Group {
             closed_through: None,
             folded_through: Nanos::MIN,
             dirty_from: None,
+            rewrite: None,
         };
         // Series that exist without data: planned ones, and the derived ones.
         let mut always: Vec<SeriesKey> = g.plans.iter().map(|p| p.series).collect();
@@ -95,6 +105,37 @@ impl Group {
             g.ensure_output(key);
         }
         g
+    }
+
+    /// Attaches the configured plan items to a restored group: targets, deadlines and
+    /// tolerances as configured now, and new planned series.
+    pub fn restore_plans(&mut self, plans: Vec<PlanSpec>) {
+        self.plans = plans;
+        for output in self.outputs.values_mut() {
+            output.plan = None;
+        }
+        let keys: Vec<SeriesKey> = self.plans.iter().map(|p| p.series).collect();
+        for key in keys {
+            self.ensure_output(key);
+            let plan = self.plans.iter().find(|p| p.series == key).cloned();
+            if let Some(o) = self.outputs.get_mut(&key) {
+                o.plan = plan;
+            }
+        }
+    }
+
+    /// After a restore from a checkpoint: every tick still open to corrections, and every
+    /// new tick up to `until` (the latest the stopped run can have written), is written on
+    /// its next evaluation whether or not it changed.
+    pub fn rewrite_through(&mut self, until: Nanos) {
+        let after = self.folded_through;
+        self.rewrite = Some((after, until));
+        if let Some(c) = self.closed_through {
+            let first = after.saturating_add(self.cadence).max(self.first_tick.unwrap_or(c));
+            if first <= c {
+                self.dirty_from = Some(self.dirty_from.map_or(first, |d| d.min(first)));
+            }
+        }
     }
 
     fn ensure_output(&mut self, key: SeriesKey) {
@@ -229,6 +270,12 @@ impl Group {
         }
         self.closed_through = Some(to);
         self.dirty_from = None;
+        if let Some((after, until)) = &mut self.rewrite {
+            *after = (*after).max(to);
+            if *after >= *until {
+                self.rewrite = None;
+            }
+        }
         self.fold(to);
         stats
     }
@@ -249,6 +296,7 @@ impl Group {
         };
         let group = self.group;
         let cadence = self.cadence;
+        let force = self.rewrite.is_some_and(|(after, until)| t > after && t <= until);
         for (key, output) in self.outputs.iter_mut() {
             let value = match key.indicator {
                 Indicator::PlatformAvailability => {
@@ -284,11 +332,11 @@ impl Group {
                 .next_back()
                 .map(|(_, f)| *f)
                 .or_else(|| key.indicator.zero_default().then(|| Fields::value(0.0)));
-            match desired {
+            match desired.or(in_force.filter(|_| force)) {
                 Some(f) => {
-                    let always = is_new && f.status.is_some();
+                    let always = (is_new && f.status.is_some()) || force;
                     if always || in_force != Some(f) {
-                        if !is_new {
+                        if !is_new && in_force != Some(f) {
                             stats.corrections += 1;
                         }
                         output.written.insert(t, f);
@@ -323,11 +371,20 @@ impl Group {
                 st.base.add_sum(&b);
             }
         }
+        // Planned series look back to their start tick (baseline) and 90 days (projection)
+        // from any tick still evaluated.
+        let look_back = keep_from
+            .saturating_sub(PROJECTION_LOOKBACK)
+            .saturating_sub(self.cadence);
+        let cadence = self.cadence;
         for o in self.outputs.values_mut() {
             if let Some((&last_old, _)) = o.written.range(..=keep_from).next_back() {
                 let keep = o.written.split_off(&last_old);
                 o.written = keep;
             }
+            let start_tick = o.plan.as_ref().map(|p| tick_ceil(p.start, cadence));
+            o.history
+                .retain(|t, _| *t >= look_back || Some(*t) == start_tick);
         }
         self.folded_through = keep_from;
     }

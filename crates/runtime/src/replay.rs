@@ -331,7 +331,7 @@ pub fn run(
         // The writer is gone only when the run is being torn down after an error.
         let _ = points_tx.send(points);
     });
-    let runner = Runner::start(settings, out).map_err(ReplayError::Dataflow)?;
+    let runner = Runner::start(settings, out, None).map_err(ReplayError::Dataflow)?;
     let workers = runner.workers();
     let epoch_events = config.dataflow.epoch_events.max(1);
     let mut admission = Admission::new(&config.streams);

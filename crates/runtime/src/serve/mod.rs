@@ -155,7 +155,7 @@ pub async fn serve(
         let _ = points_tx.blocking_send((epoch, points));
     });
     let runner =
-        Runner::start(DataflowSettings::from_config(&config), out).map_err(ServeError::Pipeline)?;
+        Runner::start(DataflowSettings::from_config(&config), out, None).map_err(ServeError::Pipeline)?;
     if let Ok(mut d) = state.dataflow.lock() {
         *d = Some(runner.stats.clone());
     }
