@@ -85,6 +85,11 @@ impl Dataset {
             lines = keyed.into_iter().map(|(_, l)| l).collect();
         }
         lines.extend(extra.iter().map(|l| l.to_vec()));
+        Dataset::from_lines(lines)
+    }
+
+    /// A data set of these lines, in this order.
+    pub fn from_lines(lines: Vec<Vec<u8>>) -> Dataset {
         let dir = TempDir::new("data");
         let file = dir.join("events.jsonl");
         let mut text = Vec::new();
@@ -267,7 +272,57 @@ impl Serve {
         Serve::start_in(dir, config, env)
     }
 
-    fn start_in(dir: TempDir, config: &Config, env: &[(&str, String)]) -> Serve {
+    /// Stops gracefully (exit 0 asserted) and hands back the directory, state included.
+    pub fn stop_keeping_state(self) -> TempDir {
+        let Serve { mut proc, _dir: dir, .. } = self;
+        proc.signal("TERM");
+        let code = proc.wait(Duration::from_secs(60));
+        assert_eq!(code, Some(0), "graceful shutdown exits 0:\n{}", proc.log_text());
+        dir
+    }
+
+    /// Kills the process with SIGKILL and hands back the directory, state included.
+    pub fn kill(self) -> TempDir {
+        let Serve { mut proc, _dir: dir, .. } = self;
+        proc.signal("KILL");
+        let _ = proc.wait(Duration::from_secs(30));
+        dir
+    }
+
+    /// The checkpoint files in the state directory, newest first.
+    pub fn checkpoints(dir: &TempDir) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("state"))
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "bin"));
+        files.sort();
+        files.reverse();
+        files
+    }
+
+    /// Waits until a checkpoint newer than `after_ms` (milliseconds since the Unix epoch)
+    /// was written.
+    pub fn wait_checkpoint_after(&mut self, after_ms: u128, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            assert!(self.proc.running(), "paceline serve exited:\n{}", self.proc.log_text());
+            let m = self.metrics();
+            let last = m.sum("paceline_checkpoint_last_success_timestamp_seconds", &[]) * 1e3;
+            if last as u128 > after_ms {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no checkpoint within {timeout:?}:\n{}",
+                self.proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts `paceline serve` again in `dir` (the same state directory); each run logs to
+    /// its own file.
+    pub fn start_in(dir: TempDir, config: &Config, env: &[(&str, String)]) -> Serve {
         let path = dir.join("paceline.toml");
         std::fs::write(&path, toml_of(config)).expect("config file");
         let port = free_port();
@@ -284,7 +339,16 @@ impl Serve {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut proc = Proc::spawn(cmd, &dir.join("serve.log"));
+        let runs = std::fs::read_dir(&dir.0)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().starts_with("serve-"))
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        let mut proc = Proc::spawn(cmd, &dir.join(&format!("serve-{runs}.log")));
         let http = format!("http://127.0.0.1:{port}");
         let url = format!("{http}/healthz");
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -500,4 +564,11 @@ pub fn reach(m: &Metrics) -> [Nanos; 3] {
 /// Waits for `ready` to hold, naming `what`.
 pub fn eventually(what: &str, secs: u64, ready: impl FnMut() -> bool) {
     wait_for(what, Duration::from_secs(secs), ready)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
 }

@@ -294,6 +294,20 @@ impl Influx1 {
         }
     }
 
+    /// Freezes the process (SIGSTOP): connections are accepted, writes hang unanswered.
+    pub fn pause(&self) {
+        if let Some(p) = &self.proc {
+            p.signal("STOP");
+        }
+    }
+
+    /// Lets a paused process go on (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(p) = &self.proc {
+            p.signal("CONT");
+        }
+    }
+
     /// Runs an InfluxQL statement; the JSON answer.
     pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
         let r = http()

@@ -11,8 +11,8 @@
 //!   numeric fields only, and a token that must never appear.
 //!
 //! - The status page (`/`): each planned row shows the newest point the database holds,
-//!   with a chart; after a graceful restart the same numbers and the same chart history
-//!   are there.
+//!   with a chart; after a graceful restart (from the final checkpoint) the same numbers
+//!   and the same chart history are there.
 //!
 //! One set of services serves every scenario; they run side by side on their own topics
 //! and databases.
@@ -339,8 +339,15 @@ fn status_page_survives_restart(tansu: &Tansu, influx: &Influx1) {
         "only {checked} planned series were written"
     );
 
+    // The restart resumes from the final checkpoint: nothing is read again, and the board
+    // (numbers and charts) comes back from the checkpoint.
     let mut serve = serve.restart(&config, &env);
-    serve.wait_drained(data.lines.len(), marks, Duration::from_secs(300));
+    serve.wait_drained(0, marks, Duration::from_secs(300));
+    assert!(
+        serve.proc.log_text().contains("resuming from checkpoint"),
+        "{}",
+        serve.proc.log_text()
+    );
     let after = status_page(&serve);
     for (name, row) in &before {
         let again = &after[name];

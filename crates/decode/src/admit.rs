@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use paceline_model::config::StreamsConfig;
 use paceline_model::{Event, Nanos, Stream};
+use serde::{Deserialize, Serialize};
 
 /// What admission decided for a valid event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,20 @@ pub struct Admission {
     gates: [Gate; 3],
 }
 
+/// What a checkpoint keeps of one stream's admission: the configuration (out-of-orderness,
+/// horizon) comes from the configuration at restore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateState {
+    max_at: Option<Nanos>,
+    min_at: Option<Nanos>,
+    external: Option<Nanos>,
+    /// Remembered ids with their `occurred_at`.
+    seen: Vec<(String, Nanos)>,
+}
+
+/// What a checkpoint keeps of admission, per stream.
+pub type AdmissionState = [GateState; 3];
+
 impl Admission {
     /// Fresh state with the streams' out-of-orderness and horizons.
     pub fn new(streams: &StreamsConfig) -> Self {
@@ -137,6 +152,27 @@ impl Admission {
         self.gates[stream.index()].min_at
     }
 
+    /// The state to checkpoint.
+    pub fn snapshot(&self) -> AdmissionState {
+        self.gates.each_ref().map(|g| GateState {
+            max_at: g.max_at,
+            min_at: g.min_at,
+            external: g.external,
+            seen: g.seen.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        })
+    }
+
+    /// Puts back a checkpointed state (the streams' settings as configured now).
+    pub fn restore(&mut self, state: AdmissionState) {
+        for (g, s) in self.gates.iter_mut().zip(state) {
+            g.max_at = s.max_at;
+            g.min_at = s.min_at;
+            g.external = s.external;
+            g.seen = s.seen.into_iter().collect();
+            g.prune_at_len = (g.seen.len() * 2).max(1024);
+        }
+    }
+
     /// Ids currently remembered for the stream (for memory accounting).
     pub fn remembered(&self, stream: Stream) -> usize {
         self.gates[stream.index()].seen.len()
@@ -191,5 +227,22 @@ mod tests {
         a.set_watermark(Stream::Filings, 1000 * DAY);
         assert_eq!(a.admit(&ev("c", 10 * DAY)), Verdict::TooLate);
         assert_eq!(a.admit(&ev("d", 700 * DAY)), Verdict::Accepted);
+    }
+
+    #[test]
+    fn a_restored_admission_decides_as_the_original() {
+        let config = Config::default();
+        let mut a = Admission::with_external_watermarks(&config.streams);
+        assert_eq!(a.admit(&ev("a", 500 * DAY)), Verdict::Accepted);
+        assert_eq!(a.admit(&ev("b", 400 * DAY)), Verdict::Accepted);
+        a.set_watermark(Stream::Filings, 900 * DAY);
+        let mut b = Admission::with_external_watermarks(&config.streams);
+        b.restore(a.snapshot());
+        for (id, at) in [("a", 10 * DAY), ("c", 100 * DAY), ("d", 600 * DAY), ("b", 0)] {
+            assert_eq!(b.admit(&ev(id, at)), a.admit(&ev(id, at)), "{id}");
+        }
+        assert_eq!(b.admit(&ev("a", 700 * DAY)), Verdict::Duplicate);
+        assert_eq!(b.min_accepted(Stream::Filings), Some(400 * DAY));
+        assert_eq!(b.max_accepted(Stream::Filings), Some(600 * DAY));
     }
 }

@@ -12,7 +12,7 @@ mod json;
 mod reason;
 mod validate;
 
-pub use admit::{Admission, Verdict};
+pub use admit::{Admission, AdmissionState, GateState, Verdict};
 pub use json::{parse as parse_json, JsonError, Value};
 pub use reason::{Reason, Rejection};
 pub use validate::{decode, prescan, MAX_DEPTH, MAX_EVENT_BYTES, MAX_STRING_BYTES};

@@ -7,7 +7,8 @@
 //! consumer-group rebalancing); lag per partition comes from librdkafka's statistics.
 //! [`DeadLetterProducer`] writes rejected events with their reason and origin as headers.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,8 +17,10 @@ use paceline_model::Stream;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -192,6 +195,8 @@ pub struct TopicSource {
     pub topic: String,
     /// The partitions assigned.
     pub partitions: Vec<i32>,
+    /// Where reading started per partition (absent: the beginning).
+    start: HashMap<i32, i64>,
 }
 
 impl TopicSource {
@@ -243,6 +248,7 @@ impl TopicSource {
             stream,
             topic: topic.into(),
             partitions: partitions.to_vec(),
+            start: start.clone(),
         })
     }
 
@@ -262,8 +268,9 @@ impl TopicSource {
     }
 
     /// Messages of `partition` not yet read: its high watermark (asked of the broker now,
-    /// waiting up to `timeout`) minus the consumer's position (or the low watermark when
-    /// nothing was read yet). None when the broker cannot be asked.
+    /// waiting up to `timeout`) minus the consumer's position (when nothing was read yet:
+    /// the offset it was assigned at, or the low watermark). None when the broker cannot be
+    /// asked.
     pub fn unread(&self, partition: i32, timeout: Duration) -> Option<i64> {
         let (low, high) = self
             .consumer
@@ -280,7 +287,9 @@ impl TopicSource {
                         _ => None,
                     })
             })
-            .unwrap_or(low);
+            .or_else(|| self.start.get(&partition).copied())
+            .unwrap_or(low)
+            .max(low);
         Some((high - position).max(0))
     }
 
@@ -292,6 +301,38 @@ impl TopicSource {
             .iter()
             .filter_map(|p| lag.get(p).map(|l| (*p, *l)))
             .collect()
+    }
+}
+
+/// Commits positions to a consumer group, only so that standard lag tools see progress:
+/// the service itself resumes from its checkpoints, never from these.
+pub struct OffsetCommitter {
+    consumer: BaseConsumer,
+}
+
+impl OffsetCommitter {
+    /// A client for `group_id` that never joins the group (no rebalancing).
+    pub fn new(base: &ClientConfig, group_id: &str) -> Result<Self, IngestError> {
+        let mut c = base.clone();
+        c.set("group.id", group_id).set("enable.auto.commit", "false");
+        let consumer = c.create().map_err(|source| IngestError::Client {
+            what: "offset committer",
+            source,
+        })?;
+        Ok(OffsetCommitter { consumer })
+    }
+
+    /// Commits the next offset of each (topic, partition).
+    pub fn commit(&self, offsets: &[(String, i32, i64)]) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, offset) in offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&tpl, rdkafka::consumer::CommitMode::Sync)
     }
 }
 
@@ -308,11 +349,74 @@ pub struct Origin {
     pub offset: i64,
 }
 
+/// Delivery bookkeeping of the dead-letter producer, filled by librdkafka's delivery
+/// reports: which dead letters are still in flight, and those the broker refused.
+#[derive(Default)]
+pub struct Deliveries {
+    next: AtomicU64,
+    in_flight: Mutex<BTreeSet<u64>>,
+    failed: Mutex<Vec<Failed>>,
+}
+
+/// A dead letter the broker refused, kept for a retry.
+struct Failed {
+    sequence: u64,
+    attempts: u32,
+    message: OwnedMessage,
+    error: String,
+}
+
+/// The producer's context: reads the delivery reports.
+pub struct DeliveryContext {
+    deliveries: Arc<Deliveries>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = Box<(u64, u32)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (sequence, attempts) = *opaque;
+        match result {
+            Ok(_) => {
+                if let Ok(mut f) = self.deliveries.in_flight.lock() {
+                    f.remove(&sequence);
+                }
+            }
+            // Still in flight: no checkpoint passes it until a retry succeeds.
+            Err((e, message)) => {
+                if let Ok(mut f) = self.deliveries.failed.lock() {
+                    f.push(Failed {
+                        sequence,
+                        attempts,
+                        message: message.detach(),
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A failed dead letter is sent again this many times before the service stops.
+pub const DEAD_LETTER_ATTEMPTS: u32 = 5;
+
+/// The largest dead letter the producer accepts: librdkafka's own limit on a message a
+/// consumer receives, so that any message the broker delivered can be dead-lettered
+/// (`receive.message.max.bytes`'s default, 100 MB, plus room for the headers).
+pub const DEAD_LETTER_MAX_BYTES: usize = 100_000_000 + 64 * 1024;
+
 /// Writes rejected events to the dead-letter topic: the original bytes as the value, the
-/// reason and origin as headers. librdkafka retries until delivered (no message timeout).
+/// reason and origin as headers. librdkafka retries transient errors by itself (no message
+/// timeout); a dead letter the broker refuses is sent again up to
+/// [`DEAD_LETTER_ATTEMPTS`] times by [`DeadLetterProducer::retry_failed`], which then
+/// reports it as an error.
 #[derive(Clone)]
 pub struct DeadLetterProducer {
-    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    producer: Arc<ThreadedProducer<DeliveryContext>>,
+    deliveries: Arc<Deliveries>,
+    closing: Arc<AtomicBool>,
     topic: String,
 }
 
@@ -323,19 +427,29 @@ impl DeadLetterProducer {
         c.set("message.timeout.ms", "0")
             .set("enable.idempotence", "false")
             .set("acks", "all")
-            .set("linger.ms", "20");
-        let producer: ThreadedProducer<DefaultProducerContext> =
-            c.create().map_err(|source| IngestError::Client {
+            .set("linger.ms", "20")
+            .set("message.max.bytes", DEAD_LETTER_MAX_BYTES.to_string())
+            // The queue is bounded in bytes: a full queue blocks the source (backpressure).
+            .set("queue.buffering.max.kbytes", "131072");
+        let deliveries = Arc::new(Deliveries::default());
+        let producer: ThreadedProducer<DeliveryContext> = c
+            .create_with_context(DeliveryContext {
+                deliveries: deliveries.clone(),
+            })
+            .map_err(|source| IngestError::Client {
                 what: "dead-letter producer",
                 source,
             })?;
         Ok(DeadLetterProducer {
             producer: Arc::new(producer),
+            deliveries,
+            closing: Arc::new(AtomicBool::new(false)),
             topic: topic.into(),
         })
     }
 
-    /// Queues one dead letter, waiting while the producer's queue is full.
+    /// Queues one dead letter, waiting while the producer's queue is full (until
+    /// [`DeadLetterProducer::close`]).
     pub fn send(
         &self,
         payload: &[u8],
@@ -371,35 +485,110 @@ impl DeadLetterProducer {
                 value: Some(detail),
             });
         let key = format!("{}/{}/{}", origin.topic, origin.partition, origin.offset);
-        let mut record = BaseRecord::to(&self.topic)
+        self.produce(payload, key.as_bytes(), headers, None)
+    }
+
+    /// Sends one message, tracked from now until its delivery report.
+    fn produce(
+        &self,
+        payload: &[u8],
+        key: &[u8],
+        headers: OwnedHeaders,
+        retry_of: Option<(u64, u32)>,
+    ) -> Result<(), IngestError> {
+        let (sequence, attempts) =
+            retry_of.unwrap_or_else(|| (self.deliveries.next.fetch_add(1, Ordering::SeqCst), 0));
+        if let Ok(mut f) = self.deliveries.in_flight.lock() {
+            f.insert(sequence);
+        }
+        let mut record = BaseRecord::with_opaque_to(&self.topic, Box::new((sequence, attempts)))
             .payload(payload)
-            .key(&key)
+            .key(key)
             .headers(headers);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    if self.closing.load(Ordering::Relaxed) {
+                        return Err(self.error("shutting down with the producer's queue still full"));
+                    }
                     record = r;
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err((e, _)) => {
-                    return Err(IngestError::DeadLetter {
-                        topic: self.topic.clone(),
-                        reason: e.to_string(),
-                    })
-                }
+                Err((e, _)) => return Err(self.error(&e.to_string())),
             }
         }
+    }
+
+    fn error(&self, reason: &str) -> IngestError {
+        IngestError::DeadLetter {
+            topic: self.topic.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Sends again the dead letters the broker refused; one refused
+    /// [`DEAD_LETTER_ATTEMPTS`] times is an error naming its origin.
+    pub fn retry_failed(&self) -> Result<(), IngestError> {
+        let failed = self
+            .deliveries
+            .failed
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default();
+        for f in failed {
+            if f.attempts + 1 >= DEAD_LETTER_ATTEMPTS {
+                let key = f
+                    .message
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .unwrap_or_default();
+                return Err(self.error(&format!(
+                    "the dead letter of {key} was refused {DEAD_LETTER_ATTEMPTS} times: {}",
+                    f.error
+                )));
+            }
+            let headers = f.message.headers().cloned();
+            self.produce(
+                f.message.payload().unwrap_or(&[]),
+                f.message.key().unwrap_or(&[]),
+                headers.unwrap_or_else(OwnedHeaders::new),
+                Some((f.sequence, f.attempts + 1)),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The sequence number the next dead letter will get: every dead letter queued so far
+    /// has a smaller one.
+    pub fn next_sequence(&self) -> u64 {
+        self.deliveries.next.load(Ordering::SeqCst)
+    }
+
+    /// Whether every dead letter with a sequence number below `sequence` is delivered.
+    pub fn delivered_below(&self, sequence: u64) -> bool {
+        self.deliveries
+            .in_flight
+            .lock()
+            .map(|f| f.first().is_none_or(|s| *s >= sequence))
+            .unwrap_or(false)
+    }
+
+    /// From now on, a send that finds the queue full fails instead of waiting.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
     }
 
     /// Waits until every queued dead letter is delivered, up to `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), IngestError> {
         self.producer
             .flush(timeout)
-            .map_err(|e| IngestError::DeadLetter {
-                topic: self.topic.clone(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| self.error(&e.to_string()))?;
+        self.retry_failed()?;
+        if !self.delivered_below(self.next_sequence()) {
+            return Err(self.error("dead letters are still undelivered"));
+        }
+        Ok(())
     }
 
     /// Dead letters queued but not yet delivered.

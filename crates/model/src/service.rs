@@ -23,6 +23,9 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// How long to wait for topic metadata at start-up, in seconds. Default 60.
     pub metadata_timeout_s: u64,
+    /// Consumer group the service commits its positions to after each checkpoint, only so
+    /// that lag tools see progress (the checkpoint stays the truth). Default `paceline`.
+    pub group_id: String,
     /// Extra librdkafka properties passed through to consumers and producer (TLS, SASL), e.g.
     /// `"security.protocol" = "SASL_SSL"`. Passwords are refused here: use
     /// `PACELINE_KAFKA_SASL_PASSWORD` or `PACELINE_KAFKA_SASL_PASSWORD_FILE`. Default empty.
@@ -36,6 +39,7 @@ impl Default for KafkaConfig {
             client_id: "paceline".into(),
             dead_letter_topic: "paceline-dead-letters".into(),
             metadata_timeout_s: 60,
+            group_id: "paceline".into(),
             options: BTreeMap::new(),
         }
     }
@@ -159,6 +163,8 @@ pub struct ServiceConfig {
     /// When every partition of a stream is idle, its watermark follows the wall clock minus
     /// the allowed out-of-orderness. Turn off for backfills through Kafka. Default true.
     pub idle_watermark_follows_clock: bool,
+    /// How often a checkpoint of state and positions is taken, in seconds. Default 10.
+    pub checkpoint_interval_s: u64,
 }
 
 impl Default for ServiceConfig {
@@ -169,6 +175,7 @@ impl Default for ServiceConfig {
             shutdown_timeout_s: 30,
             epoch_linger_ms: 100,
             idle_watermark_follows_clock: true,
+            checkpoint_interval_s: 10,
         }
     }
 }
@@ -254,6 +261,12 @@ pub fn validate(
             "service.http_addr",
             "must be an IP address and port, e.g. 127.0.0.1:9898",
         );
+    }
+    if kafka.group_id.trim().is_empty() {
+        err("kafka.group_id", "must not be empty");
+    }
+    if service.checkpoint_interval_s == 0 {
+        err("service.checkpoint_interval_s", "must be at least 1");
     }
     if service.state_dir.is_empty() {
         err("service.state_dir", "must not be empty");

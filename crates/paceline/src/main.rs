@@ -80,6 +80,10 @@ enum Command {
         /// Configuration file (default: the shipped defaults).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Discard the checkpoints in `service.state_dir` and rebuild the state from the
+        /// topics' beginning (after changing cadences, horizons, the worker count, ...).
+        #[arg(long)]
+        rebuild: bool,
     },
     /// Publishes JSON Lines events to the three topics (each to its stream's topic, keyed
     /// by its entity), to feed `serve`. Kafka settings and secrets as for `serve`.
@@ -193,7 +197,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     }
 }
 
-fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn serve(config: Option<PathBuf>, rebuild: bool) -> anyhow::Result<ExitCode> {
     let (config, secrets) = match load_deployment(config) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
@@ -204,7 +208,10 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let shutdown = shutdown_signal(&runtime)?;
-    let result = runtime.block_on(paceline_runtime::serve::serve(config, secrets, shutdown));
+    let options = paceline_runtime::serve::ServeOptions { rebuild };
+    let result = runtime.block_on(paceline_runtime::serve::serve(
+        config, secrets, options, shutdown,
+    ));
     // A blocking Kafka metadata request may still wait for its timeout: do not wait for it.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
@@ -215,7 +222,12 @@ fn serve(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         Err(e) => {
             tracing::error!(error = %e, "paceline serve failed");
             eprintln!("paceline serve: {e}");
-            Ok(ExitCode::from(1))
+            // A checkpoint this configuration cannot continue from is a configuration error.
+            let code = match e {
+                paceline_runtime::serve::ServeError::Incompatible(_) => 2,
+                _ => 1,
+            };
+            Ok(ExitCode::from(code))
         }
     }
 }
@@ -340,7 +352,7 @@ fn main() -> ExitCode {
             config,
             paceline_runtime::produce::ProduceOptions { inputs, rate },
         ),
-        Command::Serve { config } => match serve(config) {
+        Command::Serve { config, rebuild } => match serve(config, rebuild) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("paceline serve: {e:#}");

@@ -114,6 +114,22 @@ impl Board {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Everything the board holds as points (each chart's, then each series' newest):
+    /// recording them on an empty board with the same plan gives the same board. Kept in
+    /// checkpoints, so that charts survive a restart.
+    pub fn points(&self) -> Vec<Point> {
+        let st = self.state();
+        let charts = st.charts.iter().flat_map(|(series, chart)| {
+            chart.points.values().map(|(tick, fields)| Point {
+                series: *series,
+                tick: *tick,
+                fields: *fields,
+                correction: false,
+            })
+        });
+        charts.chain(st.latest.values().cloned()).collect()
+    }
+
     /// Records written points. A point replaces a series' newest one unless it is for an
     /// earlier tick (a correction further back changes the chart, not the newest point).
     pub fn record<'a>(&self, points: impl IntoIterator<Item = &'a Point>) {

@@ -10,22 +10,23 @@
 //! partition; an epoch is sent when `epoch_events` are pending or `epoch_linger` passed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use paceline_dataflow::{Runner, RunnerStats, WatermarkReport};
 use paceline_decode::{Admission, Reason, Verdict};
 use paceline_ingest::DeadLetterProducer;
 use paceline_model::config::Config;
 use paceline_model::{Event, Nanos, Stream};
 
+use super::checkpoint::{Checkpoint, Compatibility, CoordinatorState, Pending};
 use super::metrics::ServeMetrics;
 use super::sources::{reject, Batch, Item};
 
 /// Per-partition progress.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionState {
     /// Greatest accepted `occurred_at`.
     pub max_at: Option<Nanos>,
@@ -128,6 +129,120 @@ impl Published {
     }
 }
 
+/// Admission, partition progress, watermarks and positions: the coordinator's state, all
+/// of which a checkpoint keeps.
+struct Progress {
+    admission: Admission,
+    parts: [HashMap<i32, PartitionState>; 3],
+    marks: [Option<Nanos>; 3],
+    /// Next offset to read per partition, of the items taken so far.
+    offsets: [HashMap<i32, i64>; 3],
+}
+
+impl Progress {
+    fn new(config: &Config, partitions: &[Vec<i32>; 3], restored: Option<CoordinatorState>) -> Self {
+        let mut p = Progress {
+            admission: Admission::with_external_watermarks(&config.streams),
+            parts: Stream::ALL.map(|s| {
+                partitions[s.index()]
+                    .iter()
+                    .map(|p| (*p, PartitionState::default()))
+                    .collect()
+            }),
+            marks: [None; 3],
+            offsets: Default::default(),
+        };
+        if let Some(r) = restored {
+            p.admission.restore(r.admission);
+            for s in Stream::ALL {
+                let i = s.index();
+                p.parts[i].extend(r.partitions[i].iter().copied());
+                p.offsets[i].extend(r.offsets[i].iter().copied());
+            }
+            p.marks = r.marks;
+            for s in Stream::ALL {
+                if let Some(w) = p.marks[s.index()] {
+                    p.admission.set_watermark(s, w);
+                }
+            }
+        }
+        p
+    }
+
+    fn state(&self) -> CoordinatorState {
+        fn sorted<V: Copy>(m: &HashMap<i32, V>) -> Vec<(i32, V)> {
+            let mut v: Vec<_> = m.iter().map(|(k, v)| (*k, *v)).collect();
+            v.sort_by_key(|(k, _)| *k);
+            v
+        }
+        CoordinatorState {
+            admission: self.admission.snapshot(),
+            partitions: self.parts.each_ref().map(|m| sorted(m)),
+            marks: self.marks,
+            offsets: self.offsets.each_ref().map(|m| sorted(m)),
+        }
+    }
+
+    /// A message of the partition was taken: it is active, and its position is past it.
+    fn read(&mut self, stream: Stream, partition: i32, offset: i64) {
+        let i = stream.index();
+        self.offsets[i].insert(partition, offset + 1);
+        self.parts[i].entry(partition).or_default().idle = false;
+    }
+
+    /// Moves each stream's watermark forward where its partitions allow (never back);
+    /// true when one moved.
+    fn advance_watermarks(&mut self, rules: &[WatermarkRule; 3], metrics: &ServeMetrics) -> bool {
+        let wall = wall_clock_ns();
+        let mut changed = false;
+        for s in Stream::ALL {
+            let states: Vec<PartitionState> = self.parts[s.index()].values().copied().collect();
+            if let Some(w) = rules[s.index()].compute(&states, wall) {
+                if self.marks[s.index()].is_none_or(|m| w > m) {
+                    self.marks[s.index()] = Some(w);
+                    self.admission.set_watermark(s, w);
+                    metrics
+                        .watermark
+                        .with_label_values(&[s.as_str()])
+                        .set(w as f64 / 1e9);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
+
+    fn reports(&self) -> Vec<WatermarkReport> {
+        Stream::ALL
+            .iter()
+            .filter(|s| self.admission.min_accepted(**s).is_some())
+            .map(|&s| WatermarkReport {
+                source: 0,
+                stream: s,
+                watermark: self.marks[s.index()],
+                earliest: self.admission.min_accepted(s),
+                end_of_input: None,
+            })
+            .collect()
+    }
+}
+
+/// Where the coordinator's snapshots go, and when.
+pub struct CheckpointFeed {
+    /// To the checkpoint writer.
+    pub tx: Sender<Pending>,
+    /// The writer is still completing the previous checkpoint: skip this one.
+    pub busy: Arc<AtomicBool>,
+    /// `service.checkpoint_interval_s`.
+    pub interval: Duration,
+    /// The next checkpoint's sequence number.
+    pub next_sequence: u64,
+    /// The settings the state depends on.
+    pub compatibility: Compatibility,
+    /// Points handed to the sink so far.
+    pub points_sent: Arc<AtomicU64>,
+}
+
 /// The coordinator's inputs and outputs.
 pub struct Coordinator {
     /// Configuration.
@@ -144,11 +259,15 @@ pub struct Coordinator {
     pub epochs: Arc<EpochLog>,
     /// For `too_late` dead letters.
     pub dead: DeadLetterProducer,
+    /// The state to start from (None: the beginning).
+    pub restored: Option<CoordinatorState>,
+    /// Checkpoints.
+    pub checkpoints: CheckpointFeed,
 }
 
 impl Coordinator {
-    /// Runs until every source has gone, then sends the last epoch and waits for the
-    /// dataflow to drain.
+    /// Runs until every source has gone, then sends the last epoch, takes the final
+    /// snapshot and waits for the dataflow to drain.
     pub fn run(self) -> Result<(), String> {
         let Coordinator {
             config,
@@ -158,9 +277,19 @@ impl Coordinator {
             metrics,
             epochs,
             dead,
+            restored,
+            mut checkpoints,
         } = self;
         let workers = runner.workers();
-        let mut admission = Admission::with_external_watermarks(&config.streams);
+        let mut progress = Progress::new(&config, &partitions, restored);
+        for s in Stream::ALL {
+            if let Some(w) = progress.marks[s.index()] {
+                metrics
+                    .watermark
+                    .with_label_values(&[s.as_str()])
+                    .set(w as f64 / 1e9);
+            }
+        }
         let rules: [WatermarkRule; 3] = Stream::ALL.map(|s| {
             let c = config.streams.get(s);
             WatermarkRule {
@@ -168,17 +297,11 @@ impl Coordinator {
                 follows_clock: config.service.idle_watermark_follows_clock,
             }
         });
-        let mut parts: [HashMap<i32, PartitionState>; 3] = Stream::ALL.map(|s| {
-            partitions[s.index()]
-                .iter()
-                .map(|p| (*p, PartitionState::default()))
-                .collect()
-        });
-        let mut marks: [Option<Nanos>; 3] = [None; 3];
         let mut pending: Vec<Vec<Event>> = vec![Vec::new(); workers];
         let mut pending_count = 0usize;
         let mut oldest: Option<Instant> = None;
         let mut last_flush = Instant::now();
+        let mut last_checkpoint = Instant::now();
         let mut epoch: u64 = 0;
         let linger = Duration::from_millis(config.service.epoch_linger_ms);
         let epoch_events = config.dataflow.epoch_events.max(1);
@@ -187,120 +310,148 @@ impl Coordinator {
         while !done {
             match input.recv_timeout(linger) {
                 Ok(batch) => {
-                    let Batch {
-                        worker,
-                        stream,
-                        consumed,
-                        items,
-                    } = batch;
-                    let si = stream.index();
-                    if !items.is_empty() && oldest.is_none() {
-                        oldest = Some(consumed);
+                    if !batch.items.is_empty() && oldest.is_none() {
+                        oldest = Some(batch.consumed);
                     }
-                    for item in items {
-                        match item {
-                            Item::Event {
-                                partition,
-                                offset,
-                                raw,
-                                event,
-                            } => {
-                                let st = parts[si].entry(partition).or_default();
-                                st.idle = false;
-                                match admission.admit(&event) {
-                                    Verdict::Accepted => {
-                                        st.max_at =
-                                            Some(st.max_at.map_or(event.at, |m| m.max(event.at)));
-                                        metrics
-                                            .events
-                                            .with_label_values(&[stream.as_str(), "accepted"])
-                                            .inc();
-                                        pending[worker % workers].push(event);
-                                        pending_count += 1;
-                                    }
-                                    Verdict::Duplicate => {
-                                        metrics
-                                            .events
-                                            .with_label_values(&[stream.as_str(), "duplicate"])
-                                            .inc();
-                                    }
-                                    Verdict::TooLate => {
-                                        tracing::debug!(stream = stream.as_str(), partition, offset, at = event.at, watermark = ?admission.watermark(stream), "too late");
-                                        let origin = paceline_ingest::Origin {
-                                            stream,
-                                            topic: config.streams.get(stream).topic.clone(),
-                                            partition,
-                                            offset,
-                                        };
-                                        reject(
-                                            &metrics,
-                                            &dead,
-                                            &raw,
-                                            Reason::TooLate.as_str(),
-                                            "older than the watermark minus the correction horizon",
-                                            &origin,
-                                        )?;
-                                    }
-                                }
-                            }
-                            Item::Rejected { partition } => {
-                                parts[si].entry(partition).or_default().idle = false;
-                            }
-                            Item::Idle { partition } => {
-                                parts[si].entry(partition).or_default().idle = true;
-                            }
-                        }
+                    let worker = batch.worker % workers;
+                    for event in take_batch(batch, &mut progress, &config, &metrics, &dead)? {
+                        pending[worker].push(event);
+                        pending_count += 1;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => done = true,
             }
-            if pending_count < epoch_events && last_flush.elapsed() < linger && !done {
+            let checkpoint_due = last_checkpoint.elapsed() >= checkpoints.interval
+                && !checkpoints.busy.load(Ordering::SeqCst);
+            if pending_count < epoch_events
+                && last_flush.elapsed() < linger
+                && !done
+                && !checkpoint_due
+            {
                 continue;
             }
-            // Watermarks, never moving back.
-            let wall = wall_clock_ns();
-            let mut changed = false;
-            for s in Stream::ALL {
-                let states: Vec<PartitionState> = parts[s.index()].values().copied().collect();
-                if let Some(w) = rules[s.index()].compute(&states, wall) {
-                    if marks[s.index()].is_none_or(|m| w > m) {
-                        marks[s.index()] = Some(w);
-                        admission.set_watermark(s, w);
-                        metrics
-                            .watermark
-                            .with_label_values(&[s.as_str()])
-                            .set(w as f64 / 1e9);
-                        changed = true;
-                    }
-                }
+            let changed = progress.advance_watermarks(&rules, &metrics);
+            if pending_count > 0 || changed || checkpoint_due || done {
+                epochs.record(epoch, Instant::now(), oldest.take());
+                runner.send_all(&mut pending, progress.reports())?;
+                epoch += 1;
+                pending_count = 0;
+                published.publish(&metrics, &runner.stats);
             }
-            if pending_count == 0 && !changed {
-                last_flush = Instant::now();
-                continue;
-            }
-            let reports: Vec<WatermarkReport> = Stream::ALL
-                .iter()
-                .filter(|s| admission.min_accepted(**s).is_some())
-                .map(|&s| WatermarkReport {
-                    source: 0,
-                    stream: s,
-                    watermark: marks[s.index()],
-                    earliest: admission.min_accepted(s),
-                    end_of_input: None,
-                })
-                .collect();
-            epochs.record(epoch, Instant::now(), oldest.take());
-            runner.send_all(&mut pending, reports)?;
-            epoch += 1;
-            pending_count = 0;
             last_flush = Instant::now();
-            published.publish(&metrics, &runner.stats);
+            // The final snapshot once the sources are gone: a graceful stop checkpoints.
+            if checkpoint_due || done {
+                take_checkpoint(&runner, &progress, &mut checkpoints, &dead, &metrics)?;
+                last_checkpoint = Instant::now();
+            }
         }
         let stats = runner.finish()?;
         published.publish(&metrics, &stats);
         Ok(())
     }
+}
+
+/// Admits one batch's items in order; returns the accepted events. A `too_late` event is
+/// dead-lettered here, with its origin.
+fn take_batch(
+    batch: Batch,
+    progress: &mut Progress,
+    config: &Config,
+    metrics: &ServeMetrics,
+    dead: &DeadLetterProducer,
+) -> Result<Vec<Event>, String> {
+    let Batch { stream, items, .. } = batch;
+    let mut accepted = Vec::new();
+    for item in items {
+        match item {
+            Item::Event {
+                partition,
+                offset,
+                raw,
+                event,
+            } => {
+                progress.read(stream, partition, offset);
+                let verdict = progress.admission.admit(&event);
+                let count = |outcome: &str| {
+                    metrics
+                        .events
+                        .with_label_values(&[stream.as_str(), outcome])
+                        .inc()
+                };
+                match verdict {
+                    Verdict::Accepted => {
+                        let st = progress.parts[stream.index()].entry(partition).or_default();
+                        st.max_at = Some(st.max_at.map_or(event.at, |m| m.max(event.at)));
+                        count("accepted");
+                        accepted.push(event);
+                    }
+                    Verdict::Duplicate => count("duplicate"),
+                    Verdict::TooLate => {
+                        tracing::debug!(stream = stream.as_str(), partition, offset, at = event.at, watermark = ?progress.admission.watermark(stream), "too late");
+                        let origin = paceline_ingest::Origin {
+                            stream,
+                            topic: config.streams.get(stream).topic.clone(),
+                            partition,
+                            offset,
+                        };
+                        reject(
+                            metrics,
+                            dead,
+                            &raw,
+                            Reason::TooLate.as_str(),
+                            "older than the watermark minus the correction horizon",
+                            &origin,
+                        )?;
+                    }
+                }
+            }
+            Item::Rejected { partition, offset } => {
+                progress.read(stream, partition, offset);
+            }
+            Item::Idle { partition } => {
+                progress.parts[stream.index()].entry(partition).or_default().idle = true;
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// Takes an aligned snapshot of the dataflow with the coordinator's state and hands it to
+/// the writer, which writes it once everything before it is acknowledged.
+fn take_checkpoint(
+    runner: &Runner,
+    progress: &Progress,
+    feed: &mut CheckpointFeed,
+    dead: &DeadLetterProducer,
+    metrics: &ServeMetrics,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let workers = runner.snapshot()?;
+    // Every point of the epochs sent so far has been handed to the sink by now.
+    let points_sent = feed.points_sent.load(Ordering::SeqCst);
+    metrics.set_entities(runner.stats.entity_counts());
+    let checkpoint = Checkpoint {
+        compatibility: feed.compatibility.clone(),
+        sequence: feed.next_sequence,
+        taken_ms: std::time::SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        coordinator: progress.state(),
+        workers,
+        board: Vec::new(),
+    };
+    feed.next_sequence += 1;
+    feed.busy.store(true, Ordering::SeqCst);
+    let pending = Pending {
+        checkpoint,
+        points_sent,
+        dead_letters_below: dead.next_sequence(),
+        snapshot_time: started.elapsed(),
+    };
+    feed.tx
+        .send(pending)
+        .map_err(|_| "the checkpoint writer has stopped".to_string())
 }
 
 #[cfg(test)]

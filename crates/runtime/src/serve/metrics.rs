@@ -4,7 +4,8 @@
 
 use paceline_model::point::{Fields, Point, Status};
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts,
     Registry,
 };
 
@@ -33,6 +34,11 @@ pub struct ServeMetrics {
     pub checkpoint_duration: Histogram,
     /// `paceline_checkpoint_last_success_timestamp_seconds`.
     pub checkpoint_last_success: Gauge,
+    /// `paceline_checkpoint_size_bytes`: the last checkpoint file's size.
+    pub checkpoint_size: IntGauge,
+    /// `paceline_state_entities{kind}`: entities held by the dataflow (as of the last
+    /// checkpoint), and `kind="event"` for the events not yet folded.
+    pub state_entities: IntGaugeVec,
     /// `paceline_end_to_end_latency_seconds`: consuming an event to the sink's ack.
     pub end_to_end: Histogram,
     /// `paceline_tick_latency_seconds`: the watermark passing ticks to the sink's ack.
@@ -58,6 +64,19 @@ fn latency_buckets() -> Vec<f64> {
 }
 
 impl ServeMetrics {
+    /// Sets `paceline_state_entities` from the dataflow's counts.
+    pub fn set_entities(&self, c: paceline_dataflow::entities::EntityCounts) {
+        for (kind, n) in [
+            ("enterprise", c.enterprises),
+            ("project", c.projects),
+            ("scenario", c.scenarios),
+            ("platform", c.platforms),
+            ("event", c.events),
+        ] {
+            self.state_entities.with_label_values(&[kind]).set(n as i64);
+        }
+    }
+
     /// Creates and registers every metric.
     pub fn register(r: &Registry) -> Result<Self, prometheus::Error> {
         let counter =
@@ -134,6 +153,19 @@ impl ServeMetrics {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            checkpoint_size: {
+                let g = IntGauge::new(
+                    "paceline_checkpoint_size_bytes",
+                    "Size of the last checkpoint written.",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            state_entities: igauge(
+                "paceline_state_entities",
+                "Entities held by the dataflow, by kind (enterprise, project, scenario, platform; event: events not yet folded into their entity's state), as of the last checkpoint.",
+                &["kind"],
+            )?,
             end_to_end: histogram(
                 "paceline_end_to_end_latency_seconds",
                 "From consuming an event to the sink's acknowledgement of the points it changed.",

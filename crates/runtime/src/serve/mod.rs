@@ -7,6 +7,7 @@
 //! Shutdown: stop reading, let the coordinator send its last epoch, drain the dataflow,
 //! flush the sink and the dead letters, within `service.shutdown_timeout_s`.
 
+pub mod checkpoint;
 pub mod coordinator;
 pub mod http;
 pub mod metrics;
@@ -14,25 +15,28 @@ pub mod sources;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
 use paceline_ingest::{
-    assign_stable, client_config, topic_partitions, DeadLetterProducer, TopicSource,
+    assign_stable, client_config, topic_partitions, DeadLetterProducer, OffsetCommitter,
+    TopicSource,
 };
 use paceline_model::config::Config;
 use paceline_model::point::Point;
 use paceline_model::service::Secrets;
-use paceline_model::Stream;
+use paceline_model::{Indicator, Nanos, Stream};
 use paceline_sink::batcher::{self, BatchSettings, SinkHealth};
 use paceline_sink::influx::InfluxWriter;
 use paceline_sink::metrics::SinkMetrics;
 use prometheus::Registry;
 
 use crate::board::{Board, Freshness};
-use coordinator::{Coordinator, EpochLog};
+use checkpoint::{Checkpoint, CheckpointError, Compatibility, Pending, Store, Writer};
+use coordinator::{CheckpointFeed, Coordinator, EpochLog};
 use http::HttpState;
 use metrics::ServeMetrics;
 
@@ -51,9 +55,19 @@ pub enum ServeError {
     /// The dataflow or the coordinator failed.
     #[error("pipeline: {0}")]
     Pipeline(String),
+    /// The state directory holds a checkpoint this configuration cannot continue from.
+    #[error("{0}")]
+    Incompatible(String),
     /// Shutdown did not finish in time.
     #[error("shutdown did not finish within {0} s ({1} points still pending); nothing was committed past them")]
     ShutdownTimeout(u64, i64),
+}
+
+/// How to start.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServeOptions {
+    /// Discard the checkpoints and rebuild the state from the topics' beginning.
+    pub rebuild: bool,
 }
 
 /// What a finished serve run did.
@@ -73,6 +87,7 @@ fn join_thread(h: std::thread::JoinHandle<Result<(), String>>, what: &str) -> Re
 pub async fn serve(
     config: Config,
     secrets: Secrets,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ServeReport, ServeError> {
     let registry = Registry::new();
@@ -114,6 +129,21 @@ pub async fn serve(
     });
     tracing::info!(addr = %config.service.http_addr, "HTTP endpoints up");
 
+    // Restore before reading anything: `/readyz` stays 503 until the sources are assigned.
+    let store = Store::open(Path::new(&config.service.state_dir))
+        .map_err(|e| ServeError::Setup(format!("service.state_dir: {e}")))?;
+    let restored = match restore(&config, &store, options) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = http_stop_tx.send(true);
+            let _ = http_task.await;
+            return Err(e);
+        }
+    };
+    if let Some(c) = &restored {
+        state.board.record(&c.board);
+    }
+
     // Kafka: topics' partitions, divided among the workers.
     let kafka = client_config(&config.kafka, secrets.kafka_sasl_password.as_ref());
     let metadata_timeout = Duration::from_secs(config.kafka.metadata_timeout_s);
@@ -150,12 +180,24 @@ pub async fn serve(
 
     // The dataflow, its points into the sink's bounded channel.
     let (points_tx, points_rx) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(64);
+    let points_sent = Arc::new(AtomicU64::new(0));
+    let sent = points_sent.clone();
     let out: PointsOut = Arc::new(move |epoch, points| {
+        let n = points.len() as u64;
         // Blocks while the sink is full; fails only when the sink has stopped.
-        let _ = points_tx.blocking_send((epoch, points));
+        if points_tx.blocking_send((epoch, points)).is_ok() {
+            sent.fetch_add(n, Ordering::SeqCst);
+        }
     });
-    let runner =
-        Runner::start(DataflowSettings::from_config(&config), out, None).map_err(ServeError::Pipeline)?;
+    let mut settings = DataflowSettings::from_config(&config);
+    let (restored_workers, restored_coordinator, next_sequence) = match restored {
+        Some(c) => {
+            settings.rewrite_until = Some(rewrite_until(&config));
+            (Some(c.workers), Some(c.coordinator), c.sequence + 1)
+        }
+        None => (None, None, 1),
+    };
+    let runner = Runner::start(settings, out, restored_workers).map_err(ServeError::Pipeline)?;
     if let Ok(mut d) = state.dataflow.lock() {
         *d = Some(runner.stats.clone());
     }
@@ -179,7 +221,11 @@ pub async fn serve(
                 continue;
             }
             let topic = config.streams.get(s).topic.clone();
-            let source = TopicSource::new(&kafka, s, &topic, &parts, &HashMap::new())
+            let start: HashMap<i32, i64> = restored_coordinator
+                .as_ref()
+                .map(|c| c.offsets[s.index()].iter().copied().collect())
+                .unwrap_or_default();
+            let source = TopicSource::new(&kafka, s, &topic, &parts, &start)
                 .map_err(|e| ServeError::Kafka(e.to_string()))?;
             let (dead, metrics, tx, stop) = (
                 dead.clone(),
@@ -207,6 +253,38 @@ pub async fn serve(
     state.sources_assigned.store(true, Ordering::Relaxed);
     tracing::info!(?partitions, workers, "sources assigned");
 
+    // The checkpoint writer: a snapshot becomes a checkpoint once what came before it is
+    // acknowledged.
+    let (ckpt_tx, ckpt_rx) = crossbeam_channel::bounded::<Pending>(1);
+    let points_acked = Arc::new(AtomicU64::new(0));
+    let abandon = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicBool::new(false));
+    let committer = OffsetCommitter::new(&kafka, &config.kafka.group_id)
+        .inspect_err(|e| tracing::warn!(error = %e, "no offset commits for lag tools"))
+        .ok();
+    let checkpoint_writer = Writer {
+        store: store.clone(),
+        acked: points_acked.clone(),
+        dead: dead.clone(),
+        committer,
+        topics: Stream::ALL.map(|s| config.streams.get(s).topic.clone()),
+        board: state.board.clone(),
+        metrics: metrics.clone(),
+        abandon: abandon.clone(),
+        busy: busy.clone(),
+    };
+    let writer_fatal = fatal_tx.clone();
+    let writer_thread = std::thread::Builder::new()
+        .name("checkpoints".into())
+        .spawn(move || {
+            let r = checkpoint_writer.run(ckpt_rx);
+            if let Err(e) = &r {
+                let _ = writer_fatal.send(format!("checkpoints: {e}"));
+            }
+            r
+        })
+        .map_err(|e| ServeError::Pipeline(e.to_string()))?;
+
     let epochs = Arc::new(EpochLog::default());
     let coordinator = Coordinator {
         config: config.clone(),
@@ -216,6 +294,15 @@ pub async fn serve(
         metrics: metrics.clone(),
         epochs: epochs.clone(),
         dead: dead.clone(),
+        restored: restored_coordinator,
+        checkpoints: CheckpointFeed {
+            tx: ckpt_tx,
+            busy,
+            interval: Duration::from_secs(config.service.checkpoint_interval_s),
+            next_sequence,
+            compatibility: Compatibility::of(&config),
+            points_sent,
+        },
     };
     let coordinator_thread = std::thread::Builder::new()
         .name("coordinator".into())
@@ -232,6 +319,7 @@ pub async fn serve(
     let settings = BatchSettings::from_config(&config.indicators.measurement, &config.influx);
     let ack_state = state.clone();
     let ack_metrics = metrics.clone();
+    let acked = points_acked.clone();
     let mut sink_task = tokio::spawn(async move {
         batcher::run(
             &writer,
@@ -239,7 +327,10 @@ pub async fn serve(
             points_rx,
             &sink_metrics,
             sink_health,
-            move |done| on_ack(&ack_state, &ack_metrics, &epochs, done),
+            move |done| {
+                on_ack(&ack_state, &ack_metrics, &epochs, done);
+                acked.fetch_add(done.len() as u64, Ordering::SeqCst);
+            },
         )
         .await
     });
@@ -345,9 +436,25 @@ pub async fn serve(
     let left = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(1));
+    dead.close();
     let flush = tokio::task::spawn_blocking(move || dead.flush(left)).await;
     if let Ok(Err(e)) = flush {
         failure = failure.or(Some(ServeError::Kafka(e.to_string())));
+    }
+    // The final checkpoint is written once the sink and the dead letters are acknowledged;
+    // after a failure the pending one is abandoned, never written.
+    if failure.is_some() {
+        abandon.store(true, Ordering::SeqCst);
+    }
+    let written = tokio::task::spawn_blocking(move || join_thread(writer_thread, "checkpoint writer"));
+    match tokio::time::timeout_at(deadline.into(), written).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => failure = failure.or(Some(ServeError::Pipeline(e))),
+        Ok(Err(e)) => failure = failure.or(Some(ServeError::Pipeline(e.to_string()))),
+        Err(_) => {
+            abandon.store(true, Ordering::SeqCst);
+            failure = failure.or(Some(ServeError::ShutdownTimeout(timeout.as_secs(), pending.get())));
+        }
     }
     lag_task.abort();
     let _ = http_stop_tx.send(true);
@@ -356,6 +463,58 @@ pub async fn serve(
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// The newest valid checkpoint to start from, checked against the configuration; None
+/// to start from the topics' beginning (no checkpoint, or `--rebuild`).
+fn restore(
+    config: &Config,
+    store: &Store,
+    options: ServeOptions,
+) -> Result<Option<Checkpoint>, ServeError> {
+    let setup = |e: CheckpointError| ServeError::Setup(format!("service.state_dir: {e}"));
+    if options.rebuild {
+        let removed = store.clear().map_err(setup)?;
+        tracing::warn!(removed, "rebuild: checkpoints discarded; starting from the topics' beginning");
+        return Ok(None);
+    }
+    let Some((path, checkpoint)) = store.load_newest().map_err(setup)? else {
+        tracing::info!(state_dir = %config.service.state_dir, "no valid checkpoint: starting from the topics' beginning");
+        return Ok(None);
+    };
+    let differences = checkpoint
+        .compatibility
+        .differences(&Compatibility::of(config));
+    if !differences.is_empty() {
+        return Err(ServeError::Incompatible(
+            CheckpointError::Incompatible { path, differences }.to_string(),
+        ));
+    }
+    let positions: usize = checkpoint.coordinator.offsets.iter().map(Vec::len).sum();
+    tracing::info!(
+        checkpoint = %path.display(),
+        sequence = checkpoint.sequence,
+        taken_ms = checkpoint.taken_ms,
+        partitions = positions,
+        "resuming from checkpoint"
+    );
+    Ok(Some(checkpoint))
+}
+
+/// After a restore, ticks up to here are written again whatever their value: the stopped
+/// run may have written any tick its watermarks reached after its last checkpoint, and no
+/// watermark passes the wall clock plus a day (events further ahead are not accepted).
+fn rewrite_until(config: &Config) -> Nanos {
+    let longest = Indicator::ALL
+        .iter()
+        .map(|i| config.cadence(*i))
+        .max()
+        .unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as Nanos);
+    now.saturating_add(paceline_model::time::DAY)
+        .saturating_add(longest)
 }
 
 /// After the sink's acknowledgement: the board (newest point per series, charts), the

@@ -34,6 +34,8 @@ pub enum Item {
     Rejected {
         /// The partition.
         partition: i32,
+        /// The offset.
+        offset: i64,
     },
     /// The partition has had nothing unread for the idle timeout (its position at its
     /// high watermark, checked with the broker): it holds the watermark back no longer,
@@ -149,7 +151,7 @@ pub fn run_source(
                         {
                             fatal = Some(e);
                         }
-                        items.push(Item::Rejected { partition });
+                        items.push(Item::Rejected { partition, offset });
                     }
                 }
                 items.len() >= BATCH_ITEMS

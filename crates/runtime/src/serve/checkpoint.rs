@@ -1,0 +1,540 @@
+//! Checkpoints: the whole state of a serve run at one aligned point of its input, on disk.
+//!
+//! A checkpoint holds the dataflow's state (one part per worker, from an aligned snapshot),
+//! the coordinator's admission state, partition progress and watermarks, and every
+//! partition's next offset, all describing the same point of the input. It counts only
+//! once every point emitted before it is acknowledged by the database and every dead
+//! letter queued before it is acknowledged by the broker; then it is written.
+//!
+//! Format: one file per checkpoint, `checkpoint-<sequence>.bin`: an 8-byte magic, the
+//! format version, a CRC-32 of the payload, the payload's length, and the payload
+//! (bincode). Written to a temporary file, fsynced, renamed, the directory fsynced: a
+//! checkpoint is either whole or absent, and one torn or garbled anyway (a disk fault, a
+//! copy gone wrong) fails its length or checksum and is skipped for the one before. The
+//! last [`KEEP`] are kept.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use paceline_decode::AdmissionState;
+use paceline_ingest::{DeadLetterProducer, OffsetCommitter};
+use paceline_model::config::Config;
+use paceline_model::{Indicator, Nanos, Stream};
+use serde::{Deserialize, Serialize};
+
+use super::coordinator::PartitionState;
+use super::metrics::ServeMetrics;
+use crate::board::Board;
+
+/// Bumped whenever the payload's layout changes: an older file is refused, named.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"PCLNCKPT";
+const HEADER: usize = 8 + 4 + 4 + 8;
+/// Checkpoints kept: the newest, and two to fall back on.
+pub const KEEP: usize = 3;
+
+/// Checkpoints could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The state directory or a file in it.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint file is not a valid checkpoint.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The newest valid checkpoint was taken with settings this configuration changes.
+    #[error("the checkpoint {path} was taken with another configuration ({}); start with `paceline serve --rebuild` to rebuild the state from the topics' beginning, or restore the previous settings", differences.join("; "))]
+    Incompatible {
+        /// The file.
+        path: PathBuf,
+        /// What differs, each as `key: checkpoint …, configuration …`.
+        differences: Vec<String>,
+    },
+    /// State could not be serialized.
+    #[error("cannot serialize the checkpoint: {0}")]
+    Encode(String),
+}
+
+/// The settings a checkpoint's state depends on: a checkpoint taken with other values is
+/// refused (plan items are not among them: plan edits apply to a restored state).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Compatibility {
+    /// `dataflow.workers`: entities and groups are divided by worker.
+    pub workers: usize,
+    /// Cadence per indicator.
+    pub cadences: Vec<(String, Nanos)>,
+    /// Correction horizon per stream.
+    pub horizons: Vec<(String, Nanos)>,
+    /// `indicators.filing_lag_days`, in nanoseconds.
+    pub filing_lag: Nanos,
+    /// The measurement written.
+    pub measurement: String,
+    /// Topic per stream: the offsets are theirs.
+    pub topics: Vec<(String, String)>,
+}
+
+impl Compatibility {
+    /// The settings of `config`.
+    pub fn of(config: &Config) -> Self {
+        Compatibility {
+            workers: config.dataflow.workers.max(1),
+            cadences: Indicator::ALL
+                .iter()
+                .map(|i| (i.name().to_string(), config.cadence(*i)))
+                .collect(),
+            horizons: Stream::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), config.streams.get(*s).horizon()))
+                .collect(),
+            filing_lag: config.filing_lag(),
+            measurement: config.indicators.measurement.clone(),
+            topics: Stream::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), config.streams.get(*s).topic.clone()))
+                .collect(),
+        }
+    }
+
+    /// What differs from `now`, one line per setting, named as in the configuration.
+    pub fn differences(&self, now: &Compatibility) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut differ = |key: String, then: String, now: String| {
+            if then != now {
+                out.push(format!("{key}: checkpoint {then}, configuration {now}"));
+            }
+        };
+        differ(
+            "dataflow.workers".into(),
+            self.workers.to_string(),
+            now.workers.to_string(),
+        );
+        let pairs = |v: &[(String, Nanos)], k: &str| {
+            v.iter()
+                .find(|(n, _)| n == k)
+                .map_or("none".into(), |(_, x)| format!("{} s", *x as f64 / 1e9))
+        };
+        for (name, _) in self.cadences.iter().chain(&now.cadences) {
+            differ(
+                format!("cadence of {name}"),
+                pairs(&self.cadences, name),
+                pairs(&now.cadences, name),
+            );
+        }
+        for (name, _) in &now.horizons {
+            differ(
+                format!("streams.{name}.correction_horizon_days"),
+                pairs(&self.horizons, name),
+                pairs(&now.horizons, name),
+            );
+        }
+        differ(
+            "indicators.filing_lag_days".into(),
+            format!("{} s", self.filing_lag as f64 / 1e9),
+            format!("{} s", now.filing_lag as f64 / 1e9),
+        );
+        differ(
+            "indicators.measurement".into(),
+            self.measurement.clone(),
+            now.measurement.clone(),
+        );
+        let topic = |v: &[(String, String)], k: &str| {
+            v.iter()
+                .find(|(n, _)| n == k)
+                .map_or("none".into(), |(_, t)| t.clone())
+        };
+        for (name, _) in &now.topics {
+            differ(
+                format!("streams.{name}.topic"),
+                topic(&self.topics, name),
+                topic(&now.topics, name),
+            );
+        }
+        out.dedup();
+        out
+    }
+}
+
+/// The coordinator's part of a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CoordinatorState {
+    /// Admission per stream: remembered ids, accepted range, watermark.
+    pub admission: AdmissionState,
+    /// Per stream: each partition's progress.
+    pub partitions: [Vec<(i32, PartitionState)>; 3],
+    /// Per stream: the watermark sent to the dataflow (never moves back).
+    pub marks: [Option<Nanos>; 3],
+    /// Per stream: each partition's next offset to read.
+    pub offsets: [Vec<(i32, i64)>; 3],
+}
+
+/// One checkpoint.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Settings it depends on.
+    pub compatibility: Compatibility,
+    /// Increasing number, also in the file name.
+    pub sequence: u64,
+    /// When it was taken, milliseconds since the Unix epoch.
+    pub taken_ms: u64,
+    /// The coordinator's state.
+    pub coordinator: CoordinatorState,
+    /// The dataflow's state, one part per worker.
+    pub workers: Vec<Vec<u8>>,
+    /// The status board as points, as of the write (it may run ahead of the input point:
+    /// those points are written again after a restore anyway).
+    pub board: Vec<paceline_model::point::Point>,
+}
+
+/// The checkpoint files of a state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A checkpoint file's sequence number, from its name.
+fn sequence_of(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("checkpoint-")?
+        .strip_suffix(".bin")?
+        .parse()
+        .ok()
+}
+
+impl Store {
+    /// The store in `dir`, created if missing.
+    pub fn open(dir: &Path) -> Result<Store, CheckpointError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Checkpoint files, newest first.
+    pub fn files(&self) -> Result<Vec<PathBuf>, CheckpointError> {
+        let mut files: Vec<(u64, PathBuf)> = fs::read_dir(&self.dir)
+            .map_err(io(&self.dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter_map(|p| sequence_of(&p).map(|s| (s, p)))
+            .collect();
+        files.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(files.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// The sequence number for the next checkpoint.
+    pub fn next_sequence(&self) -> Result<u64, CheckpointError> {
+        Ok(self
+            .files()?
+            .first()
+            .and_then(|p| sequence_of(p))
+            .map_or(1, |s| s + 1))
+    }
+
+    /// Writes `checkpoint` atomically and durably, then removes all but the newest
+    /// [`KEEP`]; returns the file's size in bytes.
+    pub fn write(&self, checkpoint: &Checkpoint) -> Result<u64, CheckpointError> {
+        let payload =
+            bincode::serialize(checkpoint).map_err(|e| CheckpointError::Encode(e.to_string()))?;
+        let path = self
+            .dir
+            .join(format!("checkpoint-{:020}.bin", checkpoint.sequence));
+        let tmp = path.with_extension("tmp");
+        {
+            let mut f = File::create(&tmp).map_err(io(&tmp))?;
+            let mut header = Vec::with_capacity(HEADER);
+            header.extend_from_slice(MAGIC);
+            header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            header.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+            f.write_all(&header).map_err(io(&tmp))?;
+            f.write_all(&payload).map_err(io(&tmp))?;
+            f.sync_all().map_err(io(&tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        // The rename is durable only once the directory is.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        for old in self.files()?.into_iter().skip(KEEP) {
+            fs::remove_file(&old).map_err(io(&old))?;
+        }
+        Ok((HEADER + payload.len()) as u64)
+    }
+
+    /// Reads and checks one checkpoint file.
+    pub fn read(path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let invalid = |reason: String| CheckpointError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut bytes))
+            .map_err(io(path))?;
+        if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+            return Err(invalid("not a paceline checkpoint (bad header)".into()));
+        }
+        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let version = word(8);
+        if version != FORMAT_VERSION {
+            return Err(invalid(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            )));
+        }
+        let crc = word(12);
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&bytes[16..24]);
+        let len = u64::from_le_bytes(len);
+        let payload = &bytes[HEADER..];
+        if payload.len() as u64 != len {
+            return Err(invalid(format!(
+                "truncated: {} payload bytes of {len}",
+                payload.len()
+            )));
+        }
+        if crc32fast::hash(payload) != crc {
+            return Err(invalid("checksum mismatch (garbled)".into()));
+        }
+        bincode::deserialize(payload).map_err(|e| invalid(format!("cannot decode: {e}")))
+    }
+
+    /// The newest valid checkpoint, with its file; invalid newer ones are skipped with a
+    /// warning naming them.
+    pub fn load_newest(&self) -> Result<Option<(PathBuf, Checkpoint)>, CheckpointError> {
+        for path in self.files()? {
+            match Store::read(&path) {
+                Ok(c) => return Ok(Some((path, c))),
+                Err(e) => tracing::warn!(
+                    checkpoint = %path.display(),
+                    error = %e,
+                    "skipping an invalid checkpoint; trying the previous one"
+                ),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every checkpoint (a rebuild starts over from the topics' beginning).
+    pub fn clear(&self) -> Result<usize, CheckpointError> {
+        let files = self.files()?;
+        for f in &files {
+            fs::remove_file(f).map_err(io(f))?;
+        }
+        Ok(files.len())
+    }
+}
+
+/// A snapshot on its way to disk: it is written once the database has acknowledged the
+/// points emitted before it and the broker the dead letters queued before it.
+pub struct Pending {
+    /// The checkpoint, without the board (taken at write time).
+    pub checkpoint: Checkpoint,
+    /// Points handed to the sink before the snapshot.
+    pub points_sent: u64,
+    /// Dead letters queued before the snapshot have sequence numbers below this.
+    pub dead_letters_below: u64,
+    /// How long the snapshot took.
+    pub snapshot_time: Duration,
+}
+
+/// What the checkpoint writer works with.
+pub struct Writer {
+    /// The checkpoint files.
+    pub store: Store,
+    /// Points acknowledged by the database so far.
+    pub acked: Arc<AtomicU64>,
+    /// For the dead letters' deliveries.
+    pub dead: DeadLetterProducer,
+    /// Commits positions for lag tools (None: could not be created; logged).
+    pub committer: Option<OffsetCommitter>,
+    /// Topic per stream, for the commit.
+    pub topics: [String; 3],
+    /// The board, saved with each checkpoint.
+    pub board: Arc<Board>,
+    /// Metrics.
+    pub metrics: ServeMetrics,
+    /// Raised when the run failed: a pending checkpoint is abandoned, never written.
+    pub abandon: Arc<AtomicBool>,
+    /// Lowered when the writer can take the next checkpoint.
+    pub busy: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Writes checkpoints as they become durable, until the channel closes. An error
+    /// (a dead letter that cannot be delivered, a state directory that cannot be written)
+    /// is fatal: the service stops rather than run without checkpoints.
+    pub fn run(self, input: Receiver<Pending>) -> Result<(), String> {
+        for pending in input {
+            let r = self.complete(pending);
+            self.busy.store(false, Ordering::SeqCst);
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Waits until `pending` may count, then writes it.
+    fn complete(&self, pending: Pending) -> Result<(), String> {
+        let Pending {
+            mut checkpoint,
+            points_sent,
+            dead_letters_below,
+            snapshot_time,
+        } = pending;
+        loop {
+            self.dead.retry_failed().map_err(|e| e.to_string())?;
+            let acked = self.acked.load(Ordering::SeqCst) >= points_sent;
+            if acked && self.dead.delivered_below(dead_letters_below) {
+                break;
+            }
+            if self.abandon.load(Ordering::SeqCst) {
+                tracing::info!(sequence = checkpoint.sequence, "checkpoint abandoned: its points or dead letters were never acknowledged");
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let started = Instant::now();
+        checkpoint.board = self.board.points();
+        let size = self.store.write(&checkpoint).map_err(|e| {
+            format!("cannot write a checkpoint into service.state_dir: {e}")
+        })?;
+        let duration = snapshot_time + started.elapsed();
+        self.metrics.checkpoint_duration.observe(duration.as_secs_f64());
+        self.metrics.checkpoint_size.set(size as i64);
+        self.metrics
+            .checkpoint_last_success
+            .set(checkpoint.taken_ms as f64 / 1e3);
+        tracing::info!(
+            sequence = checkpoint.sequence,
+            bytes = size,
+            ms = duration.as_millis() as u64,
+            "checkpoint written"
+        );
+        self.commit(&checkpoint.coordinator);
+        Ok(())
+    }
+
+    /// Commits the checkpoint's positions to the consumer group; a failure is only logged.
+    fn commit(&self, state: &CoordinatorState) {
+        let Some(committer) = &self.committer else {
+            return;
+        };
+        let offsets: Vec<(String, i32, i64)> = Stream::ALL
+            .iter()
+            .flat_map(|s| {
+                let topic = self.topics[s.index()].clone();
+                state.offsets[s.index()]
+                    .iter()
+                    .map(move |(p, o)| (topic.clone(), *p, *o))
+            })
+            .collect();
+        if let Err(e) = committer.commit(&offsets) {
+            tracing::warn!(error = %e, "cannot commit positions to the consumer group (lag tools only; checkpoints unaffected)");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint(sequence: u64, config: &Config) -> Checkpoint {
+        Checkpoint {
+            compatibility: Compatibility::of(config),
+            sequence,
+            taken_ms: 1,
+            coordinator: CoordinatorState {
+                offsets: [vec![(0, 40 + sequence as i64)], vec![], vec![(1, 7)]],
+                ..Default::default()
+            },
+            workers: vec![vec![sequence as u8; 1000]],
+            board: Vec::new(),
+        }
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("paceline-ckpt-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn writes_keep_the_last_three_and_read_back() {
+        let dir = temp_dir("keep");
+        let store = Store::open(&dir).unwrap();
+        let config = Config::default();
+        for s in 1..=5 {
+            assert_eq!(store.next_sequence().unwrap(), s);
+            store.write(&checkpoint(s, &config)).unwrap();
+        }
+        let files = store.files().unwrap();
+        assert_eq!(files.iter().filter_map(|p| sequence_of(p)).collect::<Vec<_>>(), vec![5, 4, 3]);
+        let (path, c) = store.load_newest().unwrap().unwrap();
+        assert_eq!(path, files[0]);
+        assert_eq!(c.sequence, 5);
+        assert_eq!(c.coordinator.offsets[0], vec![(0, 45)]);
+        assert_eq!(c.workers, vec![vec![5u8; 1000]]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_or_garbled_newest_falls_back_to_the_previous() {
+        let dir = temp_dir("torn");
+        let store = Store::open(&dir).unwrap();
+        let config = Config::default();
+        for s in 1..=3 {
+            store.write(&checkpoint(s, &config)).unwrap();
+        }
+        let newest = store.files().unwrap()[0].clone();
+        let bytes = fs::read(&newest).unwrap();
+        fs::write(&newest, &bytes[..bytes.len() - 10]).unwrap();
+        assert!(matches!(Store::read(&newest), Err(CheckpointError::Invalid { reason, .. }) if reason.contains("truncated")));
+        assert_eq!(store.load_newest().unwrap().unwrap().1.sequence, 2);
+        let mut garbled = bytes.clone();
+        garbled[HEADER + 100] ^= 0x55;
+        fs::write(&newest, &garbled).unwrap();
+        assert!(matches!(Store::read(&newest), Err(CheckpointError::Invalid { reason, .. }) if reason.contains("checksum")));
+        assert_eq!(store.load_newest().unwrap().unwrap().1.sequence, 2);
+        fs::write(&newest, b"hello").unwrap();
+        assert_eq!(store.load_newest().unwrap().unwrap().1.sequence, 2);
+        assert_eq!(store.clear().unwrap(), 3);
+        assert!(store.load_newest().unwrap().is_none());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn differences_name_the_settings() {
+        let a = Config::default();
+        let mut b = Config::default();
+        b.dataflow.workers = a.dataflow.workers + 3;
+        b.streams.telemetry.topic = "other".into();
+        let d = Compatibility::of(&a).differences(&Compatibility::of(&b));
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert!(d[0].starts_with("dataflow.workers: checkpoint"), "{d:?}");
+        assert!(d[1].starts_with("streams.telemetry.topic: checkpoint"), "{d:?}");
+        assert!(Compatibility::of(&a).differences(&Compatibility::of(&a)).is_empty());
+    }
+}
