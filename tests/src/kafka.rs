@@ -144,3 +144,43 @@ pub fn high_watermark(brokers: &str, topic: &str) -> i64 {
         .expect("watermarks");
     high
 }
+
+/// The offsets consumer group `group` committed for partitions `0..partitions` of `topic`
+/// (None where nothing was committed).
+pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<Option<i64>> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| {
+            got.find_partition(topic, p).and_then(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// The high watermark of each partition `0..partitions` of `topic`.
+pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(30))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}

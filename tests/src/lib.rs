@@ -323,6 +323,41 @@ impl Serve {
     /// Starts `paceline serve` again in `dir` (the same state directory); each run logs to
     /// its own file.
     pub fn start_in(dir: TempDir, config: &Config, env: &[(&str, String)]) -> Serve {
+        Serve::start_in_with(dir, config, env, &[])
+    }
+
+    /// Runs `paceline serve ARGS` in `dir` as [`Serve::start_in`] would, expecting it to
+    /// exit by itself; its exit code and output.
+    pub fn run_to_exit(
+        dir: &TempDir,
+        config: &Config,
+        env: &[(&str, String)],
+        args: &[&str],
+    ) -> (Option<i32>, String) {
+        let path = dir.join("paceline-once.toml");
+        std::fs::write(&path, toml_of(config)).expect("config file");
+        let mut cmd = Command::new(paceline_bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
+            .env("PACELINE_STATE_DIR", dir.join("state"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut proc = Proc::spawn(cmd, &dir.join("serve-once.log"));
+        let code = proc.wait(Duration::from_secs(60));
+        (code, proc.log_text())
+    }
+
+    /// [`Serve::start_in`] with extra arguments (`--rebuild`).
+    pub fn start_in_with(
+        dir: TempDir,
+        config: &Config,
+        env: &[(&str, String)],
+        args: &[&str],
+    ) -> Serve {
         let path = dir.join("paceline.toml");
         std::fs::write(&path, toml_of(config)).expect("config file");
         let port = free_port();
@@ -330,6 +365,7 @@ impl Serve {
         cmd.arg("serve")
             .arg("--config")
             .arg(&path)
+            .args(args)
             .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
             .env("PACELINE_STATE_DIR", dir.join("state"))
             .env(

@@ -123,6 +123,17 @@ fn killed_ten_times(tansu: &Tansu, influx: &Influx1) {
         data.lines.len()
     );
     serve.stop_cleanly(None);
+    // The final checkpoint's positions are committed for lag tools: every message read.
+    for topic in &t {
+        assert_eq!(
+            kafka::committed(&brokers, &config.kafka.group_id, topic, 2),
+            kafka::high_watermarks(&brokers, topic, 2)
+                .into_iter()
+                .map(Some)
+                .collect::<Vec<_>>(),
+            "committed offsets of {topic}"
+        );
+    }
 }
 
 /// Filing events of the last 300 days of the data (every 7th): held back and produced
@@ -241,6 +252,27 @@ fn corrupt_checkpoints(tansu: &Tansu, influx: &Influx1) {
         assert_equivalent(influx, db, &config, &data, &mut serve);
         dir = serve.stop_keeping_state();
     }
+
+    // Another worker count: refused, exit 2, naming the setting; `--rebuild` starts over.
+    let mut other = config.clone();
+    other.dataflow.workers = config.dataflow.workers + 1;
+    let (code, log) = Serve::run_to_exit(&dir, &other, &env, &[]);
+    assert_eq!(code, Some(2), "an incompatible checkpoint is refused:\n{log}");
+    assert!(
+        log.contains("dataflow.workers: checkpoint 2, configuration 3") && log.contains("--rebuild"),
+        "the refusal names the setting and the way out:\n{log}"
+    );
+    let mut serve = Serve::start_in_with(dir, &other, &env, &["--rebuild"]);
+    paceline_tests::eventually("the rebuild starts from the beginning", 60, || {
+        serve.proc.log_text().contains("starting from the topics' beginning")
+    });
+    let m = assert_equivalent(influx, db, &other, &data, &mut serve);
+    assert_eq!(
+        m.sum("paceline_events_total", &[]) as usize,
+        data.lines.len(),
+        "a rebuild reads everything again"
+    );
+    serve.stop_cleanly(None);
 }
 
 #[test]

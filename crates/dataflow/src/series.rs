@@ -389,3 +389,55 @@ impl Group {
         self.folded_through = keep_from;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paceline_model::time::DAY;
+
+    fn delta(key: Nanos, amount: f64) -> Delta {
+        Delta {
+            slot: Slot::value(Indicator::QuasiUnicorns, NO_TAG),
+            key,
+            amount,
+        }
+    }
+
+    /// After a restore, every tick a stopped run may have written since its checkpoint is
+    /// written again (unchanged values included), once; later closes write only changes.
+    #[test]
+    fn a_restored_group_rewrites_what_the_stopped_run_may_have_written() {
+        let day = DAY;
+        // Ticks are local midnights: tick k is `first + k days`.
+        let first = tick_after(0, day);
+        let tick = |k: i64| first + k * day;
+        let mut g = Group::new(Indicator::QuasiUnicorns, day, 10 * day, Vec::new());
+        g.apply(&delta(0, 1.0));
+        g.apply(&delta(tick(3) - 1, 1.0));
+        g.set_earliest(0);
+        let mut out = Vec::new();
+        g.close(tick(6), &mut out);
+        let index = |p: &Point| (p.tick - first) / day;
+        // Written on change only: 1 from tick 0, 2 from tick 3.
+        assert_eq!(out.iter().map(index).collect::<Vec<_>>(), vec![0, 3]);
+
+        let bytes = bincode::serialize(&g).expect("serializes");
+        let mut restored: Group = bincode::deserialize(&bytes).expect("deserializes");
+        restored.restore_plans(Vec::new());
+        restored.rewrite_through(tick(9));
+        let mut again = Vec::new();
+        restored.close(tick(8), &mut again);
+        let rewritten: Vec<(i64, f64)> = again.iter().map(|p| (index(p), p.fields.value)).collect();
+        let expected: Vec<(i64, f64)> = (0..=8)
+            .map(|k| (k, if k < 3 { 1.0 } else { 2.0 }))
+            .collect();
+        assert_eq!(rewritten, expected, "every tick up to the close, unchanged ones too");
+        let mut later = Vec::new();
+        restored.close(tick(12), &mut later);
+        assert_eq!(
+            later.iter().map(index).collect::<Vec<_>>(),
+            vec![9],
+            "new ticks up to the bound only, then changes only"
+        );
+    }
+}

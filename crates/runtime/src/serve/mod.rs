@@ -142,6 +142,9 @@ pub async fn serve(
     };
     if let Some(c) = &restored {
         state.board.record(&c.board);
+        metrics
+            .checkpoint_last_success
+            .set(c.taken_ms as f64 / 1e3);
     }
 
     // Kafka: topics' partitions, divided among the workers.
