@@ -235,6 +235,7 @@ impl ServeMetrics {
             self.corrections.with_label_values(&[st]);
             self.dead_letters.with_label_values(&[st]);
         }
+        self.set_entities(paceline_dataflow::entities::EntityCounts::default());
     }
 
     /// Publishes every indicator's cadence and stream.
