@@ -15,4 +15,7 @@ mod validate;
 pub use admit::{Admission, AdmissionState, GateState, Verdict};
 pub use json::{parse as parse_json, JsonError, Value};
 pub use reason::{Reason, Rejection};
-pub use validate::{decode, prescan, MAX_DEPTH, MAX_EVENT_BYTES, MAX_STRING_BYTES};
+pub use validate::{
+    decode, decode_at, latest_occurred_at, prescan, DEFAULT_MAX_FUTURE, MAX_AMOUNT_CNY, MAX_DEPTH,
+    MAX_EVENT_BYTES, MAX_INTERVAL_S, MAX_STRING_BYTES, YEARS,
+};

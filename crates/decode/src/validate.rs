@@ -8,7 +8,7 @@ use paceline_model::event::{
     EVENT_TYPES,
 };
 use paceline_model::time::{parse_rfc3339, QuarterIndex, TimestampError};
-use paceline_model::{Body, Event, Stream};
+use paceline_model::{Body, Event, Nanos, Stream};
 
 use crate::json::{parse, Value};
 use crate::reason::{Reason, Rejection};
@@ -62,27 +62,44 @@ enum Kind {
     Bool,
     /// JSON integer without fraction or exponent, 0 to 2^53 − 1.
     Int,
-    /// Finite number with a lower bound; `strict` excludes the bound.
+    /// Finite number with bounds (events.md, "Bad input": no sum can overflow); `strict`
+    /// excludes the lower bound.
     Num {
         min: Option<f64>,
         strict: bool,
+        max: f64,
     },
     Enum(fn(&str) -> bool),
     Period,
     Timestamp,
 }
 
-const ANY_NUMBER: Kind = Kind::Num {
-    min: None,
+/// The largest amount in CNY an event may carry.
+pub const MAX_AMOUNT_CNY: f64 = 1e15;
+/// The longest heartbeat interval, in seconds (a day).
+pub const MAX_INTERVAL_S: f64 = 86_400.0;
+/// Years an `occurred_at` or a `period` may fall in (ticks and quarters stay representable).
+pub const YEARS: std::ops::Range<i64> = 1970..2200;
+/// How far ahead of the wall clock an `occurred_at` may be, by default: 1 day.
+pub const DEFAULT_MAX_FUTURE: Nanos = 86_400 * 1_000_000_000;
+
+/// `added_value_cny`: any sign, within ±1e15.
+const SIGNED_AMOUNT: Kind = Kind::Num {
+    min: Some(-MAX_AMOUNT_CNY),
     strict: false,
+    max: MAX_AMOUNT_CNY,
 };
-const NON_NEGATIVE: Kind = Kind::Num {
+/// Amounts in CNY: 0 to 1e15.
+const AMOUNT: Kind = Kind::Num {
     min: Some(0.0),
     strict: false,
+    max: MAX_AMOUNT_CNY,
 };
-const POSITIVE: Kind = Kind::Num {
+/// `interval_s`: over 0, at most a day.
+const INTERVAL: Kind = Kind::Num {
     min: Some(0.0),
     strict: true,
+    max: MAX_INTERVAL_S,
 };
 
 fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
@@ -96,7 +113,7 @@ fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
             ("sme", Bool),
         ],
         "enterprise.deregistered" => &[("enterprise_id", Str)],
-        "enterprise.valuation" => &[("enterprise_id", Str), ("valuation_cny", NON_NEGATIVE)],
+        "enterprise.valuation" => &[("enterprise_id", Str), ("valuation_cny", AMOUNT)],
         "enterprise.certification" => &[
             ("enterprise_id", Str),
             ("certification", Enum(|s| s == "srdi")),
@@ -105,8 +122,8 @@ fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
         "enterprise.financials" => &[
             ("enterprise_id", Str),
             ("period", Period),
-            ("revenue_cny", NON_NEGATIVE),
-            ("added_value_cny", ANY_NUMBER),
+            ("revenue_cny", AMOUNT),
+            ("added_value_cny", SIGNED_AMOUNT),
             ("revision", Int),
         ],
         "enterprise.cloud_migration" => &[
@@ -120,7 +137,7 @@ fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
                 Enum(|s| PlatformKind::from_str(s).is_some()),
             ),
             ("status", Enum(|s| PlatformStatus::from_str(s).is_some())),
-            ("interval_s", POSITIVE),
+            ("interval_s", INTERVAL),
         ],
         "platform.usage" => &[
             ("platform_id", Str),
@@ -143,7 +160,7 @@ fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
             ("scenario_id", Str),
             ("active_users", Int),
             ("transactions", Int),
-            ("value_cny", NON_NEGATIVE),
+            ("value_cny", AMOUNT),
         ],
         "project.stage" => &[
             ("project_id", Str),
@@ -162,6 +179,11 @@ const ENVELOPE: [(&str, Kind, bool); 3] = [
     ("occurred_at", Kind::Timestamp, true),
     ("source", Kind::Str, false),
 ];
+
+/// The first instant of a year, UTC.
+fn year_start(year: i64) -> Nanos {
+    paceline_model::time::days_from_civil(year, 1, 1) * paceline_model::time::DAY
+}
 
 fn parse_period(s: &str) -> Option<QuarterIndex> {
     let b = s.as_bytes();
@@ -195,15 +217,17 @@ fn in_range(kind: Kind, v: &Value<'_>) -> bool {
                 None => n.len() <= 16 && n.parse::<u64>().is_ok_and(|x| x <= MAX_SAFE_INTEGER),
             }
         }
-        (Kind::Num { min, strict }, Value::Number(n)) => match n.parse::<f64>() {
-            Ok(x) if x.is_finite() => match min {
+        (Kind::Num { min, strict, max }, Value::Number(n)) => match n.parse::<f64>() {
+            Ok(x) if x.is_finite() && x <= max => match min {
                 None => true,
                 Some(m) if strict => x > m,
                 Some(m) => x >= m,
             },
             _ => false,
         },
-        (Kind::Str | Kind::Enum(_) | Kind::Period, Value::String(s)) => s.len() <= MAX_STRING_BYTES,
+        (Kind::Period, Value::String(s)) => parse_period(s)
+            .is_some_and(|q| YEARS.contains(&(q.div_euclid(4) as i64))),
+        (Kind::Str | Kind::Enum(_), Value::String(s)) => s.len() <= MAX_STRING_BYTES,
         _ => true,
     }
 }
@@ -234,6 +258,24 @@ fn present<'v, 'a>(obj: &'v Value<'a>, name: &str) -> Option<&'v Value<'a>> {
 /// (Kafka), or `None` where a file mixes streams (replay); it decides `wrong_stream` and the
 /// stream a rejection is counted under.
 pub fn decode(bytes: &[u8], topic_stream: Option<Stream>) -> Result<Event, Rejection> {
+    decode_at(bytes, topic_stream, latest_occurred_at(DEFAULT_MAX_FUTURE))
+}
+
+/// The latest `occurred_at` accepted now: the wall clock plus `max_future`.
+pub fn latest_occurred_at(max_future: Nanos) -> Nanos {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as Nanos);
+    now.saturating_add(max_future)
+}
+
+/// [`decode`] with the latest `occurred_at` accepted given ([`latest_occurred_at`] with the
+/// configured `streams.max_future_s`).
+pub fn decode_at(
+    bytes: &[u8],
+    topic_stream: Option<Stream>,
+    latest: Nanos,
+) -> Result<Event, Rejection> {
     prescan(bytes).map_err(|r| {
         let detail = match r {
             Reason::TooLarge => format!("{} bytes, over {MAX_EVENT_BYTES}", bytes.len()),
@@ -350,13 +392,23 @@ pub fn decode(bytes: &[u8], topic_stream: Option<Stream>) -> Result<Event, Rejec
             ));
         }
     }
-    let Ok(at) = at else {
+    let at = match at {
+        Ok(at) if (year_start(YEARS.start)..year_start(YEARS.end)).contains(&at) => at,
+        _ => {
+            return Err(reject(
+                Reason::OutOfRange,
+                stream_tag,
+                "`occurred_at` is outside the years 1970 to 2199",
+            ))
+        }
+    };
+    if at > latest {
         return Err(reject(
             Reason::OutOfRange,
             stream_tag,
-            "`occurred_at` is outside the years 1678-2261",
+            "`occurred_at` is further ahead of the clock than `streams.max_future_s` allows",
         ));
-    };
+    }
     let Some(Value::String(id)) = present(&root, "event_id") else {
         return Err(reject(
             Reason::MissingField,

@@ -82,6 +82,10 @@ pub struct StreamsConfig {
     pub telemetry: StreamConfig,
     /// Scenario usage and stages.
     pub scenarios: StreamConfig,
+    /// How far ahead of the wall clock an `occurred_at` may be, in seconds, in every mode;
+    /// later events are `out_of_range`, so that no event moves time past what the
+    /// pipeline can hold. Default 86 400 (a day).
+    pub max_future_s: u64,
 }
 
 impl Default for StreamsConfig {
@@ -90,11 +94,17 @@ impl Default for StreamsConfig {
             filings: StreamConfig::new("enterprise-filings", 400),
             telemetry: StreamConfig::new("platform-telemetry", 2),
             scenarios: StreamConfig::new("scenario-usage", 400),
+            max_future_s: 86_400,
         }
     }
 }
 
 impl StreamsConfig {
+    /// `max_future_s` in nanoseconds.
+    pub fn max_future(&self) -> Nanos {
+        (self.max_future_s.min(100 * 365 * 86_400) as Nanos) * 1_000_000_000
+    }
+
     /// The settings of one stream.
     pub fn get(&self, stream: Stream) -> &StreamConfig {
         match stream {

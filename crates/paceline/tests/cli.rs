@@ -28,6 +28,15 @@ fn replay(dir: &Path, inputs: &[&Path], extra: &[&str]) -> std::process::Output 
     c.output().unwrap()
 }
 
+/// The current year (near enough: it only has to be well in the past of `+ 2`).
+fn this_year() -> u64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    1970 + secs / 31_556_952
+}
+
 fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("dl.jsonl"))
         .unwrap()
@@ -94,6 +103,20 @@ fn hostile_lines_land_in_dead_letters() {
     bytes.extend_from_slice(format!("{}{}\n", "[".repeat(10_000), "]".repeat(10_000)).as_bytes());
     bytes.extend_from_slice(b"{\"event_id\":\"h1\",\"type\":\"enterprise.valuation\",\"occurred_at\":\"2023-01-01T00:00:00Z\",\"enterprise_id\":\"E\",\"valuation_cny\":1e400}\n");
     bytes.extend_from_slice(b"{}\n");
+    // Events that would move time or sums past what the pipeline holds (events.md limits).
+    let fin = |id: &str, at: &str, period: &str, revenue: &str| {
+        format!("{{\"event_id\":\"{id}\",\"type\":\"enterprise.financials\",\"occurred_at\":\"{at}\",\"enterprise_id\":\"E\",\"period\":\"{period}\",\"revenue_cny\":{revenue},\"added_value_cny\":0,\"revision\":0}}\n")
+    };
+    for line in [
+        fin("future", "2199-06-01T00:00:00Z", "2023-Q1", "1"),
+        fin("next-year", &format!("{}-01-01T00:00:00Z", this_year() + 2), "2023-Q1", "1"),
+        fin("past", "1969-12-31T23:59:59Z", "2023-Q1", "1"),
+        fin("huge-1", "2023-05-01T00:00:00Z", "2023-Q1", "1e308"),
+        fin("huge-2", "2023-05-01T00:00:00Z", "2023-Q2", "1e308"),
+        fin("quarter", "2023-05-01T00:00:00Z", "9999-Q4", "1"),
+    ] {
+        bytes.extend_from_slice(line.as_bytes());
+    }
     bytes.extend_from_slice(b"\r\n\n");
     bytes.extend_from_slice(b"{\"event_id\":\"ok\",\"type\":\"enterprise.deregistered\",\"occurred_at\":\"2023-01-01T00:00:00Z\",\"enterprise_id\":\"E\"}\r\n");
     std::fs::write(&input, bytes).unwrap();
@@ -112,13 +135,69 @@ fn hostile_lines_land_in_dead_letters() {
             "too_large",
             "too_deep",
             "out_of_range",
-            "unknown_type"
+            "unknown_type",
+            "out_of_range",
+            "out_of_range",
+            "out_of_range",
+            "out_of_range",
+            "out_of_range",
+            "out_of_range",
         ]
     );
     assert!(dl[0]["raw_base64"].is_string() && dl[0].get("raw").is_none());
-    assert_eq!(dl[1]["raw"].as_str().unwrap().len(), 10 * 1024 * 1024 + 8);
+    // The long line was streamed through: its bytes in base64, its length counted.
+    assert_eq!(dl[1]["bytes"], 10 * 1024 * 1024 + 8);
+    use base64::Engine as _;
+    let long = base64::engine::general_purpose::STANDARD
+        .decode(dl[1]["raw_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(long, format!("{{\"x\":\"{}\"}}", "a".repeat(10 * 1024 * 1024)).as_bytes());
     assert_eq!(dl[4]["line"], 5);
+    assert_eq!(dl[5]["raw"].as_str().unwrap().contains("2199-06-01"), true);
     assert!(String::from_utf8_lossy(&out.stdout).contains("accepted:      1"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A 256 MB line without a newline, fed through a pipe as it is generated: replay rejects
+/// it `too_large` as it streams past, with memory far below its size.
+#[test]
+fn a_huge_line_streams_to_the_dead_letters() {
+    use std::io::Write as _;
+    let dir = tmp("huge");
+    let mut child = bin()
+        .arg("replay")
+        .arg("--input")
+        .arg("/dev/stdin")
+        .arg("--output")
+        .arg(dir.join("out.lp"))
+        .arg("--dead-letters")
+        .arg(dir.join("dl.jsonl"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let chunk = vec![b'7'; 1 << 20];
+    stdin.write_all(b"{\"event_id\":").unwrap();
+    for _ in 0..256 {
+        stdin.write_all(&chunk).unwrap();
+    }
+    // The whole line has gone through the pipe: the process's peak so far covers it.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(peak_kb < 128 * 1024, "peak {peak_kb} kB while a 256 MB line went by");
+    let dl = dead_letters(&dir);
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0]["reason"], "too_large");
+    assert_eq!(dl[0]["bytes"], 256 * (1 << 20) + 12);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

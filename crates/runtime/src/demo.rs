@@ -112,6 +112,21 @@ impl DeadLetterSink for CountOnly {
     fn write(&mut self, _: &Rejection, _: &str, _: u64, _: &[u8]) -> Result<(), ReplayError> {
         Ok(())
     }
+    fn write_long(
+        &mut self,
+        _: &Rejection,
+        file: &str,
+        _: u64,
+        _: &[u8],
+        rest: &mut dyn std::io::BufRead,
+    ) -> Result<u64, ReplayError> {
+        crate::replay::stream_rest_of_line(rest, |_| Ok(())).map_err(|source| {
+            ReplayError::Input {
+                path: file.into(),
+                source,
+            }
+        })
+    }
     fn finish(&mut self) -> Result<(), ReplayError> {
         Ok(())
     }

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use paceline_dataflow::{DataflowSettings, Runner, WatermarkReport};
-use paceline_decode::{decode, Admission, Reason, Rejection, Verdict};
+use paceline_decode::{
+    decode_at, latest_occurred_at, Admission, Reason, Rejection, Verdict, MAX_EVENT_BYTES,
+};
 use paceline_model::config::{Config, PlanSpec};
 use paceline_model::point::Point;
 use paceline_model::{Event, Nanos, SeriesKey, Stream};
@@ -149,8 +151,88 @@ pub trait DeadLetterSink {
         line_no: u64,
         raw: &[u8],
     ) -> Result<(), ReplayError>;
+    /// Keeps one line longer than the event limit, streamed: `head` is its start, the
+    /// rest is read from `rest` up to and including the line's end. Never holds the line.
+    fn write_long(
+        &mut self,
+        rejection: &Rejection,
+        file: &str,
+        line_no: u64,
+        head: &[u8],
+        rest: &mut dyn BufRead,
+    ) -> Result<u64, ReplayError>;
     /// Makes everything written durable.
     fn finish(&mut self) -> Result<(), ReplayError>;
+}
+
+/// Reads the rest of a line (through its `\n`, or to the end of input) in the reader's own
+/// buffer-sized pieces, handing each to `f`; returns the bytes consumed.
+pub fn stream_rest_of_line(
+    reader: &mut dyn BufRead,
+    mut f: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let avail = reader.fill_buf()?;
+        if avail.is_empty() {
+            return Ok(total);
+        }
+        let (take, done) = match avail.iter().position(|b| *b == b'\n') {
+            Some(i) => (i, true),
+            None => (avail.len(), false),
+        };
+        f(&avail[..take])?;
+        let consumed = take + usize::from(done);
+        reader.consume(consumed);
+        total += consumed as u64;
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
+/// How [`read_line_capped`] found the line.
+#[derive(Debug, PartialEq, Eq)]
+enum LineRead {
+    /// End of input.
+    End,
+    /// The whole line is in the buffer (without its `\n`).
+    Whole,
+    /// Longer than the cap: its start is in the buffer, the rest unread.
+    Long,
+}
+
+/// Reads the next line into `buf` (cleared first), holding at most `cap + 2` bytes of it:
+/// enough to tell a line over `cap` bytes (line end aside) from one that is not.
+fn read_line_capped(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> std::io::Result<(u64, LineRead)> {
+    buf.clear();
+    let window = cap + 2;
+    let mut consumed = 0u64;
+    loop {
+        let avail = reader.fill_buf()?;
+        if avail.is_empty() {
+            let state = if consumed == 0 { LineRead::End } else { LineRead::Whole };
+            return Ok((consumed, state));
+        }
+        let room = window - buf.len();
+        let look = &avail[..avail.len().min(room)];
+        if let Some(i) = look.iter().position(|b| *b == b'\n') {
+            buf.extend_from_slice(&look[..i]);
+            reader.consume(i + 1);
+            return Ok((consumed + i as u64 + 1, LineRead::Whole));
+        }
+        let take = look.len();
+        buf.extend_from_slice(look);
+        reader.consume(take);
+        consumed += take as u64;
+        if buf.len() >= window {
+            return Ok((consumed, LineRead::Long));
+        }
+    }
 }
 
 /// Where points go, on the writer thread: replay's line-protocol file, or only the count
@@ -178,7 +260,62 @@ struct DeadLetterFile {
     out: BufWriter<std::fs::File>,
 }
 
+impl DeadLetterFile {
+    fn output_error(&self, source: std::io::Error) -> ReplayError {
+        ReplayError::Output {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
 impl DeadLetterSink for DeadLetterFile {
+    fn write_long(
+        &mut self,
+        rejection: &Rejection,
+        file: &str,
+        line_no: u64,
+        head: &[u8],
+        rest: &mut dyn BufRead,
+    ) -> Result<u64, ReplayError> {
+        let mut obj = serde_json::Map::new();
+        obj.insert("reason".into(), rejection.reason.as_str().into());
+        obj.insert("stream".into(), rejection.stream_name().into());
+        obj.insert("file".into(), file.into());
+        obj.insert("line".into(), line_no.into());
+        obj.insert("detail".into(), rejection.detail.clone().into());
+        let open = serde_json::Value::Object(obj).to_string();
+        // The object without its closing brace, then the bytes in base64 as they are read
+        // (3-byte groups, the remainder carried over), then their count.
+        let out = &mut self.out;
+        let result = (|| -> std::io::Result<u64> {
+            out.write_all(open[..open.len() - 1].as_bytes())?;
+            out.write_all(b",\"raw_base64\":\"")?;
+            let engine = &base64::engine::general_purpose::STANDARD;
+            let mut carry: Vec<u8> = Vec::with_capacity(3);
+            let mut encode =
+                |piece: &[u8], out: &mut BufWriter<std::fs::File>| -> std::io::Result<()> {
+                    carry.extend_from_slice(piece);
+                    let whole = carry.len() / 3 * 3;
+                    out.write_all(engine.encode(&carry[..whole]).as_bytes())?;
+                    carry.drain(..whole);
+                    Ok(())
+                };
+            for piece in head.chunks(3 * 4096) {
+                encode(piece, out)?;
+            }
+            let mut total = head.len() as u64;
+            let read = stream_rest_of_line(rest, |piece| {
+                total += piece.len() as u64;
+                piece.chunks(3 * 4096).try_for_each(|p| encode(p, out))
+            })?;
+            out.write_all(engine.encode(&carry).as_bytes())?;
+            writeln!(out, "\",\"bytes\":{total}}}")?;
+            Ok(read)
+        })();
+        result.map_err(|e| self.output_error(e))
+    }
+
     fn write(
         &mut self,
         rejection: &Rejection,
@@ -357,21 +494,31 @@ pub fn run(
             let reader = &mut input.reader;
             let mut line_no = 0u64;
             loop {
-                line.clear();
-                let n =
-                    reader
-                        .read_until(b'\n', &mut line)
-                        .map_err(|source| ReplayError::Input {
-                            path: name.clone(),
-                            source,
-                        })?;
-                if n == 0 {
+                let input_error = |source| ReplayError::Input {
+                    path: name.clone(),
+                    source,
+                };
+                let (n, state) =
+                    read_line_capped(reader, &mut line, MAX_EVENT_BYTES).map_err(input_error)?;
+                if state == LineRead::End {
                     break;
                 }
-                bytes += n as u64;
+                bytes += n;
                 line_no += 1;
-                if line.last() == Some(&b'\n') {
-                    line.pop();
+                if state == LineRead::Long {
+                    // Over the limit whatever its end: rejected as it streams past.
+                    summary.events += 1;
+                    let rejection = Rejection {
+                        reason: Reason::TooLarge,
+                        stream: None,
+                        detail: format!("over {MAX_EVENT_BYTES} bytes"),
+                    };
+                    *summary
+                        .rejected
+                        .entry((rejection.stream_name(), rejection.reason.as_str()))
+                        .or_default() += 1;
+                    bytes += dead.write_long(&rejection, name, line_no, &line, reader)?;
+                    continue;
                 }
                 if line.last() == Some(&b'\r') {
                     line.pop();
@@ -380,7 +527,8 @@ pub fn run(
                     continue;
                 }
                 summary.events += 1;
-                match decode(&line, None) {
+                let latest = latest_occurred_at(config.streams.max_future());
+                match decode_at(&line, None, latest) {
                     Err(rejection) => {
                         *summary
                             .rejected

@@ -148,7 +148,10 @@ fn every_reason_is_reachable() {
         reason(&with("revenue_cny", "1e999")),
         Some(Reason::OutOfRange)
     );
-    assert_eq!(reason(&with("added_value_cny", "-1e308")), None);
+    assert_eq!(
+        reason(&with("added_value_cny", "-1e308")),
+        Some(Reason::OutOfRange)
+    );
     assert_eq!(reason(&with("event_id", "\"\"")), Some(Reason::OutOfRange));
     assert_eq!(
         reason(&with("event_id", &format!("\"{}\"", "i".repeat(129)))),
@@ -245,4 +248,74 @@ fn fuzz_corpus_never_panics() {
     }
     assert!(n >= 20, "corpus has {n} files");
     assert!(accepted >= 13, "the valid examples decode: {accepted}");
+}
+
+/// Every limit of events.md's "Bad input" at its edge: the last valid value accepted, the
+/// next one refused `out_of_range`.
+#[test]
+fn limits_at_their_edges() {
+    let heartbeat = |interval: &str| {
+        format!(
+            r#"{{"event_id":"h","type":"platform.heartbeat","occurred_at":"2024-01-01T00:00:00Z","platform_id":"P","platform_kind":"network_communication","status":"up","interval_s":{interval}}}"#
+        )
+    };
+    let usage = |n: &str, value: &str| {
+        format!(
+            r#"{{"event_id":"u","type":"scenario.usage","occurred_at":"2024-01-01T00:00:00Z","scenario_id":"S","active_users":{n},"transactions":0,"value_cny":{value}}}"#
+        )
+    };
+    let valuation = |v: &str| {
+        format!(
+            r#"{{"event_id":"v","type":"enterprise.valuation","occurred_at":"2024-01-01T00:00:00Z","enterprise_id":"E","valuation_cny":{v}}}"#
+        )
+    };
+    let cases: Vec<(String, Option<Reason>)> = vec![
+        (with("revenue_cny", "1e15"), None),
+        (with("revenue_cny", "1000000000000000.2"), Some(Reason::OutOfRange)),
+        (with("revenue_cny", "1e308"), Some(Reason::OutOfRange)),
+        (with("added_value_cny", "-1e15"), None),
+        (with("added_value_cny", "1e15"), None),
+        (with("added_value_cny", "-1.0000000000000002e15"), Some(Reason::OutOfRange)),
+        (with("added_value_cny", "1.0000000000000002e15"), Some(Reason::OutOfRange)),
+        (valuation("1e15"), None),
+        (valuation("1.0000000000000002e15"), Some(Reason::OutOfRange)),
+        (usage("0", "1e15"), None),
+        (usage("0", "1.0000000000000002e15"), Some(Reason::OutOfRange)),
+        (usage("9007199254740991", "0"), None),
+        (usage("9007199254740992", "0"), Some(Reason::OutOfRange)),
+        (heartbeat("86400"), None),
+        (heartbeat("86400.00000000001"), Some(Reason::OutOfRange)),
+        (heartbeat("0"), Some(Reason::OutOfRange)),
+        (with("period", "\"1970-Q1\""), None),
+        (with("period", "\"1969-Q4\""), Some(Reason::OutOfRange)),
+        (with("period", "\"2199-Q4\""), None),
+        (with("period", "\"2200-Q1\""), Some(Reason::OutOfRange)),
+        (with("period", "\"9999-Q4\""), Some(Reason::OutOfRange)),
+        (with("occurred_at", "\"1970-01-01T00:00:00Z\""), None),
+        (with("occurred_at", "\"1969-12-31T23:59:59.999999999Z\""), Some(Reason::OutOfRange)),
+        (with("occurred_at", "\"1970-01-01T07:59:59+08:00\""), Some(Reason::OutOfRange)),
+    ];
+    for (line, expected) in &cases {
+        assert_eq!(reason(line), *expected, "{line}");
+    }
+    // The future: up to `max_future` ahead of the clock (here a fixed "latest"), and never
+    // 2200 or later, whatever the clock says.
+    let at = |ts: &str| with("occurred_at", &format!("\"{ts}\""));
+    let latest = parse_rfc3339("2030-06-01T00:00:00Z").unwrap();
+    let decide = |line: &str, latest| decode_at(line.as_bytes(), None, latest).err().map(|r| r.reason);
+    assert_eq!(decide(&at("2030-06-01T00:00:00Z"), latest), None);
+    assert_eq!(
+        decide(&at("2030-06-01T00:00:00.000000001Z"), latest),
+        Some(Reason::OutOfRange)
+    );
+    assert_eq!(decide(&at("2199-12-31T23:59:59.999999999Z"), Nanos::MAX), None);
+    assert_eq!(decide(&at("2200-01-01T00:00:00Z"), Nanos::MAX), Some(Reason::OutOfRange));
+    // With the real clock and the default day ahead.
+    let tomorrow = latest_occurred_at(DEFAULT_MAX_FUTURE);
+    assert_eq!(decide(&at("2026-01-01T00:00:00Z"), tomorrow), None);
+    assert_eq!(
+        reason(&at("2199-01-01T00:00:00Z")),
+        Some(Reason::OutOfRange),
+        "far in the future"
+    );
 }

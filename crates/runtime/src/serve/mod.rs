@@ -237,12 +237,15 @@ pub async fn serve(
                 stop.clone(),
             );
             let idle = Duration::from_secs(config.streams.get(s).idle_timeout_s);
+            let max_future = config.streams.max_future();
             let fatal = fatal_tx.clone();
             source_threads.push(
                 std::thread::Builder::new()
                     .name(format!("source-{}-{worker}", s.as_str()))
                     .spawn(move || {
-                        let r = sources::run_source(worker, source, idle, dead, metrics, tx, stop);
+                        let r = sources::run_source(
+                            worker, source, idle, max_future, dead, metrics, tx, stop,
+                        );
                         if let Err(e) = &r {
                             let _ = fatal.send(format!("source {topic}: {e}"));
                         }
@@ -506,7 +509,8 @@ fn restore(
 
 /// After a restore, ticks up to here are written again whatever their value: the stopped
 /// run may have written any tick its watermarks reached after its last checkpoint, and no
-/// watermark passes the wall clock plus a day (events further ahead are not accepted).
+/// watermark passes the wall clock plus `streams.max_future_s` (events further ahead are
+/// `out_of_range`).
 fn rewrite_until(config: &Config) -> Nanos {
     let longest = Indicator::ALL
         .iter()
@@ -516,7 +520,7 @@ fn rewrite_until(config: &Config) -> Nanos {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as Nanos);
-    now.saturating_add(paceline_model::time::DAY)
+    now.saturating_add(config.streams.max_future())
         .saturating_add(longest)
 }
 

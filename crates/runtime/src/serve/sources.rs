@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender};
-use paceline_decode::decode;
+use paceline_decode::{decode_at, latest_occurred_at};
 use paceline_ingest::{DeadLetterProducer, Origin, Polled, TopicSource};
 use paceline_model::{Event, Stream};
 
@@ -102,10 +102,12 @@ fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
 
 /// Runs one source until `stop` is raised; returns a fatal error (dead letters that cannot
 /// be written) as text.
+#[allow(clippy::too_many_arguments)]
 pub fn run_source(
     worker: usize,
     source: TopicSource,
     idle_timeout: Duration,
+    max_future: paceline_model::Nanos,
     dead: DeadLetterProducer,
     metrics: ServeMetrics,
     tx: Sender<Batch>,
@@ -131,7 +133,7 @@ pub fn run_source(
                     consumed = Instant::now();
                 }
                 at_end.remove(&partition);
-                match decode(payload, Some(stream)) {
+                match decode_at(payload, Some(stream), latest_occurred_at(max_future)) {
                     Ok(event) => items.push(Item::Event {
                         partition,
                         offset,
