@@ -255,6 +255,7 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.i += 1,
                 Some(b']') => {
                     self.i += 1;
+                    items.shrink_to_fit();
                     return Ok(Value::Array(items));
                 }
                 _ => return Err(self.err("expected , or ]")),
@@ -264,7 +265,9 @@ impl<'a> Parser<'a> {
 
     fn object(&mut self, depth: usize) -> Result<Value<'a>, JsonError> {
         self.i += 1;
-        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(10);
+        // Grown as members come, never reserved ahead: `[{},{},…]` must not reserve room
+        // for members that are not there (memory stays a small multiple of the input).
+        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
@@ -292,6 +295,9 @@ impl<'a> Parser<'a> {
                     if has_repeated_key(&members) {
                         return Err(self.err("repeated key"));
                     }
+                    // Growth rounds up (at least 4 members): give back what a small
+                    // object does not use.
+                    members.shrink_to_fit();
                     return Ok(Value::Object(members));
                 }
                 _ => return Err(self.err("expected , or }")),
@@ -316,6 +322,52 @@ fn has_repeated_key(members: &[(Cow<'_, str>, Value<'_>)]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Heap bytes a parsed value holds (reserved capacity included).
+    fn heap_bytes(v: &Value<'_>) -> usize {
+        let cow = |c: &Cow<'_, str>| match c {
+            Cow::Owned(s) => s.capacity(),
+            Cow::Borrowed(_) => 0,
+        };
+        match v {
+            Value::String(s) => cow(s),
+            Value::Array(items) => {
+                items.capacity() * std::mem::size_of::<Value<'_>>()
+                    + items.iter().map(heap_bytes).sum::<usize>()
+            }
+            Value::Object(members) => {
+                members.capacity() * std::mem::size_of::<(Cow<'_, str>, Value<'_>)>()
+                    + members
+                        .iter()
+                        .map(|(k, v)| cow(k) + heap_bytes(v))
+                        .sum::<usize>()
+            }
+            _ => 0,
+        }
+    }
+
+    /// No input makes the parser hold more than a small multiple of its own size.
+    #[test]
+    fn memory_is_a_small_multiple_of_the_input() {
+        let repeat = |unit: &str, n: usize| format!("[{}]", vec![unit; n].join(","));
+        for text in [
+            repeat("{}", 21_000),
+            repeat("[]", 21_000),
+            repeat("0", 32_000),
+            repeat(r#"{"a":{}}"#, 7_000),
+            repeat(r#""é""#, 8_000),
+            format!(r#"{{"k":[{}]}}"#, vec!["{\"x\":1}"; 8_000].join(",")),
+        ] {
+            let v = parse(&text).unwrap();
+            let held = heap_bytes(&v);
+            assert!(
+                held <= 24 * text.len(),
+                "{} input bytes hold {held} bytes ({}…)",
+                text.len(),
+                &text[..12]
+            );
+        }
+    }
 
     #[test]
     fn parses_what_serde_json_parses() {
