@@ -204,7 +204,7 @@ pub fn validate(
     }
     for key in kafka.options.keys() {
         let k = key.to_ascii_lowercase();
-        if k.contains("password") || k.contains("secret") || k.contains("token") {
+        if carries_secret(&k) {
             err(
                 &format!("kafka.options.{key}"),
                 "secrets may not be in the configuration file: use PACELINE_KAFKA_SASL_PASSWORD or PACELINE_KAFKA_SASL_PASSWORD_FILE",
@@ -222,6 +222,11 @@ pub fn validate(
     }
     if !(influx.url.starts_with("http://") || influx.url.starts_with("https://")) {
         err("influx.url", "must start with http:// or https://");
+    } else if url_has_credentials(&influx.url) {
+        err(
+            "influx.url",
+            "must not embed credentials (user:password@): use PACELINE_INFLUX_TOKEN, PACELINE_INFLUX_USER and PACELINE_INFLUX_PASSWORD, or their _FILE forms",
+        );
     }
     match influx.api {
         InfluxApi::V2 => {
@@ -277,6 +282,26 @@ pub fn validate(
     if service.epoch_linger_ms == 0 || service.epoch_linger_ms > 60_000 {
         err("service.epoch_linger_ms", "must be between 1 and 60000");
     }
+}
+
+/// librdkafka properties whose values are secrets (passwords, private keys, key stores,
+/// OAuth configuration, SASL/JAAS settings): refused in the configuration file.
+fn carries_secret(key: &str) -> bool {
+    key.contains("password")
+        || key.contains("secret")
+        || key.contains("token")
+        || key.ends_with(".key.pem")
+        || key.starts_with("ssl.keystore.")
+        || key == "sasl.oauthbearer.config"
+        || key == "sasl.jaas.config"
+        || key == "ssl.key.pem"
+}
+
+/// Whether an `http(s)://` URL carries `user:password@` (or `user@`) before its host.
+fn url_has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
 }
 
 /// A secret value: its `Debug` and `Display` never show it.
@@ -427,5 +452,49 @@ mod tests {
         );
         // The refused option's value is not echoed.
         assert!(errors.iter().all(|e| !e.reason.contains("\"x\"")));
+    }
+
+    #[test]
+    fn secrets_are_refused_where_they_hide() {
+        let mut k = KafkaConfig::default();
+        for key in [
+            "ssl.key.pem",
+            "ssl.keystore.location",
+            "ssl.keystore.password",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.client.secret",
+            "sasl.jaas.config",
+        ] {
+            k.options.insert(key.into(), "x".into());
+        }
+        // Not secrets: where a CA or a certificate lies, the mechanism, the user.
+        for key in ["ssl.ca.location", "ssl.certificate.location", "sasl.mechanism", "sasl.username"] {
+            k.options.insert(key.into(), "x".into());
+        }
+        let mut i = InfluxConfig::default();
+        i.url = "https://admin:hunter2@influx.example:8086/".into();
+        let mut errors = Vec::new();
+        validate(&k, &i, &ServiceConfig::default(), &mut errors);
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "kafka.options.sasl.jaas.config",
+                "kafka.options.sasl.oauthbearer.client.secret",
+                "kafka.options.sasl.oauthbearer.config",
+                "kafka.options.ssl.key.pem",
+                "kafka.options.ssl.keystore.location",
+                "kafka.options.ssl.keystore.password",
+                "influx.url",
+            ]
+        );
+        assert!(errors.iter().all(|e| !e.reason.contains("hunter2")));
+        for (url, bad) in [
+            ("http://user@h:8086", true),
+            ("http://h:8086/write?u=x@y", false),
+            ("https://h.example/path@x", false),
+        ] {
+            assert_eq!(url_has_credentials(url), bad, "{url}");
+        }
     }
 }
