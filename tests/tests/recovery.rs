@@ -9,7 +9,10 @@
 //! - Stale point: corrections emitted while the database is frozen (writes hang) and the
 //!   process killed before they were acknowledged are in the database after a restart.
 //! - Corrupt checkpoint: the newest checkpoint truncated, then garbled: start-up names it,
-//!   falls back to the previous one, and the result is still equivalent.
+//!   falls back to the previous one, and the result is still equivalent; a checkpoint from
+//!   another worker count is refused (exit 2) and `--rebuild` starts over.
+//! - Panic: a panic in the coordinator's thread stops the service with exit code 1 and the
+//!   panic's message.
 
 use std::time::Duration;
 
@@ -275,6 +278,32 @@ fn corrupt_checkpoints(tansu: &Tansu, influx: &Influx1) {
     serve.stop_cleanly(None);
 }
 
+/// A panic in the pipeline (the coordinator's thread, through a failpoint) stops the
+/// service with exit code 1 and the panic's message; the next start goes on normally.
+fn a_panic_stops_the_service(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "rec-panic";
+    let db = "rec_panic";
+    create_topics(tansu, prefix, 1);
+    influx.query("", &format!("CREATE DATABASE {db}"));
+    let data = Dataset::new(67, 50, true, &[]);
+    let config = recovery_config(prefix);
+    let (t, _) = topics(prefix);
+    kafka::produce(&tansu.brokers(), &t, &data.lines);
+    let env = influx1_env(tansu, influx, db);
+    let mut with_failpoint = env.to_vec();
+    with_failpoint.push(("PACELINE_FAILPOINT", "coordinator".to_string()));
+    let dir = TempDir::new("serve-panic");
+    let (code, log) = Serve::run_to_exit(&dir, &config, &with_failpoint, &[]);
+    assert_eq!(code, Some(1), "a panic stops the service:\n{log}");
+    assert!(
+        log.contains("failpoint `coordinator` reached") && log.contains("coordinator"),
+        "the panic's message and thread:\n{log}"
+    );
+    let mut serve = Serve::start_in(dir, &config, &env);
+    assert_equivalent(influx, db, &config, &data, &mut serve);
+    serve.stop_cleanly(None);
+}
+
 #[test]
 fn recovery_on_real_services() {
     let tansu = Tansu::start();
@@ -283,10 +312,12 @@ fn recovery_on_real_services() {
         let a = s.spawn(|| killed_ten_times(&tansu, &influx));
         let b = s.spawn(|| stale_point(&tansu));
         let c = s.spawn(|| corrupt_checkpoints(&tansu, &influx));
+        let d = s.spawn(|| a_panic_stops_the_service(&tansu, &influx));
         [
             ("killed ten times", a.join()),
             ("stale point", b.join()),
             ("corrupt checkpoint", c.join()),
+            ("panic", d.join()),
         ]
     });
     let failed: Vec<&str> = results

@@ -124,6 +124,21 @@ fn load(path: Option<&PathBuf>) -> Result<Config, LoadError> {
     }
 }
 
+/// A panic on any thread (a source, the coordinator, a dataflow worker, the sink, HTTP)
+/// stops the process with exit code 1 and the panic's message: a half-dead service behind
+/// green probes is worse than a restart from the last checkpoint.
+fn exit_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        tracing::error!(thread = name, panic = %info, "a thread panicked; stopping");
+        eprintln!("paceline: a thread ({name}) panicked; stopping with exit code 1");
+        std::process::exit(1);
+    }));
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PACELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -312,6 +327,7 @@ fn produce(config: Option<PathBuf>, opts: paceline_runtime::produce::ProduceOpti
 }
 
 fn main() -> ExitCode {
+    exit_on_panic();
     let cli = Cli::parse();
     match cli.command {
         Command::Demo {

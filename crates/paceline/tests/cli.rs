@@ -324,6 +324,49 @@ fn serve_refuses_bad_environment() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A panic on any thread stops the process with exit code 1 and the panic's message
+/// (here the HTTP server's, through a failpoint), instead of a service that goes on with a
+/// dead part.
+#[test]
+fn a_panic_anywhere_stops_serve_with_exit_1() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = tmp("panic-state");
+    let mut child = bin()
+        .arg("serve")
+        .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("PACELINE_KAFKA_BROKERS", "127.0.0.1:9")
+        .env("PACELINE_INFLUX_URL", "http://127.0.0.1:9")
+        .env("PACELINE_STATE_DIR", &state)
+        .env("PACELINE_FAILPOINT", "http")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Ask /healthz until the server is up: that request panics its handler.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "serve goes on after a panic");
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Write;
+            let _ = write!(s, "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("failpoint `http` reached"), "the panic's message: {err}");
+    let _ = std::fs::remove_dir_all(&state);
+}
+
 /// Environment alone (no configuration file) starts the service on the defaults: the
 /// endpoints answer, `/readyz` says why it is not ready while Kafka cannot be reached, and
 /// SIGTERM stops it with exit 0.
@@ -340,12 +383,14 @@ fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
+    let state = tmp("serve-env-state");
     let mut child = bin()
         .arg("serve")
         .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
         .env("PACELINE_KAFKA_BROKERS", format!("127.0.0.1:{kafka_port}"))
         .env("PACELINE_INFLUX_URL", "http://127.0.0.1:9")
         .env("PACELINE_INFLUX_TOKEN", "tok-never-shown")
+        .env("PACELINE_STATE_DIR", &state)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -11,6 +11,7 @@
 
 pub mod board;
 pub mod demo;
+pub mod failpoint;
 pub mod page;
 pub mod present;
 pub mod produce;
