@@ -184,3 +184,15 @@ pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> Vec<i64> 
         })
         .collect()
 }
+
+/// Produces one message without a value (a compaction tombstone) with `key` to `topic`.
+pub fn produce_tombstone(brokers: &str, topic: &str, key: &str) {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    let rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).key(key);
+    p.send(rec).map_err(|(e, _)| e).expect("queued");
+    p.flush(Duration::from_secs(60)).expect("acknowledged");
+}

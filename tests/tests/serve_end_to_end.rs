@@ -31,7 +31,8 @@ use paceline_tests::{
 use paceline_tests::{page, readback};
 
 /// docs/outputs.md's metric names that must be present once data went through.
-const METRIC_NAMES: [&str; 17] = [
+const METRIC_NAMES: [&str; 18] = [
+    "paceline_source_tombstones_total",
     "paceline_indicator_value",
     "paceline_indicator_target",
     "paceline_indicator_expected",
@@ -78,6 +79,8 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     let mut on_telemetry = t.clone();
     on_telemetry[Stream::Filings.index()] = t[Stream::Telemetry.index()].clone();
     kafka::produce(&tansu.brokers(), &on_telemetry, &[wrong.to_vec()]);
+    // A compaction tombstone: skipped and counted, neither an event nor a dead letter.
+    kafka::produce_tombstone(&tansu.brokers(), &t[Stream::Filings.index()], "E1");
 
     let env = [
         ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
@@ -92,6 +95,7 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     assert_eq!(serve.ready(), 200);
 
     let rejected_total = check_counters(&m, &summary, Some("wrong_stream"));
+    assert_eq!(m.sum("paceline_source_tombstones_total", &[]), 1.0);
     for name in METRIC_NAMES {
         assert!(m.has(name), "/metrics lacks {name}");
     }
@@ -421,6 +425,26 @@ fn produce_then_serve(tansu: &Tansu, influx: &Influx1) {
     serve.stop_cleanly(None);
 }
 
+/// A topic that does not exist stops the start at once with its name, exit 1, instead of
+/// waiting for `kafka.metadata_timeout_s` (30 s here).
+fn missing_topic_fails_fast(tansu: &Tansu, influx: &Influx1) {
+    let config = scenario_config("e2e-absent");
+    let env = influx1_env(tansu, influx, "e2e_absent");
+    let dir = paceline_tests::services::TempDir::new("serve-absent");
+    let started = std::time::Instant::now();
+    let (code, log) = Serve::run_to_exit(&dir, &config, &env, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("e2e-absent-enterprise-filings") && log.contains("does not exist"),
+        "the missing topic is named:\n{log}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "failed after {:?}, not at once",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn end_to_end_on_real_services() {
     let tansu = Tansu::start();
@@ -432,12 +456,14 @@ fn end_to_end_on_real_services() {
         let c = s.spawn(|| refused_batch_stops(&tansu, &influx));
         let d = s.spawn(|| status_page_survives_restart(&tansu, &influx));
         let e = s.spawn(|| produce_then_serve(&tansu, &influx));
+        let f = s.spawn(|| missing_topic_fails_fast(&tansu, &influx));
         [
             ("InfluxDB 1.x", a.join()),
             ("VictoriaMetrics", b.join()),
             ("refused batch", c.join()),
             ("status page", d.join()),
             ("produce", e.join()),
+            ("missing topic", f.join()),
         ]
     });
     let failed: Vec<&str> = results

@@ -86,28 +86,41 @@ pub fn topic_partitions(
     })?;
     let deadline = std::time::Instant::now() + timeout;
     loop {
+        // (reason, whether waiting cannot help)
         let attempt = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map_err(|e| e.to_string())
+            .map_err(|e| (e.to_string(), false))
             .and_then(|md| {
                 let t = md
                     .topics()
                     .iter()
                     .find(|t| t.name() == topic)
-                    .ok_or_else(|| "topic missing from the metadata".to_string())?;
+                    .ok_or_else(|| ("topic missing from the metadata".to_string(), false))?;
                 if let Some(e) = t.error() {
-                    return Err(format!("{:?}", RDKafkaErrorCode::from(e)));
+                    let code = RDKafkaErrorCode::from(e);
+                    // The broker says the topic does not exist: fail now, naming it,
+                    // rather than wait for the metadata timeout.
+                    let missing = matches!(
+                        code,
+                        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+                    );
+                    let reason = if missing {
+                        "the topic does not exist (create it first)".to_string()
+                    } else {
+                        format!("{code:?}")
+                    };
+                    return Err((reason, missing));
                 }
                 let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
                 parts.sort_unstable();
                 if parts.is_empty() {
-                    return Err("the topic has no partitions".into());
+                    return Err(("the topic has no partitions".into(), false));
                 }
                 Ok(parts)
             });
         match attempt {
             Ok(p) => return Ok(p),
-            Err(reason) if std::time::Instant::now() >= deadline => {
+            Err((reason, fatal)) if fatal || std::time::Instant::now() >= deadline => {
                 return Err(IngestError::Metadata {
                     topic: topic.into(),
                     brokers,
@@ -172,8 +185,15 @@ pub enum Polled<'a> {
         partition: i32,
         /// Offset.
         offset: i64,
-        /// The value (empty for a null value).
+        /// The value.
         payload: &'a [u8],
+    },
+    /// A message without a value (a compaction tombstone): not an event, not a rejection.
+    Tombstone {
+        /// Partition.
+        partition: i32,
+        /// Offset.
+        offset: i64,
     },
     /// The consumer reached the end of a partition: nothing unread there right now.
     End {
@@ -257,11 +277,17 @@ impl TopicSource {
     pub fn poll<R>(&self, timeout: Duration, f: impl FnOnce(Polled<'_>) -> R) -> R {
         match self.consumer.poll(timeout) {
             None => f(Polled::Nothing),
-            Some(Ok(m)) => f(Polled::Message {
-                partition: m.partition(),
-                offset: m.offset(),
-                payload: m.payload().unwrap_or(&[]),
-            }),
+            Some(Ok(m)) => match m.payload() {
+                Some(payload) => f(Polled::Message {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    payload,
+                }),
+                None => f(Polled::Tombstone {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                }),
+            },
             Some(Err(KafkaError::PartitionEOF(partition))) => f(Polled::End { partition }),
             Some(Err(e)) => f(Polled::Error(e.to_string())),
         }

@@ -407,7 +407,7 @@ fn take_batch(
                     }
                 }
             }
-            Item::Rejected { partition, offset } => {
+            Item::Rejected { partition, offset } | Item::Skipped { partition, offset } => {
                 progress.read(stream, partition, offset);
             }
             Item::Idle { partition } => {

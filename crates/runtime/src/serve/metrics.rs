@@ -20,6 +20,8 @@ pub struct ServeMetrics {
     pub events: IntCounterVec,
     /// `paceline_events_rejected_total{stream,reason}`.
     pub rejected: IntCounterVec,
+    /// `paceline_source_tombstones_total{topic}`: messages without a value, skipped.
+    pub tombstones: IntCounterVec,
     /// `paceline_source_lag_messages{topic,partition}`.
     pub source_lag: IntGaugeVec,
     /// `paceline_stream_lag_messages{stream}`.
@@ -115,6 +117,11 @@ impl ServeMetrics {
                 "paceline_events_rejected_total",
                 "Rejected events, by stream and reason.",
                 &["stream", "reason"],
+            )?,
+            tombstones: counter(
+                "paceline_source_tombstones_total",
+                "Messages without a value (compaction tombstones), skipped: not events, not rejections.",
+                &["topic"],
             )?,
             source_lag: igauge(
                 "paceline_source_lag_messages",

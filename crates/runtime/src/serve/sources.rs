@@ -37,6 +37,13 @@ pub enum Item {
         /// The offset.
         offset: i64,
     },
+    /// A message of the partition without a value (a tombstone): skipped, counted.
+    Skipped {
+        /// The partition.
+        partition: i32,
+        /// The offset.
+        offset: i64,
+    },
     /// The partition has had nothing unread for the idle timeout (its position at its
     /// high watermark, checked with the broker): it holds the watermark back no longer,
     /// until its next message.
@@ -156,6 +163,16 @@ pub fn run_source(
                         items.push(Item::Rejected { partition, offset });
                     }
                 }
+                items.len() >= BATCH_ITEMS
+            }
+            Polled::Tombstone { partition, offset } => {
+                // Compaction's deletion marker: skipped and counted, the position moves on.
+                metrics
+                    .tombstones
+                    .with_label_values(&[source.topic.as_str()])
+                    .inc();
+                at_end.remove(&partition);
+                items.push(Item::Skipped { partition, offset });
                 items.len() >= BATCH_ITEMS
             }
             Polled::End { partition } => {
