@@ -608,3 +608,25 @@ pub fn now_ms() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
 }
+
+/// A named scenario for [`run_side_by_side`].
+pub type Scenario<'a> = (&'static str, Box<dyn FnOnce() + Send + 'a>);
+
+/// Runs scenarios side by side on shared services; fails naming every scenario that
+/// failed (their own messages are above).
+pub fn run_side_by_side(scenarios: Vec<Scenario<'_>>) {
+    let failed: Vec<&str> = std::thread::scope(|s| {
+        let running: Vec<_> = scenarios
+            .into_iter()
+            .map(|(name, f)| (name, s.spawn(f)))
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|(name, h)| h.join().is_err().then_some(name))
+            .collect()
+    });
+    assert!(
+        failed.is_empty(),
+        "scenarios failed (messages above): {failed:?}"
+    );
+}

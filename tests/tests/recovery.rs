@@ -308,22 +308,11 @@ fn a_panic_stops_the_service(tansu: &Tansu, influx: &Influx1) {
 fn recovery_on_real_services() {
     let tansu = Tansu::start();
     let influx = Influx1::start();
-    let results = std::thread::scope(|s| {
-        let a = s.spawn(|| killed_ten_times(&tansu, &influx));
-        let b = s.spawn(|| stale_point(&tansu));
-        let c = s.spawn(|| corrupt_checkpoints(&tansu, &influx));
-        let d = s.spawn(|| a_panic_stops_the_service(&tansu, &influx));
-        [
-            ("killed ten times", a.join()),
-            ("stale point", b.join()),
-            ("corrupt checkpoint", c.join()),
-            ("panic", d.join()),
-        ]
-    });
-    let failed: Vec<&str> = results
-        .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(n, _)| *n)
-        .collect();
-    assert!(failed.is_empty(), "scenarios failed (messages above): {failed:?}");
+    let (tansu, influx) = (&tansu, &influx);
+    paceline_tests::run_side_by_side(vec![
+        ("killed ten times", Box::new(move || killed_ten_times(tansu, influx))),
+        ("stale point", Box::new(move || stale_point(tansu))),
+        ("corrupt checkpoint", Box::new(move || corrupt_checkpoints(tansu, influx))),
+        ("panic", Box::new(move || a_panic_stops_the_service(tansu, influx))),
+    ]);
 }

@@ -450,29 +450,13 @@ fn end_to_end_on_real_services() {
     let tansu = Tansu::start();
     let influx = Influx1::start();
     let vm = Victoria::start();
-    let results = std::thread::scope(|s| {
-        let a = s.spawn(|| influx_v1(&tansu, &influx));
-        let b = s.spawn(|| victoria_v2(&tansu, &vm));
-        let c = s.spawn(|| refused_batch_stops(&tansu, &influx));
-        let d = s.spawn(|| status_page_survives_restart(&tansu, &influx));
-        let e = s.spawn(|| produce_then_serve(&tansu, &influx));
-        let f = s.spawn(|| missing_topic_fails_fast(&tansu, &influx));
-        [
-            ("InfluxDB 1.x", a.join()),
-            ("VictoriaMetrics", b.join()),
-            ("refused batch", c.join()),
-            ("status page", d.join()),
-            ("produce", e.join()),
-            ("missing topic", f.join()),
-        ]
-    });
-    let failed: Vec<&str> = results
-        .iter()
-        .filter(|(_, r)| r.is_err())
-        .map(|(n, _)| *n)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "scenarios failed (messages above): {failed:?}"
-    );
+    let (tansu, influx, vm) = (&tansu, &influx, &vm);
+    paceline_tests::run_side_by_side(vec![
+        ("InfluxDB 1.x", Box::new(move || influx_v1(tansu, influx))),
+        ("VictoriaMetrics", Box::new(move || victoria_v2(tansu, vm))),
+        ("refused batch", Box::new(move || refused_batch_stops(tansu, influx))),
+        ("status page", Box::new(move || status_page_survives_restart(tansu, influx))),
+        ("produce", Box::new(move || produce_then_serve(tansu, influx))),
+        ("missing topic", Box::new(move || missing_topic_fails_fast(tansu, influx))),
+    ]);
 }

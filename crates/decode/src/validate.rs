@@ -62,7 +62,7 @@ enum Kind {
     Bool,
     /// JSON integer without fraction or exponent, 0 to 2^53 − 1.
     Int,
-    /// Finite number with bounds (events.md, "Bad input": no sum can overflow); `strict`
+    /// Finite number with bounds (docs/events.md, "Limits": no sum can overflow); `strict`
     /// excludes the lower bound.
     Num {
         min: Option<f64>,

@@ -1,6 +1,6 @@
 //! The JSON layer decides as serde_json does: on many mutations of valid events (bytes
 //! flipped, inserted, deleted, lines cut), text serde_json parses is parsed here too
-//! (unless it repeats a key, which events.md refuses, or holds a number too large for a
+//! (unless it repeats a key, which docs/events.md refuses, or holds a number too large for a
 //! double, which serde_json refuses and validation rejects as `out_of_range`), and text
 //! serde_json refuses is refused here. The fuzz target (`fuzz/`) checks the same on
 //! arbitrary bytes.

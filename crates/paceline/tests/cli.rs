@@ -103,7 +103,7 @@ fn hostile_lines_land_in_dead_letters() {
     bytes.extend_from_slice(format!("{}{}\n", "[".repeat(10_000), "]".repeat(10_000)).as_bytes());
     bytes.extend_from_slice(b"{\"event_id\":\"h1\",\"type\":\"enterprise.valuation\",\"occurred_at\":\"2023-01-01T00:00:00Z\",\"enterprise_id\":\"E\",\"valuation_cny\":1e400}\n");
     bytes.extend_from_slice(b"{}\n");
-    // Events that would move time or sums past what the pipeline holds (events.md limits).
+    // Events that would move time or sums past what the pipeline holds (docs/events.md, "Limits").
     let fin = |id: &str, at: &str, period: &str, revenue: &str| {
         format!("{{\"event_id\":\"{id}\",\"type\":\"enterprise.financials\",\"occurred_at\":\"{at}\",\"enterprise_id\":\"E\",\"period\":\"{period}\",\"revenue_cny\":{revenue},\"added_value_cny\":0,\"revision\":0}}\n")
     };

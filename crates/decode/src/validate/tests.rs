@@ -250,7 +250,7 @@ fn fuzz_corpus_never_panics() {
     assert!(accepted >= 13, "the valid examples decode: {accepted}");
 }
 
-/// Every limit of events.md's "Bad input" at its edge: the last valid value accepted, the
+/// Every limit of docs/events.md's "Limits" at its edge: the last valid value accepted, the
 /// next one refused `out_of_range`.
 #[test]
 fn limits_at_their_edges() {
