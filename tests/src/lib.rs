@@ -274,16 +274,29 @@ impl Serve {
 
     /// Stops gracefully (exit 0 asserted) and hands back the directory, state included.
     pub fn stop_keeping_state(self) -> TempDir {
-        let Serve { mut proc, _dir: dir, .. } = self;
+        let Serve {
+            mut proc,
+            _dir: dir,
+            ..
+        } = self;
         proc.signal("TERM");
         let code = proc.wait(Duration::from_secs(60));
-        assert_eq!(code, Some(0), "graceful shutdown exits 0:\n{}", proc.log_text());
+        assert_eq!(
+            code,
+            Some(0),
+            "graceful shutdown exits 0:\n{}",
+            proc.log_text()
+        );
         dir
     }
 
     /// Kills the process with SIGKILL and hands back the directory, state included.
     pub fn kill(self) -> TempDir {
-        let Serve { mut proc, _dir: dir, .. } = self;
+        let Serve {
+            mut proc,
+            _dir: dir,
+            ..
+        } = self;
         proc.signal("KILL");
         let _ = proc.wait(Duration::from_secs(30));
         dir
@@ -305,7 +318,11 @@ impl Serve {
     pub fn wait_checkpoint_after(&mut self, after_ms: u128, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            assert!(self.proc.running(), "paceline serve exited:\n{}", self.proc.log_text());
+            assert!(
+                self.proc.running(),
+                "paceline serve exited:\n{}",
+                self.proc.log_text()
+            );
             let m = self.metrics();
             let last = m.sum("paceline_checkpoint_last_success_timestamp_seconds", &[]) * 1e3;
             if last as u128 > after_ms {

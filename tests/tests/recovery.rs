@@ -180,7 +180,11 @@ fn stale_point(tansu: &Tansu) {
     let part = Dataset::from_lines(first.clone());
     kafka::produce(&tansu.brokers(), &t, &first);
     let mut serve = Serve::start(&config, &env);
-    serve.wait_drained(first.len(), part.final_watermarks(&config), Duration::from_secs(300));
+    serve.wait_drained(
+        first.len(),
+        part.final_watermarks(&config),
+        Duration::from_secs(300),
+    );
     serve.wait_checkpoint_after(now_ms(), Duration::from_secs(60));
 
     // The database freezes; the late events arrive and their corrections queue up.
@@ -260,14 +264,22 @@ fn corrupt_checkpoints(tansu: &Tansu, influx: &Influx1) {
     let mut other = config.clone();
     other.dataflow.workers = config.dataflow.workers + 1;
     let (code, log) = Serve::run_to_exit(&dir, &other, &env, &[]);
-    assert_eq!(code, Some(2), "an incompatible checkpoint is refused:\n{log}");
+    assert_eq!(
+        code,
+        Some(2),
+        "an incompatible checkpoint is refused:\n{log}"
+    );
     assert!(
-        log.contains("dataflow.workers: checkpoint 2, configuration 3") && log.contains("--rebuild"),
+        log.contains("dataflow.workers: checkpoint 2, configuration 3")
+            && log.contains("--rebuild"),
         "the refusal names the setting and the way out:\n{log}"
     );
     let mut serve = Serve::start_in_with(dir, &other, &env, &["--rebuild"]);
     paceline_tests::eventually("the rebuild starts from the beginning", 60, || {
-        serve.proc.log_text().contains("starting from the topics' beginning")
+        serve
+            .proc
+            .log_text()
+            .contains("starting from the topics' beginning")
     });
     let m = assert_equivalent(influx, db, &other, &data, &mut serve);
     assert_eq!(
@@ -310,9 +322,18 @@ fn recovery_on_real_services() {
     let influx = Influx1::start();
     let (tansu, influx) = (&tansu, &influx);
     paceline_tests::run_side_by_side(vec![
-        ("killed ten times", Box::new(move || killed_ten_times(tansu, influx))),
+        (
+            "killed ten times",
+            Box::new(move || killed_ten_times(tansu, influx)),
+        ),
         ("stale point", Box::new(move || stale_point(tansu))),
-        ("corrupt checkpoint", Box::new(move || corrupt_checkpoints(tansu, influx))),
-        ("panic", Box::new(move || a_panic_stops_the_service(tansu, influx))),
+        (
+            "corrupt checkpoint",
+            Box::new(move || corrupt_checkpoints(tansu, influx)),
+        ),
+        (
+            "panic",
+            Box::new(move || a_panic_stops_the_service(tansu, influx)),
+        ),
     ]);
 }

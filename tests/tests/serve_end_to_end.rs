@@ -454,9 +454,21 @@ fn end_to_end_on_real_services() {
     paceline_tests::run_side_by_side(vec![
         ("InfluxDB 1.x", Box::new(move || influx_v1(tansu, influx))),
         ("VictoriaMetrics", Box::new(move || victoria_v2(tansu, vm))),
-        ("refused batch", Box::new(move || refused_batch_stops(tansu, influx))),
-        ("status page", Box::new(move || status_page_survives_restart(tansu, influx))),
-        ("produce", Box::new(move || produce_then_serve(tansu, influx))),
-        ("missing topic", Box::new(move || missing_topic_fails_fast(tansu, influx))),
+        (
+            "refused batch",
+            Box::new(move || refused_batch_stops(tansu, influx)),
+        ),
+        (
+            "status page",
+            Box::new(move || status_page_survives_restart(tansu, influx)),
+        ),
+        (
+            "produce",
+            Box::new(move || produce_then_serve(tansu, influx)),
+        ),
+        (
+            "missing topic",
+            Box::new(move || missing_topic_fails_fast(tansu, influx)),
+        ),
     ]);
 }

@@ -122,7 +122,11 @@ impl EnterpriseState {
             if q > last - 4 {
                 out.push((slot(Indicator::ClusterRevenueCny, c), sub, revenue));
                 if cluster.is_core() {
-                    out.push((slot(Indicator::CoreIndustryRevenueCny, NO_TAG), sub, revenue));
+                    out.push((
+                        slot(Indicator::CoreIndustryRevenueCny, NO_TAG),
+                        sub,
+                        revenue,
+                    ));
                     out.push((
                         slot(Indicator::DigitalEconomyAddedValueCny, NO_TAG),
                         sub,
@@ -155,12 +159,14 @@ fn enterprise_intervals_from(
     filing_lag: Nanos,
 ) -> Vec<Interval> {
     let mut breakpoints: Vec<Nanos> = events.iter().map(|e| e.at).collect();
-    let quarters = base.financials.keys().copied().chain(events.iter().filter_map(|e| {
-        match e.body {
+    let quarters = base
+        .financials
+        .keys()
+        .copied()
+        .chain(events.iter().filter_map(|e| match e.body {
             Body::Financials { period, .. } => Some(period),
             _ => None,
-        }
-    }));
+        }));
     for q in quarters {
         breakpoints.extend(EnterpriseState::quarter_breakpoints(q, filing_lag));
     }
@@ -942,7 +948,8 @@ mod tests {
             let mut r = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut events: Vec<Event> = (0..400)
                 .map(|i| {
-                    let at = t0 + r.below(900) as Nanos * DAY + r.below(86_400) as Nanos * 1_000_000_000;
+                    let at =
+                        t0 + r.below(900) as Nanos * DAY + r.below(86_400) as Nanos * 1_000_000_000;
                     Event {
                         id: format!("e{i}"),
                         at,

@@ -5,11 +5,11 @@
 //! watermarks. Workers advance their inputs after every epoch, and stop taking input while
 //! more than a few epochs are in flight, so memory stays bounded.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -215,10 +215,7 @@ struct WorkerState {
 }
 
 /// Restores a worker's state from its snapshot part, with the plan as configured now.
-fn restore_worker(
-    bytes: &[u8],
-    settings: &DataflowSettings,
-) -> Result<WorkerState, String> {
+fn restore_worker(bytes: &[u8], settings: &DataflowSettings) -> Result<WorkerState, String> {
     let mut state: WorkerState = bincode::deserialize(bytes)
         .map_err(|e| format!("cannot read a worker's checkpoint part: {e}"))?;
     for (g, group) in state.series.groups.iter_mut() {
@@ -322,9 +319,17 @@ fn cutoffs(reports: &[WatermarkReport], horizon: &[Nanos; 3]) -> [Option<Nanos>;
 type Stash<D> = BTreeMap<u64, (Option<Capability<u64>>, Vec<D>, Vec<WatermarkReport>)>;
 
 /// Stashes what arrived for an epoch, keeping one capability for it.
-fn stash_input<D>(stash: &mut Stash<D>, cap: &timely::dataflow::operators::InputCapability<u64>, port: usize, data: Option<&mut Vec<D>>, reports: Option<&mut Vec<WatermarkReport>>) {
+fn stash_input<D>(
+    stash: &mut Stash<D>,
+    cap: &timely::dataflow::operators::InputCapability<u64>,
+    port: usize,
+    data: Option<&mut Vec<D>>,
+    reports: Option<&mut Vec<WatermarkReport>>,
+) {
     let Some(&t) = cap.least() else { return };
-    let entry = stash.entry(t).or_insert_with(|| (None, Vec::new(), Vec::new()));
+    let entry = stash
+        .entry(t)
+        .or_insert_with(|| (None, Vec::new(), Vec::new()));
     entry.0 = entry.0.take().or_else(|| cap.retain_least(port));
     if let Some(d) = data {
         entry.1.append(d);
@@ -491,46 +496,48 @@ fn run_worker(
         let horizon = settings.horizon;
         let fold_every = settings.fold_every;
         let ent = entities.clone();
-        let deltas = scope.input_from(&mut events_in).binary_frontier::<_, CapacityContainerBuilder<Vec<Delta>>, _, _, _, _>(
-            reports.clone(),
-            Exchange::new(|e: &Event| entity_route(e)),
-            timely::dataflow::channels::pact::Pipeline,
-            "Entities",
-            move |_cap, _info| {
-                let mut marks: BTreeMap<u64, [Option<Nanos>; 3]> = BTreeMap::new();
-                move |(in1, f1), (in2, f2), output| {
-                    let mut entities = ent.borrow_mut();
-                    in1.for_each(|cap, data| {
-                        let mut out: Vec<Delta> = Vec::new();
-                        for e in data.drain(..) {
-                            entities.apply(e, &mut out);
-                        }
-                        output.session(&cap).give_container(&mut out);
-                    });
-                    in2.for_each(|cap, data| {
-                        let Some(&t) = cap.least() else { return };
-                        let c = cutoffs(data, &horizon);
-                        let entry = marks.entry(t).or_insert([None; 3]);
-                        for (slot, new) in entry.iter_mut().zip(c) {
-                            *slot = (*slot).max(new);
-                        }
-                    });
-                    // A cutoff holds for the events of later epochs only: apply it once
-                    // every event of its epoch is in.
-                    while let Some(entry) = marks.first_entry() {
-                        let t = *entry.key();
-                        if f1.less_equal(&t) || f2.less_equal(&t) {
-                            break;
-                        }
-                        for (s, c) in Stream::ALL.into_iter().zip(entry.remove()) {
-                            if let Some(c) = c {
-                                entities.set_cutoff(s, c, fold_every[s.index()]);
+        let deltas = scope
+            .input_from(&mut events_in)
+            .binary_frontier::<_, CapacityContainerBuilder<Vec<Delta>>, _, _, _, _>(
+                reports.clone(),
+                Exchange::new(|e: &Event| entity_route(e)),
+                timely::dataflow::channels::pact::Pipeline,
+                "Entities",
+                move |_cap, _info| {
+                    let mut marks: BTreeMap<u64, [Option<Nanos>; 3]> = BTreeMap::new();
+                    move |(in1, f1), (in2, f2), output| {
+                        let mut entities = ent.borrow_mut();
+                        in1.for_each(|cap, data| {
+                            let mut out: Vec<Delta> = Vec::new();
+                            for e in data.drain(..) {
+                                entities.apply(e, &mut out);
+                            }
+                            output.session(&cap).give_container(&mut out);
+                        });
+                        in2.for_each(|cap, data| {
+                            let Some(&t) = cap.least() else { return };
+                            let c = cutoffs(data, &horizon);
+                            let entry = marks.entry(t).or_insert([None; 3]);
+                            for (slot, new) in entry.iter_mut().zip(c) {
+                                *slot = (*slot).max(new);
+                            }
+                        });
+                        // A cutoff holds for the events of later epochs only: apply it once
+                        // every event of its epoch is in.
+                        while let Some(entry) = marks.first_entry() {
+                            let t = *entry.key();
+                            if f1.less_equal(&t) || f2.less_equal(&t) {
+                                break;
+                            }
+                            for (s, c) in Stream::ALL.into_iter().zip(entry.remove()) {
+                                if let Some(c) = c {
+                                    entities.set_cutoff(s, c, fold_every[s.index()]);
+                                }
                             }
                         }
                     }
-                }
-            },
-        );
+                },
+            );
         let ser = series.clone();
         let points = points.clone();
         deltas
@@ -543,8 +550,12 @@ fn run_worker(
                     let mut stash: Stash<Delta> = BTreeMap::new();
                     move |(in1, f1), (in2, f2), output| {
                         let port = output.output_index();
-                        in1.for_each(|cap, data| stash_input(&mut stash, &cap, port, Some(data), None));
-                        in2.for_each(|cap, data| stash_input(&mut stash, &cap, port, None, Some(data)));
+                        in1.for_each(|cap, data| {
+                            stash_input(&mut stash, &cap, port, Some(data), None)
+                        });
+                        in2.for_each(|cap, data| {
+                            stash_input(&mut stash, &cap, port, None, Some(data))
+                        });
                         // Epochs both frontiers have passed are complete: process them in order.
                         while let Some(entry) = stash.first_entry() {
                             let t = *entry.key();

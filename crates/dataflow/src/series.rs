@@ -131,7 +131,9 @@ impl Group {
         let after = self.folded_through;
         self.rewrite = Some((after, until));
         if let Some(c) = self.closed_through {
-            let first = after.saturating_add(self.cadence).max(self.first_tick.unwrap_or(c));
+            let first = after
+                .saturating_add(self.cadence)
+                .max(self.first_tick.unwrap_or(c));
             if first <= c {
                 self.dirty_from = Some(self.dirty_from.map_or(first, |d| d.min(first)));
             }
@@ -296,7 +298,9 @@ impl Group {
         };
         let group = self.group;
         let cadence = self.cadence;
-        let force = self.rewrite.is_some_and(|(after, until)| t > after && t <= until);
+        let force = self
+            .rewrite
+            .is_some_and(|(after, until)| t > after && t <= until);
         for (key, output) in self.outputs.iter_mut() {
             let value = match key.indicator {
                 Indicator::PlatformAvailability => {
@@ -431,7 +435,10 @@ mod tests {
         let expected: Vec<(i64, f64)> = (0..=8)
             .map(|k| (k, if k < 3 { 1.0 } else { 2.0 }))
             .collect();
-        assert_eq!(rewritten, expected, "every tick up to the close, unchanged ones too");
+        assert_eq!(
+            rewritten, expected,
+            "every tick up to the close, unchanged ones too"
+        );
         let mut later = Vec::new();
         restored.close(tick(12), &mut later);
         assert_eq!(

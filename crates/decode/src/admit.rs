@@ -238,7 +238,12 @@ mod tests {
         a.set_watermark(Stream::Filings, 900 * DAY);
         let mut b = Admission::with_external_watermarks(&config.streams);
         b.restore(a.snapshot());
-        for (id, at) in [("a", 10 * DAY), ("c", 100 * DAY), ("d", 600 * DAY), ("b", 0)] {
+        for (id, at) in [
+            ("a", 10 * DAY),
+            ("c", 100 * DAY),
+            ("d", 600 * DAY),
+            ("b", 0),
+        ] {
             assert_eq!(b.admit(&ev(id, at)), a.admit(&ev(id, at)), "{id}");
         }
         assert_eq!(b.admit(&ev("a", 700 * DAY)), Verdict::Duplicate);

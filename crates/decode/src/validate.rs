@@ -225,8 +225,9 @@ fn in_range(kind: Kind, v: &Value<'_>) -> bool {
             },
             _ => false,
         },
-        (Kind::Period, Value::String(s)) => parse_period(s)
-            .is_some_and(|q| YEARS.contains(&(q.div_euclid(4) as i64))),
+        (Kind::Period, Value::String(s)) => {
+            parse_period(s).is_some_and(|q| YEARS.contains(&(q.div_euclid(4) as i64)))
+        }
         (Kind::Str | Kind::Enum(_), Value::String(s)) => s.len() <= MAX_STRING_BYTES,
         _ => true,
     }

@@ -77,12 +77,17 @@ fn the_json_layer_decides_as_serde_json() {
             refused += 1;
         }
     }
-    assert!(refused > 5_000, "the mutations reach invalid JSON: {refused}");
+    assert!(
+        refused > 5_000,
+        "the mutations reach invalid JSON: {refused}"
+    );
     // The known differences, explicitly.
     agree(br#"{"a":1,"a":2}"#);
     agree(br#"{"a":1e400}"#);
     assert_eq!(
-        decode(br#"{"event_id":"e","event_id":"f"}"#, None).map_err(|r| r.reason).err(),
+        decode(br#"{"event_id":"e","event_id":"f"}"#, None)
+            .map_err(|r| r.reason)
+            .err(),
         Some(Reason::InvalidJson)
     );
 }

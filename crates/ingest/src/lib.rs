@@ -18,9 +18,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -340,7 +338,8 @@ impl OffsetCommitter {
     /// A client for `group_id` that never joins the group (no rebalancing).
     pub fn new(base: &ClientConfig, group_id: &str) -> Result<Self, IngestError> {
         let mut c = base.clone();
-        c.set("group.id", group_id).set("enable.auto.commit", "false");
+        c.set("group.id", group_id)
+            .set("enable.auto.commit", "false");
         let consumer = c.create().map_err(|source| IngestError::Client {
             what: "offset committer",
             source,
@@ -536,7 +535,9 @@ impl DeadLetterProducer {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     if self.closing.load(Ordering::Relaxed) {
-                        return Err(self.error("shutting down with the producer's queue still full"));
+                        return Err(
+                            self.error("shutting down with the producer's queue still full")
+                        );
                     }
                     record = r;
                     std::thread::sleep(Duration::from_millis(10));

@@ -61,6 +61,9 @@ fn refused_dead_letters_are_retried_then_reported() {
         .expect("queued");
     let err = settle(&dead).expect_err("given up");
     assert!(err.contains("filings/0/7"), "{err}");
-    assert!(err.contains(&format!("{DEAD_LETTER_ATTEMPTS} times")), "{err}");
+    assert!(
+        err.contains(&format!("{DEAD_LETTER_ATTEMPTS} times")),
+        "{err}"
+    );
     assert!(!dead.delivered_below(dead.next_sequence()));
 }

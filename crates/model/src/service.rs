@@ -468,7 +468,12 @@ mod tests {
             k.options.insert(key.into(), "x".into());
         }
         // Not secrets: where a CA or a certificate lies, the mechanism, the user.
-        for key in ["ssl.ca.location", "ssl.certificate.location", "sasl.mechanism", "sasl.username"] {
+        for key in [
+            "ssl.ca.location",
+            "ssl.certificate.location",
+            "sasl.mechanism",
+            "sasl.username",
+        ] {
             k.options.insert(key.into(), "x".into());
         }
         let mut i = InfluxConfig::default();

@@ -109,7 +109,12 @@ fn hostile_lines_land_in_dead_letters() {
     };
     for line in [
         fin("future", "2199-06-01T00:00:00Z", "2023-Q1", "1"),
-        fin("next-year", &format!("{}-01-01T00:00:00Z", this_year() + 2), "2023-Q1", "1"),
+        fin(
+            "next-year",
+            &format!("{}-01-01T00:00:00Z", this_year() + 2),
+            "2023-Q1",
+            "1",
+        ),
         fin("past", "1969-12-31T23:59:59Z", "2023-Q1", "1"),
         fin("huge-1", "2023-05-01T00:00:00Z", "2023-Q1", "1e308"),
         fin("huge-2", "2023-05-01T00:00:00Z", "2023-Q2", "1e308"),
@@ -151,7 +156,10 @@ fn hostile_lines_land_in_dead_letters() {
     let long = base64::engine::general_purpose::STANDARD
         .decode(dl[1]["raw_base64"].as_str().unwrap())
         .unwrap();
-    assert_eq!(long, format!("{{\"x\":\"{}\"}}", "a".repeat(10 * 1024 * 1024)).as_bytes());
+    assert_eq!(
+        long,
+        format!("{{\"x\":\"{}\"}}", "a".repeat(10 * 1024 * 1024)).as_bytes()
+    );
     assert_eq!(dl[4]["line"], 5);
     assert_eq!(dl[5]["raw"].as_str().unwrap().contains("2199-06-01"), true);
     assert!(String::from_utf8_lossy(&out.stdout).contains("accepted:      1"));
@@ -193,7 +201,10 @@ fn a_huge_line_streams_to_the_dead_letters() {
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert!(peak_kb < 128 * 1024, "peak {peak_kb} kB while a 256 MB line went by");
+    assert!(
+        peak_kb < 128 * 1024,
+        "peak {peak_kb} kB while a 256 MB line went by"
+    );
     let dl = dead_letters(&dir);
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0]["reason"], "too_large");
@@ -352,7 +363,10 @@ fn a_panic_anywhere_stops_serve_with_exit_1() {
         if let Some(s) = child.try_wait().unwrap() {
             break s.code();
         }
-        assert!(std::time::Instant::now() < deadline, "serve goes on after a panic");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve goes on after a panic"
+        );
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::Write;
             let _ = write!(s, "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n");
@@ -361,9 +375,17 @@ fn a_panic_anywhere_stops_serve_with_exit_1() {
     };
     let mut err = String::new();
     use std::io::Read;
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("failpoint `http` reached"), "the panic's message: {err}");
+    assert!(
+        err.contains("failpoint `http` reached"),
+        "the panic's message: {err}"
+    );
     let _ = std::fs::remove_dir_all(&state);
 }
 

@@ -120,11 +120,9 @@ impl DeadLetterSink for CountOnly {
         _: &[u8],
         rest: &mut dyn std::io::BufRead,
     ) -> Result<u64, ReplayError> {
-        crate::replay::stream_rest_of_line(rest, |_| Ok(())).map_err(|source| {
-            ReplayError::Input {
-                path: file.into(),
-                source,
-            }
+        crate::replay::stream_rest_of_line(rest, |_| Ok(())).map_err(|source| ReplayError::Input {
+            path: file.into(),
+            source,
         })
     }
     fn finish(&mut self) -> Result<(), ReplayError> {

@@ -215,7 +215,11 @@ fn read_line_capped(
     loop {
         let avail = reader.fill_buf()?;
         if avail.is_empty() {
-            let state = if consumed == 0 { LineRead::End } else { LineRead::Whole };
+            let state = if consumed == 0 {
+                LineRead::End
+            } else {
+                LineRead::Whole
+            };
             return Ok((consumed, state));
         }
         let room = window - buf.len();

@@ -271,16 +271,28 @@ fn limits_at_their_edges() {
     };
     let cases: Vec<(String, Option<Reason>)> = vec![
         (with("revenue_cny", "1e15"), None),
-        (with("revenue_cny", "1000000000000000.2"), Some(Reason::OutOfRange)),
+        (
+            with("revenue_cny", "1000000000000000.2"),
+            Some(Reason::OutOfRange),
+        ),
         (with("revenue_cny", "1e308"), Some(Reason::OutOfRange)),
         (with("added_value_cny", "-1e15"), None),
         (with("added_value_cny", "1e15"), None),
-        (with("added_value_cny", "-1.0000000000000002e15"), Some(Reason::OutOfRange)),
-        (with("added_value_cny", "1.0000000000000002e15"), Some(Reason::OutOfRange)),
+        (
+            with("added_value_cny", "-1.0000000000000002e15"),
+            Some(Reason::OutOfRange),
+        ),
+        (
+            with("added_value_cny", "1.0000000000000002e15"),
+            Some(Reason::OutOfRange),
+        ),
         (valuation("1e15"), None),
         (valuation("1.0000000000000002e15"), Some(Reason::OutOfRange)),
         (usage("0", "1e15"), None),
-        (usage("0", "1.0000000000000002e15"), Some(Reason::OutOfRange)),
+        (
+            usage("0", "1.0000000000000002e15"),
+            Some(Reason::OutOfRange),
+        ),
         (usage("9007199254740991", "0"), None),
         (usage("9007199254740992", "0"), Some(Reason::OutOfRange)),
         (heartbeat("86400"), None),
@@ -292,8 +304,14 @@ fn limits_at_their_edges() {
         (with("period", "\"2200-Q1\""), Some(Reason::OutOfRange)),
         (with("period", "\"9999-Q4\""), Some(Reason::OutOfRange)),
         (with("occurred_at", "\"1970-01-01T00:00:00Z\""), None),
-        (with("occurred_at", "\"1969-12-31T23:59:59.999999999Z\""), Some(Reason::OutOfRange)),
-        (with("occurred_at", "\"1970-01-01T07:59:59+08:00\""), Some(Reason::OutOfRange)),
+        (
+            with("occurred_at", "\"1969-12-31T23:59:59.999999999Z\""),
+            Some(Reason::OutOfRange),
+        ),
+        (
+            with("occurred_at", "\"1970-01-01T07:59:59+08:00\""),
+            Some(Reason::OutOfRange),
+        ),
     ];
     for (line, expected) in &cases {
         assert_eq!(reason(line), *expected, "{line}");
@@ -302,14 +320,24 @@ fn limits_at_their_edges() {
     // 2200 or later, whatever the clock says.
     let at = |ts: &str| with("occurred_at", &format!("\"{ts}\""));
     let latest = parse_rfc3339("2030-06-01T00:00:00Z").unwrap();
-    let decide = |line: &str, latest| decode_at(line.as_bytes(), None, latest).err().map(|r| r.reason);
+    let decide = |line: &str, latest| {
+        decode_at(line.as_bytes(), None, latest)
+            .err()
+            .map(|r| r.reason)
+    };
     assert_eq!(decide(&at("2030-06-01T00:00:00Z"), latest), None);
     assert_eq!(
         decide(&at("2030-06-01T00:00:00.000000001Z"), latest),
         Some(Reason::OutOfRange)
     );
-    assert_eq!(decide(&at("2199-12-31T23:59:59.999999999Z"), Nanos::MAX), None);
-    assert_eq!(decide(&at("2200-01-01T00:00:00Z"), Nanos::MAX), Some(Reason::OutOfRange));
+    assert_eq!(
+        decide(&at("2199-12-31T23:59:59.999999999Z"), Nanos::MAX),
+        None
+    );
+    assert_eq!(
+        decide(&at("2200-01-01T00:00:00Z"), Nanos::MAX),
+        Some(Reason::OutOfRange)
+    );
     // With the real clock and the default day ahead.
     let tomorrow = latest_occurred_at(DEFAULT_MAX_FUTURE);
     assert_eq!(decide(&at("2026-01-01T00:00:00Z"), tomorrow), None);

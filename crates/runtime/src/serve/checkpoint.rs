@@ -298,7 +298,9 @@ impl Store {
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             return Err(invalid("not a paceline checkpoint (bad header)".into()));
         }
-        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let version = word(8);
         if version != FORMAT_VERSION {
             return Err(invalid(format!(
@@ -411,18 +413,24 @@ impl Writer {
                 break;
             }
             if self.abandon.load(Ordering::SeqCst) {
-                tracing::info!(sequence = checkpoint.sequence, "checkpoint abandoned: its points or dead letters were never acknowledged");
+                tracing::info!(
+                    sequence = checkpoint.sequence,
+                    "checkpoint abandoned: its points or dead letters were never acknowledged"
+                );
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let started = Instant::now();
         checkpoint.board = self.board.points();
-        let size = self.store.write(&checkpoint).map_err(|e| {
-            format!("cannot write a checkpoint into service.state_dir: {e}")
-        })?;
+        let size = self
+            .store
+            .write(&checkpoint)
+            .map_err(|e| format!("cannot write a checkpoint into service.state_dir: {e}"))?;
         let duration = snapshot_time + started.elapsed();
-        self.metrics.checkpoint_duration.observe(duration.as_secs_f64());
+        self.metrics
+            .checkpoint_duration
+            .observe(duration.as_secs_f64());
         self.metrics.checkpoint_size.set(size as i64);
         self.metrics
             .checkpoint_last_success
@@ -491,7 +499,13 @@ mod tests {
             store.write(&checkpoint(s, &config)).unwrap();
         }
         let files = store.files().unwrap();
-        assert_eq!(files.iter().filter_map(|p| sequence_of(p)).collect::<Vec<_>>(), vec![5, 4, 3]);
+        assert_eq!(
+            files
+                .iter()
+                .filter_map(|p| sequence_of(p))
+                .collect::<Vec<_>>(),
+            vec![5, 4, 3]
+        );
         let (path, c) = store.load_newest().unwrap().unwrap();
         assert_eq!(path, files[0]);
         assert_eq!(c.sequence, 5);
@@ -511,12 +525,16 @@ mod tests {
         let newest = store.files().unwrap()[0].clone();
         let bytes = fs::read(&newest).unwrap();
         fs::write(&newest, &bytes[..bytes.len() - 10]).unwrap();
-        assert!(matches!(Store::read(&newest), Err(CheckpointError::Invalid { reason, .. }) if reason.contains("truncated")));
+        assert!(
+            matches!(Store::read(&newest), Err(CheckpointError::Invalid { reason, .. }) if reason.contains("truncated"))
+        );
         assert_eq!(store.load_newest().unwrap().unwrap().1.sequence, 2);
         let mut garbled = bytes.clone();
         garbled[HEADER + 100] ^= 0x55;
         fs::write(&newest, &garbled).unwrap();
-        assert!(matches!(Store::read(&newest), Err(CheckpointError::Invalid { reason, .. }) if reason.contains("checksum")));
+        assert!(
+            matches!(Store::read(&newest), Err(CheckpointError::Invalid { reason, .. }) if reason.contains("checksum"))
+        );
         assert_eq!(store.load_newest().unwrap().unwrap().1.sequence, 2);
         fs::write(&newest, b"hello").unwrap();
         assert_eq!(store.load_newest().unwrap().unwrap().1.sequence, 2);
@@ -534,7 +552,12 @@ mod tests {
         let d = Compatibility::of(&a).differences(&Compatibility::of(&b));
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d[0].starts_with("dataflow.workers: checkpoint"), "{d:?}");
-        assert!(d[1].starts_with("streams.telemetry.topic: checkpoint"), "{d:?}");
-        assert!(Compatibility::of(&a).differences(&Compatibility::of(&a)).is_empty());
+        assert!(
+            d[1].starts_with("streams.telemetry.topic: checkpoint"),
+            "{d:?}"
+        );
+        assert!(Compatibility::of(&a)
+            .differences(&Compatibility::of(&a))
+            .is_empty());
     }
 }

@@ -140,7 +140,11 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(config: &Config, partitions: &[Vec<i32>; 3], restored: Option<CoordinatorState>) -> Self {
+    fn new(
+        config: &Config,
+        partitions: &[Vec<i32>; 3],
+        restored: Option<CoordinatorState>,
+    ) -> Self {
         let mut p = Progress {
             admission: Admission::with_external_watermarks(&config.streams),
             parts: Stream::ALL.map(|s| {
@@ -411,7 +415,10 @@ fn take_batch(
                 progress.read(stream, partition, offset);
             }
             Item::Idle { partition } => {
-                progress.parts[stream.index()].entry(partition).or_default().idle = true;
+                progress.parts[stream.index()]
+                    .entry(partition)
+                    .or_default()
+                    .idle = true;
             }
         }
     }

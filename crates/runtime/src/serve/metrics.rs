@@ -5,8 +5,7 @@
 use paceline_model::point::{Fields, Point, Status};
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts,
-    Registry,
+    Opts, Registry,
 };
 
 /// Labels of the indicator gauges: the indicator and every tag an indicator may carry

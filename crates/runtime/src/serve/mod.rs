@@ -142,9 +142,7 @@ pub async fn serve(
     };
     if let Some(c) = &restored {
         state.board.record(&c.board);
-        metrics
-            .checkpoint_last_success
-            .set(c.taken_ms as f64 / 1e3);
+        metrics.checkpoint_last_success.set(c.taken_ms as f64 / 1e3);
     }
 
     // Kafka: topics' partitions, divided among the workers.
@@ -452,14 +450,18 @@ pub async fn serve(
     if failure.is_some() {
         abandon.store(true, Ordering::SeqCst);
     }
-    let written = tokio::task::spawn_blocking(move || join_thread(writer_thread, "checkpoint writer"));
+    let written =
+        tokio::task::spawn_blocking(move || join_thread(writer_thread, "checkpoint writer"));
     match tokio::time::timeout_at(deadline.into(), written).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => failure = failure.or(Some(ServeError::Pipeline(e))),
         Ok(Err(e)) => failure = failure.or(Some(ServeError::Pipeline(e.to_string()))),
         Err(_) => {
             abandon.store(true, Ordering::SeqCst);
-            failure = failure.or(Some(ServeError::ShutdownTimeout(timeout.as_secs(), pending.get())));
+            failure = failure.or(Some(ServeError::ShutdownTimeout(
+                timeout.as_secs(),
+                pending.get(),
+            )));
         }
     }
     lag_task.abort();
@@ -481,7 +483,10 @@ fn restore(
     let setup = |e: CheckpointError| ServeError::Setup(format!("service.state_dir: {e}"));
     if options.rebuild {
         let removed = store.clear().map_err(setup)?;
-        tracing::warn!(removed, "rebuild: checkpoints discarded; starting from the topics' beginning");
+        tracing::warn!(
+            removed,
+            "rebuild: checkpoints discarded; starting from the topics' beginning"
+        );
         return Ok(None);
     }
     let Some((path, checkpoint)) = store.load_newest().map_err(setup)? else {
