@@ -135,14 +135,7 @@ pub fn read_all(brokers: &str, topic: &str, expected: usize, timeout: Duration) 
 
 /// The high watermark of partition 0 of `topic`: how many messages it holds.
 pub fn high_watermark(brokers: &str, topic: &str) -> i64 {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("consumer");
-    let (_, high) = c
-        .fetch_watermarks(topic, 0, Duration::from_secs(30))
-        .expect("watermarks");
-    high
+    high_watermarks(brokers, topic, 1)[0]
 }
 
 /// The offsets consumer group `group` committed for partitions `0..partitions` of `topic`

@@ -256,19 +256,7 @@ impl Serve {
 
     /// Stops gracefully (exit 0 asserted) and starts again with the same state directory.
     pub fn restart(self, config: &Config, env: &[(&str, String)]) -> Serve {
-        let Serve {
-            mut proc,
-            http: _,
-            _dir: dir,
-        } = self;
-        proc.signal("TERM");
-        let code = proc.wait(Duration::from_secs(60));
-        assert_eq!(
-            code,
-            Some(0),
-            "graceful shutdown exits 0:\n{}",
-            proc.log_text()
-        );
+        let dir = self.stop_keeping_state();
         Serve::start_in(dir, config, env)
     }
 
@@ -304,13 +292,9 @@ impl Serve {
 
     /// The checkpoint files in the state directory, newest first.
     pub fn checkpoints(dir: &TempDir) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("state"))
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        files.retain(|p| p.extension().is_some_and(|e| e == "bin"));
-        files.sort();
-        files.reverse();
-        files
+        paceline_runtime::serve::checkpoint::Store::open(&dir.join("state"))
+            .and_then(|store| store.files())
+            .expect("the state directory can be listed")
     }
 
     /// Waits until a checkpoint newer than `after_ms` (milliseconds since the Unix epoch)
@@ -351,30 +335,14 @@ impl Serve {
         env: &[(&str, String)],
         args: &[&str],
     ) -> (Option<i32>, String) {
-        let path = dir.join("paceline-once.toml");
-        std::fs::write(&path, toml_of(config)).expect("config file");
-        let mut cmd = Command::new(paceline_bin());
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .args(args)
-            .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{}", free_port()))
-            .env("PACELINE_STATE_DIR", dir.join("state"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut proc = Proc::spawn(cmd, &dir.join("serve-once.log"));
+        let (mut proc, _) = Serve::spawn(dir, config, env, args);
         let code = proc.wait(Duration::from_secs(60));
         (code, proc.log_text())
     }
 
-    /// [`Serve::start_in`] with extra arguments (`--rebuild`).
-    pub fn start_in_with(
-        dir: TempDir,
-        config: &Config,
-        env: &[(&str, String)],
-        args: &[&str],
-    ) -> Serve {
+    /// Starts `paceline serve --config FILE ARGS` in `dir` (`config` written there, the
+    /// state in `dir/state`, HTTP on a free port returned); each run logs to its own file.
+    fn spawn(dir: &TempDir, config: &Config, env: &[(&str, String)], args: &[&str]) -> (Proc, u16) {
         let path = dir.join("paceline.toml");
         std::fs::write(&path, toml_of(config)).expect("config file");
         let port = free_port();
@@ -401,7 +369,18 @@ impl Serve {
                 .count()
             })
             .unwrap_or(0);
-        let mut proc = Proc::spawn(cmd, &dir.join(&format!("serve-{runs}.log")));
+        let proc = Proc::spawn(cmd, &dir.join(&format!("serve-{runs}.log")));
+        (proc, port)
+    }
+
+    /// [`Serve::start_in`] with extra arguments (`--rebuild`).
+    pub fn start_in_with(
+        dir: TempDir,
+        config: &Config,
+        env: &[(&str, String)],
+        args: &[&str],
+    ) -> Serve {
+        let (mut proc, port) = Serve::spawn(&dir, config, env, args);
         let http = format!("http://127.0.0.1:{port}");
         let url = format!("{http}/healthz");
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -111,16 +111,12 @@ impl Group {
     /// tolerances as configured now, and new planned series.
     pub fn restore_plans(&mut self, plans: Vec<PlanSpec>) {
         self.plans = plans;
-        for output in self.outputs.values_mut() {
-            output.plan = None;
+        for (key, output) in self.outputs.iter_mut() {
+            output.plan = self.plans.iter().find(|p| p.series == *key).cloned();
         }
         let keys: Vec<SeriesKey> = self.plans.iter().map(|p| p.series).collect();
         for key in keys {
             self.ensure_output(key);
-            let plan = self.plans.iter().find(|p| p.series == key).cloned();
-            if let Some(o) = self.outputs.get_mut(&key) {
-                o.plan = plan;
-            }
         }
     }
 

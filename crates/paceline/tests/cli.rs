@@ -340,11 +340,7 @@ fn serve_refuses_bad_environment() {
 /// dead part.
 #[test]
 fn a_panic_anywhere_stops_serve_with_exit_1() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = paceline_tests::services::free_port();
     let state = tmp("panic-state");
     let mut child = bin()
         .arg("serve")
@@ -394,17 +390,9 @@ fn a_panic_anywhere_stops_serve_with_exit_1() {
 /// SIGTERM stops it with exit 0.
 #[test]
 fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = paceline_tests::services::free_port();
     // A port nothing listens on: Kafka is unreachable.
-    let kafka_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let kafka_port = paceline_tests::services::free_port();
     let state = tmp("serve-env-state");
     let mut child = bin()
         .arg("serve")

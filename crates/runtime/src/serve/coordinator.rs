@@ -442,9 +442,7 @@ fn take_checkpoint(
     let checkpoint = Checkpoint {
         compatibility: feed.compatibility.clone(),
         sequence: feed.next_sequence,
-        taken_ms: std::time::SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        taken_ms: (wall_clock_ns() / 1_000_000) as u64,
         coordinator: progress.state(),
         workers,
         board: Vec::new(),

@@ -522,11 +522,7 @@ fn rewrite_until(config: &Config) -> Nanos {
         .map(|i| config.cadence(*i))
         .max()
         .unwrap_or(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as Nanos);
-    now.saturating_add(config.streams.max_future())
-        .saturating_add(longest)
+    paceline_decode::latest_occurred_at(config.streams.max_future()).saturating_add(longest)
 }
 
 /// After the sink's acknowledgement: the board (newest point per series, charts), the
