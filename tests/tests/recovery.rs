@@ -11,8 +11,8 @@
 //! - Corrupt checkpoint: the newest checkpoint truncated, then garbled: start-up names it,
 //!   falls back to the previous one, and the result is still equivalent; a checkpoint from
 //!   another worker count is refused (exit 2) and `--rebuild` starts over.
-//! - Panic: a panic in the coordinator's thread stops the service with exit code 1 and the
-//!   panic's message.
+//! - Panic: a panic in a source thread, the coordinator or a timely worker stops the
+//!   service within seconds with exit code 1 and the panic's message.
 
 use std::time::Duration;
 
@@ -290,8 +290,9 @@ fn corrupt_checkpoints(tansu: &Tansu, influx: &Influx1) {
     serve.stop_cleanly(None);
 }
 
-/// A panic in the pipeline (the coordinator's thread, through a failpoint) stops the
-/// service with exit code 1 and the panic's message; the next start goes on normally.
+/// A panic in the pipeline (a source thread, the coordinator, a timely worker, each
+/// through its failpoint) stops the service within seconds with exit code 1 and the
+/// panic's message; the next start goes on normally.
 fn a_panic_stops_the_service(tansu: &Tansu, influx: &Influx1) {
     let prefix = "rec-panic";
     let db = "rec_panic";
@@ -302,15 +303,28 @@ fn a_panic_stops_the_service(tansu: &Tansu, influx: &Influx1) {
     let (t, _) = topics(prefix);
     kafka::produce(&tansu.brokers(), &t, &data.lines);
     let env = influx1_env(tansu, influx, db);
-    let mut with_failpoint = env.to_vec();
-    with_failpoint.push(("PACELINE_FAILPOINT", "coordinator".to_string()));
     let dir = TempDir::new("serve-panic");
-    let (code, log) = Serve::run_to_exit(&dir, &config, &with_failpoint, &[]);
-    assert_eq!(code, Some(1), "a panic stops the service:\n{log}");
-    assert!(
-        log.contains("failpoint `coordinator` reached") && log.contains("coordinator"),
-        "the panic's message and thread:\n{log}"
-    );
+    for (failpoint, thread) in [
+        ("source", "source-"),
+        ("coordinator", "coordinator"),
+        ("worker", "timely:work-"),
+    ] {
+        let mut with_failpoint = env.to_vec();
+        with_failpoint.push(("PACELINE_FAILPOINT", failpoint.to_string()));
+        let started = std::time::Instant::now();
+        let (code, log) = Serve::run_to_exit(&dir, &config, &with_failpoint, &[]);
+        let took = started.elapsed();
+        assert_eq!(code, Some(1), "a panic in {failpoint} stops the service:\n{log}");
+        assert!(
+            log.contains(&format!("failpoint `{failpoint}` reached")) && log.contains(thread),
+            "the panic's message and thread ({failpoint}):\n{log}"
+        );
+        // Start-up (Kafka metadata, restore) included; a stall would run into minutes.
+        assert!(
+            took < std::time::Duration::from_secs(30),
+            "{failpoint}: exit after {took:?}"
+        );
+    }
     let mut serve = Serve::start_in(dir, &config, &env);
     assert_equivalent(influx, db, &config, &data, &mut serve);
     serve.stop_cleanly(None);

@@ -10,10 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use paceline_model::config::{Config, PlanSpec};
 use paceline_model::point::Point;
 use paceline_model::time::tick_after;
@@ -177,11 +177,35 @@ pub type PointsOut = Arc<dyn Fn(u64, Vec<Point>) + Send + Sync>;
 
 /// Handle on running dataflow workers.
 pub struct Runner {
-    senders: Vec<Sender<Feed>>,
+    senders: Vec<Inbox>,
     guards: Option<timely::communication::initialize::WorkerGuards<()>>,
     /// Shared counters.
     pub stats: Arc<RunnerStats>,
 }
+
+/// One worker's feed: the channel, and the worker's thread to wake once something is in
+/// it (a worker with nothing to do parks instead of polling).
+struct Inbox {
+    tx: Sender<Feed>,
+    thread: Arc<OnceLock<std::thread::Thread>>,
+}
+
+impl Inbox {
+    fn send(&self, feed: Feed) -> Result<(), ()> {
+        self.tx.send(feed).map_err(|_| ())?;
+        // A worker that found its channel empty and parked wakes now; one that has not
+        // parked yet keeps the token and returns from its next park at once.
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+        Ok(())
+    }
+}
+
+/// How long a worker with nothing in its channel and nothing scheduled parks before it
+/// looks again (it is woken earlier by input and by other workers' messages); also the
+/// heartbeat's resolution.
+const IDLE_PARK: Duration = Duration::from_millis(50);
 
 /// Routes an event to the worker that holds its entity.
 fn entity_route(e: &Event) -> u64 {
@@ -370,19 +394,24 @@ impl Runner {
         let mut receivers = Vec::new();
         for part in parts.iter_mut() {
             let (tx, rx) = bounded::<Feed>(2);
-            senders.push(tx);
-            receivers.push(Some((rx, part.take())));
+            let thread = Arc::new(OnceLock::new());
+            senders.push(Inbox {
+                tx,
+                thread: thread.clone(),
+            });
+            receivers.push(Some((rx, thread, part.take())));
         }
         let receivers = Arc::new(Mutex::new(receivers));
         let settings = Arc::new(settings);
         let worker_stats = stats.clone();
         let guards = timely::execute(timely::Config::process(workers), move |worker| {
             let index = worker.index();
-            let (rx, restored) = receivers
+            let (rx, thread, restored) = receivers
                 .lock()
                 .ok()
                 .and_then(|mut r| r.get_mut(index).and_then(Option::take))
                 .expect("one receiver per worker");
+            let _ = thread.set(std::thread::current());
             run_worker(worker, rx, restored, &settings, &worker_stats, &points);
         })?;
         Ok(Runner {
@@ -451,7 +480,12 @@ impl Runner {
 
     /// Closes the inputs and waits for the workers to drain and stop.
     pub fn finish(mut self) -> Result<Arc<RunnerStats>, String> {
+        let threads: Vec<_> = self.senders.iter().map(|s| s.thread.clone()).collect();
         self.senders.clear();
+        // Parked workers see their closed channel now, not after their park.
+        for t in threads.iter().filter_map(|t| t.get()) {
+            t.unpark();
+        }
         if let Some(guards) = self.guards.take() {
             for r in guards.join() {
                 r?;
@@ -578,10 +612,11 @@ fn run_worker(
     loop {
         stats.last_step_ms.store(now_ms(), Ordering::Relaxed);
         while probe.less_than(&epoch.saturating_sub(2)) {
-            worker.step();
+            worker.step_or_park(Some(IDLE_PARK));
         }
-        match rx.recv_timeout(Duration::from_millis(1)) {
+        match rx.try_recv() {
             Ok(Feed::Epoch(msg)) => {
+                paceline_model::failpoint::check("worker");
                 events_in.send_batch(&mut { msg.events });
                 reports_in.send_batch(&mut { msg.reports });
                 epoch += 1;
@@ -591,7 +626,7 @@ fn run_worker(
             }
             Ok(Feed::Snapshot(reply)) => {
                 while probe.less_than(&epoch) {
-                    worker.step();
+                    worker.step_or_park(Some(IDLE_PARK));
                 }
                 let ent = entities.borrow();
                 stats.set_entities(index, ent.counts());
@@ -603,10 +638,10 @@ fn run_worker(
                     .map_err(|e| format!("worker {index}: cannot serialize its state: {e}"));
                 let _ = reply.send(bytes);
             }
-            Err(RecvTimeoutError::Timeout) => {
-                worker.step();
+            Err(TryRecvError::Empty) => {
+                worker.step_or_park(Some(IDLE_PARK));
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(TryRecvError::Disconnected) => break,
         }
     }
     drop(events_in);

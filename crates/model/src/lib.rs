@@ -9,6 +9,7 @@
 pub mod catalogue;
 pub mod config;
 pub mod event;
+pub mod failpoint;
 pub mod point;
 pub mod service;
 pub mod time;

@@ -11,7 +11,6 @@
 
 pub mod board;
 pub mod demo;
-pub mod failpoint;
 pub mod page;
 pub mod present;
 pub mod produce;

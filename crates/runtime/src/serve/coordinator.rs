@@ -317,7 +317,7 @@ impl Coordinator {
                     if !batch.items.is_empty() && oldest.is_none() {
                         oldest = Some(batch.consumed);
                     }
-                    crate::failpoint::check("coordinator");
+                    paceline_model::failpoint::check("coordinator");
                     let worker = batch.worker % workers;
                     for event in take_batch(batch, &mut progress, &config, &metrics, &dead)? {
                         pending[worker].push(event);

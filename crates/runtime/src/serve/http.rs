@@ -85,7 +85,7 @@ fn liveness(s: &HttpState) -> Result<(), String> {
 }
 
 async fn healthz(State(s): State<Arc<HttpState>>) -> Response {
-    crate::failpoint::check("http");
+    paceline_model::failpoint::check("http");
     match liveness(&s) {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),

@@ -129,6 +129,7 @@ pub fn run_source(
     // reported idle.
     let mut at_end: HashMap<i32, (Instant, bool)> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
+        paceline_model::failpoint::check("source");
         let mut fatal = None;
         let flush_now = source.poll(Duration::from_millis(50), |polled| match polled {
             Polled::Message {
