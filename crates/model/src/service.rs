@@ -165,6 +165,11 @@ pub struct ServiceConfig {
     pub idle_watermark_follows_clock: bool,
     /// How often a checkpoint of state and positions is taken, in seconds. Default 10.
     pub checkpoint_interval_s: u64,
+    /// HTTP connections open at once; more wait until one closes. Default 1024.
+    pub http_max_connections: usize,
+    /// The longest an HTTP request's header may take to arrive, and an idle keep-alive
+    /// connection may stay open, in seconds. Default 10.
+    pub http_header_timeout_s: u64,
 }
 
 impl Default for ServiceConfig {
@@ -176,6 +181,8 @@ impl Default for ServiceConfig {
             epoch_linger_ms: 100,
             idle_watermark_follows_clock: true,
             checkpoint_interval_s: 10,
+            http_max_connections: 1024,
+            http_header_timeout_s: 10,
         }
     }
 }
@@ -278,6 +285,12 @@ pub fn validate(
     }
     if service.shutdown_timeout_s == 0 {
         err("service.shutdown_timeout_s", "must be at least 1");
+    }
+    if service.http_max_connections == 0 {
+        err("service.http_max_connections", "must be at least 1");
+    }
+    if service.http_header_timeout_s == 0 || service.http_header_timeout_s > 3600 {
+        err("service.http_header_timeout_s", "must be between 1 and 3600");
     }
     if service.epoch_linger_ms == 0 || service.epoch_linger_ms > 60_000 {
         err("service.epoch_linger_ms", "must be between 1 and 60000");

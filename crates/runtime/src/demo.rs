@@ -293,9 +293,8 @@ pub async fn demo(
         "\nStatus page: http://{addr}/   metrics: http://{addr}/metrics   (Ctrl-C to stop)"
     )?;
     out.flush()?;
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let limits = crate::serve::http::HttpLimits::from_config(&config.service);
+    crate::serve::http::run_server(listener, router(state), limits, shutdown).await;
     Ok(summary)
 }
 

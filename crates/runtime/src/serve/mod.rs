@@ -120,13 +120,10 @@ pub async fn serve(
         })?;
     let (http_stop_tx, mut http_stop_rx) = tokio::sync::watch::channel(false);
     let app = http::router(state.clone());
-    let http_task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop_rx.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let limits = http::HttpLimits::from_config(&config.service);
+    let http_task = tokio::spawn(http::run_server(listener, app, limits, async move {
+        let _ = http_stop_rx.wait_for(|s| *s).await;
+    }));
     tracing::info!(addr = %config.service.http_addr, "HTTP endpoints up");
 
     // Restore before reading anything: `/readyz` stays 503 until the sources are assigned.
