@@ -236,6 +236,16 @@ impl Metrics {
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(n, _, _)| n == name)
     }
+
+    /// Whether a sample of `name` with (at least) `labels` is present.
+    pub fn has_sample(&self, name: &str, labels: &[(&str, &str)]) -> bool {
+        self.0.iter().any(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+    }
 }
 
 /// A running `paceline serve`.
@@ -413,7 +423,13 @@ impl Serve {
 
     /// `/readyz` status code.
     pub fn ready(&self) -> u16 {
-        get(&format!("{}/readyz", self.http)).map_or(0, |(s, _)| s)
+        self.readiness().0
+    }
+
+    /// `/readyz` status code and body (the reason when not ready); 0 when it does not
+    /// answer.
+    pub fn readiness(&self) -> (u16, String) {
+        get(&format!("{}/readyz", self.http)).unwrap_or_default()
     }
 
     /// Waits until `events` messages were counted, every stream's watermark reached

@@ -220,6 +220,49 @@ impl Tansu {
         }
     }
 
+    /// Deletes a topic with the CLI.
+    pub fn delete_topic(&self, name: &str) {
+        let status = Command::new("tansu")
+            .arg("topic")
+            .arg("delete")
+            .arg("--broker")
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .arg(name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("tansu topic delete");
+        assert!(status.success(), "deleting topic {name} failed");
+    }
+
+    /// Adds partitions to `topic` until it has `count`. tansu 0.6 does not implement
+    /// Kafka's CreatePartitions request, so this does in its SQLite storage what the
+    /// request would: the topic's partition count, a row per new partition and its
+    /// watermark (python3's sqlite3, while the broker runs; the broker reads the storage
+    /// on every metadata request).
+    pub fn add_partitions(&self, topic: &str, count: u32) {
+        let script = r#"
+import sqlite3, sys
+db, topic, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = sqlite3.connect(db, timeout=30)
+(tid, have) = c.execute("select id, partitions from topic where name = ?", (topic,)).fetchone()
+c.execute("update topic set partitions = ? where id = ?", (count, tid))
+for p in range(have, count):
+    row = c.execute("insert into topition (topic, partition) values (?, ?)", (tid, p)).lastrowid
+    c.execute("insert into watermark (topition) values (?)", (row,))
+c.commit()
+"#;
+        let status = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(self.dir.join("tansu.db"))
+            .arg(topic)
+            .arg(count.to_string())
+            .status()
+            .expect("python3");
+        assert!(status.success(), "adding partitions to {topic} failed");
+    }
+
     /// Creates a topic with the CLI.
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let status = Command::new("tansu")

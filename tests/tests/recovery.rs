@@ -314,7 +314,11 @@ fn a_panic_stops_the_service(tansu: &Tansu, influx: &Influx1) {
         let started = std::time::Instant::now();
         let (code, log) = Serve::run_to_exit(&dir, &config, &with_failpoint, &[]);
         let took = started.elapsed();
-        assert_eq!(code, Some(1), "a panic in {failpoint} stops the service:\n{log}");
+        assert_eq!(
+            code,
+            Some(1),
+            "a panic in {failpoint} stops the service:\n{log}"
+        );
         assert!(
             log.contains(&format!("failpoint `{failpoint}` reached")) && log.contains(thread),
             "the panic's message and thread ({failpoint}):\n{log}"

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use paceline_model::service::{KafkaConfig, Secret};
 use paceline_model::Stream;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -71,6 +73,45 @@ pub fn client_config(kafka: &KafkaConfig, sasl_password: Option<&Secret>) -> Cli
     c
 }
 
+/// Why a topic could not be described: the reason, and whether waiting cannot help (the
+/// broker says the topic does not exist).
+type Undescribed = (String, bool);
+
+/// The partitions of `topic` as the brokers describe them now, sorted.
+fn describe<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, Undescribed> {
+    let md = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| (e.to_string(), false))?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| ("topic missing from the metadata".to_string(), false))?;
+    if let Some(e) = t.error() {
+        let code = RDKafkaErrorCode::from(e);
+        let missing = matches!(
+            code,
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
+        );
+        let reason = if missing {
+            "the topic does not exist".to_string()
+        } else {
+            format!("{code:?}")
+        };
+        return Err((reason, missing));
+    }
+    let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    parts.sort_unstable();
+    if parts.is_empty() {
+        return Err(("the topic has no partitions".into(), false));
+    }
+    Ok(parts)
+}
+
 /// The partitions of `topic`, sorted; waits for the metadata up to `timeout`.
 pub fn topic_partitions(
     config: &ClientConfig,
@@ -84,62 +125,222 @@ pub fn topic_partitions(
     })?;
     let deadline = std::time::Instant::now() + timeout;
     loop {
-        // (reason, whether waiting cannot help)
-        let attempt = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map_err(|e| (e.to_string(), false))
-            .and_then(|md| {
-                let t = md
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == topic)
-                    .ok_or_else(|| ("topic missing from the metadata".to_string(), false))?;
-                if let Some(e) = t.error() {
-                    let code = RDKafkaErrorCode::from(e);
-                    // The broker says the topic does not exist: fail now, naming it,
-                    // rather than wait for the metadata timeout.
-                    let missing = matches!(
-                        code,
-                        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic
-                    );
-                    let reason = if missing {
-                        "the topic does not exist (create it first)".to_string()
-                    } else {
-                        format!("{code:?}")
-                    };
-                    return Err((reason, missing));
-                }
-                let mut parts: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-                parts.sort_unstable();
-                if parts.is_empty() {
-                    return Err(("the topic has no partitions".into(), false));
-                }
-                Ok(parts)
-            });
-        match attempt {
+        match describe(&consumer, topic, Duration::from_secs(5)) {
             Ok(p) => return Ok(p),
+            // The broker says the topic does not exist: fail now, naming it, rather than
+            // wait for the metadata timeout.
             Err((reason, fatal)) if fatal || std::time::Instant::now() >= deadline => {
+                let reason = if fatal {
+                    format!("{reason} (create it first, or set kafka.create_topics = true)")
+                } else {
+                    reason
+                };
                 return Err(IngestError::Metadata {
                     topic: topic.into(),
                     brokers,
                     reason,
-                })
+                });
             }
             Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
     }
 }
 
-/// Divides the partitions of all streams among `workers`: sorted by (stream, partition),
-/// the i-th goes to worker i mod `workers`. The rule depends only on the partition set and
-/// the worker count, so every process of a cluster computes the same division.
+/// A topic to create when it is missing.
+#[derive(Debug, Clone)]
+pub struct NewTopicSpec {
+    /// Its name.
+    pub name: String,
+    /// Partitions.
+    pub partitions: i32,
+    /// Replication factor.
+    pub replication_factor: i32,
+    /// `retention.ms`; None keeps everything (`-1`).
+    pub retention_ms: Option<u64>,
+}
+
+/// Creates those of `topics` the brokers do not have; returns the names created. A topic
+/// another client created meanwhile counts as there.
+pub fn create_missing_topics(
+    config: &ClientConfig,
+    topics: &[NewTopicSpec],
+    timeout: Duration,
+) -> Result<Vec<String>, IngestError> {
+    let brokers = config.get("bootstrap.servers").unwrap_or("").to_string();
+    let consumer: BaseConsumer = config.create().map_err(|source| IngestError::Client {
+        what: "metadata client",
+        source,
+    })?;
+    let mut missing = Vec::new();
+    for t in topics {
+        match describe(&consumer, &t.name, timeout) {
+            Ok(_) => {}
+            Err((_, true)) => missing.push(t),
+            Err((reason, false)) => {
+                return Err(IngestError::Metadata {
+                    topic: t.name.clone(),
+                    brokers,
+                    reason,
+                })
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(|source| IngestError::Client {
+            what: "admin client",
+            source,
+        })?;
+    let retention: Vec<String> = missing
+        .iter()
+        .map(|t| t.retention_ms.map_or("-1".to_string(), |ms| ms.to_string()))
+        .collect();
+    let new: Vec<NewTopic<'_>> = missing
+        .iter()
+        .zip(&retention)
+        .map(|(t, r)| {
+            NewTopic::new(
+                &t.name,
+                t.partitions,
+                TopicReplication::Fixed(t.replication_factor),
+            )
+            .set("retention.ms", r)
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let results =
+        block_on(admin.create_topics(&new, &options)).map_err(|e| IngestError::Metadata {
+            topic: missing
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            brokers: brokers.clone(),
+            reason: format!("cannot create: {e}"),
+        })?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => created.push(name),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(IngestError::Metadata {
+                    topic: name,
+                    brokers,
+                    reason: format!("cannot create: {code}"),
+                })
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Runs a future to completion on this thread (the admin client's futures are completed
+/// by its own background thread; no async runtime is needed, and a blocking caller may be
+/// inside one).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+/// Keeps the last error librdkafka reported on a client, so that a failed request can say
+/// why (authentication refused, every broker down, ...), not only that it timed out.
+#[derive(Default)]
+pub struct ErrorContext {
+    last: Mutex<Option<String>>,
+}
+
+impl ErrorContext {
+    fn take(&self) -> Option<String> {
+        self.last.lock().ok().and_then(|mut l| l.take())
+    }
+}
+
+impl ClientContext for ErrorContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Ok(mut l) = self.last.lock() {
+            *l = Some(format!("{error}: {reason}"));
+        }
+    }
+}
+
+impl ConsumerContext for ErrorContext {}
+
+/// Looks at the topics the service reads, on its own client: whether the brokers answer,
+/// each topic still exists, and which partitions it has now (partitions can be added to a
+/// topic while the service runs).
+pub struct TopicWatch {
+    consumer: BaseConsumer<ErrorContext>,
+    topics: Vec<String>,
+}
+
+impl TopicWatch {
+    /// A watch over `topics`.
+    pub fn new(config: &ClientConfig, topics: Vec<String>) -> Result<Self, IngestError> {
+        let consumer = config
+            .create_with_context(ErrorContext::default())
+            .map_err(|source| IngestError::Client {
+                what: "topic watch",
+                source,
+            })?;
+        Ok(TopicWatch { consumer, topics })
+    }
+
+    /// Every topic's partitions (in the order the topics were given), or what is wrong:
+    /// a topic gone, the brokers unreachable or refusing the client, with librdkafka's
+    /// last word on it.
+    pub fn look(&self, timeout: Duration) -> Result<Vec<Vec<i32>>, String> {
+        self.topics
+            .iter()
+            .map(|topic| {
+                describe(&self.consumer, topic, timeout).map_err(|(reason, missing)| {
+                    let why = if missing {
+                        format!("topic `{topic}`: {reason} (deleted?)")
+                    } else {
+                        format!("cannot describe topic `{topic}`: {reason}")
+                    };
+                    match self.consumer.context().take() {
+                        Some(client) if !missing => format!("{why}; client: {client}"),
+                        _ => why,
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// The worker that reads `partition` of `stream`: partitions of a stream in turn, each
+/// stream starting one worker further. It depends only on the stream, the partition and
+/// the worker count, so every process of a cluster agrees, and a partition added to a
+/// topic moves no other.
+pub fn partition_owner(stream: Stream, partition: i32, workers: usize) -> usize {
+    (partition.max(0) as usize + stream.index()) % workers.max(1)
+}
+
+/// Divides the partitions of all streams among `workers` by [`partition_owner`], each
+/// worker's sorted by (stream, partition).
 pub fn assign_stable(parts: &[(Stream, i32)], workers: usize) -> Vec<Vec<(Stream, i32)>> {
     let mut sorted = parts.to_vec();
     sorted.sort_by_key(|(s, p)| (s.index(), *p));
     sorted.dedup();
     let mut out = vec![Vec::new(); workers.max(1)];
-    for (i, sp) in sorted.into_iter().enumerate() {
-        out[i % workers.max(1)].push(sp);
+    for (s, p) in sorted {
+        out[partition_owner(s, p, workers)].push((s, p));
     }
     out
 }
@@ -154,7 +355,10 @@ pub struct LagContext {
 impl ClientContext for LagContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition is a notice the source handles, not an error.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
             tracing::warn!(topic = %self.topic, %error, reason, "Kafka client error");
         }
     }
@@ -629,7 +833,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stable_assignment_is_round_robin_over_sorted_partitions() {
+    fn stable_assignment_takes_each_streams_partitions_in_turn() {
         let parts = [
             (Stream::Scenarios, 0),
             (Stream::Filings, 1),
@@ -643,10 +847,10 @@ mod tests {
             vec![
                 vec![
                     (Stream::Filings, 0),
-                    (Stream::Telemetry, 0),
+                    (Stream::Telemetry, 1),
                     (Stream::Scenarios, 0)
                 ],
-                vec![(Stream::Filings, 1), (Stream::Telemetry, 1)],
+                vec![(Stream::Filings, 1), (Stream::Telemetry, 0)],
             ]
         );
         // Discovery order does not matter.
@@ -654,5 +858,13 @@ mod tests {
         rev.reverse();
         assert_eq!(assign_stable(&rev, 2), a);
         assert_eq!(assign_stable(&parts, 1)[0].len(), 5);
+        // A partition added later moves no other.
+        let mut more = parts.to_vec();
+        more.push((Stream::Filings, 2));
+        let b = assign_stable(&more, 2);
+        for (w, owned) in a.iter().enumerate() {
+            assert!(owned.iter().all(|sp| b[w].contains(sp)));
+        }
+        assert!(b[0].contains(&(Stream::Filings, 2)));
     }
 }

@@ -522,6 +522,13 @@ impl Config {
                 err(key("idle_timeout_s"), "must be positive".into());
             }
         }
+        let telemetry_days = self.streams.get(Stream::Telemetry).correction_horizon_days as u64;
+        if self.kafka.create_topics && self.kafka.telemetry_retention_h < telemetry_days * 24 {
+            err(
+                "kafka.telemetry_retention_h".into(),
+                format!("must cover the telemetry correction horizon ({telemetry_days} days)"),
+            );
+        }
         let tol = self.plan.default_tolerance;
         if !(tol.is_finite() && tol > 0.0 && tol <= 1.0) {
             err("plan.default_tolerance".into(), "must be in (0, 1]".into());

@@ -26,6 +26,22 @@ pub struct KafkaConfig {
     /// Consumer group the service commits its positions to after each checkpoint, only so
     /// that lag tools see progress (the checkpoint stays the truth). Default `paceline`.
     pub group_id: String,
+    /// How long the brokers may stay unreachable, or a topic missing, before the service
+    /// stops with an error (exit 1), in seconds; meanwhile `/readyz` answers 503 with the
+    /// reason. Default 300.
+    pub unavailable_timeout_s: u64,
+    /// Create missing topics at start (the three input topics and the dead-letter topic)
+    /// instead of failing. Default false.
+    pub create_topics: bool,
+    /// Partitions of a topic created by `create_topics`. Default 3.
+    pub topic_partitions: i32,
+    /// Replication factor of a topic created by `create_topics`. Default 1 (set 3 on a
+    /// production cluster).
+    pub topic_replication_factor: i32,
+    /// Retention of a created telemetry topic, in hours (filings and scenarios topics keep
+    /// everything: the state is rebuilt from them). At least the telemetry correction
+    /// horizon. Default 168.
+    pub telemetry_retention_h: u64,
     /// Extra librdkafka properties passed through to consumers and producer (TLS, SASL), e.g.
     /// `"security.protocol" = "SASL_SSL"`. Passwords are refused here: use
     /// `PACELINE_KAFKA_SASL_PASSWORD` or `PACELINE_KAFKA_SASL_PASSWORD_FILE`. Default empty.
@@ -40,6 +56,11 @@ impl Default for KafkaConfig {
             dead_letter_topic: "paceline-dead-letters".into(),
             metadata_timeout_s: 60,
             group_id: "paceline".into(),
+            unavailable_timeout_s: 300,
+            create_topics: false,
+            topic_partitions: 3,
+            topic_replication_factor: 1,
+            telemetry_retention_h: 168,
             options: BTreeMap::new(),
         }
     }
@@ -209,6 +230,18 @@ pub fn validate(
     if kafka.metadata_timeout_s == 0 {
         err("kafka.metadata_timeout_s", "must be at least 1");
     }
+    if kafka.unavailable_timeout_s < 10 {
+        err("kafka.unavailable_timeout_s", "must be at least 10");
+    }
+    if !(1..=10_000).contains(&kafka.topic_partitions) {
+        err("kafka.topic_partitions", "must be between 1 and 10000");
+    }
+    if !(1..=32).contains(&kafka.topic_replication_factor) {
+        err("kafka.topic_replication_factor", "must be between 1 and 32");
+    }
+    if kafka.telemetry_retention_h == 0 {
+        err("kafka.telemetry_retention_h", "must be at least 1");
+    }
     for key in kafka.options.keys() {
         let k = key.to_ascii_lowercase();
         if carries_secret(&k) {
@@ -290,7 +323,10 @@ pub fn validate(
         err("service.http_max_connections", "must be at least 1");
     }
     if service.http_header_timeout_s == 0 || service.http_header_timeout_s > 3600 {
-        err("service.http_header_timeout_s", "must be between 1 and 3600");
+        err(
+            "service.http_header_timeout_s",
+            "must be between 1 and 3600",
+        );
     }
     if service.epoch_linger_ms == 0 || service.epoch_linger_ms > 60_000 {
         err("service.epoch_linger_ms", "must be between 1 and 60000");

@@ -90,18 +90,23 @@ fn slowloris_cannot_hold_the_endpoints() {
     .unwrap();
     let port = free_port();
     let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let mut child = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_paceline"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("PACELINE_KAFKA_BROKERS", format!("127.0.0.1:{}", free_port()))
-        .env("PACELINE_INFLUX_URL", "http://127.0.0.1:9")
-        .env("PACELINE_STATE_DIR", dir.join("state"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap());
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_paceline"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env(
+                "PACELINE_KAFKA_BROKERS",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env("PACELINE_INFLUX_URL", "http://127.0.0.1:9")
+            .env("PACELINE_STATE_DIR", dir.join("state"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
     let log_text = || std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(port, "/healthz").is_none() {
@@ -118,7 +123,11 @@ fn slowloris_cannot_hold_the_endpoints() {
         let (code, body) = get(port, "/metrics").expect("/metrics answers beside the slow clients");
         assert_eq!(code, 200);
         assert!(body.contains("paceline_sink_pending_points"));
-        assert!(asked.elapsed() < Duration::from_secs(2), "/metrics took {:?}", asked.elapsed());
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "/metrics took {:?}",
+            asked.elapsed()
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -128,8 +137,15 @@ fn slowloris_cannot_hold_the_endpoints() {
         trickle(&mut slow);
         std::thread::sleep(Duration::from_millis(500));
     }
-    let still_open = slow.iter_mut().map(closed_by_server).filter(|closed| !closed).count();
-    assert_eq!(still_open, 0, "slow clients past the header deadline still open");
+    let still_open = slow
+        .iter_mut()
+        .map(closed_by_server)
+        .filter(|closed| !closed)
+        .count();
+    assert_eq!(
+        still_open, 0,
+        "slow clients past the header deadline still open"
+    );
     drop(slow);
 
     // SIGTERM while 1 000 fresh slow clients hold connections: stops in time, exit 0.

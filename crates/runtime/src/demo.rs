@@ -232,6 +232,7 @@ fn http_state(
         registry,
         sink: Arc::new(health),
         sources_assigned: AtomicBool::new(true),
+        kafka: Default::default(),
         dataflow: Mutex::new(None),
         sink_pending: sink.pending_points,
         board,

@@ -414,6 +414,9 @@ fn take_batch(
             Item::Rejected { partition, offset } | Item::Skipped { partition, offset } => {
                 progress.read(stream, partition, offset);
             }
+            Item::Assigned { partition } => {
+                progress.parts[stream.index()].entry(partition).or_default();
+            }
             Item::Idle { partition } => {
                 progress.parts[stream.index()]
                     .entry(partition)

@@ -30,6 +30,8 @@ pub struct HttpState {
     pub sink: Arc<SinkHealth>,
     /// Sources are assigned their partitions.
     pub sources_assigned: AtomicBool,
+    /// Kafka as the watch last saw it.
+    pub kafka: Arc<super::watch::KafkaHealth>,
     /// The dataflow's counters (its heartbeat).
     pub dataflow: Mutex<Option<Arc<RunnerStats>>>,
     /// Points pending in the sink (a blocked dataflow is not wedged while the sink holds
@@ -106,7 +108,13 @@ pub async fn run_server(
             },
             _ = &mut stop => break,
         };
-        connections.spawn(connection(stream, app.clone(), limits, permit, closing_rx.clone()));
+        connections.spawn(connection(
+            stream,
+            app.clone(),
+            limits,
+            permit,
+            closing_rx.clone(),
+        ));
     }
     drop(listener);
     let _ = closing_tx.send(true);
@@ -206,6 +214,9 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> Response {
 fn readiness(s: &HttpState) -> Result<(), String> {
     if !s.sources_assigned.load(Ordering::Relaxed) {
         return Err("sources not assigned yet".into());
+    }
+    if let Some((lasted, why)) = s.kafka.trouble() {
+        return Err(format!("Kafka: {why} (for {} s)", lasted.as_secs()));
     }
     if !s.sink.accepting.load(Ordering::Relaxed) {
         let why = s
@@ -319,13 +330,18 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let ask = tokio::spawn(async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
             let mut answer = String::new();
             s.read_to_string(&mut answer).await.unwrap();
             answer
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(!ask.is_finished(), "a third connection is served beyond the cap of 2");
+        assert!(
+            !ask.is_finished(),
+            "a third connection is served beyond the cap of 2"
+        );
         drop(stalled.pop());
         let answer = tokio::time::timeout(Duration::from_secs(5), ask)
             .await

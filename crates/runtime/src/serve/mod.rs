@@ -12,6 +12,7 @@ pub mod coordinator;
 pub mod http;
 pub mod metrics;
 pub mod sources;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
 use paceline_ingest::{
-    assign_stable, client_config, topic_partitions, DeadLetterProducer, OffsetCommitter,
-    TopicSource,
+    assign_stable, client_config, create_missing_topics, topic_partitions, DeadLetterProducer,
+    NewTopicSpec, OffsetCommitter, TopicWatch,
 };
 use paceline_model::config::Config;
 use paceline_model::point::Point;
@@ -77,6 +78,29 @@ pub struct ServeReport {
     pub points_written: u64,
 }
 
+/// The topics `kafka.create_topics` creates: the three input topics (filings and
+/// scenarios keep everything, telemetry its configured retention) and the dead letters.
+fn topics_to_create(config: &Config) -> Vec<NewTopicSpec> {
+    let k = &config.kafka;
+    let spec = |name: &str, retention_ms: Option<u64>| NewTopicSpec {
+        name: name.to_string(),
+        partitions: k.topic_partitions,
+        replication_factor: k.topic_replication_factor,
+        retention_ms,
+    };
+    let mut out: Vec<NewTopicSpec> = Stream::ALL
+        .iter()
+        .map(|s| {
+            let retention =
+                (*s == Stream::Telemetry).then_some(k.telemetry_retention_h * 3_600_000);
+            spec(&config.streams.get(*s).topic, retention)
+        })
+        .collect();
+    // Dead letters are kept: they are what is left of the events they stand for.
+    out.push(spec(&k.dead_letter_topic, None));
+    out
+}
+
 fn join_thread(h: std::thread::JoinHandle<Result<(), String>>, what: &str) -> Result<(), String> {
     h.join()
         .map_err(|_| format!("the {what} thread panicked"))?
@@ -103,6 +127,7 @@ pub async fn serve(
         registry,
         sink: sink_health.clone(),
         sources_assigned: AtomicBool::new(false),
+        kafka: Default::default(),
         dataflow: Mutex::new(None),
         sink_pending: sink_metrics.pending_points.clone(),
         board: Arc::new(Board::new(config.plan_specs())),
@@ -150,7 +175,18 @@ pub async fn serve(
         .map(|s| (*s, config.streams.get(*s).topic.clone()))
         .collect();
     let kafka_md = kafka.clone();
+    let create = config
+        .kafka
+        .create_topics
+        .then(|| topics_to_create(&config));
     let metadata = tokio::task::spawn_blocking(move || {
+        if let Some(specs) = create {
+            let created = create_missing_topics(&kafka_md, &specs, metadata_timeout)
+                .map_err(|e| ServeError::Kafka(e.to_string()))?;
+            if !created.is_empty() {
+                tracing::info!(?created, "topics created (kafka.create_topics)");
+            }
+        }
         let mut out: [Vec<i32>; 3] = Default::default();
         for (s, topic) in &topics {
             out[s.index()] = topic_partitions(&kafka_md, topic, metadata_timeout)
@@ -204,10 +240,18 @@ pub async fn serve(
     let dead = DeadLetterProducer::new(&kafka, &config.kafka.dead_letter_topic)
         .map_err(|e| ServeError::Kafka(e.to_string()))?;
     let stop = Arc::new(AtomicBool::new(false));
-    // A source or the coordinator failing for good stops the service.
-    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    // A part failing for good stops the service.
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::unbounded_channel::<ServeError>();
     let (batch_tx, batch_rx) = crossbeam_channel::bounded::<sources::Batch>(16);
-    let mut source_threads = Vec::new();
+    let spawner = Arc::new(sources::Spawner::new(
+        kafka.clone(),
+        config.clone(),
+        dead.clone(),
+        metrics.clone(),
+        batch_tx,
+        stop.clone(),
+        fatal_tx.clone(),
+    ));
     for (worker, owned) in division.iter().enumerate() {
         for s in Stream::ALL {
             let parts: Vec<i32> = owned
@@ -218,41 +262,41 @@ pub async fn serve(
             if parts.is_empty() {
                 continue;
             }
-            let topic = config.streams.get(s).topic.clone();
             let start: HashMap<i32, i64> = restored_coordinator
                 .as_ref()
                 .map(|c| c.offsets[s.index()].iter().copied().collect())
                 .unwrap_or_default();
-            let source = TopicSource::new(&kafka, s, &topic, &parts, &start)
-                .map_err(|e| ServeError::Kafka(e.to_string()))?;
-            let (dead, metrics, tx, stop) = (
-                dead.clone(),
-                metrics.clone(),
-                batch_tx.clone(),
-                stop.clone(),
-            );
-            let idle = Duration::from_secs(config.streams.get(s).idle_timeout_s);
-            let max_future = config.streams.max_future();
-            let fatal = fatal_tx.clone();
-            source_threads.push(
-                std::thread::Builder::new()
-                    .name(format!("source-{}-{worker}", s.as_str()))
-                    .spawn(move || {
-                        let r = sources::run_source(
-                            worker, source, idle, max_future, dead, metrics, tx, stop,
-                        );
-                        if let Err(e) = &r {
-                            let _ = fatal.send(format!("source {topic}: {e}"));
-                        }
-                        r
-                    })
-                    .map_err(|e| ServeError::Pipeline(e.to_string()))?,
-            );
+            spawner
+                .spawn(worker, s, &parts, &start, false)
+                .map_err(ServeError::Kafka)?;
         }
     }
-    drop(batch_tx);
     state.sources_assigned.store(true, Ordering::Relaxed);
     tracing::info!(?partitions, workers, "sources assigned");
+
+    // The watch: brokers and topics still there, partitions added.
+    let known = Arc::new(Mutex::new(partitions.clone()));
+    let topic_watch = TopicWatch::new(
+        &kafka,
+        Stream::ALL
+            .map(|s| config.streams.get(s).topic.clone())
+            .to_vec(),
+    )
+    .map_err(|e| ServeError::Kafka(e.to_string()))?;
+    let kafka_watch = watch::Watch {
+        watch: topic_watch,
+        known: known.clone(),
+        workers,
+        unavailable_timeout: Duration::from_secs(config.kafka.unavailable_timeout_s),
+        health: state.kafka.clone(),
+        spawner: spawner.clone(),
+        stop: stop.clone(),
+        fatal: fatal_tx.clone(),
+    };
+    std::thread::Builder::new()
+        .name("kafka-watch".into())
+        .spawn(move || kafka_watch.run())
+        .map_err(|e| ServeError::Pipeline(e.to_string()))?;
 
     // The checkpoint writer: a snapshot becomes a checkpoint once what came before it is
     // acknowledged.
@@ -280,7 +324,7 @@ pub async fn serve(
         .spawn(move || {
             let r = checkpoint_writer.run(ckpt_rx);
             if let Err(e) = &r {
-                let _ = writer_fatal.send(format!("checkpoints: {e}"));
+                let _ = writer_fatal.send(ServeError::Pipeline(format!("checkpoints: {e}")));
             }
             r
         })
@@ -310,7 +354,7 @@ pub async fn serve(
         .spawn(move || {
             let r = coordinator.run();
             if let Err(e) = &r {
-                let _ = fatal_tx.send(format!("coordinator: {e}"));
+                let _ = fatal_tx.send(ServeError::Pipeline(format!("coordinator: {e}")));
             }
             r
         })
@@ -340,21 +384,16 @@ pub async fn serve(
     // freshness on the status page.
     let lag_metrics = metrics.clone();
     let lag_board = state.board.clone();
-    let lag_topics: Vec<(Stream, String, Vec<i32>)> = Stream::ALL
+    let lag_topics: Vec<(Stream, String)> = Stream::ALL
         .iter()
-        .map(|s| {
-            (
-                *s,
-                config.streams.get(*s).topic.clone(),
-                partitions[s.index()].clone(),
-            )
-        })
+        .map(|s| (*s, config.streams.get(*s).topic.clone()))
         .collect();
     let lag_task = tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            for (s, topic, parts) in &lag_topics {
-                let sum: i64 = parts
+            let partitions = known.lock().map(|k| k.clone()).unwrap_or_default();
+            for (s, topic) in &lag_topics {
+                let sum: i64 = partitions[s.index()]
                     .iter()
                     .map(|p| {
                         lag_metrics
@@ -381,31 +420,36 @@ pub async fn serve(
 
     // Run until shutdown or until the sink stops.
     let mut sink_result = None;
+    let mut failure: Option<ServeError> = None;
     tokio::select! {
         _ = &mut shutdown => tracing::info!("shutdown requested: stop reading, drain, flush"),
         r = &mut sink_task => sink_result = Some(r),
-        Some(e) = fatal_rx.recv() => tracing::error!(error = %e, "pipeline failed; stopping"),
+        Some(e) = fatal_rx.recv() => {
+            tracing::error!(error = %e, "stopping");
+            failure = Some(e);
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let timeout = Duration::from_secs(config.service.shutdown_timeout_s);
     let deadline = Instant::now() + timeout;
     let pending = state.sink_pending.clone();
     let drained = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        for h in source_threads {
+        // Closing drops the sources' last spare sender: once they end, the coordinator
+        // sees its input end and drains.
+        for h in spawner.close() {
             join_thread(h, "source")?;
         }
         join_thread(coordinator_thread, "coordinator")
     });
-    let mut failure: Option<ServeError> = None;
     match tokio::time::timeout_at(deadline.into(), drained).await {
         Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => failure = Some(ServeError::Pipeline(e)),
-        Ok(Err(e)) => failure = Some(ServeError::Pipeline(e.to_string())),
+        Ok(Ok(Err(e))) => failure = failure.or(Some(ServeError::Pipeline(e))),
+        Ok(Err(e)) => failure = failure.or(Some(ServeError::Pipeline(e.to_string()))),
         Err(_) => {
-            failure = Some(ServeError::ShutdownTimeout(
+            failure = failure.or(Some(ServeError::ShutdownTimeout(
                 timeout.as_secs(),
                 pending.get(),
-            ))
+            )))
         }
     }
     let sink_result = match sink_result {

@@ -6,13 +6,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender};
 use paceline_decode::{decode_at, latest_occurred_at};
 use paceline_ingest::{DeadLetterProducer, Origin, Polled, TopicSource};
+use paceline_model::config::Config;
 use paceline_model::{Event, Stream};
+use rdkafka::config::ClientConfig;
 
 use super::metrics::ServeMetrics;
 
@@ -43,6 +46,12 @@ pub enum Item {
         partition: i32,
         /// The offset.
         offset: i64,
+    },
+    /// The partition was added to the topic while the service ran: from now on it holds
+    /// the stream's watermark back like any other, until its first event or idleness.
+    Assigned {
+        /// The partition.
+        partition: i32,
     },
     /// The partition has had nothing unread for the idle timeout (its position at its
     /// high watermark, checked with the broker): it holds the watermark back no longer,
@@ -89,6 +98,119 @@ pub fn reject(
         .map_err(|e| e.to_string())?;
     metrics.dead_letters.with_label_values(&[stream]).inc();
     Ok(())
+}
+
+/// Starts source threads: the initial ones, and later those of partitions added to a topic
+/// while the service runs. Closing it hands back every thread for joining and drops its
+/// end of the channel, so that the coordinator sees the sources end.
+pub struct Spawner {
+    inner: Mutex<SpawnerInner>,
+    kafka: ClientConfig,
+    config: Config,
+    dead: DeadLetterProducer,
+    metrics: ServeMetrics,
+    stop: Arc<AtomicBool>,
+    fatal: tokio::sync::mpsc::UnboundedSender<super::ServeError>,
+}
+
+struct SpawnerInner {
+    tx: Option<Sender<Batch>>,
+    threads: Vec<JoinHandle<Result<(), String>>>,
+}
+
+/// A source thread's result.
+pub type SourceThread = JoinHandle<Result<(), String>>;
+
+impl Spawner {
+    /// A spawner handing batches to `tx`; a source failing for good reports on `fatal`.
+    pub fn new(
+        kafka: ClientConfig,
+        config: Config,
+        dead: DeadLetterProducer,
+        metrics: ServeMetrics,
+        tx: Sender<Batch>,
+        stop: Arc<AtomicBool>,
+        fatal: tokio::sync::mpsc::UnboundedSender<super::ServeError>,
+    ) -> Self {
+        Spawner {
+            inner: Mutex::new(SpawnerInner {
+                tx: Some(tx),
+                threads: Vec::new(),
+            }),
+            kafka,
+            config,
+            dead,
+            metrics,
+            stop,
+            fatal,
+        }
+    }
+
+    /// Starts the source of `partitions` of `stream` for `worker`, each partition from its
+    /// offset in `start` (the beginning where none). `added`: partitions that appeared
+    /// while running, announced to the coordinator before anything is read from them.
+    /// Nothing happens once the spawner is closed.
+    pub fn spawn(
+        &self,
+        worker: usize,
+        stream: Stream,
+        partitions: &[i32],
+        start: &HashMap<i32, i64>,
+        added: bool,
+    ) -> Result<(), String> {
+        let mut inner = self.inner.lock().map_err(|_| "source spawner poisoned")?;
+        let Some(tx) = inner.tx.clone() else {
+            return Ok(());
+        };
+        let topic = self.config.streams.get(stream).topic.clone();
+        let source = TopicSource::new(&self.kafka, stream, &topic, partitions, start)
+            .map_err(|e| e.to_string())?;
+        if added {
+            let batch = Batch {
+                worker,
+                stream,
+                consumed: Instant::now(),
+                items: partitions
+                    .iter()
+                    .map(|p| Item::Assigned { partition: *p })
+                    .collect(),
+            };
+            if !deliver(&tx, batch, &self.stop) {
+                return Ok(());
+            }
+        }
+        let idle = Duration::from_secs(self.config.streams.get(stream).idle_timeout_s);
+        let max_future = self.config.streams.max_future();
+        let (dead, metrics, stop, fatal) = (
+            self.dead.clone(),
+            self.metrics.clone(),
+            self.stop.clone(),
+            self.fatal.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("source-{}-{worker}", stream.as_str()))
+            .spawn(move || {
+                let r = run_source(worker, source, idle, max_future, dead, metrics, tx, stop);
+                if let Err(e) = &r {
+                    let _ = fatal.send(super::ServeError::Pipeline(format!("source {topic}: {e}")));
+                }
+                r
+            })
+            .map_err(|e| e.to_string())?;
+        inner.threads.push(thread);
+        Ok(())
+    }
+
+    /// Stops further spawns and hands back every source thread started.
+    pub fn close(&self) -> Vec<SourceThread> {
+        match self.inner.lock() {
+            Ok(mut inner) => {
+                inner.tx = None;
+                std::mem::take(&mut inner.threads)
+            }
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 /// Sends `batch` unless `stop` is raised first; false when the run is over.

@@ -1,0 +1,114 @@
+//! Kafka topics changing under a running service (tansu, InfluxDB 1.x):
+//!
+//! - Partition added: partitions added to the filings and scenarios topics mid-run are
+//!   read (the events produced into them are counted) and the output stays equivalent to
+//!   `paceline replay`'s.
+//! - Topics created: with `kafka.create_topics`, a broker without the topics gets them
+//!   (partitions as configured) and the service reads what is produced to them.
+//!
+//! A deleted topic and brokers gone for good are in `serve_mock_faults.rs`: tansu 0.6's
+//! `topic delete` removes every topic, and the metadata it then serves crashes
+//! librdkafka, so those run on librdkafka's mock cluster.
+
+use paceline_model::config::Config;
+use paceline_tests::services::{Influx1, Tansu};
+use paceline_tests::{
+    create_topics, drain_and_compare_influx1, eventually, influx1_env, kafka, scenario_config,
+    topics, Dataset, Serve,
+};
+
+/// A scenario's configuration: InfluxDB 1.x, data fed in parts (no clock rule).
+fn config(prefix: &str) -> Config {
+    let mut c = scenario_config(prefix);
+    c.influx.api = paceline_model::service::InfluxApi::V1;
+    c.service.idle_watermark_follows_clock = false;
+    c
+}
+
+fn partition_added(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "topo-add";
+    let db = "topo_add";
+    create_topics(tansu, prefix, 2);
+    influx.query("", &format!("CREATE DATABASE {db}"));
+    let config = config(prefix);
+    let (t, _) = topics(prefix);
+    let data = Dataset::new(71, 8, false, &[]);
+    let half = data.lines.len() / 2;
+    kafka::produce(&tansu.brokers(), &t, &data.lines[..half]);
+    let mut serve = Serve::start(&config, &influx1_env(tansu, influx, db));
+    eventually("the first half consumed", 120, || {
+        serve.metrics().sum("paceline_events_total", &[]) as usize >= half
+    });
+
+    tansu.add_partitions(&t[0], 3);
+    tansu.add_partitions(&t[2], 4);
+    eventually("the added partitions read", 60, || {
+        serve
+            .proc
+            .log_text()
+            .matches("partitions added to the topic")
+            .count()
+            >= 2
+    });
+    // A fresh producer sees the new partitions and spreads keys over them.
+    kafka::produce(&tansu.brokers(), &t, &data.lines[half..]);
+    let in_added = kafka::high_watermarks(&tansu.brokers(), &t[0], 3)[2]
+        + kafka::high_watermarks(&tansu.brokers(), &t[2], 4)[2..]
+            .iter()
+            .sum::<i64>();
+    assert!(in_added > 0, "some events went to the added partitions");
+    // Counted, every one of them: nothing lost against replay.
+    drain_and_compare_influx1(&mut serve, &data, &config, influx, db);
+    let m = serve.metrics();
+    for (topic, partition) in [(&t[0], "2"), (&t[2], "2"), (&t[2], "3")] {
+        assert!(
+            m.has_sample(
+                "paceline_source_lag_messages",
+                &[("topic", topic.as_str()), ("partition", partition)]
+            ),
+            "the added partition {topic}/{partition} reports its lag"
+        );
+    }
+    serve.stop_cleanly(None);
+}
+
+fn topics_created(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "topo-new";
+    let db = "topo_new";
+    influx.query("", &format!("CREATE DATABASE {db}"));
+    let mut config = config(prefix);
+    config.kafka.create_topics = true;
+    config.kafka.topic_partitions = 2;
+    let (t, dl) = topics(prefix);
+    let mut serve = Serve::start(&config, &influx1_env(tansu, influx, db));
+    eventually("ready", 120, || serve.ready() == 200);
+    for topic in t.iter().chain([&dl]) {
+        assert_eq!(
+            kafka::high_watermarks(&tansu.brokers(), topic, 2).len(),
+            2,
+            "{topic} created with 2 partitions"
+        );
+    }
+    assert!(serve.proc.log_text().contains("topics created"));
+    let data = Dataset::new(79, 8, true, &[]);
+    kafka::produce(&tansu.brokers(), &t, &data.lines);
+    drain_and_compare_influx1(&mut serve, &data, &config, influx, db);
+    serve.stop_cleanly(None);
+}
+
+#[test]
+fn kafka_changes_under_a_running_service() {
+    let tansu = Tansu::start();
+    let influx = Influx1::start();
+    let (tansu, influx) = (&tansu, &influx);
+    paceline_tests::run_side_by_side(vec![
+        (
+            "partition added",
+            Box::new(move || partition_added(tansu, influx)),
+        ),
+        (
+            "topics created",
+            Box::new(move || topics_created(tansu, influx)),
+        ),
+    ]);
+}
