@@ -263,6 +263,32 @@ c.commit()
         assert!(status.success(), "adding partitions to {topic} failed");
     }
 
+    /// Deletes the messages of `topic`'s `partition` below `offset`, as retention would
+    /// (tansu 0.6 applies no retention of its own): the records go and the partition's
+    /// first offset moves up to `offset`.
+    pub fn expire(&self, topic: &str, partition: i32, offset: i64) {
+        let script = r#"
+import sqlite3, sys
+db, topic, partition, offset = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+c = sqlite3.connect(db, timeout=30)
+(tp,) = c.execute("select tp.id from topition tp join topic t on tp.topic = t.id where t.name = ? and tp.partition = ?", (topic, partition)).fetchone()
+c.execute("delete from header where topition = ? and offset_id < ?", (tp, offset))
+c.execute("delete from record where topition = ? and offset_id < ?", (tp, offset))
+c.execute("update watermark set low = ? where topition = ?", (offset, tp))
+c.commit()
+"#;
+        let status = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(self.dir.join("tansu.db"))
+            .arg(topic)
+            .arg(partition.to_string())
+            .arg(offset.to_string())
+            .status()
+            .expect("python3");
+        assert!(status.success(), "expiring {topic}/{partition} failed");
+    }
+
     /// Creates a topic with the CLI.
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let status = Command::new("tansu")

@@ -521,6 +521,20 @@ impl TopicSource {
         Some((high - position).max(0))
     }
 
+    /// The first offset `partition` still holds (retention and compaction remove from the
+    /// front), asked of the broker now; None when it cannot be asked.
+    pub fn low_watermark(&self, partition: i32, timeout: Duration) -> Option<i64> {
+        self.consumer
+            .fetch_watermarks(&self.topic, partition, timeout)
+            .ok()
+            .map(|(low, _)| low)
+    }
+
+    /// Where reading started in `partition` (None: its beginning).
+    pub fn start_offset(&self, partition: i32) -> Option<i64> {
+        self.start.get(&partition).copied()
+    }
+
     /// Messages behind the high watermark per partition, from the latest statistics.
     pub fn lag(&self) -> Vec<(i32, i64)> {
         let ctx = self.consumer.context();

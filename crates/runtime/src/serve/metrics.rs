@@ -21,6 +21,8 @@ pub struct ServeMetrics {
     pub rejected: IntCounterVec,
     /// `paceline_source_tombstones_total{topic}`: messages without a value, skipped.
     pub tombstones: IntCounterVec,
+    /// `paceline_source_offset_resets_total{topic,partition}`: positions retention passed.
+    pub offset_resets: IntCounterVec,
     /// `paceline_source_lag_messages{topic,partition}`.
     pub source_lag: IntGaugeVec,
     /// `paceline_stream_lag_messages{stream}`.
@@ -121,6 +123,11 @@ impl ServeMetrics {
                 "paceline_source_tombstones_total",
                 "Messages without a value (compaction tombstones), skipped: not events, not rejections.",
                 &["topic"],
+            )?,
+            offset_resets: counter(
+                "paceline_source_offset_resets_total",
+                "Positions that fell out of the topic's retention: reading went on at the partition's first offset, the messages in between were never read.",
+                &["topic", "partition"],
             )?,
             source_lag: igauge(
                 "paceline_source_lag_messages",

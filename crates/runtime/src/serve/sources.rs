@@ -213,6 +213,70 @@ impl Spawner {
     }
 }
 
+/// Tells a position that retention passed from a gap compaction leaves. librdkafka
+/// answers a position retention passed by going on at the partition's first offset
+/// (`auto.offset.reset = earliest`), so the sign is a message beyond the next expected
+/// offset while the partition's first offset is beyond it too; a compacted topic has gaps
+/// above its first offset, which are not resets.
+#[derive(Default)]
+struct Positions {
+    /// Per partition, the offset the next message should have.
+    next: HashMap<i32, i64>,
+    /// Per partition, its first offset when last asked: gaps at or above it are
+    /// compaction's, asked again after [`LOW_FRESH_FOR`].
+    low: HashMap<i32, (i64, Instant)>,
+}
+
+/// How long a partition's first offset is trusted when telling gaps apart.
+const LOW_FRESH_FOR: Duration = Duration::from_secs(10);
+
+impl Positions {
+    /// Records a message at `offset`; returns the range skipped when retention passed the
+    /// position (from the expected offset up to the one read).
+    fn read(&mut self, source: &TopicSource, partition: i32, offset: i64) -> Option<(i64, i64)> {
+        let expected = self
+            .next
+            .insert(partition, offset + 1)
+            .or_else(|| source.start_offset(partition));
+        let expected = expected.filter(|e| offset > *e)?;
+        let low = match self.low.get(&partition) {
+            Some((low, at)) if at.elapsed() < LOW_FRESH_FOR && *low <= expected => *low,
+            _ => {
+                let low = source.low_watermark(partition, Duration::from_secs(2))?;
+                self.low.insert(partition, (low, Instant::now()));
+                low
+            }
+        };
+        (low > expected).then_some((expected, offset))
+    }
+
+    /// A position of `partition` moved on without a message (a tombstone).
+    fn skip(&mut self, partition: i32, offset: i64) {
+        self.next.insert(partition, offset + 1);
+    }
+
+    /// librdkafka reported resetting a position: ask for first offsets afresh.
+    fn forget_lows(&mut self) {
+        self.low.clear();
+    }
+}
+
+/// Counts and reports a position retention passed.
+fn offset_reset(metrics: &ServeMetrics, topic: &str, partition: i32, (from, to): (i64, i64)) {
+    metrics
+        .offset_resets
+        .with_label_values(&[topic, &partition.to_string()])
+        .inc();
+    tracing::error!(
+        topic,
+        partition,
+        skipped_from = from,
+        skipped_to = to,
+        skipped = to - from,
+        "position fell out of the topic's retention: offsets {from}..{to} were deleted before they were read"
+    );
+}
+
 /// Sends `batch` unless `stop` is raised first; false when the run is over.
 fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
     loop {
@@ -250,6 +314,7 @@ pub fn run_source(
     // Per partition: since when the consumer has been at its end, and whether it was
     // reported idle.
     let mut at_end: HashMap<i32, (Instant, bool)> = HashMap::new();
+    let mut positions = Positions::default();
     while !stop.load(Ordering::Relaxed) {
         paceline_model::failpoint::check("source");
         let mut fatal = None;
@@ -263,6 +328,9 @@ pub fn run_source(
                     consumed = Instant::now();
                 }
                 at_end.remove(&partition);
+                if let Some(skipped) = positions.read(&source, partition, offset) {
+                    offset_reset(&metrics, &source.topic, partition, skipped);
+                }
                 match decode_at(payload, Some(stream), latest_occurred_at(max_future)) {
                     Ok(event) => items.push(Item::Event {
                         partition,
@@ -295,6 +363,7 @@ pub fn run_source(
                     .with_label_values(&[source.topic.as_str()])
                     .inc();
                 at_end.remove(&partition);
+                positions.skip(partition, offset);
                 items.push(Item::Skipped { partition, offset });
                 items.len() >= BATCH_ITEMS
             }
@@ -304,6 +373,9 @@ pub fn run_source(
             }
             Polled::Nothing => true,
             Polled::Error(e) => {
+                if e.contains("out of range") || e.contains("AutoOffsetReset") {
+                    positions.forget_lows();
+                }
                 // librdkafka reconnects by itself; say so once in a while, not per poll.
                 if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     tracing::warn!(topic = %source.topic, error = %e, "Kafka consumer error");
