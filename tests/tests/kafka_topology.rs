@@ -116,8 +116,7 @@ fn retention_passed(tansu: &Tansu, influx: &Influx1) {
     assert_eq!(m.sum("paceline_source_offset_resets_total", &[]), 1.0);
     let log = serve.proc.log_text();
     assert!(
-        log.contains("ERROR")
-            && log.contains(&format!("offsets {stopped_at}..{}", stopped_at + 5)),
+        log.contains("ERROR") && log.contains(&format!("offsets {stopped_at}..{}", stopped_at + 5)),
         "the reset is logged as an error with its range:\n{log}"
     );
     serve.stop_cleanly(None);

@@ -408,6 +408,15 @@ pub enum Polled<'a> {
     Error(String),
 }
 
+/// librdkafka's read-ahead per consumer, unless `kafka.options` sets them: at most this
+/// many kilobytes queued locally, and this many bytes per fetch response in flight. With
+/// one consumer per (worker, topic) that is 3 × workers × 8 MiB at most (librdkafka's own
+/// defaults, 64 MiB queued and 50 MiB per fetch, would allow 3 × workers × 114 MiB).
+pub const PREFETCH: [(&str, &str); 2] = [
+    ("queued.max.messages.kbytes", "4096"),
+    ("fetch.max.bytes", "4194304"),
+];
+
 /// One consumer for the partitions of one topic that one worker owns.
 pub struct TopicSource {
     consumer: BaseConsumer<LagContext>,
@@ -438,6 +447,11 @@ impl TopicSource {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", "1000");
+        for (key, value) in PREFETCH {
+            if c.get(key).is_none() {
+                c.set(key, value);
+            }
+        }
         let ctx = LagContext {
             topic: topic.into(),
             lag: Mutex::new(HashMap::new()),
@@ -650,6 +664,10 @@ pub const DEAD_LETTER_ATTEMPTS: u32 = 5;
 /// (`receive.message.max.bytes`'s default, 100 MB, plus room for the headers).
 pub const DEAD_LETTER_MAX_BYTES: usize = 100_000_000 + 64 * 1024;
 
+/// The dead-letter producer's queue, in kilobytes: room for one dead letter of the
+/// largest size, so that any rejected message can be queued.
+pub const DEAD_LETTER_QUEUE_KBYTES: usize = DEAD_LETTER_MAX_BYTES / 1024 + 1024;
+
 /// Writes rejected events to the dead-letter topic: the original bytes as the value, the
 /// reason and origin as headers. librdkafka retries transient errors by itself (no message
 /// timeout); a dead letter the broker refuses is sent again up to
@@ -672,8 +690,12 @@ impl DeadLetterProducer {
             .set("acks", "all")
             .set("linger.ms", "20")
             .set("message.max.bytes", DEAD_LETTER_MAX_BYTES.to_string())
-            // The queue is bounded in bytes: a full queue blocks the source (backpressure).
-            .set("queue.buffering.max.kbytes", "131072");
+            // The queue is bounded in bytes (a full queue blocks the source: backpressure),
+            // and holds at least one dead letter of the largest size.
+            .set(
+                "queue.buffering.max.kbytes",
+                DEAD_LETTER_QUEUE_KBYTES.to_string(),
+            );
         let deliveries = Arc::new(Deliveries::default());
         let producer: ThreadedProducer<DeliveryContext> = c
             .create_with_context(DeliveryContext {

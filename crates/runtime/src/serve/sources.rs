@@ -75,7 +75,11 @@ pub struct Batch {
     pub items: Vec<Item>,
 }
 
+/// A batch is handed over at this many items or this many bytes of kept payloads,
+/// whichever comes first: with the channel's 16 batches, at most ~16 MiB of payloads wait
+/// for the coordinator.
 const BATCH_ITEMS: usize = 1024;
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Counts a rejected message (`paceline_events_total{outcome=rejected}` and
 /// `paceline_events_rejected_total{reason}`) and writes it to the dead-letter topic with its
@@ -308,6 +312,7 @@ pub fn run_source(
 ) -> Result<(), String> {
     let stream = source.stream;
     let mut items: Vec<Item> = Vec::with_capacity(BATCH_ITEMS);
+    let mut batch_bytes = 0usize;
     let mut consumed = Instant::now();
     let mut last_lag = Instant::now();
     let mut last_error: Option<Instant> = None;
@@ -332,12 +337,15 @@ pub fn run_source(
                     offset_reset(&metrics, &source.topic, partition, skipped);
                 }
                 match decode_at(payload, Some(stream), latest_occurred_at(max_future)) {
-                    Ok(event) => items.push(Item::Event {
-                        partition,
-                        offset,
-                        raw: payload.into(),
-                        event,
-                    }),
+                    Ok(event) => {
+                        batch_bytes += payload.len();
+                        items.push(Item::Event {
+                            partition,
+                            offset,
+                            raw: payload.into(),
+                            event,
+                        })
+                    }
                     Err(rejection) => {
                         let origin = Origin {
                             stream,
@@ -354,7 +362,7 @@ pub fn run_source(
                         items.push(Item::Rejected { partition, offset });
                     }
                 }
-                items.len() >= BATCH_ITEMS
+                items.len() >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES
             }
             Polled::Tombstone { partition, offset } => {
                 // Compaction's deletion marker: skipped and counted, the position moves on.
@@ -414,6 +422,7 @@ pub fn run_source(
                 consumed,
                 items: std::mem::replace(&mut items, Vec::with_capacity(BATCH_ITEMS)),
             };
+            batch_bytes = 0;
             if !deliver(&tx, batch, &stop) {
                 break;
             }
