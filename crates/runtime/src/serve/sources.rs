@@ -320,6 +320,14 @@ pub fn run_source(
     // reported idle.
     let mut at_end: HashMap<i32, (Instant, bool)> = HashMap::new();
     let mut positions = Positions::default();
+    // Every partition's reset counter exists from the start (at 0), so that rules and
+    // dashboards reading it see the series before anything goes wrong.
+    for p in &source.partitions {
+        metrics
+            .offset_resets
+            .with_label_values(&[source.topic.as_str(), &p.to_string()])
+            .inc_by(0);
+    }
     while !stop.load(Ordering::Relaxed) {
         paceline_model::failpoint::check("source");
         let mut fatal = None;
