@@ -5,7 +5,7 @@
 
 use paceline_model::event::{
     Cluster, Field, PlatformKind, PlatformStatus, ProjectKind, ProjectStage, Region, ScenarioStage,
-    EVENT_TYPES,
+    EventType,
 };
 use paceline_model::time::{parse_rfc3339, QuarterIndex, TimestampError};
 use paceline_model::{Body, Event, Nanos, Stream};
@@ -102,35 +102,35 @@ const INTERVAL: Kind = Kind::Num {
     max: MAX_INTERVAL_S,
 };
 
-fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
+fn fields_of(ty: EventType) -> &'static [(&'static str, Kind)] {
     use Kind::*;
     match ty {
-        "enterprise.registered" => &[
+        EventType::Registered => &[
             ("enterprise_id", Str),
             ("name", Str),
             ("cluster", Enum(|s| Cluster::from_str(s).is_some())),
             ("region", Enum(|s| Region::from_str(s).is_some())),
             ("sme", Bool),
         ],
-        "enterprise.deregistered" => &[("enterprise_id", Str)],
-        "enterprise.valuation" => &[("enterprise_id", Str), ("valuation_cny", AMOUNT)],
-        "enterprise.certification" => &[
+        EventType::Deregistered => &[("enterprise_id", Str)],
+        EventType::Valuation => &[("enterprise_id", Str), ("valuation_cny", AMOUNT)],
+        EventType::Certification => &[
             ("enterprise_id", Str),
             ("certification", Enum(|s| s == "srdi")),
             ("action", Enum(|s| s == "granted" || s == "revoked")),
         ],
-        "enterprise.financials" => &[
+        EventType::Financials => &[
             ("enterprise_id", Str),
             ("period", Period),
             ("revenue_cny", AMOUNT),
             ("added_value_cny", SIGNED_AMOUNT),
             ("revision", Int),
         ],
-        "enterprise.cloud_migration" => &[
+        EventType::CloudMigration => &[
             ("enterprise_id", Str),
             ("level", Enum(|s| s == "basic" || s == "deep")),
         ],
-        "platform.heartbeat" => &[
+        EventType::Heartbeat => &[
             ("platform_id", Str),
             (
                 "platform_kind",
@@ -139,7 +139,7 @@ fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
             ("status", Enum(|s| PlatformStatus::from_str(s).is_some())),
             ("interval_s", INTERVAL),
         ],
-        "platform.usage" => &[
+        EventType::PlatformUsage => &[
             ("platform_id", Str),
             (
                 "platform_kind",
@@ -149,27 +149,26 @@ fn fields_of(ty: &str) -> &'static [(&'static str, Kind)] {
             ("records_shared", Int),
             ("connected_enterprises", Int),
         ],
-        "scenario.stage" => &[
+        EventType::ScenarioStage => &[
             ("scenario_id", Str),
             ("name", Str),
             ("field", Enum(|s| Field::from_str(s).is_some())),
             ("region", Enum(|s| Region::from_str(s).is_some())),
             ("stage", Enum(|s| ScenarioStage::from_str(s).is_some())),
         ],
-        "scenario.usage" => &[
+        EventType::ScenarioUsage => &[
             ("scenario_id", Str),
             ("active_users", Int),
             ("transactions", Int),
             ("value_cny", AMOUNT),
         ],
-        "project.stage" => &[
+        EventType::ProjectStage => &[
             ("project_id", Str),
             ("name", Str),
             ("project_kind", Enum(|s| ProjectKind::from_str(s).is_some())),
             ("region", Enum(|s| Region::from_str(s).is_some())),
             ("stage", Enum(|s| ProjectStage::from_str(s).is_some())),
         ],
-        _ => &[],
     }
 }
 
@@ -312,7 +311,7 @@ pub fn decode_at(
             ))
         }
     };
-    let Some(&(_, stream)) = EVENT_TYPES.iter().find(|(name, _)| *name == ty) else {
+    let Some(event_type) = EventType::from_name(ty) else {
         let shown: String = ty.chars().take(64).collect();
         return Err(reject(
             Reason::UnknownType,
@@ -320,6 +319,7 @@ pub fn decode_at(
             format!("unknown type `{shown}`"),
         ));
     };
+    let stream = event_type.stream();
     if let Some(topic) = topic_stream {
         if topic != stream {
             return Err(reject(
@@ -334,7 +334,7 @@ pub fn decode_at(
         }
     }
     let stream_tag = Some(topic_stream.unwrap_or(stream));
-    let spec = fields_of(ty);
+    let spec = fields_of(event_type);
     let all = ENVELOPE
         .iter()
         .map(|(n, k, r)| (*n, *k, *r))
@@ -444,7 +444,7 @@ pub fn decode_at(
             ));
         }
     }
-    let body = build_body(ty, &root)
+    let body = build_body(event_type, &root)
         .ok_or_else(|| reject(Reason::WrongType, stream_tag, "fields could not be read"))?;
     Ok(Event {
         id: id.to_string(),
@@ -460,7 +460,7 @@ fn text<'v>(v: &'v Value<'_>, key: &str) -> Option<&'v str> {
     }
 }
 
-fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
+fn build_body(ty: EventType, v: &Value<'_>) -> Option<Body> {
     let s = |k: &str| text(v, k).map(str::to_string);
     let e = |k: &str| text(v, k);
     let f = |k: &str| match v.get(k) {
@@ -474,66 +474,65 @@ fn build_body(ty: &str, v: &Value<'_>) -> Option<Body> {
         _ => None,
     };
     Some(match ty {
-        "enterprise.registered" => Body::Registered {
+        EventType::Registered => Body::Registered {
             enterprise: s("enterprise_id")?,
             cluster: Cluster::from_str(e("cluster")?)?,
             region: Region::from_str(e("region")?)?,
             sme: matches!(v.get("sme"), Some(Value::Bool(true))),
         },
-        "enterprise.deregistered" => Body::Deregistered {
+        EventType::Deregistered => Body::Deregistered {
             enterprise: s("enterprise_id")?,
         },
-        "enterprise.valuation" => Body::Valuation {
+        EventType::Valuation => Body::Valuation {
             enterprise: s("enterprise_id")?,
             valuation_cny: f("valuation_cny")?,
         },
-        "enterprise.certification" => Body::Certification {
+        EventType::Certification => Body::Certification {
             enterprise: s("enterprise_id")?,
             granted: e("action")? == "granted",
         },
-        "enterprise.financials" => Body::Financials {
+        EventType::Financials => Body::Financials {
             enterprise: s("enterprise_id")?,
             period: parse_period(&e("period")?)?,
             revenue_cny: f("revenue_cny")?,
             added_value_cny: f("added_value_cny")?,
             revision: u("revision")?,
         },
-        "enterprise.cloud_migration" => Body::CloudMigration {
+        EventType::CloudMigration => Body::CloudMigration {
             enterprise: s("enterprise_id")?,
             deep: e("level")? == "deep",
         },
-        "platform.heartbeat" => Body::Heartbeat {
+        EventType::Heartbeat => Body::Heartbeat {
             platform: s("platform_id")?,
             kind: PlatformKind::from_str(e("platform_kind")?)?,
             status: PlatformStatus::from_str(e("status")?)?,
             interval_s: f("interval_s")?,
         },
-        "platform.usage" => Body::PlatformUsage {
+        EventType::PlatformUsage => Body::PlatformUsage {
             platform: s("platform_id")?,
             kind: PlatformKind::from_str(e("platform_kind")?)?,
             api_calls: u("api_calls")?,
             records_shared: u("records_shared")?,
             connected_enterprises: u("connected_enterprises")?,
         },
-        "scenario.stage" => Body::ScenarioStage {
+        EventType::ScenarioStage => Body::ScenarioStage {
             scenario: s("scenario_id")?,
             field: Field::from_str(e("field")?)?,
             region: Region::from_str(e("region")?)?,
             stage: ScenarioStage::from_str(e("stage")?)?,
         },
-        "scenario.usage" => Body::ScenarioUsage {
+        EventType::ScenarioUsage => Body::ScenarioUsage {
             scenario: s("scenario_id")?,
             active_users: u("active_users")?,
             transactions: u("transactions")?,
             value_cny: f("value_cny")?,
         },
-        "project.stage" => Body::ProjectStage {
+        EventType::ProjectStage => Body::ProjectStage {
             project: s("project_id")?,
             kind: ProjectKind::from_str(e("project_kind")?)?,
             region: Region::from_str(e("region")?)?,
             stage: ProjectStage::from_str(e("stage")?)?,
         },
-        _ => return None,
     })
 }
 

@@ -318,36 +318,91 @@ pub enum Body {
     },
 }
 
-/// The event types of docs/events.md with their streams.
-pub const EVENT_TYPES: &[(&str, Stream)] = &[
-    ("enterprise.registered", Stream::Filings),
-    ("enterprise.deregistered", Stream::Filings),
-    ("enterprise.valuation", Stream::Filings),
-    ("enterprise.certification", Stream::Filings),
-    ("enterprise.financials", Stream::Filings),
-    ("enterprise.cloud_migration", Stream::Filings),
-    ("platform.heartbeat", Stream::Telemetry),
-    ("platform.usage", Stream::Telemetry),
-    ("scenario.stage", Stream::Scenarios),
-    ("scenario.usage", Stream::Scenarios),
-    ("project.stage", Stream::Scenarios),
-];
+/// The event types of docs/events.md: each type's name and stream live in
+/// [`EventType::TABLE`] and nowhere else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// `enterprise.registered`.
+    Registered,
+    /// `enterprise.deregistered`.
+    Deregistered,
+    /// `enterprise.valuation`.
+    Valuation,
+    /// `enterprise.certification`.
+    Certification,
+    /// `enterprise.financials`.
+    Financials,
+    /// `enterprise.cloud_migration`.
+    CloudMigration,
+    /// `platform.heartbeat`.
+    Heartbeat,
+    /// `platform.usage`.
+    PlatformUsage,
+    /// `scenario.stage`.
+    ScenarioStage,
+    /// `scenario.usage`.
+    ScenarioUsage,
+    /// `project.stage`.
+    ProjectStage,
+}
+
+impl EventType {
+    /// Every type with its name and stream, in declaration order (so that a type's row is
+    /// at its discriminant).
+    pub const TABLE: [(EventType, &'static str, Stream); 11] = [
+        (EventType::Registered, "enterprise.registered", Stream::Filings),
+        (EventType::Deregistered, "enterprise.deregistered", Stream::Filings),
+        (EventType::Valuation, "enterprise.valuation", Stream::Filings),
+        (EventType::Certification, "enterprise.certification", Stream::Filings),
+        (EventType::Financials, "enterprise.financials", Stream::Filings),
+        (EventType::CloudMigration, "enterprise.cloud_migration", Stream::Filings),
+        (EventType::Heartbeat, "platform.heartbeat", Stream::Telemetry),
+        (EventType::PlatformUsage, "platform.usage", Stream::Telemetry),
+        (EventType::ScenarioStage, "scenario.stage", Stream::Scenarios),
+        (EventType::ScenarioUsage, "scenario.usage", Stream::Scenarios),
+        (EventType::ProjectStage, "project.stage", Stream::Scenarios),
+    ];
+
+    /// The `type` field's value.
+    pub fn name(self) -> &'static str {
+        Self::TABLE[self as usize].1
+    }
+
+    /// The stream events of this type belong to.
+    pub fn stream(self) -> Stream {
+        Self::TABLE[self as usize].2
+    }
+
+    /// The type named `name`, if any.
+    pub fn from_name(name: &str) -> Option<EventType> {
+        Self::TABLE
+            .iter()
+            .find(|(_, n, _)| *n == name)
+            .map(|(t, _, _)| *t)
+    }
+}
 
 impl Body {
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Body::Registered { .. } => EventType::Registered,
+            Body::Deregistered { .. } => EventType::Deregistered,
+            Body::Valuation { .. } => EventType::Valuation,
+            Body::Certification { .. } => EventType::Certification,
+            Body::Financials { .. } => EventType::Financials,
+            Body::CloudMigration { .. } => EventType::CloudMigration,
+            Body::Heartbeat { .. } => EventType::Heartbeat,
+            Body::PlatformUsage { .. } => EventType::PlatformUsage,
+            Body::ScenarioStage { .. } => EventType::ScenarioStage,
+            Body::ScenarioUsage { .. } => EventType::ScenarioUsage,
+            Body::ProjectStage { .. } => EventType::ProjectStage,
+        }
+    }
+
     /// The stream the event belongs to.
     pub fn stream(&self) -> Stream {
-        match self {
-            Body::Registered { .. }
-            | Body::Deregistered { .. }
-            | Body::Valuation { .. }
-            | Body::Certification { .. }
-            | Body::Financials { .. }
-            | Body::CloudMigration { .. } => Stream::Filings,
-            Body::Heartbeat { .. } | Body::PlatformUsage { .. } => Stream::Telemetry,
-            Body::ScenarioStage { .. } | Body::ScenarioUsage { .. } | Body::ProjectStage { .. } => {
-                Stream::Scenarios
-            }
-        }
+        self.event_type().stream()
     }
 
     /// The entity whose state the event changes: the key events are grouped by.
@@ -369,4 +424,29 @@ impl Body {
 /// Formats a quarter index as `YYYY-Qn`.
 pub fn format_quarter(q: QuarterIndex) -> String {
     format!("{:04}-Q{}", q.div_euclid(4), q.rem_euclid(4) + 1)
+}
+
+#[cfg(test)]
+mod event_type_tests {
+    use super::*;
+
+    #[test]
+    fn each_row_sits_at_its_types_discriminant_and_names_are_unique() {
+        for (i, (t, name, _)) in EventType::TABLE.iter().enumerate() {
+            assert_eq!(*t as usize, i, "{name}");
+            assert_eq!(EventType::from_name(name), Some(*t));
+            assert_eq!(t.name(), *name);
+        }
+        assert_eq!(EventType::from_name("enterprise.unknown"), None);
+        // The name's prefix is its stream's family (docs/events.md).
+        for (t, name, stream) in EventType::TABLE {
+            let family = name.split('.').next().unwrap_or_default();
+            let expected = match family {
+                "enterprise" => Stream::Filings,
+                "platform" => Stream::Telemetry,
+                _ => Stream::Scenarios,
+            };
+            assert_eq!(stream, expected, "{t:?}");
+        }
+    }
 }

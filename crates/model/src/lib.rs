@@ -15,5 +15,5 @@ pub mod service;
 pub mod time;
 
 pub use catalogue::{Indicator, SeriesKey};
-pub use event::{Body, Event, Stream};
+pub use event::{Body, Event, EventType, Stream};
 pub use time::Nanos;
