@@ -4,8 +4,8 @@
 //! for the next, so the first reason that applies anywhere is the one given.
 
 use paceline_model::event::{
-    Cluster, Field, PlatformKind, PlatformStatus, ProjectKind, ProjectStage, Region, ScenarioStage,
-    EventType,
+    Cluster, EventType, Field, PlatformKind, PlatformStatus, ProjectKind, ProjectStage, Region,
+    ScenarioStage,
 };
 use paceline_model::time::{parse_rfc3339, QuarterIndex, TimestampError};
 use paceline_model::{Body, Event, Nanos, Stream};

@@ -350,16 +350,56 @@ impl EventType {
     /// Every type with its name and stream, in declaration order (so that a type's row is
     /// at its discriminant).
     pub const TABLE: [(EventType, &'static str, Stream); 11] = [
-        (EventType::Registered, "enterprise.registered", Stream::Filings),
-        (EventType::Deregistered, "enterprise.deregistered", Stream::Filings),
-        (EventType::Valuation, "enterprise.valuation", Stream::Filings),
-        (EventType::Certification, "enterprise.certification", Stream::Filings),
-        (EventType::Financials, "enterprise.financials", Stream::Filings),
-        (EventType::CloudMigration, "enterprise.cloud_migration", Stream::Filings),
-        (EventType::Heartbeat, "platform.heartbeat", Stream::Telemetry),
-        (EventType::PlatformUsage, "platform.usage", Stream::Telemetry),
-        (EventType::ScenarioStage, "scenario.stage", Stream::Scenarios),
-        (EventType::ScenarioUsage, "scenario.usage", Stream::Scenarios),
+        (
+            EventType::Registered,
+            "enterprise.registered",
+            Stream::Filings,
+        ),
+        (
+            EventType::Deregistered,
+            "enterprise.deregistered",
+            Stream::Filings,
+        ),
+        (
+            EventType::Valuation,
+            "enterprise.valuation",
+            Stream::Filings,
+        ),
+        (
+            EventType::Certification,
+            "enterprise.certification",
+            Stream::Filings,
+        ),
+        (
+            EventType::Financials,
+            "enterprise.financials",
+            Stream::Filings,
+        ),
+        (
+            EventType::CloudMigration,
+            "enterprise.cloud_migration",
+            Stream::Filings,
+        ),
+        (
+            EventType::Heartbeat,
+            "platform.heartbeat",
+            Stream::Telemetry,
+        ),
+        (
+            EventType::PlatformUsage,
+            "platform.usage",
+            Stream::Telemetry,
+        ),
+        (
+            EventType::ScenarioStage,
+            "scenario.stage",
+            Stream::Scenarios,
+        ),
+        (
+            EventType::ScenarioUsage,
+            "scenario.usage",
+            Stream::Scenarios,
+        ),
         (EventType::ProjectStage, "project.stage", Stream::Scenarios),
     ];
 

@@ -28,9 +28,9 @@ use paceline_model::config::Config;
 use paceline_model::{Indicator, Nanos, Stream};
 use serde::{Deserialize, Serialize};
 
-use super::coordinator::PartitionState;
 use super::metrics::ServeMetrics;
 use crate::board::Board;
+use paceline_decode::PartitionState;
 
 /// Bumped whenever the payload's layout changes: an older file is refused, named.
 pub const FORMAT_VERSION: u32 = 1;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use paceline_dataflow::{Runner, RunnerStats, WatermarkReport};
-use paceline_decode::{Admission, Reason, Verdict};
+use paceline_decode::{Admission, PartitionState, Reason, Verdict, WatermarkRule};
 use paceline_ingest::DeadLetterProducer;
 use paceline_model::config::Config;
 use paceline_model::{Event, Nanos, Stream};
@@ -24,46 +24,6 @@ use paceline_model::{Event, Nanos, Stream};
 use super::checkpoint::{Checkpoint, Compatibility, CoordinatorState, Pending};
 use super::metrics::ServeMetrics;
 use super::sources::{reject, Batch, Item};
-
-/// Per-partition progress.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PartitionState {
-    /// Greatest accepted `occurred_at`.
-    pub max_at: Option<Nanos>,
-    /// The source reported the partition idle, and no message came since.
-    pub idle: bool,
-}
-
-/// A stream's watermark rule, given its partitions' states.
-#[derive(Debug, Clone, Copy)]
-pub struct WatermarkRule {
-    /// Allowed out-of-orderness.
-    pub out_of_orderness: Nanos,
-    /// All idle: follow the wall clock.
-    pub follows_clock: bool,
-}
-
-impl WatermarkRule {
-    /// The stream's watermark now (before the never-back rule), or None while an active
-    /// partition has accepted nothing yet.
-    pub fn compute(&self, parts: &[PartitionState], wall_clock: Nanos) -> Option<Nanos> {
-        let active: Vec<&PartitionState> = parts.iter().filter(|p| !p.idle).collect();
-        let base = if active.is_empty() {
-            if self.follows_clock {
-                Some(wall_clock)
-            } else {
-                parts.iter().filter_map(|p| p.max_at).max()
-            }
-        } else {
-            let mut min = Nanos::MAX;
-            for p in active {
-                min = min.min(p.max_at?);
-            }
-            Some(min)
-        };
-        base.map(|b| b.saturating_sub(self.out_of_orderness))
-    }
-}
 
 /// When each epoch was sent and when its oldest event was consumed, for the latency
 /// metrics the sink observes on acknowledgement.
@@ -201,16 +161,14 @@ impl Progress {
         let mut changed = false;
         for s in Stream::ALL {
             let states: Vec<PartitionState> = self.parts[s.index()].values().copied().collect();
-            if let Some(w) = rules[s.index()].compute(&states, wall) {
-                if self.marks[s.index()].is_none_or(|m| w > m) {
-                    self.marks[s.index()] = Some(w);
-                    self.admission.set_watermark(s, w);
-                    metrics
-                        .watermark
-                        .with_label_values(&[s.as_str()])
-                        .set(w as f64 / 1e9);
-                    changed = true;
-                }
+            if let Some(w) = rules[s.index()].advance(self.marks[s.index()], &states, wall) {
+                self.marks[s.index()] = Some(w);
+                self.admission.set_watermark(s, w);
+                metrics
+                    .watermark
+                    .with_label_values(&[s.as_str()])
+                    .set(w as f64 / 1e9);
+                changed = true;
             }
         }
         changed
@@ -466,55 +424,6 @@ fn take_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const MIN: Nanos = 60_000_000_000;
-
-    fn rule(follows_clock: bool) -> WatermarkRule {
-        WatermarkRule {
-            out_of_orderness: 5 * MIN,
-            follows_clock,
-        }
-    }
-
-    fn part(max: Nanos, idle: bool) -> PartitionState {
-        PartitionState {
-            max_at: Some(max),
-            idle,
-        }
-    }
-
-    #[test]
-    fn watermark_is_the_minimum_over_active_partitions() {
-        let r = rule(true);
-        // Two active partitions: the slower one holds the stream back.
-        assert_eq!(
-            r.compute(&[part(100 * MIN, false), part(60 * MIN, false)], 0),
-            Some(55 * MIN)
-        );
-        // An idle partition holds nothing back.
-        assert_eq!(
-            r.compute(&[part(100 * MIN, false), part(10 * MIN, true)], 0),
-            Some(95 * MIN)
-        );
-        // An active partition that accepted nothing yet: no watermark.
-        assert_eq!(
-            r.compute(&[part(100 * MIN, false), PartitionState::default()], 0),
-            None
-        );
-        // All idle: the wall clock, or (configured off) the greatest partition.
-        let idle = [part(10 * MIN, true), part(20 * MIN, true)];
-        assert_eq!(r.compute(&idle, 1000 * MIN), Some(995 * MIN));
-        assert_eq!(rule(false).compute(&idle, 1000 * MIN), Some(15 * MIN));
-        // An idle partition that never had data, beside an active one.
-        let empty_idle = PartitionState {
-            max_at: None,
-            idle: true,
-        };
-        assert_eq!(
-            r.compute(&[part(30 * MIN, false), empty_idle], 0),
-            Some(25 * MIN)
-        );
-    }
 
     #[test]
     fn epoch_log_hands_out_each_epoch_once() {

@@ -1,15 +1,73 @@
-//! Admission: the stream-level rules of docs/events.md that need state. Per stream, the watermark
-//! (greatest accepted `occurred_at` minus the allowed out-of-orderness), `too_late` against
-//! it, and duplicates by `event_id`. Ids are remembered for two correction horizons behind the watermark, then forgotten.
+//! Event-time policy, in one place (docs/indicators.md, "Ticks and watermarks"; docs/events.md,
+//! "Bad input"): what a stream's watermark is, what is `too_late`, what is a duplicate.
 //!
-//! Replay runs one `Admission` over the whole input sequence, so decisions follow the order
-//! of the input exactly as the spec defines them.
+//! - [`WatermarkRule`]: a stream's watermark from its partitions' progress: the minimum of
+//!   the greatest accepted `occurred_at` over active partitions, minus the allowed
+//!   out-of-orderness; idle partitions hold nothing back; all idle, the wall clock (or the
+//!   greatest of them). Replay is one partition per stream, always active.
+//! - [`Admission`]: per stream, `too_late` against the watermark minus the correction
+//!   horizon, and duplicates by `event_id`. Ids are remembered for two correction horizons
+//!   behind the watermark, then forgotten. Replay runs one `Admission` over the whole input
+//!   sequence, so decisions follow the order of the input exactly as the spec defines
+//!   them; serve runs one in its coordinator with the watermarks set from the rule.
 
 use std::collections::HashMap;
 
 use paceline_model::config::StreamsConfig;
 use paceline_model::{Event, Nanos, Stream};
 use serde::{Deserialize, Serialize};
+
+/// Per-partition progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartitionState {
+    /// Greatest accepted `occurred_at`.
+    pub max_at: Option<Nanos>,
+    /// The source reported the partition idle, and no message came since.
+    pub idle: bool,
+}
+
+/// A stream's watermark rule, given its partitions' states.
+#[derive(Debug, Clone, Copy)]
+pub struct WatermarkRule {
+    /// Allowed out-of-orderness.
+    pub out_of_orderness: Nanos,
+    /// All idle: follow the wall clock.
+    pub follows_clock: bool,
+}
+
+impl WatermarkRule {
+    /// The stream's watermark now (before the never-back rule), or None while an active
+    /// partition has accepted nothing yet.
+    pub fn compute(&self, parts: &[PartitionState], wall_clock: Nanos) -> Option<Nanos> {
+        let active: Vec<&PartitionState> = parts.iter().filter(|p| !p.idle).collect();
+        let base = if active.is_empty() {
+            if self.follows_clock {
+                Some(wall_clock)
+            } else {
+                parts.iter().filter_map(|p| p.max_at).max()
+            }
+        } else {
+            let mut min = Nanos::MAX;
+            for p in active {
+                min = min.min(p.max_at?);
+            }
+            Some(min)
+        };
+        base.map(|b| b.saturating_sub(self.out_of_orderness))
+    }
+
+    /// The watermark after `current`, if the partitions move it forward: a watermark
+    /// never moves back (an idle partition waking up with older data does not undo ticks).
+    pub fn advance(
+        &self,
+        current: Option<Nanos>,
+        parts: &[PartitionState],
+        wall_clock: Nanos,
+    ) -> Option<Nanos> {
+        self.compute(parts, wall_clock)
+            .filter(|w| current.is_none_or(|c| *w > c))
+    }
+}
 
 /// What admission decided for a valid event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +99,16 @@ impl Gate {
         if self.external_only {
             return self.external;
         }
-        self.max_at.map(|m| m.saturating_sub(self.out_of_orderness))
+        // One partition, always active: the same rule serve applies per partition.
+        let rule = WatermarkRule {
+            out_of_orderness: self.out_of_orderness,
+            follows_clock: false,
+        };
+        let only = PartitionState {
+            max_at: self.max_at,
+            idle: false,
+        };
+        rule.compute(&[only], 0)
     }
 
     fn floor(&self) -> Option<Nanos> {
@@ -249,5 +316,64 @@ mod tests {
         assert_eq!(b.admit(&ev("a", 700 * DAY)), Verdict::Duplicate);
         assert_eq!(b.min_accepted(Stream::Filings), Some(400 * DAY));
         assert_eq!(b.max_accepted(Stream::Filings), Some(600 * DAY));
+    }
+}
+
+#[cfg(test)]
+mod watermark_tests {
+    use super::*;
+
+    const MIN: Nanos = 60_000_000_000;
+
+    fn rule(follows_clock: bool) -> WatermarkRule {
+        WatermarkRule {
+            out_of_orderness: 5 * MIN,
+            follows_clock,
+        }
+    }
+
+    fn part(max: Nanos, idle: bool) -> PartitionState {
+        PartitionState {
+            max_at: Some(max),
+            idle,
+        }
+    }
+
+    #[test]
+    fn watermark_is_the_minimum_over_active_partitions() {
+        let r = rule(true);
+        // Two active partitions: the slower one holds the stream back.
+        assert_eq!(
+            r.compute(&[part(100 * MIN, false), part(60 * MIN, false)], 0),
+            Some(55 * MIN)
+        );
+        // An idle partition holds nothing back.
+        assert_eq!(
+            r.compute(&[part(100 * MIN, false), part(10 * MIN, true)], 0),
+            Some(95 * MIN)
+        );
+        // An active partition that accepted nothing yet: no watermark.
+        assert_eq!(
+            r.compute(&[part(100 * MIN, false), PartitionState::default()], 0),
+            None
+        );
+        // All idle: the wall clock, or (configured off) the greatest partition.
+        let idle = [part(10 * MIN, true), part(20 * MIN, true)];
+        assert_eq!(r.compute(&idle, 1000 * MIN), Some(995 * MIN));
+        assert_eq!(rule(false).compute(&idle, 1000 * MIN), Some(15 * MIN));
+        // An idle partition that never had data, beside an active one.
+        let empty_idle = PartitionState {
+            max_at: None,
+            idle: true,
+        };
+        assert_eq!(
+            r.compute(&[part(30 * MIN, false), empty_idle], 0),
+            Some(25 * MIN)
+        );
+        // Never back: older data on a partition waking up leaves the watermark where it is.
+        let parts = [part(100 * MIN, false), part(20 * MIN, false)];
+        assert_eq!(r.advance(Some(50 * MIN), &parts, 0), None);
+        assert_eq!(r.advance(Some(10 * MIN), &parts, 0), Some(15 * MIN));
+        assert_eq!(r.advance(None, &parts, 0), Some(15 * MIN));
     }
 }
