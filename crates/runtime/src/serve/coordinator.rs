@@ -133,6 +133,18 @@ impl Progress {
         p
     }
 
+    /// Shows the watermarks it starts from (a restored state's) in the metrics.
+    fn publish_watermarks(&self, metrics: &ServeMetrics) {
+        for s in Stream::ALL {
+            if let Some(w) = self.marks[s.index()] {
+                metrics
+                    .watermark
+                    .with_label_values(&[s.as_str()])
+                    .set(w as f64 / 1e9);
+            }
+        }
+    }
+
     fn state(&self) -> CoordinatorState {
         fn sorted<V: Copy>(m: &HashMap<i32, V>) -> Vec<(i32, V)> {
             let mut v: Vec<_> = m.iter().map(|(k, v)| (*k, *v)).collect();
@@ -242,75 +254,110 @@ impl Coordinator {
             restored,
             mut checkpoints,
         } = self;
-        let workers = runner.workers();
         let mut progress = Progress::new(&config, &partitions, restored);
-        for s in Stream::ALL {
-            if let Some(w) = progress.marks[s.index()] {
-                metrics
-                    .watermark
-                    .with_label_values(&[s.as_str()])
-                    .set(w as f64 / 1e9);
-            }
-        }
-        let rules: [WatermarkRule; 3] = Stream::ALL.map(|s| {
-            let c = config.streams.get(s);
-            WatermarkRule {
-                out_of_orderness: c.out_of_orderness(),
-                follows_clock: config.service.idle_watermark_follows_clock,
-            }
-        });
-        let mut pending: Vec<Vec<Event>> = vec![Vec::new(); workers];
-        let mut pending_count = 0usize;
-        let mut oldest: Option<Instant> = None;
-        let mut last_flush = Instant::now();
-        let mut last_checkpoint = Instant::now();
-        let mut epoch: u64 = 0;
+        progress.publish_watermarks(&metrics);
+        let rules = watermark_rules(&config);
         let linger = Duration::from_millis(config.service.epoch_linger_ms);
         let epoch_events = config.dataflow.epoch_events.max(1);
+        let mut next = NextEpoch::new(runner.workers());
+        let mut last_checkpoint = Instant::now();
         let mut published = Published::default();
-        let mut done = false;
-        while !done {
-            match input.recv_timeout(linger) {
+        loop {
+            let done = match input.recv_timeout(linger) {
                 Ok(batch) => {
-                    if !batch.items.is_empty() && oldest.is_none() {
-                        oldest = Some(batch.consumed);
-                    }
                     paceline_model::failpoint::check("coordinator");
-                    let worker = batch.worker % workers;
-                    for event in take_batch(batch, &mut progress, &config, &metrics, &dead)? {
-                        pending[worker].push(event);
-                        pending_count += 1;
-                    }
+                    let (worker, consumed) = (batch.worker, batch.consumed);
+                    let events = take_batch(batch, &mut progress, &config, &metrics, &dead)?;
+                    next.add(worker, events, consumed);
+                    false
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => done = true,
-            }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
             let checkpoint_due = last_checkpoint.elapsed() >= checkpoints.interval
                 && !checkpoints.busy.load(Ordering::SeqCst);
-            if pending_count < epoch_events
-                && last_flush.elapsed() < linger
-                && !done
-                && !checkpoint_due
-            {
+            if !(next.due(epoch_events, linger) || checkpoint_due || done) {
                 continue;
             }
-            let changed = progress.advance_watermarks(&rules, &metrics);
-            if pending_count > 0 || changed || checkpoint_due || done {
-                epochs.record(epoch, Instant::now(), oldest.take());
-                runner.send_all(&mut pending, progress.reports())?;
-                epoch += 1;
-                pending_count = 0;
+            let moved = progress.advance_watermarks(&rules, &metrics);
+            // Watermarks alone make an epoch too: ticks close on them.
+            if next.count > 0 || moved || checkpoint_due || done {
+                next.send(&runner, progress.reports(), &epochs)?;
                 published.publish(&metrics, &runner.stats);
             }
-            last_flush = Instant::now();
+            next.lingered_from = Instant::now();
             // The final snapshot once the sources are gone: a graceful stop checkpoints.
             if checkpoint_due || done {
                 take_checkpoint(&runner, &progress, &mut checkpoints, &dead, &metrics)?;
                 last_checkpoint = Instant::now();
             }
+            if done {
+                break;
+            }
         }
         let stats = runner.finish()?;
         published.publish(&metrics, &stats);
+        Ok(())
+    }
+}
+
+/// Each stream's watermark rule from the configuration.
+fn watermark_rules(config: &Config) -> [WatermarkRule; 3] {
+    Stream::ALL.map(|s| WatermarkRule {
+        out_of_orderness: config.streams.get(s).out_of_orderness(),
+        follows_clock: config.service.idle_watermark_follows_clock,
+    })
+}
+
+/// The epoch being gathered: accepted events per worker, and since when.
+struct NextEpoch {
+    index: u64,
+    events: Vec<Vec<Event>>,
+    count: usize,
+    /// When the oldest event in it was consumed (for the end-to-end latency).
+    oldest: Option<Instant>,
+    /// Since when the epoch has been gathering (the linger runs from here).
+    lingered_from: Instant,
+}
+
+impl NextEpoch {
+    fn new(workers: usize) -> Self {
+        NextEpoch {
+            index: 0,
+            events: vec![Vec::new(); workers.max(1)],
+            count: 0,
+            oldest: None,
+            lingered_from: Instant::now(),
+        }
+    }
+
+    /// Events read by the source of `worker`, consumed from `consumed` on.
+    fn add(&mut self, worker: usize, events: Vec<Event>, consumed: Instant) {
+        if events.is_empty() {
+            return;
+        }
+        self.oldest.get_or_insert(consumed);
+        self.count += events.len();
+        let workers = self.events.len();
+        self.events[worker % workers].extend(events);
+    }
+
+    /// Full, or lingered long enough.
+    fn due(&self, epoch_events: usize, linger: Duration) -> bool {
+        self.count >= epoch_events || self.lingered_from.elapsed() >= linger
+    }
+
+    /// Hands the epoch to the dataflow with the watermark reports; starts the next.
+    fn send(
+        &mut self,
+        runner: &Runner,
+        reports: Vec<WatermarkReport>,
+        epochs: &EpochLog,
+    ) -> Result<(), String> {
+        epochs.record(self.index, Instant::now(), self.oldest.take());
+        runner.send_all(&mut self.events, reports)?;
+        self.index += 1;
+        self.count = 0;
         Ok(())
     }
 }

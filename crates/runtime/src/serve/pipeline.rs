@@ -1,0 +1,531 @@
+//! The running pipeline of `serve`: started stage by stage in the order data flows, and
+//! shut down in the same order (stop reading, drain the coordinator and the dataflow,
+//! flush the sink and the dead letters, write the final checkpoint), each step bounded by
+//! `service.shutdown_timeout_s`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
+use paceline_ingest::{assign_stable, DeadLetterProducer, OffsetCommitter, TopicWatch};
+use paceline_model::config::Config;
+use paceline_model::point::Point;
+use paceline_model::Stream;
+use paceline_sink::batcher::{self, BatchSettings, SinkStopped};
+use paceline_sink::influx::InfluxWriter;
+use rdkafka::config::ClientConfig;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle as TaskHandle;
+
+use super::checkpoint::{Checkpoint, Compatibility, Pending, Store, Writer};
+use super::coordinator::{CheckpointFeed, Coordinator, EpochLog};
+use super::sources::{Batch, Spawner};
+use super::watch::Watch;
+use super::{join_thread, on_ack, rewrite_until, Observed, ServeError, ServeReport};
+use crate::board::Freshness;
+
+type PointsRx = tokio::sync::mpsc::Receiver<(u64, Vec<Point>)>;
+type SinkResult = Result<Result<u64, SinkStopped>, tokio::task::JoinError>;
+
+/// Every running part, kept for the shutdown.
+pub(super) struct Pipeline {
+    stop: Arc<AtomicBool>,
+    spawner: Arc<Spawner>,
+    coordinator: JoinHandle<Result<(), String>>,
+    sink: TaskHandle<Result<u64, SinkStopped>>,
+    sink_result: Option<SinkResult>,
+    dead: DeadLetterProducer,
+    abandon: Arc<AtomicBool>,
+    checkpoints: JoinHandle<Result<(), String>>,
+    lag: TaskHandle<()>,
+    fatal: UnboundedReceiver<ServeError>,
+    pending: prometheus::IntGauge,
+}
+
+/// What the dataflow hands on: the runner, the points for the sink, how many were sent.
+struct Dataflow {
+    runner: Runner,
+    points: PointsRx,
+    sent: Arc<AtomicU64>,
+}
+
+/// The checkpoint writer's handles.
+struct CheckpointWriter {
+    thread: JoinHandle<Result<(), String>>,
+    tx: crossbeam_channel::Sender<Pending>,
+    acked: Arc<AtomicU64>,
+    abandon: Arc<AtomicBool>,
+    busy: Arc<AtomicBool>,
+}
+
+impl Pipeline {
+    /// Starts every stage on `partitions`, from `restored` when given.
+    pub(super) fn start(
+        config: &Config,
+        kafka: &ClientConfig,
+        store: Store,
+        restored: Option<Checkpoint>,
+        partitions: [Vec<i32>; 3],
+        observed: &Observed,
+        writer: InfluxWriter,
+    ) -> Result<Pipeline, ServeError> {
+        let workers = config.dataflow.workers.max(1);
+        let (restored_workers, restored_coordinator, next_sequence) = match restored {
+            Some(c) => (Some(c.workers), Some(c.coordinator), c.sequence + 1),
+            None => (None, None, 1),
+        };
+        let dataflow = start_dataflow(config, restored_workers, observed)?;
+        let dead = DeadLetterProducer::new(kafka, &config.kafka.dead_letter_topic)
+            .map_err(|e| ServeError::Kafka(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // A part failing for good stops the service.
+        let (fatal_tx, fatal) = tokio::sync::mpsc::unbounded_channel::<ServeError>();
+        let (batch_tx, batch_rx) = crossbeam_channel::bounded::<Batch>(16);
+        let spawner = Arc::new(Spawner::new(
+            kafka.clone(),
+            config.clone(),
+            dead.clone(),
+            observed.metrics.clone(),
+            batch_tx,
+            stop.clone(),
+            fatal_tx.clone(),
+        ));
+        let start_offsets = restored_coordinator
+            .as_ref()
+            .map(|c| c.offsets.each_ref().map(|o| o.iter().copied().collect()))
+            .unwrap_or_default();
+        start_sources(&spawner, &partitions, workers, &start_offsets)?;
+        observed
+            .state
+            .sources_assigned
+            .store(true, Ordering::Relaxed);
+        tracing::info!(?partitions, workers, "sources assigned");
+        let known = Arc::new(Mutex::new(partitions.clone()));
+        start_watch(config, kafka, observed, &known, &spawner, &stop, &fatal_tx)?;
+        let ckpt = start_checkpoint_writer(config, kafka, store, &dead, observed, &fatal_tx)?;
+        let epochs = Arc::new(EpochLog::default());
+        let coordinator = Coordinator {
+            config: config.clone(),
+            partitions,
+            input: batch_rx,
+            runner: dataflow.runner,
+            metrics: observed.metrics.clone(),
+            epochs: epochs.clone(),
+            dead: dead.clone(),
+            restored: restored_coordinator,
+            checkpoints: CheckpointFeed {
+                tx: ckpt.tx,
+                busy: ckpt.busy,
+                interval: Duration::from_secs(config.service.checkpoint_interval_s),
+                next_sequence,
+                compatibility: Compatibility::of(config),
+                points_sent: dataflow.sent,
+            },
+        };
+        let coordinator = spawn_reporting("coordinator", &fatal_tx, move || coordinator.run())?;
+        let sink = start_sink(
+            config,
+            writer,
+            dataflow.points,
+            observed,
+            epochs,
+            ckpt.acked,
+        );
+        let lag = start_lag_task(config, observed, known);
+        Ok(Pipeline {
+            stop,
+            spawner,
+            coordinator,
+            sink,
+            sink_result: None,
+            dead,
+            abandon: ckpt.abandon,
+            checkpoints: ckpt.thread,
+            lag,
+            fatal,
+            pending: observed.state.sink_pending.clone(),
+        })
+    }
+
+    /// Runs until `shutdown`, the sink stopping, or a part failing for good (returned).
+    pub(super) async fn until_stopped(
+        &mut self,
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
+    ) -> Option<ServeError> {
+        tokio::select! {
+            _ = shutdown => {
+                tracing::info!("shutdown requested: stop reading, drain, flush");
+                None
+            }
+            r = &mut self.sink => {
+                self.sink_result = Some(r);
+                None
+            }
+            Some(e) = self.fatal.recv() => {
+                tracing::error!(error = %e, "stopping");
+                Some(e)
+            }
+        }
+    }
+
+    /// Stops reading and takes every stage down in order within `timeout`; the first
+    /// failure (`early` first) is the result.
+    pub(super) async fn shut_down(
+        self,
+        early: Option<ServeError>,
+        timeout: Duration,
+    ) -> Result<ServeReport, ServeError> {
+        let Pipeline {
+            stop,
+            spawner,
+            coordinator,
+            sink,
+            sink_result,
+            dead,
+            abandon,
+            checkpoints,
+            lag,
+            fatal: _,
+            pending,
+        } = self;
+        stop.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + timeout;
+        // `None` from a step: the deadline passed.
+        let timed_out = || ServeError::ShutdownTimeout(timeout.as_secs(), pending.get());
+        let mut failure = early;
+        if let Err(e) = drain(spawner, coordinator, deadline).await {
+            failure = failure.or(Some(e.unwrap_or_else(timed_out)));
+        }
+        let mut report = ServeReport::default();
+        match finish_sink(sink, sink_result, deadline, failure.is_none()).await {
+            Ok(written) => report.points_written = written,
+            Err(e) => failure = failure.or(Some(e.unwrap_or_else(timed_out))),
+        }
+        if let Err(e) = flush_dead_letters(&dead, deadline).await {
+            failure = failure.or(Some(e));
+        }
+        if let Err(e) = finish_checkpoints(checkpoints, &abandon, failure.is_some(), deadline).await
+        {
+            failure = failure.or(Some(e.unwrap_or_else(timed_out)));
+        }
+        lag.abort();
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+}
+
+/// Joins the sources, then the coordinator (which sends its last epoch, takes the final
+/// snapshot and drains the dataflow once its input ends).
+async fn drain(
+    spawner: Arc<Spawner>,
+    coordinator: JoinHandle<Result<(), String>>,
+    deadline: Instant,
+) -> Result<(), Option<ServeError>> {
+    let drained = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        // Closing drops the sources' last spare sender: once they end, the coordinator
+        // sees its input end and drains.
+        for h in spawner.close() {
+            join_thread(h, "source")?;
+        }
+        join_thread(coordinator, "coordinator")
+    });
+    match tokio::time::timeout_at(deadline.into(), drained).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(Some(ServeError::Pipeline(e))),
+        Ok(Err(e)) => Err(Some(ServeError::Pipeline(e.to_string()))),
+        Err(_) => Err(None),
+    }
+}
+
+/// The sink's result: it ends once the dataflow's points are written. Unless `wait` (after
+/// a failure) it is not waited for.
+async fn finish_sink(
+    mut sink: TaskHandle<Result<u64, SinkStopped>>,
+    finished: Option<SinkResult>,
+    deadline: Instant,
+    wait: bool,
+) -> Result<u64, Option<ServeError>> {
+    let result = match finished {
+        Some(r) => r,
+        None if wait => match tokio::time::timeout_at(deadline.into(), &mut sink).await {
+            Ok(r) => r,
+            Err(_) => return Err(None),
+        },
+        None => {
+            sink.abort();
+            return Ok(0);
+        }
+    };
+    match result {
+        Ok(Ok(written)) => Ok(written),
+        Ok(Err(stopped)) => Err(Some(ServeError::Sink(stopped.to_string()))),
+        Err(e) => Err(Some(ServeError::Sink(e.to_string()))),
+    }
+}
+
+/// Waits for the broker to acknowledge every dead letter, with what is left of the
+/// deadline (at least a second).
+async fn flush_dead_letters(
+    dead: &DeadLetterProducer,
+    deadline: Instant,
+) -> Result<(), ServeError> {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    dead.close();
+    let dead = dead.clone();
+    match tokio::task::spawn_blocking(move || dead.flush(left)).await {
+        Ok(Err(e)) => Err(ServeError::Kafka(e.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// The final checkpoint is written once the sink and the dead letters are acknowledged;
+/// after a failure the pending one is abandoned, never written.
+async fn finish_checkpoints(
+    writer: JoinHandle<Result<(), String>>,
+    abandon: &Arc<AtomicBool>,
+    failed: bool,
+    deadline: Instant,
+) -> Result<(), Option<ServeError>> {
+    if failed {
+        abandon.store(true, Ordering::SeqCst);
+    }
+    let written = tokio::task::spawn_blocking(move || join_thread(writer, "checkpoint writer"));
+    match tokio::time::timeout_at(deadline.into(), written).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(Some(ServeError::Pipeline(e))),
+        Ok(Err(e)) => Err(Some(ServeError::Pipeline(e.to_string()))),
+        Err(_) => {
+            abandon.store(true, Ordering::SeqCst);
+            Err(None)
+        }
+    }
+}
+
+/// Starts a named thread whose error is also reported on `fatal`, so that the service
+/// stops at once rather than at shutdown.
+fn spawn_reporting(
+    name: &str,
+    fatal: &UnboundedSender<ServeError>,
+    f: impl FnOnce() -> Result<(), String> + Send + 'static,
+) -> Result<JoinHandle<Result<(), String>>, ServeError> {
+    let fatal = fatal.clone();
+    let label = name.to_string();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let r = f();
+            if let Err(e) = &r {
+                let _ = fatal.send(ServeError::Pipeline(format!("{label}: {e}")));
+            }
+            r
+        })
+        .map_err(|e| ServeError::Pipeline(e.to_string()))
+}
+
+/// The dataflow, its points into the sink's bounded channel.
+fn start_dataflow(
+    config: &Config,
+    restored: Option<Vec<Vec<u8>>>,
+    observed: &Observed,
+) -> Result<Dataflow, ServeError> {
+    let (points_tx, points) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(64);
+    let sent = Arc::new(AtomicU64::new(0));
+    let counted = sent.clone();
+    let out: PointsOut = Arc::new(move |epoch, points| {
+        let n = points.len() as u64;
+        // Blocks while the sink is full; fails only when the sink has stopped.
+        if points_tx.blocking_send((epoch, points)).is_ok() {
+            counted.fetch_add(n, Ordering::SeqCst);
+        }
+    });
+    let mut settings = DataflowSettings::from_config(config);
+    if restored.is_some() {
+        settings.rewrite_until = Some(rewrite_until(config));
+    }
+    let runner = Runner::start(settings, out, restored).map_err(ServeError::Pipeline)?;
+    if let Ok(mut d) = observed.state.dataflow.lock() {
+        *d = Some(runner.stats.clone());
+    }
+    Ok(Dataflow {
+        runner,
+        points,
+        sent,
+    })
+}
+
+/// One source per (worker, topic) with partitions, each partition from its restored
+/// offset (the beginning where none).
+fn start_sources(
+    spawner: &Spawner,
+    partitions: &[Vec<i32>; 3],
+    workers: usize,
+    start: &[HashMap<i32, i64>; 3],
+) -> Result<(), ServeError> {
+    let all: Vec<(Stream, i32)> = Stream::ALL
+        .iter()
+        .flat_map(|s| partitions[s.index()].iter().map(move |p| (*s, *p)))
+        .collect();
+    for (worker, owned) in assign_stable(&all, workers).iter().enumerate() {
+        for s in Stream::ALL {
+            let parts: Vec<i32> = owned
+                .iter()
+                .filter(|(st, _)| *st == s)
+                .map(|(_, p)| *p)
+                .collect();
+            if !parts.is_empty() {
+                spawner
+                    .spawn(worker, s, &parts, &start[s.index()], false)
+                    .map_err(ServeError::Kafka)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The watch: brokers and topics still there, partitions added.
+fn start_watch(
+    config: &Config,
+    kafka: &ClientConfig,
+    observed: &Observed,
+    known: &Arc<Mutex<[Vec<i32>; 3]>>,
+    spawner: &Arc<Spawner>,
+    stop: &Arc<AtomicBool>,
+    fatal: &UnboundedSender<ServeError>,
+) -> Result<(), ServeError> {
+    let topics = Stream::ALL.map(|s| config.streams.get(s).topic.clone());
+    let watch = Watch {
+        watch: TopicWatch::new(kafka, topics.to_vec())
+            .map_err(|e| ServeError::Kafka(e.to_string()))?,
+        known: known.clone(),
+        workers: config.dataflow.workers.max(1),
+        unavailable_timeout: Duration::from_secs(config.kafka.unavailable_timeout_s),
+        health: observed.state.kafka.clone(),
+        spawner: spawner.clone(),
+        stop: stop.clone(),
+        fatal: fatal.clone(),
+    };
+    // Not joined at shutdown: it holds nothing the drain waits for, and ends within a look.
+    std::thread::Builder::new()
+        .name("kafka-watch".into())
+        .spawn(move || watch.run())
+        .map_err(|e| ServeError::Pipeline(e.to_string()))?;
+    Ok(())
+}
+
+/// The checkpoint writer: a snapshot becomes a checkpoint once what came before it is
+/// acknowledged.
+fn start_checkpoint_writer(
+    config: &Config,
+    kafka: &ClientConfig,
+    store: Store,
+    dead: &DeadLetterProducer,
+    observed: &Observed,
+    fatal: &UnboundedSender<ServeError>,
+) -> Result<CheckpointWriter, ServeError> {
+    let (tx, rx) = crossbeam_channel::bounded::<Pending>(1);
+    let acked = Arc::new(AtomicU64::new(0));
+    let abandon = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicBool::new(false));
+    let committer = OffsetCommitter::new(kafka, &config.kafka.group_id)
+        .inspect_err(|e| tracing::warn!(error = %e, "no offset commits for lag tools"))
+        .ok();
+    let writer = Writer {
+        store,
+        acked: acked.clone(),
+        dead: dead.clone(),
+        committer,
+        topics: Stream::ALL.map(|s| config.streams.get(s).topic.clone()),
+        board: observed.state.board.clone(),
+        metrics: observed.metrics.clone(),
+        abandon: abandon.clone(),
+        busy: busy.clone(),
+    };
+    let thread = spawn_reporting("checkpoints", fatal, move || writer.run(rx))?;
+    Ok(CheckpointWriter {
+        thread,
+        tx,
+        acked,
+        abandon,
+        busy,
+    })
+}
+
+/// The sink: batches the dataflow's points into InfluxDB; each acknowledgement feeds the
+/// board, the latency metrics and the checkpoint writer's count.
+fn start_sink(
+    config: &Config,
+    writer: InfluxWriter,
+    points: PointsRx,
+    observed: &Observed,
+    epochs: Arc<EpochLog>,
+    acked: Arc<AtomicU64>,
+) -> TaskHandle<Result<u64, SinkStopped>> {
+    let settings = BatchSettings::from_config(&config.indicators.measurement, &config.influx);
+    let state = observed.state.clone();
+    let metrics = observed.metrics.clone();
+    let sink_metrics = observed.sink_metrics.clone();
+    let health = observed.state.sink.clone();
+    tokio::spawn(async move {
+        batcher::run(
+            &writer,
+            &settings,
+            points,
+            &sink_metrics,
+            health,
+            move |done| {
+                on_ack(&state, &metrics, &epochs, done);
+                acked.fetch_add(done.len() as u64, Ordering::SeqCst);
+            },
+        )
+        .await
+    })
+}
+
+/// Stream lag: the sum over each stream's partitions; with the watermark, the stream's
+/// freshness on the status page. Every second.
+fn start_lag_task(
+    config: &Config,
+    observed: &Observed,
+    known: Arc<Mutex<[Vec<i32>; 3]>>,
+) -> TaskHandle<()> {
+    let metrics = observed.metrics.clone();
+    let board = observed.state.board.clone();
+    let topics: Vec<(Stream, String)> = Stream::ALL
+        .iter()
+        .map(|s| (*s, config.streams.get(*s).topic.clone()))
+        .collect();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let partitions = known.lock().map(|k| k.clone()).unwrap_or_default();
+            for (s, topic) in &topics {
+                let sum: i64 = partitions[s.index()]
+                    .iter()
+                    .map(|p| {
+                        metrics
+                            .source_lag
+                            .with_label_values(&[topic.as_str(), &p.to_string()])
+                            .get()
+                    })
+                    .sum();
+                metrics.stream_lag.with_label_values(&[s.as_str()]).set(sum);
+                let mark = metrics.watermark.with_label_values(&[s.as_str()]).get();
+                board.set_stream(
+                    *s,
+                    Freshness {
+                        watermark: (mark != 0.0).then(|| (mark * 1e9) as i64),
+                        lag: Some(sum),
+                    },
+                );
+            }
+        }
+    })
+}
