@@ -18,4 +18,6 @@ pub mod pace;
 mod runner;
 pub mod series;
 
-pub use runner::{DataflowSettings, Epoch, PointsOut, Runner, RunnerStats, WatermarkReport};
+pub use runner::{
+    DataflowSettings, Epoch, PointsOut, Runner, RunnerError, RunnerStats, WatermarkReport,
+};

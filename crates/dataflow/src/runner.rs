@@ -63,7 +63,7 @@ pub enum Feed {
     /// Once every epoch sent before has been processed by every worker, serialize this
     /// worker's state and send it back. No worker is sent input meanwhile, so the parts
     /// all describe the same point of the input (an aligned snapshot).
-    Snapshot(Sender<Result<Vec<u8>, String>>),
+    Snapshot(Sender<Result<Vec<u8>, RunnerError>>),
 }
 
 /// What the dataflow needs from the configuration.
@@ -183,6 +183,39 @@ pub struct Runner {
     pub stats: Arc<RunnerStats>,
 }
 
+/// The dataflow failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// A checkpoint was taken with another worker count.
+    #[error("the checkpoint has {parts} worker parts, the configuration {workers} workers")]
+    WorkerCount {
+        /// Parts in the checkpoint.
+        parts: usize,
+        /// Workers configured.
+        workers: usize,
+    },
+    /// A worker's part of a checkpoint cannot be read.
+    #[error("cannot read a worker's checkpoint part: {0}")]
+    Restore(#[source] bincode::Error),
+    /// A worker's state cannot be serialized.
+    #[error("dataflow worker {index} cannot serialize its state: {source}")]
+    Serialize {
+        /// The worker.
+        index: usize,
+        /// bincode's error.
+        source: bincode::Error,
+    },
+    /// timely could not start its workers (its message).
+    #[error("cannot start the dataflow workers: {0}")]
+    Start(String),
+    /// A worker ended (its channel closed): it failed or panicked.
+    #[error("dataflow worker {0} has stopped")]
+    Stopped(usize),
+    /// A worker failed (timely's message).
+    #[error("a dataflow worker failed: {0}")]
+    Worker(String),
+}
+
 /// One worker's feed: the channel, and the worker's thread to wake once something is in
 /// it (a worker with nothing to do parks instead of polling).
 struct Inbox {
@@ -239,9 +272,8 @@ struct WorkerState {
 }
 
 /// Restores a worker's state from its snapshot part, with the plan as configured now.
-fn restore_worker(bytes: &[u8], settings: &DataflowSettings) -> Result<WorkerState, String> {
-    let mut state: WorkerState = bincode::deserialize(bytes)
-        .map_err(|e| format!("cannot read a worker's checkpoint part: {e}"))?;
+fn restore_worker(bytes: &[u8], settings: &DataflowSettings) -> Result<WorkerState, RunnerError> {
+    let mut state: WorkerState = bincode::deserialize(bytes).map_err(RunnerError::Restore)?;
     for (g, group) in state.series.groups.iter_mut() {
         group.restore_plans(settings.plans_of(*g));
         if let Some(until) = settings.rewrite_until {
@@ -370,14 +402,14 @@ impl Runner {
         settings: DataflowSettings,
         points: PointsOut,
         restore: Option<Vec<Vec<u8>>>,
-    ) -> Result<Runner, String> {
+    ) -> Result<Runner, RunnerError> {
         let workers = settings.workers.max(1);
         if let Some(parts) = &restore {
             if parts.len() != workers {
-                return Err(format!(
-                    "the checkpoint has {} worker parts, the configuration {workers} workers",
-                    parts.len()
-                ));
+                return Err(RunnerError::WorkerCount {
+                    parts: parts.len(),
+                    workers,
+                });
             }
         }
         let stats = Arc::new(RunnerStats::default());
@@ -413,7 +445,8 @@ impl Runner {
                 .expect("one receiver per worker");
             let _ = thread.set(std::thread::current());
             run_worker(worker, rx, restored, &settings, &worker_stats, &points);
-        })?;
+        })
+        .map_err(RunnerError::Start)?;
         Ok(Runner {
             senders,
             guards: Some(guards),
@@ -423,21 +456,18 @@ impl Runner {
 
     /// Takes an aligned snapshot: every worker's state once every epoch sent so far is
     /// processed everywhere, one part per worker. Blocks until all parts are in.
-    pub fn snapshot(&self) -> Result<Vec<Vec<u8>>, String> {
+    pub fn snapshot(&self) -> Result<Vec<Vec<u8>>, RunnerError> {
         let mut replies = Vec::new();
         for (i, tx) in self.senders.iter().enumerate() {
             let (reply, rx) = bounded(1);
             tx.send(Feed::Snapshot(reply))
-                .map_err(|_| format!("dataflow worker {i} has stopped"))?;
+                .map_err(|()| RunnerError::Stopped(i))?;
             replies.push(rx);
         }
         replies
             .into_iter()
             .enumerate()
-            .map(|(i, rx)| {
-                rx.recv()
-                    .map_err(|_| format!("dataflow worker {i} stopped during a snapshot"))?
-            })
+            .map(|(i, rx)| rx.recv().map_err(|_| RunnerError::Stopped(i))?)
             .collect()
     }
 
@@ -447,10 +477,10 @@ impl Runner {
     }
 
     /// Sends worker `index` its input for the next epoch (blocks while it is busy).
-    pub fn send(&self, index: usize, epoch: Epoch) -> Result<(), String> {
+    pub fn send(&self, index: usize, epoch: Epoch) -> Result<(), RunnerError> {
         self.senders[index]
             .send(Feed::Epoch(epoch))
-            .map_err(|_| format!("dataflow worker {index} has stopped"))
+            .map_err(|()| RunnerError::Stopped(index))
     }
 
     /// Sends every worker its share of the next epoch (`pending[i]` to worker `i`, emptied)
@@ -459,7 +489,7 @@ impl Runner {
         &self,
         pending: &mut [Vec<Event>],
         reports: Vec<WatermarkReport>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RunnerError> {
         let mut reports = Some(reports);
         for (i, events) in pending.iter_mut().enumerate() {
             let reports = if i == 0 {
@@ -479,7 +509,7 @@ impl Runner {
     }
 
     /// Closes the inputs and waits for the workers to drain and stop.
-    pub fn finish(mut self) -> Result<Arc<RunnerStats>, String> {
+    pub fn finish(mut self) -> Result<Arc<RunnerStats>, RunnerError> {
         let threads: Vec<_> = self.senders.iter().map(|s| s.thread.clone()).collect();
         self.senders.clear();
         // Parked workers see their closed channel now, not after their park.
@@ -488,7 +518,7 @@ impl Runner {
         }
         if let Some(guards) = self.guards.take() {
             for r in guards.join() {
-                r?;
+                r.map_err(RunnerError::Worker)?;
             }
         }
         Ok(self.stats)
@@ -635,7 +665,7 @@ fn run_worker(
                     series: &series.borrow().state,
                 };
                 let bytes = bincode::serialize(&state)
-                    .map_err(|e| format!("worker {index}: cannot serialize its state: {e}"));
+                    .map_err(|source| RunnerError::Serialize { index, source });
                 let _ = reply.send(bytes);
             }
             Err(TryRecvError::Empty) => {

@@ -268,7 +268,7 @@ pub async fn demo(
     let summary =
         tokio::task::spawn_blocking(move || simulate(&run_config, seed, scale, &run_board))
             .await
-            .map_err(|e| ReplayError::Dataflow(format!("the demo's pipeline panicked: {e}")))??;
+            .map_err(|_| ReplayError::WriterPanicked)??;
     writeln!(
         out,
         "{} events simulated in {:.1} s ({:.0} events/s): {} accepted, {} duplicates, {} rejected, {} points written, {} corrections.\n",

@@ -59,7 +59,10 @@ pub enum ReplayError {
     },
     /// The dataflow failed.
     #[error("dataflow failed: {0}")]
-    Dataflow(String),
+    Dataflow(#[from] paceline_dataflow::RunnerError),
+    /// The thread writing the line protocol panicked.
+    #[error("the output writer panicked")]
+    WriterPanicked,
 }
 
 /// Counts of one replay.
@@ -472,7 +475,7 @@ pub fn run(
         // The writer is gone only when the run is being torn down after an error.
         let _ = points_tx.send(points);
     });
-    let runner = Runner::start(settings, out, None).map_err(ReplayError::Dataflow)?;
+    let runner = Runner::start(settings, out, None)?;
     let workers = runner.workers();
     let epoch_events = config.dataflow.epoch_events.max(1);
     let mut admission = Admission::new(&config.streams);
@@ -485,11 +488,7 @@ pub fn run(
     let flush = |runner: &Runner,
                  pending: &mut Vec<Vec<Event>>,
                  reports: Vec<WatermarkReport>|
-     -> Result<(), ReplayError> {
-        runner
-            .send_all(pending, reports)
-            .map_err(ReplayError::Dataflow)
-    };
+     -> Result<(), ReplayError> { Ok(runner.send_all(pending, reports)?) };
 
     let mut line = Vec::with_capacity(4096);
     let result = (|| -> Result<(), ReplayError> {
@@ -583,12 +582,10 @@ pub fn run(
         Ok(())
     })();
     progress.finish();
-    let stats = runner.finish().map_err(ReplayError::Dataflow)?;
+    let stats = runner.finish()?;
     result?;
     dead.finish()?;
-    let (points, series) = sink
-        .join()
-        .map_err(|_| ReplayError::Dataflow("the output writer panicked".into()))??;
+    let (points, series) = sink.join().map_err(|_| ReplayError::WriterPanicked)??;
     summary.points = points;
     summary.series = series;
     for s in Stream::ALL {

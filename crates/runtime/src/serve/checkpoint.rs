@@ -389,7 +389,7 @@ impl Writer {
     /// Writes checkpoints as they become durable, until the channel closes. An error
     /// (a dead letter that cannot be delivered, a state directory that cannot be written)
     /// is fatal: the service stops rather than run without checkpoints.
-    pub fn run(self, input: Receiver<Pending>) -> Result<(), String> {
+    pub fn run(self, input: Receiver<Pending>) -> Result<(), super::PipelineError> {
         for pending in input {
             let r = self.complete(pending);
             self.busy.store(false, Ordering::SeqCst);
@@ -399,7 +399,7 @@ impl Writer {
     }
 
     /// Waits until `pending` may count, then writes it.
-    fn complete(&self, pending: Pending) -> Result<(), String> {
+    fn complete(&self, pending: Pending) -> Result<(), super::PipelineError> {
         let Pending {
             mut checkpoint,
             points_sent,
@@ -407,7 +407,7 @@ impl Writer {
             snapshot_time,
         } = pending;
         loop {
-            self.dead.retry_failed().map_err(|e| e.to_string())?;
+            self.dead.retry_failed()?;
             let acked = self.acked.load(Ordering::SeqCst) >= points_sent;
             if acked && self.dead.delivered_below(dead_letters_below) {
                 break;
@@ -423,10 +423,7 @@ impl Writer {
         }
         let started = Instant::now();
         checkpoint.board = self.board.points();
-        let size = self
-            .store
-            .write(&checkpoint)
-            .map_err(|e| format!("cannot write a checkpoint into service.state_dir: {e}"))?;
+        let size = self.store.write(&checkpoint)?;
         let duration = snapshot_time + started.elapsed();
         self.metrics
             .checkpoint_duration

@@ -24,6 +24,7 @@ use paceline_model::{Event, Nanos, Stream};
 use super::checkpoint::{Checkpoint, Compatibility, CoordinatorState, Pending};
 use super::metrics::ServeMetrics;
 use super::sources::{reject, Batch, Item};
+use super::PipelineError;
 
 /// When each epoch was sent and when its oldest event was consumed, for the latency
 /// metrics the sink observes on acknowledgement.
@@ -242,7 +243,7 @@ pub struct Coordinator {
 impl Coordinator {
     /// Runs until every source has gone, then sends the last epoch, takes the final
     /// snapshot and waits for the dataflow to drain.
-    pub fn run(self) -> Result<(), String> {
+    pub fn run(self) -> Result<(), PipelineError> {
         let Coordinator {
             config,
             partitions,
@@ -353,7 +354,7 @@ impl NextEpoch {
         runner: &Runner,
         reports: Vec<WatermarkReport>,
         epochs: &EpochLog,
-    ) -> Result<(), String> {
+    ) -> Result<(), PipelineError> {
         epochs.record(self.index, Instant::now(), self.oldest.take());
         runner.send_all(&mut self.events, reports)?;
         self.index += 1;
@@ -370,7 +371,7 @@ fn take_batch(
     config: &Config,
     metrics: &ServeMetrics,
     dead: &DeadLetterProducer,
-) -> Result<Vec<Event>, String> {
+) -> Result<Vec<Event>, PipelineError> {
     let Batch { stream, items, .. } = batch;
     let mut accepted = Vec::new();
     for item in items {
@@ -441,7 +442,7 @@ fn take_checkpoint(
     feed: &mut CheckpointFeed,
     dead: &DeadLetterProducer,
     metrics: &ServeMetrics,
-) -> Result<(), String> {
+) -> Result<(), PipelineError> {
     let started = Instant::now();
     let workers = runner.snapshot()?;
     // Every point of the epochs sent so far has been handed to the sink by now.
@@ -463,9 +464,7 @@ fn take_checkpoint(
         dead_letters_below: dead.next_sequence(),
         snapshot_time: started.elapsed(),
     };
-    feed.tx
-        .send(pending)
-        .map_err(|_| "the checkpoint writer has stopped".to_string())
+    feed.tx.send(pending).map_err(|_| PipelineError::WriterGone)
 }
 
 #[cfg(test)]

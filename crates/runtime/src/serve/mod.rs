@@ -38,6 +38,57 @@ use http::HttpState;
 use metrics::ServeMetrics;
 use pipeline::Pipeline;
 
+/// A part of the running pipeline (a source, the coordinator, the dataflow, the checkpoint
+/// writer) failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The dataflow failed.
+    #[error("dataflow: {0}")]
+    Dataflow(#[from] paceline_dataflow::RunnerError),
+    /// Kafka: a consumer could not be created, or dead letters cannot be written.
+    #[error("{0}")]
+    Kafka(#[from] paceline_ingest::IngestError),
+    /// A checkpoint could not be written.
+    #[error("cannot write a checkpoint into service.state_dir: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint writer's thread is gone.
+    #[error("the checkpoint writer has stopped")]
+    WriterGone,
+    /// A thread panicked (its message was logged by the panic hook).
+    #[error("the {0} thread panicked")]
+    Panicked(String),
+    /// A thread could not be started.
+    #[error("cannot start the {name} thread: {source}")]
+    Spawn {
+        /// The thread.
+        name: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A part stopped with an error, which its thread hands over when joined: a signal
+    /// to stop, never the final word.
+    #[error("the {0} stopped")]
+    Stopped(String),
+    /// A part failed, named.
+    #[error("{part}: {source}")]
+    In {
+        /// The part (`coordinator`, `source <topic>`, `checkpoints`).
+        part: String,
+        /// What failed.
+        source: Box<PipelineError>,
+    },
+}
+
+impl PipelineError {
+    /// This error, named after the part it happened in.
+    pub fn in_part(self, part: impl Into<String>) -> PipelineError {
+        PipelineError::In {
+            part: part.into(),
+            source: Box::new(self),
+        }
+    }
+}
+
 /// Serve failed or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -50,9 +101,12 @@ pub enum ServeError {
     /// The sink stopped (a refused batch).
     #[error("{0}")]
     Sink(String),
-    /// The dataflow or the coordinator failed.
+    /// A part of the pipeline failed.
     #[error("pipeline: {0}")]
-    Pipeline(String),
+    Pipeline(#[from] PipelineError),
+    /// A task of the async runtime failed (a panic, reported by the panic hook first).
+    #[error("task: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// The state directory holds a checkpoint this configuration cannot continue from.
     #[error("{0}")]
     Incompatible(String),
@@ -98,9 +152,36 @@ fn topics_to_create(config: &Config) -> Vec<NewTopicSpec> {
     out
 }
 
-fn join_thread(h: std::thread::JoinHandle<Result<(), String>>, what: &str) -> Result<(), String> {
+/// Starts thread `name` running `f`; when `f` fails, the service is told at once (a stop
+/// signal on `fatal`), and the error, named after `part`, is what joining the thread gives.
+fn spawn_reporting(
+    name: &str,
+    part: &str,
+    fatal: &tokio::sync::mpsc::UnboundedSender<ServeError>,
+    f: impl FnOnce() -> Result<(), PipelineError> + Send + 'static,
+) -> Result<std::thread::JoinHandle<Result<(), PipelineError>>, PipelineError> {
+    let fatal = fatal.clone();
+    let part = part.to_string();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            f().map_err(|e| {
+                let _ = fatal.send(ServeError::Pipeline(PipelineError::Stopped(part.clone())));
+                e.in_part(part)
+            })
+        })
+        .map_err(|source| PipelineError::Spawn {
+            name: name.into(),
+            source,
+        })
+}
+
+fn join_thread(
+    h: std::thread::JoinHandle<Result<(), PipelineError>>,
+    what: &str,
+) -> Result<(), PipelineError> {
     h.join()
-        .map_err(|_| format!("the {what} thread panicked"))?
+        .map_err(|_| PipelineError::Panicked(what.to_string()))?
 }
 
 /// What every stage reports to: the metrics and the HTTP endpoints' view of the service.
@@ -247,8 +328,7 @@ async fn discover_partitions(
         }
         Ok(out)
     })
-    .await
-    .map_err(|e| ServeError::Pipeline(e.to_string()))?
+    .await?
 }
 
 /// The newest valid checkpoint to start from, checked against the configuration; None

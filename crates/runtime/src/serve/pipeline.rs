@@ -25,7 +25,10 @@ use super::checkpoint::{Checkpoint, Compatibility, Pending, Store, Writer};
 use super::coordinator::{CheckpointFeed, Coordinator, EpochLog};
 use super::sources::{Batch, Spawner};
 use super::watch::Watch;
-use super::{join_thread, on_ack, rewrite_until, Observed, ServeError, ServeReport};
+use super::{
+    join_thread, on_ack, rewrite_until, spawn_reporting, Observed, PipelineError, ServeError,
+    ServeReport,
+};
 use crate::board::Freshness;
 
 type PointsRx = tokio::sync::mpsc::Receiver<(u64, Vec<Point>)>;
@@ -35,12 +38,12 @@ type SinkResult = Result<Result<u64, SinkStopped>, tokio::task::JoinError>;
 pub(super) struct Pipeline {
     stop: Arc<AtomicBool>,
     spawner: Arc<Spawner>,
-    coordinator: JoinHandle<Result<(), String>>,
+    coordinator: JoinHandle<Result<(), PipelineError>>,
     sink: TaskHandle<Result<u64, SinkStopped>>,
     sink_result: Option<SinkResult>,
     dead: DeadLetterProducer,
     abandon: Arc<AtomicBool>,
-    checkpoints: JoinHandle<Result<(), String>>,
+    checkpoints: JoinHandle<Result<(), PipelineError>>,
     lag: TaskHandle<()>,
     fatal: UnboundedReceiver<ServeError>,
     pending: prometheus::IntGauge,
@@ -55,7 +58,7 @@ struct Dataflow {
 
 /// The checkpoint writer's handles.
 struct CheckpointWriter {
-    thread: JoinHandle<Result<(), String>>,
+    thread: JoinHandle<Result<(), PipelineError>>,
     tx: crossbeam_channel::Sender<Pending>,
     acked: Arc<AtomicU64>,
     abandon: Arc<AtomicBool>,
@@ -126,7 +129,9 @@ impl Pipeline {
                 points_sent: dataflow.sent,
             },
         };
-        let coordinator = spawn_reporting("coordinator", &fatal_tx, move || coordinator.run())?;
+        let coordinator = spawn_reporting("coordinator", "coordinator", &fatal_tx, move || {
+            coordinator.run()
+        })?;
         let sink = start_sink(
             config,
             writer,
@@ -198,19 +203,19 @@ impl Pipeline {
         let timed_out = || ServeError::ShutdownTimeout(timeout.as_secs(), pending.get());
         let mut failure = early;
         if let Err(e) = drain(spawner, coordinator, deadline).await {
-            failure = failure.or(Some(e.unwrap_or_else(timed_out)));
+            prefer(&mut failure, e.unwrap_or_else(timed_out));
         }
         let mut report = ServeReport::default();
         match finish_sink(sink, sink_result, deadline, failure.is_none()).await {
             Ok(written) => report.points_written = written,
-            Err(e) => failure = failure.or(Some(e.unwrap_or_else(timed_out))),
+            Err(e) => prefer(&mut failure, e.unwrap_or_else(timed_out)),
         }
         if let Err(e) = flush_dead_letters(&dead, deadline).await {
-            failure = failure.or(Some(e));
+            prefer(&mut failure, e);
         }
         if let Err(e) = finish_checkpoints(checkpoints, &abandon, failure.is_some(), deadline).await
         {
-            failure = failure.or(Some(e.unwrap_or_else(timed_out)));
+            prefer(&mut failure, e.unwrap_or_else(timed_out));
         }
         lag.abort();
         match failure {
@@ -220,14 +225,25 @@ impl Pipeline {
     }
 }
 
+/// Keeps the first failure, except that a part's stop signal gives way to the error the
+/// part's thread hands over.
+fn prefer(failure: &mut Option<ServeError>, e: ServeError) {
+    if matches!(
+        failure,
+        None | Some(ServeError::Pipeline(PipelineError::Stopped(_)))
+    ) {
+        *failure = Some(e);
+    }
+}
+
 /// Joins the sources, then the coordinator (which sends its last epoch, takes the final
 /// snapshot and drains the dataflow once its input ends).
 async fn drain(
     spawner: Arc<Spawner>,
-    coordinator: JoinHandle<Result<(), String>>,
+    coordinator: JoinHandle<Result<(), PipelineError>>,
     deadline: Instant,
 ) -> Result<(), Option<ServeError>> {
-    let drained = tokio::task::spawn_blocking(move || -> Result<(), String> {
+    let drained = tokio::task::spawn_blocking(move || -> Result<(), PipelineError> {
         // Closing drops the sources' last spare sender: once they end, the coordinator
         // sees its input end and drains.
         for h in spawner.close() {
@@ -238,7 +254,7 @@ async fn drain(
     match tokio::time::timeout_at(deadline.into(), drained).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(Some(ServeError::Pipeline(e))),
-        Ok(Err(e)) => Err(Some(ServeError::Pipeline(e.to_string()))),
+        Ok(Err(e)) => Err(Some(ServeError::Task(e))),
         Err(_) => Err(None),
     }
 }
@@ -265,7 +281,7 @@ async fn finish_sink(
     match result {
         Ok(Ok(written)) => Ok(written),
         Ok(Err(stopped)) => Err(Some(ServeError::Sink(stopped.to_string()))),
-        Err(e) => Err(Some(ServeError::Sink(e.to_string()))),
+        Err(e) => Err(Some(ServeError::Task(e))),
     }
 }
 
@@ -289,7 +305,7 @@ async fn flush_dead_letters(
 /// The final checkpoint is written once the sink and the dead letters are acknowledged;
 /// after a failure the pending one is abandoned, never written.
 async fn finish_checkpoints(
-    writer: JoinHandle<Result<(), String>>,
+    writer: JoinHandle<Result<(), PipelineError>>,
     abandon: &Arc<AtomicBool>,
     failed: bool,
     deadline: Instant,
@@ -301,33 +317,12 @@ async fn finish_checkpoints(
     match tokio::time::timeout_at(deadline.into(), written).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(Some(ServeError::Pipeline(e))),
-        Ok(Err(e)) => Err(Some(ServeError::Pipeline(e.to_string()))),
+        Ok(Err(e)) => Err(Some(ServeError::Task(e))),
         Err(_) => {
             abandon.store(true, Ordering::SeqCst);
             Err(None)
         }
     }
-}
-
-/// Starts a named thread whose error is also reported on `fatal`, so that the service
-/// stops at once rather than at shutdown.
-fn spawn_reporting(
-    name: &str,
-    fatal: &UnboundedSender<ServeError>,
-    f: impl FnOnce() -> Result<(), String> + Send + 'static,
-) -> Result<JoinHandle<Result<(), String>>, ServeError> {
-    let fatal = fatal.clone();
-    let label = name.to_string();
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            let r = f();
-            if let Err(e) = &r {
-                let _ = fatal.send(ServeError::Pipeline(format!("{label}: {e}")));
-            }
-            r
-        })
-        .map_err(|e| ServeError::Pipeline(e.to_string()))
 }
 
 /// The dataflow, its points into the sink's bounded channel.
@@ -350,7 +345,7 @@ fn start_dataflow(
     if restored.is_some() {
         settings.rewrite_until = Some(rewrite_until(config));
     }
-    let runner = Runner::start(settings, out, restored).map_err(ServeError::Pipeline)?;
+    let runner = Runner::start(settings, out, restored).map_err(PipelineError::from)?;
     if let Ok(mut d) = observed.state.dataflow.lock() {
         *d = Some(runner.stats.clone());
     }
@@ -381,9 +376,7 @@ fn start_sources(
                 .map(|(_, p)| *p)
                 .collect();
             if !parts.is_empty() {
-                spawner
-                    .spawn(worker, s, &parts, &start[s.index()], false)
-                    .map_err(ServeError::Kafka)?;
+                spawner.spawn(worker, s, &parts, &start[s.index()], false)?;
             }
         }
     }
@@ -416,7 +409,12 @@ fn start_watch(
     std::thread::Builder::new()
         .name("kafka-watch".into())
         .spawn(move || watch.run())
-        .map_err(|e| ServeError::Pipeline(e.to_string()))?;
+        .map_err(|source| {
+            ServeError::Pipeline(PipelineError::Spawn {
+                name: "kafka-watch".into(),
+                source,
+            })
+        })?;
     Ok(())
 }
 
@@ -448,7 +446,7 @@ fn start_checkpoint_writer(
         abandon: abandon.clone(),
         busy: busy.clone(),
     };
-    let thread = spawn_reporting("checkpoints", fatal, move || writer.run(rx))?;
+    let thread = spawn_reporting("checkpoints", "checkpoints", fatal, move || writer.run(rx))?;
     Ok(CheckpointWriter {
         thread,
         tx,

@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender};
 use paceline_decode::{decode_at, latest_occurred_at};
-use paceline_ingest::{DeadLetterProducer, Origin, Polled, TopicSource};
+use paceline_ingest::{DeadLetterProducer, IngestError, Origin, Polled, TopicSource};
 use paceline_model::config::Config;
 use paceline_model::{Event, Stream};
 use rdkafka::config::ClientConfig;
 
 use super::metrics::ServeMetrics;
+use super::{PipelineError, ServeError};
 
 /// What a source reports to the coordinator.
 #[derive(Debug)]
@@ -91,15 +92,14 @@ pub fn reject(
     reason: &str,
     detail: &str,
     origin: &Origin,
-) -> Result<(), String> {
+) -> Result<(), IngestError> {
     let stream = origin.stream.as_str();
     metrics
         .events
         .with_label_values(&[stream, "rejected"])
         .inc();
     metrics.rejected.with_label_values(&[stream, reason]).inc();
-    dead.send(raw, reason, detail, origin)
-        .map_err(|e| e.to_string())?;
+    dead.send(raw, reason, detail, origin)?;
     metrics.dead_letters.with_label_values(&[stream]).inc();
     Ok(())
 }
@@ -114,16 +114,16 @@ pub struct Spawner {
     dead: DeadLetterProducer,
     metrics: ServeMetrics,
     stop: Arc<AtomicBool>,
-    fatal: tokio::sync::mpsc::UnboundedSender<super::ServeError>,
+    fatal: tokio::sync::mpsc::UnboundedSender<ServeError>,
 }
 
 struct SpawnerInner {
     tx: Option<Sender<Batch>>,
-    threads: Vec<JoinHandle<Result<(), String>>>,
+    threads: Vec<SourceThread>,
 }
 
 /// A source thread's result.
-pub type SourceThread = JoinHandle<Result<(), String>>;
+pub type SourceThread = JoinHandle<Result<(), PipelineError>>;
 
 impl Spawner {
     /// A spawner handing batches to `tx`; a source failing for good reports on `fatal`.
@@ -134,7 +134,7 @@ impl Spawner {
         metrics: ServeMetrics,
         tx: Sender<Batch>,
         stop: Arc<AtomicBool>,
-        fatal: tokio::sync::mpsc::UnboundedSender<super::ServeError>,
+        fatal: tokio::sync::mpsc::UnboundedSender<ServeError>,
     ) -> Self {
         Spawner {
             inner: Mutex::new(SpawnerInner {
@@ -161,14 +161,16 @@ impl Spawner {
         partitions: &[i32],
         start: &HashMap<i32, i64>,
         added: bool,
-    ) -> Result<(), String> {
-        let mut inner = self.inner.lock().map_err(|_| "source spawner poisoned")?;
+    ) -> Result<(), PipelineError> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| PipelineError::Panicked("source spawner".into()))?;
         let Some(tx) = inner.tx.clone() else {
             return Ok(());
         };
         let topic = self.config.streams.get(stream).topic.clone();
-        let source = TopicSource::new(&self.kafka, stream, &topic, partitions, start)
-            .map_err(|e| e.to_string())?;
+        let source = TopicSource::new(&self.kafka, stream, &topic, partitions, start)?;
         if added {
             let batch = Batch {
                 worker,
@@ -185,22 +187,13 @@ impl Spawner {
         }
         let idle = Duration::from_secs(self.config.streams.get(stream).idle_timeout_s);
         let max_future = self.config.streams.max_future();
-        let (dead, metrics, stop, fatal) = (
-            self.dead.clone(),
-            self.metrics.clone(),
-            self.stop.clone(),
-            self.fatal.clone(),
-        );
-        let thread = std::thread::Builder::new()
-            .name(format!("source-{}-{worker}", stream.as_str()))
-            .spawn(move || {
-                let r = run_source(worker, source, idle, max_future, dead, metrics, tx, stop);
-                if let Err(e) = &r {
-                    let _ = fatal.send(super::ServeError::Pipeline(format!("source {topic}: {e}")));
-                }
-                r
-            })
-            .map_err(|e| e.to_string())?;
+        let (dead, metrics, stop) = (self.dead.clone(), self.metrics.clone(), self.stop.clone());
+        let thread = super::spawn_reporting(
+            &format!("source-{}-{worker}", stream.as_str()),
+            &format!("source {topic}"),
+            &self.fatal,
+            move || run_source(worker, source, idle, max_future, dead, metrics, tx, stop),
+        )?;
         inner.threads.push(thread);
         Ok(())
     }
@@ -297,8 +290,7 @@ fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
     }
 }
 
-/// Runs one source until `stop` is raised; returns a fatal error (dead letters that cannot
-/// be written) as text.
+/// Runs one source until `stop` is raised; fails when dead letters cannot be written.
 #[allow(clippy::too_many_arguments)]
 pub fn run_source(
     worker: usize,
@@ -309,7 +301,7 @@ pub fn run_source(
     metrics: ServeMetrics,
     tx: Sender<Batch>,
     stop: Arc<AtomicBool>,
-) -> Result<(), String> {
+) -> Result<(), PipelineError> {
     let stream = source.stream;
     let mut items: Vec<Item> = Vec::with_capacity(BATCH_ITEMS);
     let mut batch_bytes = 0usize;
@@ -401,7 +393,7 @@ pub fn run_source(
             }
         });
         if let Some(e) = fatal {
-            return Err(e);
+            return Err(e.into());
         }
         // Idle: at the end for the idle timeout, and the broker confirms nothing is unread
         // (an end-of-partition notice alone can be stale).

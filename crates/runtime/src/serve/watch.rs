@@ -15,7 +15,7 @@ use paceline_ingest::{partition_owner, TopicWatch};
 use paceline_model::Stream;
 
 use super::sources::Spawner;
-use super::ServeError;
+use super::{PipelineError, ServeError};
 
 /// Kafka as the watch last saw it: fine, or in trouble since when and why.
 #[derive(Debug, Default)]
@@ -77,7 +77,9 @@ impl Watch {
                 Ok(partitions) => {
                     self.health.record(None);
                     if let Err(e) = self.start_added(&partitions) {
-                        let _ = self.fatal.send(ServeError::Kafka(e));
+                        let _ = self
+                            .fatal
+                            .send(ServeError::Pipeline(e.in_part("kafka-watch")));
                         return;
                     }
                 }
@@ -103,8 +105,11 @@ impl Watch {
 
     /// Starts a source for every partition not seen before (a partition that disappears
     /// is the topic's trouble, reported by the next look).
-    fn start_added(&self, partitions: &[Vec<i32>]) -> Result<(), String> {
-        let mut known = self.known.lock().map_err(|_| "partition list poisoned")?;
+    fn start_added(&self, partitions: &[Vec<i32>]) -> Result<(), PipelineError> {
+        let mut known = self
+            .known
+            .lock()
+            .map_err(|_| PipelineError::Panicked("kafka-watch".into()))?;
         for (s, now) in Stream::ALL.iter().zip(partitions) {
             let added: Vec<i32> = now
                 .iter()
