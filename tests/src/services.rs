@@ -220,21 +220,6 @@ impl Tansu {
         }
     }
 
-    /// Deletes a topic with the CLI.
-    pub fn delete_topic(&self, name: &str) {
-        let status = Command::new("tansu")
-            .arg("topic")
-            .arg("delete")
-            .arg("--broker")
-            .arg(format!("tcp://127.0.0.1:{}", self.port))
-            .arg(name)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("tansu topic delete");
-        assert!(status.success(), "deleting topic {name} failed");
-    }
-
     /// Adds partitions to `topic` until it has `count`. tansu 0.6 does not implement
     /// Kafka's CreatePartitions request, so this does in its SQLite storage what the
     /// request would: the topic's partition count, a row per new partition and its
@@ -252,15 +237,7 @@ for p in range(have, count):
     c.execute("insert into watermark (topition) values (?)", (row,))
 c.commit()
 "#;
-        let status = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .arg(self.dir.join("tansu.db"))
-            .arg(topic)
-            .arg(count.to_string())
-            .status()
-            .expect("python3");
-        assert!(status.success(), "adding partitions to {topic} failed");
+        self.edit_storage(script, &[topic, &count.to_string()], "adding partitions");
     }
 
     /// Deletes the messages of `topic`'s `partition` below `offset`, as retention would
@@ -277,16 +254,24 @@ c.execute("delete from record where topition = ? and offset_id < ?", (tp, offset
 c.execute("update watermark set low = ? where topition = ?", (offset, tp))
 c.commit()
 "#;
+        let args = [topic, &partition.to_string(), &offset.to_string()];
+        self.edit_storage(script, &args, "expiring records");
+    }
+
+    /// Runs a python3 `script` on the broker's SQLite storage, its path then `args` as
+    /// arguments.
+    fn edit_storage(&self, script: &str, args: &[&str], what: &str) {
         let status = Command::new("python3")
             .arg("-c")
             .arg(script)
             .arg(self.dir.join("tansu.db"))
-            .arg(topic)
-            .arg(partition.to_string())
-            .arg(offset.to_string())
+            .args(args)
             .status()
             .expect("python3");
-        assert!(status.success(), "expiring {topic}/{partition} failed");
+        assert!(
+            status.success(),
+            "{what} in tansu's storage failed ({args:?})"
+        );
     }
 
     /// Creates a topic with the CLI.

@@ -28,17 +28,26 @@ fn config(prefix: &str) -> Config {
     c
 }
 
-fn partition_added(tansu: &Tansu, influx: &Influx1) {
-    let prefix = "topo-add";
-    let db = "topo_add";
-    create_topics(tansu, prefix, 2);
+/// A scenario's topics (`partitions` each), database, configuration and environment.
+fn prepare(
+    tansu: &Tansu,
+    influx: &Influx1,
+    prefix: &str,
+    partitions: u32,
+) -> (Config, [String; 3], [(&'static str, String); 4]) {
+    let db = prefix.replace('-', "_");
+    create_topics(tansu, prefix, partitions);
     influx.query("", &format!("CREATE DATABASE {db}"));
-    let config = config(prefix);
     let (t, _) = topics(prefix);
+    (config(prefix), t, influx1_env(tansu, influx, &db))
+}
+
+fn partition_added(tansu: &Tansu, influx: &Influx1) {
+    let (config, t, env) = prepare(tansu, influx, "topo-add", 2);
     let data = Dataset::new(71, 8, false, &[]);
     let half = data.lines.len() / 2;
     kafka::produce(&tansu.brokers(), &t, &data.lines[..half]);
-    let serve = Serve::start(&config, &influx1_env(tansu, influx, db));
+    let serve = Serve::start(&config, &env);
     eventually("the first half consumed", 120, || {
         serve.metrics().sum("paceline_events_total", &[]) as usize >= half
     });
@@ -88,16 +97,10 @@ fn partition_added(tansu: &Tansu, influx: &Influx1) {
 /// A position that retention passed while the service was stopped: on restart the
 /// skipped range is counted and logged with its partition, and reading goes on after it.
 fn retention_passed(tansu: &Tansu, influx: &Influx1) {
-    let prefix = "topo-ret";
-    let db = "topo_ret";
-    create_topics(tansu, prefix, 1);
-    influx.query("", &format!("CREATE DATABASE {db}"));
-    let config = config(prefix);
-    let (t, _) = topics(prefix);
+    let (config, t, env) = prepare(tansu, influx, "topo-ret", 1);
     let data = Dataset::new(83, 8, true, &[]);
     let half = data.lines.len() / 2;
     kafka::produce(&tansu.brokers(), &t, &data.lines[..half]);
-    let env = influx1_env(tansu, influx, db);
     let serve = Serve::start(&config, &env);
     eventually("the first half consumed", 120, || {
         serve.metrics().sum("paceline_events_total", &[]) as usize >= half
