@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use paceline_model::service::InfluxApi;
+use paceline_runtime::settings::InfluxApi;
 use paceline_tests::services::{Influx1, Tansu};
 use paceline_tests::{kafka, scenario_config, topics, Dataset, Metrics, Serve};
 

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use paceline_model::config::Config;
 use paceline_model::time::{tick_after, tick_floor};
 use paceline_model::{Nanos, SeriesKey, Stream};
 use paceline_oracle::lp::{self, Points};
+use paceline_runtime::settings::Settings;
 use paceline_runtime::{ReplayOptions, ReplaySummary};
 
 use services::{free_port, get, wait_for, Proc, TempDir};
@@ -115,14 +115,14 @@ impl Dataset {
 
     /// Where each stream's watermark ends once everything is read (its greatest event time
     /// minus the allowed out-of-orderness), with the clock rule off.
-    pub fn final_watermarks(&self, config: &Config) -> [Option<Nanos>; 3] {
+    pub fn final_watermarks(&self, config: &Settings) -> [Option<Nanos>; 3] {
         let span = self.span();
         Stream::ALL
             .map(|s| span[s.index()].map(|(_, max)| max - config.streams.get(s).out_of_orderness()))
     }
 
     /// `paceline replay` of the data set: its points and summary.
-    pub fn replay(&self, config: &Config) -> (Points, ReplaySummary) {
+    pub fn replay(&self, config: &Settings) -> (Points, ReplaySummary) {
         let opts = ReplayOptions {
             inputs: vec![self.file.clone()],
             output: self.dir.join("replay.lp"),
@@ -136,7 +136,7 @@ impl Dataset {
 
 /// Topic names of one scenario: `<prefix>-<default topic>` and its dead-letter topic.
 pub fn topics(prefix: &str) -> ([String; 3], String) {
-    let d = Config::default();
+    let d = Settings::default();
     (
         Stream::ALL.map(|s| format!("{prefix}-{}", d.streams.get(s).topic)),
         format!("{prefix}-dead-letters"),
@@ -167,16 +167,17 @@ pub fn influx1_env(
 }
 
 /// A scenario's configuration: its topics, 2 workers, 1 s idle timeout.
-pub fn scenario_config(prefix: &str) -> Config {
-    let mut c = Config::default();
+pub fn scenario_config(prefix: &str) -> Settings {
+    let mut c = Settings::default();
     let (t, dl) = topics(prefix);
     c.streams.filings.topic = t[0].clone();
     c.streams.telemetry.topic = t[1].clone();
     c.streams.scenarios.topic = t[2].clone();
+    let streams = &mut c.pipeline.streams;
     for s in [
-        &mut c.streams.filings,
-        &mut c.streams.telemetry,
-        &mut c.streams.scenarios,
+        &mut streams.filings,
+        &mut streams.telemetry,
+        &mut streams.scenarios,
     ] {
         s.idle_timeout_s = 1;
     }
@@ -260,12 +261,12 @@ pub struct Serve {
 impl Serve {
     /// Writes `config` to a file and starts `paceline serve --config FILE` with `env`
     /// (plus `PACELINE_HTTP_ADDR` on a free port); waits for `/healthz`.
-    pub fn start(config: &Config, env: &[(&str, String)]) -> Serve {
+    pub fn start(config: &Settings, env: &[(&str, String)]) -> Serve {
         Serve::start_in(TempDir::new("serve"), config, env)
     }
 
     /// Stops gracefully (exit 0 asserted) and starts again with the same state directory.
-    pub fn restart(self, config: &Config, env: &[(&str, String)]) -> Serve {
+    pub fn restart(self, config: &Settings, env: &[(&str, String)]) -> Serve {
         let dir = self.stop_keeping_state();
         Serve::start_in(dir, config, env)
     }
@@ -333,7 +334,7 @@ impl Serve {
 
     /// Starts `paceline serve` again in `dir` (the same state directory); each run logs to
     /// its own file.
-    pub fn start_in(dir: TempDir, config: &Config, env: &[(&str, String)]) -> Serve {
+    pub fn start_in(dir: TempDir, config: &Settings, env: &[(&str, String)]) -> Serve {
         Serve::start_in_with(dir, config, env, &[])
     }
 
@@ -341,7 +342,7 @@ impl Serve {
     /// exit by itself; its exit code and output.
     pub fn run_to_exit(
         dir: &TempDir,
-        config: &Config,
+        config: &Settings,
         env: &[(&str, String)],
         args: &[&str],
     ) -> (Option<i32>, String) {
@@ -352,7 +353,12 @@ impl Serve {
 
     /// Starts `paceline serve --config FILE ARGS` in `dir` (`config` written there, the
     /// state in `dir/state`, HTTP on a free port returned); each run logs to its own file.
-    fn spawn(dir: &TempDir, config: &Config, env: &[(&str, String)], args: &[&str]) -> (Proc, u16) {
+    fn spawn(
+        dir: &TempDir,
+        config: &Settings,
+        env: &[(&str, String)],
+        args: &[&str],
+    ) -> (Proc, u16) {
         let path = dir.join("paceline.toml");
         std::fs::write(&path, toml_of(config)).expect("config file");
         let port = free_port();
@@ -386,7 +392,7 @@ impl Serve {
     /// [`Serve::start_in`] with extra arguments (`--rebuild`).
     pub fn start_in_with(
         dir: TempDir,
-        config: &Config,
+        config: &Settings,
         env: &[(&str, String)],
         args: &[&str],
     ) -> Serve {
@@ -539,7 +545,7 @@ pub fn assert_no_loss(m: &Metrics, summary: &ReplaySummary) {
 pub fn drain_and_compare_influx1(
     serve: &mut Serve,
     data: &Dataset,
-    config: &Config,
+    config: &Settings,
     influx: &services::Influx1,
     db: &str,
 ) {
@@ -560,17 +566,17 @@ pub fn drain_and_compare_influx1(
 }
 
 /// The configuration as TOML.
-pub fn toml_of(config: &Config) -> String {
+pub fn toml_of(config: &Settings) -> String {
     // The model crate's types are serde; the tests crate has no toml dependency of its own,
     // so go through the round trip the model offers.
-    paceline_model::config::to_toml(config)
+    paceline_runtime::settings::to_toml(config)
 }
 
 /// Compares a served output with replay's over the ticks both reached: from each series'
 /// first tick to the earlier of replay's last tick and the served stream's `reach`
 /// (its final watermark).
 pub fn compare(
-    config: &Config,
+    config: &Settings,
     data: &Dataset,
     expected: &Points,
     actual: &Points,

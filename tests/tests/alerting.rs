@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use paceline_model::point::Status;
-use paceline_model::service::InfluxApi;
+use paceline_runtime::settings::InfluxApi;
 use paceline_tests::services::{Alertmanager, Influx1, Prometheus, Tansu, TempDir, Webhook};
 use paceline_tests::{create_topics, influx1_env, kafka, scenario_config, topics, Dataset, Serve};
 

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use paceline_model::config::Config;
+use paceline_runtime::settings::Settings;
 use paceline_runtime::ReplayOptions;
 use paceline_tests::services::{http, Influx1, TempDir};
 
@@ -128,7 +128,7 @@ fn plan_pace_queries_return_data_from_a_real_run() {
     let dir = TempDir::new("dashboards");
     let events = dir.join("events.jsonl");
     paceline_generate::generate_to_file(5, 0.05, &events).expect("events");
-    let config = Config::default();
+    let config = Settings::default();
     let opts = ReplayOptions {
         inputs: vec![events],
         output: dir.join("out.lp"),

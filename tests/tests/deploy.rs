@@ -252,7 +252,7 @@ fn kubernetes_manifests_validate() {
         .as_str()
         .expect("paceline.toml")
         .to_string();
-    let config = paceline_model::config::Config::from_toml(&toml, "configmap.yaml")
+    let config = paceline_runtime::settings::Settings::from_toml(&toml, "configmap.yaml")
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(config.validate().is_empty());
     // The PrometheusRule is the rules file.

@@ -13,7 +13,7 @@
 //! `topic delete` removes every topic, and the metadata it then serves crashes
 //! librdkafka, so those run on librdkafka's mock cluster.
 
-use paceline_model::config::Config;
+use paceline_runtime::settings::Settings;
 use paceline_tests::services::{Influx1, Tansu};
 use paceline_tests::{
     create_topics, drain_and_compare_influx1, eventually, influx1_env, kafka, scenario_config,
@@ -21,9 +21,9 @@ use paceline_tests::{
 };
 
 /// A scenario's configuration: InfluxDB 1.x, data fed in parts (no clock rule).
-fn config(prefix: &str) -> Config {
+fn config(prefix: &str) -> Settings {
     let mut c = scenario_config(prefix);
-    c.influx.api = paceline_model::service::InfluxApi::V1;
+    c.influx.api = paceline_runtime::settings::InfluxApi::V1;
     c.service.idle_watermark_follows_clock = false;
     c
 }
@@ -34,7 +34,7 @@ fn prepare(
     influx: &Influx1,
     prefix: &str,
     partitions: u32,
-) -> (Config, [String; 3], [(&'static str, String); 4]) {
+) -> (Settings, [String; 3], [(&'static str, String); 4]) {
     let db = prefix.replace('-', "_");
     create_topics(tansu, prefix, partitions);
     influx.query("", &format!("CREATE DATABASE {db}"));

@@ -16,9 +16,9 @@
 
 use std::time::Duration;
 
-use paceline_model::config::Config;
-use paceline_model::service::InfluxApi;
 use paceline_model::{Nanos, Stream};
+use paceline_runtime::settings::InfluxApi;
+use paceline_runtime::settings::Settings;
 use paceline_tests::services::{Influx1, Tansu, TempDir};
 use paceline_tests::{
     compare, create_topics, influx1_env, kafka, now_ms, reach, readback, scenario_config, topics,
@@ -27,7 +27,7 @@ use paceline_tests::{
 
 /// A scenario's configuration for recovery: checkpoints every second, and watermarks that
 /// do not jump to the wall clock while the producer pauses between chunks.
-fn recovery_config(prefix: &str) -> Config {
+fn recovery_config(prefix: &str) -> Settings {
     let mut c = scenario_config(prefix);
     c.influx.api = InfluxApi::V1;
     c.service.checkpoint_interval_s = 1;
@@ -39,7 +39,7 @@ fn recovery_config(prefix: &str) -> Config {
 fn assert_equivalent(
     influx: &Influx1,
     db: &str,
-    config: &Config,
+    config: &Settings,
     data: &Dataset,
     serve: &mut Serve,
 ) -> paceline_tests::Metrics {

@@ -20,8 +20,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use paceline_model::service::InfluxApi;
 use paceline_model::Stream;
+use paceline_runtime::settings::InfluxApi;
 use paceline_runtime::ReplaySummary;
 use paceline_tests::services::{get, Influx1, Tansu, Victoria};
 use paceline_tests::{
@@ -228,7 +228,7 @@ fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
     let data = Dataset::new(11, 8, true, &[]);
     let mut config = scenario_config(prefix);
     config.influx.api = InfluxApi::V2;
-    config.influx.precision = paceline_model::service::Precision::Ms;
+    config.influx.precision = paceline_runtime::settings::Precision::Ms;
     let (expected, summary) = data.replay(&config);
     let (t, _) = topics(prefix);
     kafka::produce(&tansu.brokers(), &t, &data.lines);

@@ -13,14 +13,14 @@
 
 use std::time::{Duration, Instant};
 
-use paceline_model::config::Config;
-use paceline_model::service::InfluxApi;
+use paceline_runtime::settings::InfluxApi;
+use paceline_runtime::settings::Settings;
 use paceline_tests::services::{Influx1, Tansu};
 use paceline_tests::{
     drain_and_compare_influx1, eventually, kafka, scenario_config, topics, Dataset, Serve,
 };
 
-fn setup(tansu: &Tansu, influx: &Influx1, prefix: &str, db: &str) -> (Config, [String; 3]) {
+fn setup(tansu: &Tansu, influx: &Influx1, prefix: &str, db: &str) -> (Settings, [String; 3]) {
     let (t, dl) = topics(prefix);
     for name in &t {
         tansu.create_topic(name, 2);

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use paceline_model::config::Config;
-use paceline_model::service::InfluxApi;
+use paceline_runtime::settings::InfluxApi;
+use paceline_runtime::settings::Settings;
 use paceline_tests::services::Influx1;
 use paceline_tests::{
     drain_and_compare_influx1, eventually, kafka, scenario_config, topics, Dataset, Serve,
@@ -80,7 +80,7 @@ fn ready_on_mock(
     influx: &Influx1,
 ) -> (
     MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
-    Config,
+    Settings,
     Serve,
 ) {
     let mock = MockCluster::new(1).expect("mock cluster");

@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use paceline_model::service::{KafkaConfig, Secret};
+pub mod config;
+
+pub use config::KafkaConfig;
+use paceline_model::secret::Secret;
 use paceline_model::Stream;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

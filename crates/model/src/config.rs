@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalogue::{Indicator, SeriesKey, TagKind, NO_TAG};
 use crate::event::Stream;
-use crate::service::{InfluxApi, InfluxConfig, KafkaConfig, ServiceConfig};
 use crate::time::{parse_rfc3339, Nanos, DAY, SECOND};
 
 /// The whole configuration.
@@ -26,12 +25,26 @@ pub struct Config {
     pub plan: PlanConfig,
     /// Dataflow execution settings.
     pub dataflow: DataflowConfig,
-    /// Kafka (serve).
-    pub kafka: KafkaConfig,
-    /// InfluxDB sink (serve).
-    pub influx: InfluxConfig,
-    /// HTTP endpoints and process settings (serve).
-    pub service: ServiceConfig,
+    // The deployment sections of the same file, owned and read by the crates that use
+    // them (`paceline_runtime::settings`): here they are only let through, unread, so that
+    // one file serves both and an unknown section is still refused by name.
+    #[serde(default, skip_serializing)]
+    kafka: Unread,
+    #[serde(default, skip_serializing)]
+    influx: Unread,
+    #[serde(default, skip_serializing)]
+    service: Unread,
+}
+
+/// A section of the file that another crate reads: accepted whole, not kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Unread;
+
+impl<'de> Deserialize<'de> for Unread {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Unread)
+    }
 }
 
 impl Default for Config {
@@ -41,9 +54,9 @@ impl Default for Config {
             streams: StreamsConfig::default(),
             plan: PlanConfig::default(),
             dataflow: DataflowConfig::default(),
-            kafka: KafkaConfig::default(),
-            influx: InfluxConfig::default(),
-            service: ServiceConfig::default(),
+            kafka: Unread,
+            influx: Unread,
+            service: Unread,
         }
     }
 }
@@ -311,7 +324,8 @@ pub enum LoadError {
     },
 }
 
-/// The configuration as TOML text (every key written out).
+/// The pipeline's configuration as TOML text (every key written out; the deployment
+/// sections are written by `paceline_runtime::settings`).
 pub fn to_toml(config: &Config) -> String {
     toml::to_string(config).unwrap_or_else(|e| format!("# cannot serialize: {e}"))
 }
@@ -383,38 +397,6 @@ impl Config {
         }
     }
 
-    /// The configuration of a service: the file (or the defaults without one), then the
-    /// environment overrides ([`Config::apply_env`]), then validation of the result.
-    pub fn load_with_env(
-        path: Option<&str>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, LoadError> {
-        let name = path.unwrap_or("(defaults)");
-        let mut config = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| LoadError::Read {
-                    path: p.into(),
-                    source,
-                })?;
-                toml::from_str(&text).map_err(|e| LoadError::Parse {
-                    path: p.into(),
-                    message: e.to_string(),
-                })?
-            }
-            None => Config::default(),
-        };
-        let mut errors = config.apply_env(env);
-        errors.extend(config.validate());
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(LoadError::Invalid {
-                path: name.into(),
-                errors,
-            })
-        }
-    }
-
     /// Reads and validates a configuration file.
     pub fn load(path: &str) -> Result<Config, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
@@ -422,37 +404,6 @@ impl Config {
             source,
         })?;
         Config::from_toml(&text, path)
-    }
-
-    /// Applies the deployment overrides of the environment (`PACELINE_KAFKA_BROKERS`,
-    /// `PACELINE_INFLUX_API`, `PACELINE_INFLUX_URL`, `PACELINE_INFLUX_ORG`,
-    /// `PACELINE_INFLUX_BUCKET`, `PACELINE_INFLUX_DB`, `PACELINE_HTTP_ADDR`,
-    /// `PACELINE_STATE_DIR`). Returns the errors of values that cannot apply.
-    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigError> {
-        let mut errors = Vec::new();
-        let set = |name: &str, target: &mut String| {
-            if let Some(v) = env(name) {
-                *target = v;
-            }
-        };
-        set("PACELINE_KAFKA_BROKERS", &mut self.kafka.brokers);
-        set("PACELINE_INFLUX_URL", &mut self.influx.url);
-        set("PACELINE_INFLUX_ORG", &mut self.influx.org);
-        set("PACELINE_INFLUX_BUCKET", &mut self.influx.bucket);
-        set("PACELINE_INFLUX_DB", &mut self.influx.database);
-        set("PACELINE_HTTP_ADDR", &mut self.service.http_addr);
-        set("PACELINE_STATE_DIR", &mut self.service.state_dir);
-        if let Some(api) = env("PACELINE_INFLUX_API") {
-            match api.as_str() {
-                "v2" => self.influx.api = InfluxApi::V2,
-                "v1" => self.influx.api = InfluxApi::V1,
-                other => errors.push(ConfigError {
-                    key: "PACELINE_INFLUX_API".into(),
-                    reason: format!("`{other}` is neither `v2` nor `v1`"),
-                }),
-            }
-        }
-        errors
     }
 
     /// Every validation error, each with its key.
@@ -522,13 +473,6 @@ impl Config {
                 err(key("idle_timeout_s"), "must be positive".into());
             }
         }
-        let telemetry_days = self.streams.get(Stream::Telemetry).correction_horizon_days as u64;
-        if self.kafka.create_topics && self.kafka.telemetry_retention_h < telemetry_days * 24 {
-            err(
-                "kafka.telemetry_retention_h".into(),
-                format!("must cover the telemetry correction horizon ({telemetry_days} days)"),
-            );
-        }
         let tol = self.plan.default_tolerance;
         if !(tol.is_finite() && tol > 0.0 && tol <= 1.0) {
             err("plan.default_tolerance".into(), "must be in (0, 1]".into());
@@ -584,7 +528,6 @@ impl Config {
         if self.dataflow.epoch_events == 0 {
             err("dataflow.epoch_events".into(), "must be positive".into());
         }
-        crate::service::validate(&self.kafka, &self.influx, &self.service, &mut errors);
         errors
     }
 

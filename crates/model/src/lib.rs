@@ -11,7 +11,7 @@ pub mod config;
 pub mod event;
 pub mod failpoint;
 pub mod point;
-pub mod service;
+pub mod secret;
 pub mod time;
 
 pub use catalogue::{Indicator, SeriesKey};

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use paceline_model::config::{Config, LoadError};
+use paceline_runtime::settings::{Secrets, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -171,16 +172,14 @@ fn shutdown_signal(
 
 /// The configuration (file or defaults, then `PACELINE_*` overrides) and the secrets from
 /// the environment, as `serve` and `produce` take them; errors are reported, exit 2.
-fn load_deployment(
-    config: Option<PathBuf>,
-) -> Result<(Config, paceline_model::service::Secrets), ExitCode> {
+fn load_deployment(config: Option<PathBuf>) -> Result<(Settings, Secrets), ExitCode> {
     let env = |k: &str| std::env::var(k).ok();
     let path = config.map(|p| p.display().to_string());
-    let config = Config::load_with_env(path.as_deref(), &env).map_err(|e| {
+    let config = Settings::load_with_env(path.as_deref(), &env).map_err(|e| {
         eprintln!("{e}");
         ExitCode::from(2)
     })?;
-    let secrets = paceline_model::service::Secrets::from_env(&env).map_err(|errors| {
+    let secrets = Secrets::from_env(&env).map_err(|errors| {
         for e in errors {
             eprintln!("{e}");
         }
@@ -194,8 +193,8 @@ fn load_deployment(
 fn check_config(file: &std::path::Path) -> ExitCode {
     let env = |k: &str| std::env::var(k).ok();
     let path = file.display().to_string();
-    let config = Config::load_with_env(Some(&path), &env);
-    let secrets = paceline_model::service::Secrets::from_env(&env);
+    let config = Settings::load_with_env(Some(&path), &env);
+    let secrets = Secrets::from_env(&env);
     if let Err(e) = &config {
         eprintln!("{e}");
     }
@@ -378,7 +377,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::PrintConfig { config } => match load_deployment(config) {
             Ok((config, secrets)) => {
-                print!("{}", paceline_model::config::to_toml(&config));
+                print!("{}", paceline_runtime::settings::to_toml(&config));
                 println!("\n# secrets (from the environment or files, never printed):");
                 for (name, set) in secrets.presence() {
                     println!("#   {name}: {}", if set { "set" } else { "not set" });

@@ -114,7 +114,7 @@ fn configuration_examples_load() {
     let mut blocks = 0;
     for block in text.split("```toml\n").skip(1) {
         let toml = block.split("```").next().expect("a block");
-        let config = paceline_model::config::Config::from_toml(toml, "docs/configuration.md")
+        let config = paceline_runtime::settings::Settings::from_toml(toml, "docs/configuration.md")
             .unwrap_or_else(|e| panic!("{e}\n{toml}"));
         assert!(config.validate().is_empty(), "{toml}");
         blocks += 1;

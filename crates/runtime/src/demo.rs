@@ -294,7 +294,8 @@ pub async fn demo(
         "\nStatus page: http://{addr}/   metrics: http://{addr}/metrics   (Ctrl-C to stop)"
     )?;
     out.flush()?;
-    let limits = crate::serve::http::HttpLimits::from_config(&config.service);
+    let limits =
+        crate::serve::http::HttpLimits::from_config(&crate::settings::ServiceConfig::default());
     crate::serve::http::run_server(listener, router(state), limits, shutdown).await;
     Ok(summary)
 }

@@ -17,6 +17,7 @@ pub mod produce;
 pub mod progress;
 pub mod replay;
 pub mod serve;
+pub mod settings;
 pub mod table;
 
 pub use replay::{replay, ReplayError, ReplayOptions, ReplaySummary};

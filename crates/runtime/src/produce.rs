@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use paceline_model::config::Config;
-use paceline_model::service::Secrets;
+use crate::settings::Secrets;
+use crate::settings::Settings;
 use paceline_model::Stream;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -94,7 +94,7 @@ fn route(line: &[u8]) -> Option<(Stream, String)> {
 /// Publishes every line of the inputs to its topic; waits until the brokers acknowledged
 /// every message.
 pub fn produce(
-    config: &Config,
+    config: &Settings,
     secrets: &Secrets,
     opts: &ProduceOptions,
 ) -> Result<ProduceSummary, ProduceError> {

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::config::InfluxConfig;
 use paceline_model::point::Point;
-use paceline_model::service::InfluxConfig;
 use paceline_model::{Nanos, SeriesKey};
 use rand::Rng as _;
 use tokio::sync::mpsc::Receiver;

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
+use crate::config::{InfluxApi, InfluxConfig, InfluxCredentials, Precision};
 use influxdb2::api::write::TimestampPrecision;
-use paceline_model::service::{InfluxApi, InfluxConfig, Precision, Secrets};
 
 /// Why a write failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,8 +73,8 @@ fn network(e: reqwest::Error) -> WriteError {
 }
 
 impl InfluxWriter {
-    /// Builds the writer for `config`, with its secrets from `secrets`.
-    pub fn new(config: &InfluxConfig, secrets: &Secrets) -> Result<Self, BuildError> {
+    /// Builds the writer for `config`, with `credentials`.
+    pub fn new(config: &InfluxConfig, credentials: &InfluxCredentials) -> Result<Self, BuildError> {
         let base = config.url.trim_end_matches('/').to_string();
         let bad = |reason: String| BuildError {
             url: config.url.clone(),
@@ -88,8 +88,8 @@ impl InfluxWriter {
             .map_err(|e| bad(e.to_string()))?;
         let (api, ping_url) = match config.api {
             InfluxApi::V2 => {
-                let token = secrets
-                    .influx_token
+                let token = credentials
+                    .token
                     .as_ref()
                     .map(|t| t.expose().to_string())
                     .unwrap_or_default();
@@ -132,9 +132,9 @@ impl InfluxWriter {
             api,
             http,
             ping_url,
-            user: secrets.influx_user.clone(),
-            password: secrets
-                .influx_password
+            user: credentials.user.clone(),
+            password: credentials
+                .password
                 .as_ref()
                 .map(|p| p.expose().to_string()),
             divisor: config.precision.divisor(),
@@ -232,7 +232,7 @@ mod tests {
     fn a_bad_url_is_an_error_not_a_panic() {
         let mut c = InfluxConfig::default();
         c.url = "http://[::1".into();
-        let e = InfluxWriter::new(&c, &Secrets::default())
+        let e = InfluxWriter::new(&c, &InfluxCredentials::default())
             .err()
             .expect("refused");
         assert!(e.to_string().starts_with("influx.url"));

@@ -11,6 +11,7 @@ use std::io::{BufWriter, Write};
 use paceline_model::point::Point;
 
 pub mod batcher;
+pub mod config;
 pub mod influx;
 pub mod metrics;
 

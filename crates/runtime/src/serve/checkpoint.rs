@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::settings::Settings;
 use crossbeam_channel::Receiver;
 use paceline_decode::AdmissionState;
 use paceline_ingest::{DeadLetterProducer, OffsetCommitter};
-use paceline_model::config::Config;
 use paceline_model::{Indicator, Nanos, Stream};
 use serde::{Deserialize, Serialize};
 
@@ -92,7 +92,7 @@ pub struct Compatibility {
 
 impl Compatibility {
     /// The settings of `config`.
-    pub fn of(config: &Config) -> Self {
+    pub fn of(config: &Settings) -> Self {
         Compatibility {
             workers: config.dataflow.workers.max(1),
             cadences: Indicator::ALL
@@ -466,7 +466,7 @@ impl Writer {
 mod tests {
     use super::*;
 
-    fn checkpoint(sequence: u64, config: &Config) -> Checkpoint {
+    fn checkpoint(sequence: u64, config: &Settings) -> Checkpoint {
         Checkpoint {
             compatibility: Compatibility::of(config),
             sequence,
@@ -490,7 +490,7 @@ mod tests {
     fn writes_keep_the_last_three_and_read_back() {
         let dir = temp_dir("keep");
         let store = Store::open(&dir).unwrap();
-        let config = Config::default();
+        let config = Settings::default();
         for s in 1..=5 {
             assert_eq!(store.next_sequence().unwrap(), s);
             store.write(&checkpoint(s, &config)).unwrap();
@@ -515,7 +515,7 @@ mod tests {
     fn a_torn_or_garbled_newest_falls_back_to_the_previous() {
         let dir = temp_dir("torn");
         let store = Store::open(&dir).unwrap();
-        let config = Config::default();
+        let config = Settings::default();
         for s in 1..=3 {
             store.write(&checkpoint(s, &config)).unwrap();
         }
@@ -542,8 +542,8 @@ mod tests {
 
     #[test]
     fn differences_name_the_settings() {
-        let a = Config::default();
-        let mut b = Config::default();
+        let a = Settings::default();
+        let mut b = Settings::default();
         b.dataflow.workers = a.dataflow.workers + 3;
         b.streams.telemetry.topic = "other".into();
         let d = Compatibility::of(&a).differences(&Compatibility::of(&b));

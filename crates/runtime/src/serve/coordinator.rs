@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::settings::Settings;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use paceline_dataflow::{Runner, RunnerStats, WatermarkReport};
 use paceline_decode::{Admission, PartitionState, Reason, Verdict, WatermarkRule};
 use paceline_ingest::DeadLetterProducer;
-use paceline_model::config::Config;
 use paceline_model::{Event, Nanos, Stream};
 
 use super::checkpoint::{Checkpoint, Compatibility, CoordinatorState, Pending};
@@ -102,7 +102,7 @@ struct Progress {
 
 impl Progress {
     fn new(
-        config: &Config,
+        config: &Settings,
         partitions: &[Vec<i32>; 3],
         restored: Option<CoordinatorState>,
     ) -> Self {
@@ -221,7 +221,7 @@ pub struct CheckpointFeed {
 /// The coordinator's inputs and outputs.
 pub struct Coordinator {
     /// Configuration.
-    pub config: Config,
+    pub config: Settings,
     /// Partitions of each stream.
     pub partitions: [Vec<i32>; 3],
     /// Batches from the sources.
@@ -303,7 +303,7 @@ impl Coordinator {
 }
 
 /// Each stream's watermark rule from the configuration.
-fn watermark_rules(config: &Config) -> [WatermarkRule; 3] {
+fn watermark_rules(config: &Settings) -> [WatermarkRule; 3] {
     Stream::ALL.map(|s| WatermarkRule {
         out_of_orderness: config.streams.get(s).out_of_orderness(),
         follows_clock: config.service.idle_watermark_follows_clock,
@@ -368,7 +368,7 @@ impl NextEpoch {
 fn take_batch(
     batch: Batch,
     progress: &mut Progress,
-    config: &Config,
+    config: &Settings,
     metrics: &ServeMetrics,
     dead: &DeadLetterProducer,
 ) -> Result<Vec<Event>, PipelineError> {

@@ -62,7 +62,7 @@ pub struct HttpLimits {
 
 impl HttpLimits {
     /// From `service.http_max_connections` and `service.http_header_timeout_s`.
-    pub fn from_config(service: &paceline_model::service::ServiceConfig) -> Self {
+    pub fn from_config(service: &crate::settings::ServiceConfig) -> Self {
         HttpLimits {
             max_connections: service.http_max_connections,
             header_timeout: Duration::from_secs(service.http_header_timeout_s),

@@ -21,10 +21,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::settings::Secrets;
+use crate::settings::Settings;
 use paceline_ingest::{client_config, create_missing_topics, topic_partitions, NewTopicSpec};
-use paceline_model::config::Config;
 use paceline_model::point::Point;
-use paceline_model::service::Secrets;
 use paceline_model::{Indicator, Nanos, Stream};
 use paceline_sink::batcher::SinkHealth;
 use paceline_sink::influx::InfluxWriter;
@@ -131,7 +131,7 @@ pub struct ServeReport {
 
 /// The topics `kafka.create_topics` creates: the three input topics (filings and
 /// scenarios keep everything, telemetry its configured retention) and the dead letters.
-fn topics_to_create(config: &Config) -> Vec<NewTopicSpec> {
+fn topics_to_create(config: &Settings) -> Vec<NewTopicSpec> {
     let k = &config.kafka;
     let spec = |name: &str, retention_ms: Option<u64>| NewTopicSpec {
         name: name.to_string(),
@@ -192,7 +192,7 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
-    fn register(config: &Config) -> Result<Observed, ServeError> {
+    fn register(config: &Settings) -> Result<Observed, ServeError> {
         let registry = Registry::new();
         let setup = |e: prometheus::Error| ServeError::Setup(e.to_string());
         let metrics = ServeMetrics::register(&registry).map_err(setup)?;
@@ -223,7 +223,7 @@ struct Http {
 }
 
 impl Http {
-    async fn start(config: &Config, state: Arc<HttpState>) -> Result<Http, ServeError> {
+    async fn start(config: &Settings, state: Arc<HttpState>) -> Result<Http, ServeError> {
         let addr = &config.service.http_addr;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             ServeError::Setup(format!("service.http_addr {addr}: cannot listen: {e}"))
@@ -251,13 +251,13 @@ impl Http {
 /// Runs the service until `shutdown` resolves (or a fatal error), then shuts down
 /// gracefully.
 pub async fn serve(
-    config: Config,
+    config: Settings,
     secrets: Secrets,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ServeReport, ServeError> {
     let observed = Observed::register(&config)?;
-    let writer = InfluxWriter::new(&config.influx, &secrets)
+    let writer = InfluxWriter::new(&config.influx, &secrets.influx)
         .map_err(|e| ServeError::Setup(e.to_string()))?;
     // HTTP first, so that probes answer (not ready) while Kafka is being reached.
     let http = Http::start(&config, observed.state.clone()).await?;
@@ -268,7 +268,7 @@ pub async fn serve(
 
 /// Restore, reach Kafka, start the pipeline, run it until stopped, shut it down.
 async fn run(
-    config: Config,
+    config: Settings,
     secrets: Secrets,
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
@@ -307,7 +307,7 @@ async fn run(
 /// The partitions of each stream's topic, creating missing topics first when
 /// `kafka.create_topics` says so; blocking requests, off the async threads.
 async fn discover_partitions(
-    config: &Config,
+    config: &Settings,
     kafka: &rdkafka::config::ClientConfig,
 ) -> Result<[Vec<i32>; 3], ServeError> {
     let kafka = kafka.clone();
@@ -334,7 +334,7 @@ async fn discover_partitions(
 /// The newest valid checkpoint to start from, checked against the configuration; None
 /// to start from the topics' beginning (no checkpoint, or `--rebuild`).
 fn restore(
-    config: &Config,
+    config: &Settings,
     store: &Store,
     options: ServeOptions,
 ) -> Result<Option<Checkpoint>, ServeError> {
@@ -374,7 +374,7 @@ fn restore(
 /// run may have written any tick its watermarks reached after its last checkpoint, and no
 /// watermark passes the wall clock plus `streams.max_future_s` (events further ahead are
 /// `out_of_range`).
-fn rewrite_until(config: &Config) -> Nanos {
+fn rewrite_until(config: &Settings) -> Nanos {
     let longest = Indicator::ALL
         .iter()
         .map(|i| config.cadence(*i))

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::settings::Settings;
 use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
 use paceline_ingest::{assign_stable, DeadLetterProducer, OffsetCommitter, TopicWatch};
-use paceline_model::config::Config;
 use paceline_model::point::Point;
 use paceline_model::Stream;
 use paceline_sink::batcher::{self, BatchSettings, SinkStopped};
@@ -68,7 +68,7 @@ struct CheckpointWriter {
 impl Pipeline {
     /// Starts every stage on `partitions`, from `restored` when given.
     pub(super) fn start(
-        config: &Config,
+        config: &Settings,
         kafka: &ClientConfig,
         store: Store,
         restored: Option<Checkpoint>,
@@ -327,7 +327,7 @@ async fn finish_checkpoints(
 
 /// The dataflow, its points into the sink's bounded channel.
 fn start_dataflow(
-    config: &Config,
+    config: &Settings,
     restored: Option<Vec<Vec<u8>>>,
     observed: &Observed,
 ) -> Result<Dataflow, ServeError> {
@@ -385,7 +385,7 @@ fn start_sources(
 
 /// The watch: brokers and topics still there, partitions added.
 fn start_watch(
-    config: &Config,
+    config: &Settings,
     kafka: &ClientConfig,
     observed: &Observed,
     known: &Arc<Mutex<[Vec<i32>; 3]>>,
@@ -421,7 +421,7 @@ fn start_watch(
 /// The checkpoint writer: a snapshot becomes a checkpoint once what came before it is
 /// acknowledged.
 fn start_checkpoint_writer(
-    config: &Config,
+    config: &Settings,
     kafka: &ClientConfig,
     store: Store,
     dead: &DeadLetterProducer,
@@ -459,7 +459,7 @@ fn start_checkpoint_writer(
 /// The sink: batches the dataflow's points into InfluxDB; each acknowledgement feeds the
 /// board, the latency metrics and the checkpoint writer's count.
 fn start_sink(
-    config: &Config,
+    config: &Settings,
     writer: InfluxWriter,
     points: PointsRx,
     observed: &Observed,
@@ -490,7 +490,7 @@ fn start_sink(
 /// Stream lag: the sum over each stream's partitions; with the watermark, the stream's
 /// freshness on the status page. Every second.
 fn start_lag_task(
-    config: &Config,
+    config: &Settings,
     observed: &Observed,
     known: Arc<Mutex<[Vec<i32>; 3]>>,
 ) -> TaskHandle<()> {

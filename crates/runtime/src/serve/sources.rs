@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::settings::Settings;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use paceline_decode::{decode_at, latest_occurred_at};
 use paceline_ingest::{DeadLetterProducer, IngestError, Origin, Polled, TopicSource};
-use paceline_model::config::Config;
 use paceline_model::{Event, Stream};
 use rdkafka::config::ClientConfig;
 
@@ -110,7 +110,7 @@ pub fn reject(
 pub struct Spawner {
     inner: Mutex<SpawnerInner>,
     kafka: ClientConfig,
-    config: Config,
+    config: Settings,
     dead: DeadLetterProducer,
     metrics: ServeMetrics,
     stop: Arc<AtomicBool>,
@@ -129,7 +129,7 @@ impl Spawner {
     /// A spawner handing batches to `tx`; a source failing for good reports on `fatal`.
     pub fn new(
         kafka: ClientConfig,
-        config: Config,
+        config: Settings,
         dead: DeadLetterProducer,
         metrics: ServeMetrics,
         tx: Sender<Batch>,
