@@ -5,16 +5,17 @@
 //! divides them); it hands out raw message bytes with their origin, and end-of-partition
 //! notices from which the runtime tells idle partitions. Offsets are assigned explicitly (no
 //! consumer-group rebalancing); lag per partition comes from librdkafka's statistics.
-//! [`DeadLetterProducer`] writes rejected events with their reason and origin as headers.
+//! [`DeadLetterProducer`] writes rejected events with their reason and origin as headers;
+//! [`TopicWatch`] tells whether the brokers and topics are still there and which partitions
+//! they have; [`config`] is the `[kafka]` section.
+
+pub mod config;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub mod config;
-
-pub use config::KafkaConfig;
 use paceline_model::secret::Secret;
 use paceline_model::Stream;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -27,6 +28,8 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+pub use config::KafkaConfig;
 
 /// Ingest failed: a client could not be created or the topics could not be described.
 #[derive(Debug, thiserror::Error)]

@@ -21,16 +21,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::settings::Settings;
 use crossbeam_channel::Receiver;
-use paceline_decode::AdmissionState;
+use paceline_decode::{AdmissionState, PartitionState};
 use paceline_ingest::{DeadLetterProducer, OffsetCommitter};
 use paceline_model::{Indicator, Nanos, Stream};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::ServeMetrics;
 use crate::board::Board;
-use paceline_decode::PartitionState;
+use crate::settings::Settings;
 
 /// Bumped whenever the payload's layout changes: an older file is refused, named.
 pub const FORMAT_VERSION: u32 = 1;

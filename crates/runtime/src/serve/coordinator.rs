@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::settings::Settings;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use paceline_dataflow::{Runner, RunnerStats, WatermarkReport};
 use paceline_decode::{Admission, PartitionState, Reason, Verdict, WatermarkRule};
@@ -25,6 +24,7 @@ use super::checkpoint::{Checkpoint, Compatibility, CoordinatorState, Pending};
 use super::metrics::ServeMetrics;
 use super::sources::{reject, Batch, Item};
 use super::PipelineError;
+use crate::settings::Settings;
 
 /// When each epoch was sent and when its oldest event was consumed, for the latency
 /// metrics the sink observes on acknowledgement.

@@ -21,8 +21,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::settings::Secrets;
-use crate::settings::Settings;
 use paceline_ingest::{client_config, create_missing_topics, topic_partitions, NewTopicSpec};
 use paceline_model::point::Point;
 use paceline_model::{Indicator, Nanos, Stream};
@@ -32,6 +30,7 @@ use paceline_sink::metrics::SinkMetrics;
 use prometheus::Registry;
 
 use crate::board::Board;
+use crate::settings::{Secrets, Settings};
 use checkpoint::{Checkpoint, CheckpointError, Compatibility, Store};
 use coordinator::EpochLog;
 use http::HttpState;

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::settings::Settings;
 use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
 use paceline_ingest::{assign_stable, DeadLetterProducer, OffsetCommitter, TopicWatch};
 use paceline_model::point::Point;
@@ -30,6 +29,7 @@ use super::{
     ServeReport,
 };
 use crate::board::Freshness;
+use crate::settings::Settings;
 
 type PointsRx = tokio::sync::mpsc::Receiver<(u64, Vec<Point>)>;
 type SinkResult = Result<Result<u64, SinkStopped>, tokio::task::JoinError>;

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::settings::Settings;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use paceline_decode::{decode_at, latest_occurred_at};
 use paceline_ingest::{DeadLetterProducer, IngestError, Origin, Polled, TopicSource};
@@ -19,6 +18,7 @@ use rdkafka::config::ClientConfig;
 
 use super::metrics::ServeMetrics;
 use super::{PipelineError, ServeError};
+use crate::settings::Settings;
 
 /// What a source reports to the coordinator.
 #[derive(Debug)]
