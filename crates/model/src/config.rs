@@ -324,6 +324,32 @@ pub enum LoadError {
     },
 }
 
+impl LoadError {
+    /// The file at `path` is not TOML of the expected shape.
+    pub fn parse(path: &str, e: toml::de::Error) -> LoadError {
+        LoadError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// `value` when `errors` is empty; otherwise every error, for the file at `path`.
+    pub fn unless_invalid<T>(
+        value: T,
+        errors: Vec<ConfigError>,
+        path: &str,
+    ) -> Result<T, LoadError> {
+        if errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(LoadError::Invalid {
+                path: path.into(),
+                errors,
+            })
+        }
+    }
+}
+
 /// The pipeline's configuration as TOML text (every key written out; the deployment
 /// sections are written by `paceline_runtime::settings`).
 pub fn to_toml(config: &Config) -> String {
@@ -382,19 +408,9 @@ pub fn parse_series(s: &str) -> Result<SeriesKey, String> {
 impl Config {
     /// Parses TOML text (unknown keys and wrong types are errors) and validates it.
     pub fn from_toml(text: &str, path: &str) -> Result<Config, LoadError> {
-        let config: Config = toml::from_str(text).map_err(|e| LoadError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
+        let config: Config = toml::from_str(text).map_err(|e| LoadError::parse(path, e))?;
         let errors = config.validate();
-        if errors.is_empty() {
-            Ok(config)
-        } else {
-            Err(LoadError::Invalid {
-                path: path.into(),
-                errors,
-            })
-        }
+        LoadError::unless_invalid(config, errors, path)
     }
 
     /// Reads and validates a configuration file.

@@ -134,7 +134,8 @@ impl Settings {
     /// Parses TOML text (unknown keys and wrong types are errors) and validates it.
     pub fn from_toml(text: &str, path: &str) -> Result<Settings, LoadError> {
         let settings = Settings::parse(text, path)?;
-        into_valid(settings, Vec::new(), path)
+        let errors = settings.validate();
+        LoadError::unless_invalid(settings, errors, path)
     }
 
     /// The settings of a service: the file (or the defaults without one), then the
@@ -153,17 +154,14 @@ impl Settings {
             }
             None => Settings::default(),
         };
-        let errors = settings.apply_env(env);
-        into_valid(settings, errors, path.unwrap_or("(defaults)"))
+        let mut errors = settings.apply_env(env);
+        errors.extend(settings.validate());
+        LoadError::unless_invalid(settings, errors, path.unwrap_or("(defaults)"))
     }
 
     fn parse(text: &str, path: &str) -> Result<Settings, LoadError> {
-        let parse_error = |e: toml::de::Error| LoadError::Parse {
-            path: path.into(),
-            message: e.to_string(),
-        };
-        let pipeline: Config = toml::from_str(text).map_err(parse_error)?;
-        let d: Deployment = toml::from_str(text).map_err(parse_error)?;
+        let pipeline: Config = toml::from_str(text).map_err(|e| LoadError::parse(path, e))?;
+        let d: Deployment = toml::from_str(text).map_err(|e| LoadError::parse(path, e))?;
         Ok(Settings {
             pipeline,
             kafka: d.kafka,
@@ -219,23 +217,6 @@ impl Settings {
             });
         }
         errors
-    }
-}
-
-/// `settings` when `errors` and its validation are empty; otherwise every error.
-fn into_valid(
-    settings: Settings,
-    mut errors: Vec<ConfigError>,
-    path: &str,
-) -> Result<Settings, LoadError> {
-    errors.extend(settings.validate());
-    if errors.is_empty() {
-        Ok(settings)
-    } else {
-        Err(LoadError::Invalid {
-            path: path.into(),
-            errors,
-        })
     }
 }
 
