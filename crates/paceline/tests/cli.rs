@@ -37,6 +37,19 @@ fn this_year() -> u64 {
     1970 + secs / 31_556_952
 }
 
+/// Everything an exited child wrote to its piped stderr.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr piped")
+        .read_to_string(&mut err)
+        .expect("stderr readable");
+    err
+}
+
 fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("dl.jsonl"))
         .unwrap()
@@ -369,14 +382,7 @@ fn a_panic_anywhere_stops_serve_with_exit_1() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("failpoint `http` reached"),
@@ -405,15 +411,7 @@ fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let get = |path: &str| -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-        let mut text = String::new();
-        s.read_to_string(&mut text).ok()?;
-        let code = text.split(' ').nth(1)?.parse().ok()?;
-        Some((code, text))
-    };
+    let get = |path: &str| paceline_tests::services::get(&format!("http://127.0.0.1:{port}{path}"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while get("/healthz").is_none() {
         assert!(std::time::Instant::now() < deadline, "no /healthz");
@@ -444,14 +442,7 @@ fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let err = stderr_of(&mut child);
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("tok-never-shown"), "the token leaked: {err}");
 }
