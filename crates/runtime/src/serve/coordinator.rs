@@ -138,10 +138,7 @@ impl Progress {
     fn publish_watermarks(&self, metrics: &ServeMetrics) {
         for s in Stream::ALL {
             if let Some(w) = self.marks[s.index()] {
-                metrics
-                    .watermark
-                    .with_label_values(&[s.as_str()])
-                    .set(w as f64 / 1e9);
+                metrics.set_watermark(s, w);
             }
         }
     }
@@ -177,10 +174,7 @@ impl Progress {
             if let Some(w) = rules[s.index()].advance(self.marks[s.index()], &states, wall) {
                 self.marks[s.index()] = Some(w);
                 self.admission.set_watermark(s, w);
-                metrics
-                    .watermark
-                    .with_label_values(&[s.as_str()])
-                    .set(w as f64 / 1e9);
+                metrics.set_watermark(s, w);
                 changed = true;
             }
         }

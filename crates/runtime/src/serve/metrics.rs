@@ -3,6 +3,7 @@
 //! gauges. The sink's own metrics are declared in `paceline-sink`.
 
 use paceline_model::point::{Fields, Point, Status};
+use paceline_model::{Nanos, Stream};
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry,
@@ -249,6 +250,13 @@ impl ServeMetrics {
             self.dead_letters.with_label_values(&[st]);
         }
         self.set_entities(paceline_dataflow::entities::EntityCounts::default());
+    }
+
+    /// `paceline_watermark_timestamp_seconds{stream}` from a watermark in nanoseconds.
+    pub fn set_watermark(&self, stream: Stream, watermark: Nanos) {
+        self.watermark
+            .with_label_values(&[stream.as_str()])
+            .set(watermark as f64 / 1e9);
     }
 
     /// Publishes every indicator's cadence and stream.
