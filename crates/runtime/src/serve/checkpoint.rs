@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use paceline_decode::{AdmissionState, PartitionState};
 use paceline_ingest::{DeadLetterProducer, OffsetCommitter};
+use paceline_model::config::Config;
 use paceline_model::{Indicator, Nanos, Stream};
 use serde::{Deserialize, Serialize};
 
 use super::metrics::ServeMetrics;
 use crate::board::Board;
-use crate::settings::Settings;
 
 /// Bumped whenever the payload's layout changes: an older file is refused, named.
 pub const FORMAT_VERSION: u32 = 1;
@@ -91,7 +91,7 @@ pub struct Compatibility {
 
 impl Compatibility {
     /// The settings of `config`.
-    pub fn of(config: &Settings) -> Self {
+    pub fn of(config: &Config) -> Self {
         Compatibility {
             workers: config.dataflow.workers.max(1),
             cadences: Indicator::ALL
@@ -465,7 +465,7 @@ impl Writer {
 mod tests {
     use super::*;
 
-    fn checkpoint(sequence: u64, config: &Settings) -> Checkpoint {
+    fn checkpoint(sequence: u64, config: &Config) -> Checkpoint {
         Checkpoint {
             compatibility: Compatibility::of(config),
             sequence,
@@ -489,7 +489,7 @@ mod tests {
     fn writes_keep_the_last_three_and_read_back() {
         let dir = temp_dir("keep");
         let store = Store::open(&dir).unwrap();
-        let config = Settings::default();
+        let config = Config::default();
         for s in 1..=5 {
             assert_eq!(store.next_sequence().unwrap(), s);
             store.write(&checkpoint(s, &config)).unwrap();
@@ -514,7 +514,7 @@ mod tests {
     fn a_torn_or_garbled_newest_falls_back_to_the_previous() {
         let dir = temp_dir("torn");
         let store = Store::open(&dir).unwrap();
-        let config = Settings::default();
+        let config = Config::default();
         for s in 1..=3 {
             store.write(&checkpoint(s, &config)).unwrap();
         }
@@ -541,8 +541,8 @@ mod tests {
 
     #[test]
     fn differences_name_the_settings() {
-        let a = Settings::default();
-        let mut b = Settings::default();
+        let a = Config::default();
+        let mut b = Config::default();
         b.dataflow.workers = a.dataflow.workers + 3;
         b.streams.telemetry.topic = "other".into();
         let d = Compatibility::of(&a).differences(&Compatibility::of(&b));

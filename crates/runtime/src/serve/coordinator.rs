@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use paceline_dataflow::{Runner, RunnerStats, WatermarkReport};
 use paceline_decode::{Admission, PartitionState, Reason, Verdict, WatermarkRule};
 use paceline_ingest::DeadLetterProducer;
+use paceline_model::config::Config;
 use paceline_model::{Event, Nanos, Stream};
 
 use super::checkpoint::{Checkpoint, Compatibility, CoordinatorState, Pending};
@@ -102,7 +103,7 @@ struct Progress {
 
 impl Progress {
     fn new(
-        config: &Settings,
+        config: &Config,
         partitions: &[Vec<i32>; 3],
         restored: Option<CoordinatorState>,
     ) -> Self {
@@ -362,7 +363,7 @@ impl NextEpoch {
 fn take_batch(
     batch: Batch,
     progress: &mut Progress,
-    config: &Settings,
+    config: &Config,
     metrics: &ServeMetrics,
     dead: &DeadLetterProducer,
 ) -> Result<Vec<Event>, PipelineError> {

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paceline_ingest::{client_config, create_missing_topics, topic_partitions, NewTopicSpec};
+use paceline_model::config::Config;
 use paceline_model::point::Point;
 use paceline_model::{Indicator, Nanos, Stream};
 use paceline_sink::batcher::SinkHealth;
@@ -191,7 +192,7 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
-    fn register(config: &Settings) -> Result<Observed, ServeError> {
+    fn register(config: &Config) -> Result<Observed, ServeError> {
         let registry = Registry::new();
         let setup = |e: prometheus::Error| ServeError::Setup(e.to_string());
         let metrics = ServeMetrics::register(&registry).map_err(setup)?;
@@ -373,7 +374,7 @@ fn restore(
 /// run may have written any tick its watermarks reached after its last checkpoint, and no
 /// watermark passes the wall clock plus `streams.max_future_s` (events further ahead are
 /// `out_of_range`).
-fn rewrite_until(config: &Settings) -> Nanos {
+fn rewrite_until(config: &Config) -> Nanos {
     let longest = Indicator::ALL
         .iter()
         .map(|i| config.cadence(*i))

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
 use paceline_ingest::{assign_stable, DeadLetterProducer, OffsetCommitter, TopicWatch};
+use paceline_model::config::Config;
 use paceline_model::point::Point;
 use paceline_model::Stream;
 use paceline_sink::batcher::{self, BatchSettings, SinkStopped};
@@ -90,7 +91,7 @@ impl Pipeline {
         let (batch_tx, batch_rx) = crossbeam_channel::bounded::<Batch>(16);
         let spawner = Arc::new(Spawner::new(
             kafka.clone(),
-            config.clone(),
+            config.pipeline.clone(),
             dead.clone(),
             observed.metrics.clone(),
             batch_tx,
@@ -327,7 +328,7 @@ async fn finish_checkpoints(
 
 /// The dataflow, its points into the sink's bounded channel.
 fn start_dataflow(
-    config: &Settings,
+    config: &Config,
     restored: Option<Vec<Vec<u8>>>,
     observed: &Observed,
 ) -> Result<Dataflow, ServeError> {
@@ -490,7 +491,7 @@ fn start_sink(
 /// Stream lag: the sum over each stream's partitions; with the watermark, the stream's
 /// freshness on the status page. Every second.
 fn start_lag_task(
-    config: &Settings,
+    config: &Config,
     observed: &Observed,
     known: Arc<Mutex<[Vec<i32>; 3]>>,
 ) -> TaskHandle<()> {

@@ -18,7 +18,7 @@ use rdkafka::config::ClientConfig;
 
 use super::metrics::ServeMetrics;
 use super::{PipelineError, ServeError};
-use crate::settings::Settings;
+use paceline_model::config::Config;
 
 /// What a source reports to the coordinator.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ pub fn reject(
 pub struct Spawner {
     inner: Mutex<SpawnerInner>,
     kafka: ClientConfig,
-    config: Settings,
+    config: Config,
     dead: DeadLetterProducer,
     metrics: ServeMetrics,
     stop: Arc<AtomicBool>,
@@ -129,7 +129,7 @@ impl Spawner {
     /// A spawner handing batches to `tx`; a source failing for good reports on `fatal`.
     pub fn new(
         kafka: ClientConfig,
-        config: Settings,
+        config: Config,
         dead: DeadLetterProducer,
         metrics: ServeMetrics,
         tx: Sender<Batch>,
