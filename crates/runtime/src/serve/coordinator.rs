@@ -279,8 +279,11 @@ impl Coordinator {
             // Watermarks alone make an epoch too: ticks close on them.
             if next.count > 0 || moved || checkpoint_due || done {
                 next.send(&runner, progress.reports(), &epochs)?;
-                published.publish(&metrics, &runner.stats);
             }
+            // Every linger, not only after a send: the workers count corrections after
+            // an epoch is handed over, and input may stop right after it (a quiet stream,
+            // a checkpoint held back by a stuck sink): the counters must still catch up.
+            published.publish(&metrics, &runner.stats);
             next.lingered_from = Instant::now();
             // The final snapshot once the sources are gone: a graceful stop checkpoints.
             if checkpoint_due || done {
