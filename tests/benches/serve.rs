@@ -85,6 +85,16 @@ fn main() {
             quantile(&m, name, 0.99)
         );
     }
+    // For scripts/bench: the figure as one JSON object.
+    println!(
+        "{}",
+        serde_json::json!({
+            "measure": "kafka_tansu_events_per_s",
+            "value": events / elapsed,
+            "unit": "events/s",
+            "detail": "tansu (SQLite storage), start to drained, start-up included",
+        })
+    );
     let (code, _) = serve.stop();
     assert_eq!(code, Some(0));
 }

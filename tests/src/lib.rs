@@ -233,6 +233,17 @@ impl Metrics {
             .sum()
     }
 
+    /// Each sample of `name`: its labels and value.
+    pub fn samples<'m>(
+        &'m self,
+        name: &'m str,
+    ) -> impl Iterator<Item = (&'m BTreeMap<String, String>, f64)> + 'm {
+        self.0
+            .iter()
+            .filter(move |(n, _, _)| n == name)
+            .map(|(_, l, v)| (l, *v))
+    }
+
     /// Whether a metric of that name is present.
     pub fn has(&self, name: &str) -> bool {
         self.0.iter().any(|(n, _, _)| n == name)

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use paceline_model::catalogue::NO_TAG;
 use paceline_model::config::{Config, PlanSpec};
 use paceline_model::point::Point;
 use paceline_model::time::tick_after;
@@ -103,22 +104,86 @@ impl DataflowSettings {
         }
     }
 
-    fn plans_of(&self, group: Indicator) -> Vec<PlanSpec> {
+    fn plans_of(&self, shard: Shard) -> Vec<PlanSpec> {
         self.plans
             .iter()
-            .filter(|p| p.series.indicator.group() == group)
+            .filter(|p| Shard::of_series(p.series.indicator.group(), p.series.tag) == shard)
             .cloned()
             .collect()
     }
 
-    fn new_group(&self, group: Indicator) -> Group {
-        let plans = self.plans_of(group);
+    fn new_group(&self, shard: Shard) -> Group {
+        let group = shard.group;
         Group::new(
             group,
             self.cadence[&group],
             self.horizon[group.stream().index()],
-            plans,
+            self.plans_of(shard),
         )
+    }
+}
+
+/// The unit of work of the series stage: a whole group, or one tag's part of a group whose
+/// series each depend on their own tag's slots only. A few groups carry most of the deltas
+/// (platform availability alone about half of them on the generated district), so whole
+/// groups left the series stage to one worker; per-tag shards spread those groups too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Shard {
+    /// The group.
+    pub group: Indicator,
+    /// The tag this shard holds, or [`NO_TAG`] when it holds the whole group.
+    pub tag: u8,
+}
+
+impl Shard {
+    /// Whether every series of `group` is computed from slots of its own tag alone.
+    /// `scenario_fields_covered` counts over every field's slots, so its group stays whole.
+    fn splits_by_tag(group: Indicator) -> bool {
+        group.tag_kind().key().is_some() && group != Indicator::ApplicationScenariosLiveByField
+    }
+
+    /// The shard holding the slot or series with this tag.
+    pub fn of_series(group: Indicator, tag: u8) -> Shard {
+        let tag = if Shard::splits_by_tag(group) {
+            tag
+        } else {
+            NO_TAG
+        };
+        Shard { group, tag }
+    }
+
+    /// Every shard: the whole groups, and each tag value of the groups split by tag.
+    pub fn all() -> Vec<Shard> {
+        Indicator::ALL
+            .iter()
+            .filter(|i| i.group() == **i)
+            .flat_map(|&group| {
+                let tags: Vec<u8> = if Shard::splits_by_tag(group) {
+                    (0..=u8::MAX - 1)
+                        .take_while(|t| group.tag_kind().value(*t).is_some())
+                        .collect()
+                } else {
+                    vec![NO_TAG]
+                };
+                tags.into_iter().map(move |tag| Shard { group, tag })
+            })
+            .collect()
+    }
+
+    /// The exchange key: a group's shards go to consecutive workers, each group starting
+    /// at its own index, so the tags of one heavy group land on different workers.
+    fn route(self) -> u64 {
+        let tag = if self.tag == NO_TAG {
+            0
+        } else {
+            self.tag as u64
+        };
+        self.group.index() as u64 + tag
+    }
+
+    /// Whether worker `index` of `peers` holds this shard.
+    fn held_by(self, index: usize, peers: usize) -> bool {
+        (self.route() % peers as u64) as usize == index
     }
 }
 
@@ -257,7 +322,7 @@ struct SeriesWorker {
 /// What a snapshot keeps of a series operator.
 #[derive(Debug, Serialize, Deserialize)]
 struct SeriesState {
-    groups: BTreeMap<Indicator, Group>,
+    groups: BTreeMap<Shard, Group>,
     /// Latest watermark per (source, stream).
     marks: HashMap<(u32, Stream), Nanos>,
     earliest: [Option<Nanos>; 3],
@@ -274,8 +339,8 @@ struct WorkerState {
 /// Restores a worker's state from its snapshot part, with the plan as configured now.
 fn restore_worker(bytes: &[u8], settings: &DataflowSettings) -> Result<WorkerState, RunnerError> {
     let mut state: WorkerState = bincode::deserialize(bytes).map_err(RunnerError::Restore)?;
-    for (g, group) in state.series.groups.iter_mut() {
-        group.restore_plans(settings.plans_of(*g));
+    for (shard, group) in state.series.groups.iter_mut() {
+        group.restore_plans(settings.plans_of(*shard));
         if let Some(until) = settings.rewrite_until {
             group.rewrite_through(until);
         }
@@ -290,10 +355,10 @@ impl SeriesWorker {
         index: usize,
         peers: usize,
     ) -> Self {
-        let groups = Indicator::ALL
-            .iter()
-            .filter(|i| i.group() == **i && i.index() % peers == index)
-            .map(|g| (*g, settings.new_group(*g)))
+        let groups = Shard::all()
+            .into_iter()
+            .filter(|s| s.held_by(index, peers))
+            .map(|s| (s, settings.new_group(s)))
             .collect();
         SeriesWorker {
             settings: settings.clone(),
@@ -311,7 +376,10 @@ impl SeriesWorker {
     fn epoch(&mut self, deltas: &[Delta], reports: Vec<WatermarkReport>) -> Vec<Point> {
         let st = &mut self.state;
         for d in deltas {
-            if let Some(g) = st.groups.get_mut(&d.slot.group) {
+            if let Some(g) = st
+                .groups
+                .get_mut(&Shard::of_series(d.slot.group, d.slot.tag))
+            {
                 g.apply(d);
             }
         }
@@ -328,7 +396,8 @@ impl SeriesWorker {
             }
         }
         let mut out = Vec::new();
-        for (ind, g) in st.groups.iter_mut() {
+        for (shard, g) in st.groups.iter_mut() {
+            let ind = &shard.group;
             let stream = ind.stream();
             let Some(e) = st.earliest[stream.index()] else {
                 continue;
@@ -497,10 +566,13 @@ impl Runner {
             } else {
                 Vec::new()
             };
+            // The next epoch's share is about as large as this one's: room for it now
+            // saves regrowing the vector event by event.
+            let next = Vec::with_capacity(events.len());
             self.send(
                 i,
                 Epoch {
-                    events: std::mem::take(events),
+                    events: std::mem::replace(events, next),
                     reports,
                 },
             )?;
@@ -607,7 +679,7 @@ fn run_worker(
         deltas
             .binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
                 reports,
-                Exchange::new(|d: &Delta| d.slot.group.index() as u64),
+                Exchange::new(|d: &Delta| Shard::of_series(d.slot.group, d.slot.tag).route()),
                 timely::dataflow::channels::pact::Pipeline,
                 "Series",
                 move |_cap, _info| {

@@ -137,11 +137,18 @@ impl Group {
     }
 
     fn ensure_output(&mut self, key: SeriesKey) {
+        // Called for every delta: the plan is looked up only for a series not seen before.
+        if self.outputs.contains_key(&key) {
+            return;
+        }
         let plan = self.plans.iter().find(|p| p.series == key).cloned();
-        self.outputs.entry(key).or_insert_with(|| Output {
-            plan,
-            ..Default::default()
-        });
+        self.outputs.insert(
+            key,
+            Output {
+                plan,
+                ..Default::default()
+            },
+        );
     }
 
     fn mark_dirty(&mut self, tick: Nanos) {

@@ -90,7 +90,7 @@ struct Gate {
     external: Option<Nanos>,
     /// Judge `too_late` against `external` only (None: nothing is too late yet).
     external_only: bool,
-    seen: HashMap<String, Nanos>,
+    seen: HashMap<String, Nanos, foldhash::quality::RandomState>,
     prune_at_len: usize,
 }
 
@@ -170,7 +170,7 @@ impl Admission {
                 external: None,
                 external_only: false,
                 min_at: None,
-                seen: HashMap::new(),
+                seen: HashMap::default(),
                 prune_at_len: 1024,
             }
         };

@@ -2,9 +2,9 @@
 //!
 //! Strings without escapes borrow from the input; numbers keep their text, so that the
 //! validator can tell `5` from `5.0` and `1e999` from a parse error. Objects keep their
-//! members in order and a repeated key (after unescaping) is an error at any depth. Callers
-//! bound the nesting depth before parsing (see [`crate::prescan`]); the parser also stops at
-//! a depth limit of its own, so it never overflows the stack.
+//! members in order and a repeated key (after unescaping) is an error at any depth. The
+//! parser reports the deepest nesting it met ([`parse_nested`]) and stops at a depth limit
+//! of its own, so it never overflows the stack.
 
 use std::borrow::Cow;
 
@@ -46,13 +46,22 @@ pub struct JsonError {
 }
 
 const PARSER_DEPTH_LIMIT: usize = 128;
+/// Room reserved for the members of the top-level object: more than any event type has.
+const TOP_LEVEL_MEMBERS: usize = 12;
 
 /// Parses one JSON text (surrounding whitespace allowed).
 pub fn parse(text: &str) -> Result<Value<'_>, JsonError> {
+    parse_nested(text).map(|(v, _)| v)
+}
+
+/// [`parse`], also giving the deepest nesting of arrays and objects (a top-level object is
+/// 1): the bracket depth that [`crate::prescan`] counts, on text that is JSON.
+pub fn parse_nested(text: &str) -> Result<(Value<'_>, usize), JsonError> {
     let mut p = Parser {
         s: text,
         b: text.as_bytes(),
         i: 0,
+        deepest: 0,
     };
     p.ws();
     let v = p.value(0)?;
@@ -60,13 +69,14 @@ pub fn parse(text: &str) -> Result<Value<'_>, JsonError> {
     if p.i != p.b.len() {
         return Err(p.err("trailing characters"));
     }
-    Ok(v)
+    Ok((v, p.deepest))
 }
 
 struct Parser<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    deepest: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -241,6 +251,7 @@ impl<'a> Parser<'a> {
 
     fn array(&mut self, depth: usize) -> Result<Value<'a>, JsonError> {
         self.i += 1;
+        self.deepest = self.deepest.max(depth + 1);
         let mut items = Vec::new();
         self.ws();
         if self.b.get(self.i) == Some(&b']') {
@@ -265,9 +276,16 @@ impl<'a> Parser<'a> {
 
     fn object(&mut self, depth: usize) -> Result<Value<'a>, JsonError> {
         self.i += 1;
-        // Grown as members come, never reserved ahead: `[{},{},…]` must not reserve room
-        // for members that are not there (memory stays a small multiple of the input).
-        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
+        self.deepest = self.deepest.max(depth + 1);
+        // Nested objects grow as members come, never reserved ahead: `[{},{},…]` must not
+        // reserve room for members that are not there (memory stays a small multiple of the
+        // input). The one top-level object (an event's envelope and fields) starts with room
+        // for an event's members, saving the regrowth on every line.
+        let mut members: Vec<(Cow<'a, str>, Value<'a>)> = if depth == 0 {
+            Vec::with_capacity(TOP_LEVEL_MEMBERS)
+        } else {
+            Vec::new()
+        };
         self.ws();
         if self.b.get(self.i) == Some(&b'}') {
             self.i += 1;
@@ -296,8 +314,10 @@ impl<'a> Parser<'a> {
                         return Err(self.err("repeated key"));
                     }
                     // Growth rounds up (at least 4 members): give back what a small
-                    // object does not use.
-                    members.shrink_to_fit();
+                    // nested object does not use.
+                    if depth > 0 {
+                        members.shrink_to_fit();
+                    }
                     return Ok(Value::Object(members));
                 }
                 _ => return Err(self.err("expected , or }")),

@@ -10,7 +10,7 @@ use paceline_model::event::{
 use paceline_model::time::{parse_rfc3339, QuarterIndex, TimestampError};
 use paceline_model::{Body, Event, Nanos, Stream};
 
-use crate::json::{parse, Value};
+use crate::json::{parse_nested, Value};
 use crate::reason::{Reason, Rejection};
 
 /// Largest accepted event, in bytes.
@@ -250,8 +250,84 @@ fn reject(reason: Reason, stream: Option<Stream>, detail: impl Into<String>) -> 
     }
 }
 
-fn present<'v, 'a>(obj: &'v Value<'a>, name: &str) -> Option<&'v Value<'a>> {
-    obj.get(name).filter(|v| !matches!(v, Value::Null))
+/// Where `event_id` and `occurred_at` are in [`ENVELOPE`].
+const EVENT_ID: usize = 0;
+const OCCURRED_AT: usize = 1;
+/// Fields an event is checked for: the envelope's and the most any type has.
+const MAX_FIELDS: usize = ENVELOPE.len() + 5;
+
+/// The members of one event that validation reads, found in one pass over the object:
+/// the envelope's fields, then the type's in [`fields_of`]'s order. A member that is
+/// `null` counts as absent (docs/events.md). Every check then reads them by position
+/// instead of searching the members again.
+struct Fields<'v, 'a> {
+    found: [Option<&'v Value<'a>>; MAX_FIELDS],
+    spec: &'static [(&'static str, Kind)],
+}
+
+impl<'v, 'a> Fields<'v, 'a> {
+    fn find(
+        members: &'v [(std::borrow::Cow<'a, str>, Value<'a>)],
+        spec: &'static [(&'static str, Kind)],
+    ) -> Self {
+        let mut found = [None; MAX_FIELDS];
+        for (key, value) in members {
+            if matches!(value, Value::Null) {
+                continue;
+            }
+            let key = key.as_ref();
+            let position = ENVELOPE
+                .iter()
+                .map(|(name, _, _)| *name)
+                .chain(spec.iter().map(|(name, _)| *name))
+                .position(|name| name == key);
+            if let Some(i) = position {
+                found[i] = Some(value);
+            }
+        }
+        Fields { found, spec }
+    }
+
+    /// By position among the envelope's fields followed by the type's.
+    fn at(&self, i: usize) -> Option<&'v Value<'a>> {
+        self.found.get(i).copied().flatten()
+    }
+
+    /// The type's field `i` (its position in [`fields_of`]).
+    fn spec(&self, i: usize) -> Option<&'v Value<'a>> {
+        self.at(ENVELOPE.len() + i)
+    }
+
+    /// The type's field called `name`.
+    fn named(&self, name: &str) -> Option<&'v Value<'a>> {
+        let i = self.spec.iter().position(|(n, _)| *n == name)?;
+        self.spec(i)
+    }
+}
+
+/// Size, depth and JSON, in the spec's order, in one pass over a valid line: the bracket
+/// depth [`prescan`] counts is the parser's own nesting when the text is JSON, so the
+/// separate scan runs only for a line that is not, to tell `too_deep` from `invalid_json`.
+fn parse_checked(bytes: &[u8]) -> Result<Value<'_>, (Reason, String)> {
+    let too_deep = || {
+        (
+            Reason::TooDeep,
+            format!("brackets nested deeper than {MAX_DEPTH}"),
+        )
+    };
+    if bytes.len() > MAX_EVENT_BYTES {
+        let detail = format!("{} bytes, over {MAX_EVENT_BYTES}", bytes.len());
+        return Err((Reason::TooLarge, detail));
+    }
+    let parsed = std::str::from_utf8(bytes)
+        .map_err(|e| format!("not UTF-8: {e}"))
+        .and_then(|text| parse_nested(text).map_err(|e| e.to_string()));
+    match parsed {
+        Ok((_, deepest)) if deepest > MAX_DEPTH => Err(too_deep()),
+        Ok((root, _)) => Ok(root),
+        Err(_) if prescan(bytes) == Err(Reason::TooDeep) => Err(too_deep()),
+        Err(detail) => Err((Reason::InvalidJson, detail)),
+    }
 }
 
 /// Decodes and validates one event. `topic_stream` is the stream the message came from
@@ -276,16 +352,8 @@ pub fn decode_at(
     topic_stream: Option<Stream>,
     latest: Nanos,
 ) -> Result<Event, Rejection> {
-    prescan(bytes).map_err(|r| {
-        let detail = match r {
-            Reason::TooLarge => format!("{} bytes, over {MAX_EVENT_BYTES}", bytes.len()),
-            _ => format!("brackets nested deeper than {MAX_DEPTH}"),
-        };
-        reject(r, topic_stream, detail)
-    })?;
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| reject(Reason::InvalidJson, topic_stream, format!("not UTF-8: {e}")))?;
-    let root = parse(text).map_err(|e| reject(Reason::InvalidJson, topic_stream, e.to_string()))?;
+    let root =
+        parse_checked(bytes).map_err(|(reason, detail)| reject(reason, topic_stream, detail))?;
     let Value::Object(members) = &root else {
         return Err(reject(
             Reason::InvalidJson,
@@ -335,13 +403,15 @@ pub fn decode_at(
     }
     let stream_tag = Some(topic_stream.unwrap_or(stream));
     let spec = fields_of(event_type);
+    let fields = Fields::find(members, spec);
     let all = ENVELOPE
         .iter()
         .map(|(n, k, r)| (*n, *k, *r))
-        .chain(spec.iter().map(|(n, k)| (*n, *k, true)));
+        .chain(spec.iter().map(|(n, k)| (*n, *k, true)))
+        .enumerate();
 
-    for (name, _, required) in all.clone() {
-        if required && present(&root, name).is_none() {
+    for (i, (name, _, required)) in all.clone() {
+        if required && fields.at(i).is_none() {
             return Err(reject(
                 Reason::MissingField,
                 stream_tag,
@@ -349,8 +419,8 @@ pub fn decode_at(
             ));
         }
     }
-    for (name, kind, _) in all.clone() {
-        if let Some(v) = present(&root, name) {
+    for (i, (name, kind, _)) in all.clone() {
+        if let Some(v) = fields.at(i) {
             if !type_ok(kind, v) {
                 return Err(reject(
                     Reason::WrongType,
@@ -360,7 +430,7 @@ pub fn decode_at(
             }
         }
     }
-    let Some(Value::String(occurred)) = present(&root, "occurred_at") else {
+    let Some(Value::String(occurred)) = fields.at(OCCURRED_AT) else {
         return Err(reject(
             Reason::MissingField,
             stream_tag,
@@ -375,8 +445,8 @@ pub fn decode_at(
             "`occurred_at` is not RFC 3339 with an offset",
         ));
     }
-    for (name, kind) in spec {
-        let Some(Value::String(s)) = present(&root, name) else {
+    for (i, (name, kind)) in spec.iter().enumerate() {
+        let Some(Value::String(s)) = fields.spec(i) else {
             continue;
         };
         let ok = match kind {
@@ -410,7 +480,7 @@ pub fn decode_at(
             "`occurred_at` is further ahead of the clock than `streams.max_future_s` allows",
         ));
     }
-    let Some(Value::String(id)) = present(&root, "event_id") else {
+    let Some(Value::String(id)) = fields.at(EVENT_ID) else {
         return Err(reject(
             Reason::MissingField,
             stream_tag,
@@ -424,8 +494,8 @@ pub fn decode_at(
             format!("`event_id` is {} bytes, not 1 to 128", id.len()),
         ));
     }
-    for (name, kind) in spec {
-        if let Some(v) = present(&root, name) {
+    for (i, (name, kind)) in spec.iter().enumerate() {
+        if let Some(v) = fields.spec(i) {
             if !in_range(*kind, v) {
                 return Err(reject(
                     Reason::OutOfRange,
@@ -444,7 +514,7 @@ pub fn decode_at(
             ));
         }
     }
-    let body = build_body(event_type, &root)
+    let body = build_body(event_type, &fields)
         .ok_or_else(|| reject(Reason::WrongType, stream_tag, "fields could not be read"))?;
     Ok(Event {
         id: id.to_string(),
@@ -453,21 +523,17 @@ pub fn decode_at(
     })
 }
 
-fn text<'v>(v: &'v Value<'_>, key: &str) -> Option<&'v str> {
-    match v.get(key) {
+fn build_body(ty: EventType, v: &Fields<'_, '_>) -> Option<Body> {
+    let e = |k: &str| match v.named(k) {
         Some(Value::String(s)) => Some(s.as_ref()),
         _ => None,
-    }
-}
-
-fn build_body(ty: EventType, v: &Value<'_>) -> Option<Body> {
-    let s = |k: &str| text(v, k).map(str::to_string);
-    let e = |k: &str| text(v, k);
-    let f = |k: &str| match v.get(k) {
+    };
+    let s = |k: &str| e(k).map(str::to_string);
+    let f = |k: &str| match v.named(k) {
         Some(Value::Number(n)) => n.parse::<f64>().ok(),
         _ => None,
     };
-    let u = |k: &str| match v.get(k) {
+    let u = |k: &str| match v.named(k) {
         Some(Value::Number(n)) => n
             .strip_prefix('-')
             .map_or_else(|| n.parse::<u64>().ok(), |_| Some(0)),
@@ -478,7 +544,7 @@ fn build_body(ty: EventType, v: &Value<'_>) -> Option<Body> {
             enterprise: s("enterprise_id")?,
             cluster: Cluster::from_str(e("cluster")?)?,
             region: Region::from_str(e("region")?)?,
-            sme: matches!(v.get("sme"), Some(Value::Bool(true))),
+            sme: matches!(v.named("sme"), Some(Value::Bool(true))),
         },
         EventType::Deregistered => Body::Deregistered {
             enterprise: s("enterprise_id")?,

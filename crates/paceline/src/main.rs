@@ -8,6 +8,12 @@ use clap::{Parser, Subcommand};
 use paceline_model::config::{Config, LoadError};
 use paceline_runtime::settings::{Secrets, Settings};
 
+// Events are allocated on the thread that decodes them and freed on the dataflow worker
+// that applies them: glibc's per-arena locks made that hand-over a contention point (seen
+// in the replay profile); mimalloc frees across threads without a shared lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "paceline",

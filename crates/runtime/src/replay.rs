@@ -3,10 +3,10 @@
 //! end of input (docs/indicators.md, "Ticks and watermarks"). [`run`] is the pipeline
 //! itself, shared with the demo, which feeds it the generator's lines instead of files.
 //!
-//! The reader decodes and admits events in input order (so duplicates and `too_late` follow
-//! the sequence exactly), hands accepted events to the dataflow workers in epochs with the
-//! streams' watermarks, and at end of input closes every tick up to the first tick after the
-//! greatest accepted `occurred_at`.
+//! The reader hands chunks of lines to decoder threads and admits the decoded events in
+//! input order (so duplicates and `too_late` follow the sequence exactly), hands accepted
+//! events to the dataflow workers in epochs with the streams' watermarks, and at end of input
+//! closes every tick up to the first tick after the greatest accepted `occurred_at`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -16,15 +16,14 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use paceline_dataflow::{DataflowSettings, Runner, WatermarkReport};
-use paceline_decode::{
-    decode_at, latest_occurred_at, Admission, Reason, Rejection, Verdict, MAX_EVENT_BYTES,
-};
+use paceline_decode::{Admission, Reason, Rejection, Verdict, MAX_EVENT_BYTES};
 use paceline_model::config::{Config, PlanSpec};
 use paceline_model::point::Point;
 use paceline_model::{Event, Nanos, SeriesKey, Stream};
 use paceline_sink::LineProtocolFile;
 
 use crate::board::Board;
+use crate::decoders::{Chunk, Decoded, Decoders, CHUNK_LINES};
 use crate::progress::Progress;
 
 /// What to replay and where to write.
@@ -63,6 +62,9 @@ pub enum ReplayError {
     /// The thread writing the line protocol panicked.
     #[error("the output writer panicked")]
     WriterPanicked,
+    /// A decoder thread panicked.
+    #[error("decoding failed: {0}")]
+    Decoder(#[from] crate::decoders::DecoderStopped),
 }
 
 /// Counts of one replay.
@@ -443,11 +445,129 @@ fn end_of_input(admission: &Admission) -> Option<Nanos> {
         .max()
 }
 
-/// The pipeline of replay and demo: lines in, in order, decoded and admitted on this thread
-/// (so duplicates and `too_late` follow the sequence exactly), accepted events to the
-/// dataflow in epochs, points to `points` and `board` on a writer thread, rejected lines to
-/// `dead`. At end of input every tick up to the first tick after the greatest accepted
-/// `occurred_at` closes. A progress bar over the inputs' bytes is drawn on a terminal.
+/// Admission on the reader's thread: decoded lines in input order in, accepted events to
+/// the dataflow in epochs, rejected lines to the dead letters, the counts kept.
+struct Admitter<'r> {
+    runner: &'r Runner,
+    admission: Admission,
+    summary: ReplaySummary,
+    pending: Vec<Vec<Event>>,
+    pending_count: usize,
+    next_worker: usize,
+    epoch_events: usize,
+    names: Arc<[String]>,
+}
+
+impl Admitter<'_> {
+    /// Admits one decoded chunk, line by line in order.
+    fn admit_chunk(
+        &mut self,
+        decoded: Decoded,
+        dead: &mut dyn DeadLetterSink,
+    ) -> Result<(), ReplayError> {
+        let names = self.names.clone();
+        let name = &names[decoded.chunk.input];
+        for ((line, line_no), result) in decoded.chunk.lines().zip(decoded.results) {
+            self.summary.events += 1;
+            let event = match result {
+                Ok(event) => event,
+                Err(rejection) => {
+                    count_rejection(&mut self.summary, &rejection);
+                    dead.write(&rejection, name, line_no, line)?;
+                    continue;
+                }
+            };
+            let stream = event.body.stream();
+            match self.admission.admit(&event) {
+                Verdict::Accepted => {
+                    self.summary.accepted[stream.index()] += 1;
+                    self.pending[self.next_worker].push(event);
+                    self.next_worker = (self.next_worker + 1) % self.pending.len();
+                    self.pending_count += 1;
+                    if self.pending_count >= self.epoch_events {
+                        self.send_epoch(None)?;
+                    }
+                }
+                Verdict::Duplicate => self.summary.duplicates[stream.index()] += 1,
+                Verdict::TooLate => {
+                    let rejection = Rejection {
+                        reason: Reason::TooLate,
+                        stream: Some(stream),
+                        detail: "older than the watermark minus the correction horizon".into(),
+                    };
+                    count_rejection(&mut self.summary, &rejection);
+                    dead.write(&rejection, name, line_no, line)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the events gathered so far as one epoch with the streams' watermarks;
+    /// `end` marks the end of input.
+    fn send_epoch(&mut self, end: Option<Nanos>) -> Result<(), ReplayError> {
+        self.runner
+            .send_all(&mut self.pending, reports(&self.admission, end))?;
+        self.pending_count = 0;
+        Ok(())
+    }
+}
+
+fn count_rejection(summary: &mut ReplaySummary, rejection: &Rejection) {
+    *summary
+        .rejected
+        .entry((rejection.stream_name(), rejection.reason.as_str()))
+        .or_default() += 1;
+}
+
+/// Lines read and decoded ahead of admission: chunks go to the decoder threads, and come
+/// back to the admitter in input order.
+struct Reader {
+    decoders: Decoders,
+    chunk: Chunk,
+}
+
+impl Reader {
+    /// Hands the current chunk to the decoders (admitting finished chunks first while
+    /// every decoder slot is taken); the next lines come from input `input`.
+    fn submit(
+        &mut self,
+        input: usize,
+        admitter: &mut Admitter<'_>,
+        dead: &mut dyn DeadLetterSink,
+    ) -> Result<(), ReplayError> {
+        let chunk = std::mem::replace(&mut self.chunk, Chunk::new(input));
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        while !self.decoders.has_room() {
+            admitter.admit_chunk(self.decoders.next()?, dead)?;
+        }
+        Ok(self.decoders.submit(chunk)?)
+    }
+
+    /// Submits the current chunk and admits everything submitted: every line read so far
+    /// is then admitted, in order.
+    fn drain(
+        &mut self,
+        input: usize,
+        admitter: &mut Admitter<'_>,
+        dead: &mut dyn DeadLetterSink,
+    ) -> Result<(), ReplayError> {
+        self.submit(input, admitter, dead)?;
+        while self.decoders.pending() {
+            admitter.admit_chunk(self.decoders.next()?, dead)?;
+        }
+        Ok(())
+    }
+}
+
+/// The pipeline of replay and demo: lines in, in order, decoded on decoder threads (one
+/// per worker) and admitted on this thread in input order (so duplicates and `too_late`
+/// follow the sequence exactly), accepted events to the dataflow in epochs, points to
+/// `points` and `board` on a writer thread, rejected lines to `dead`. At end of input
+/// every tick up to the first tick after the greatest accepted `occurred_at` closes. A
+/// progress bar over the inputs' bytes is drawn on a terminal.
 pub fn run(
     config: &Config,
     mut inputs: Vec<Input>,
@@ -477,24 +597,31 @@ pub fn run(
     });
     let runner = Runner::start(settings, out, None)?;
     let workers = runner.workers();
-    let epoch_events = config.dataflow.epoch_events.max(1);
-    let mut admission = Admission::new(&config.streams);
-    let mut summary = ReplaySummary::default();
-    let mut pending: Vec<Vec<Event>> = vec![Vec::new(); workers];
-    let mut pending_count = 0usize;
-    let mut next_worker = 0usize;
+    let mut admitter = Admitter {
+        runner: &runner,
+        admission: Admission::new(&config.streams),
+        summary: ReplaySummary::default(),
+        pending: vec![Vec::new(); workers],
+        pending_count: 0,
+        next_worker: 0,
+        epoch_events: config.dataflow.epoch_events.max(1),
+        names: inputs
+            .iter()
+            .map(|i| i.name.clone())
+            .collect::<Vec<_>>()
+            .into(),
+    };
+    let mut reader = Reader {
+        decoders: Decoders::start(workers, config.streams.max_future()),
+        chunk: Chunk::new(0),
+    };
     let mut bytes = 0u64;
-
-    let flush = |runner: &Runner,
-                 pending: &mut Vec<Vec<Event>>,
-                 reports: Vec<WatermarkReport>|
-     -> Result<(), ReplayError> { Ok(runner.send_all(pending, reports)?) };
-
     let mut line = Vec::with_capacity(4096);
     let result = (|| -> Result<(), ReplayError> {
-        for input in inputs.iter_mut() {
+        for (index, input) in inputs.iter_mut().enumerate() {
+            reader.submit(index, &mut admitter, dead)?;
             let name = &input.name;
-            let reader = &mut input.reader;
+            let source = &mut input.reader;
             let mut line_no = 0u64;
             loop {
                 let input_error = |source| ReplayError::Input {
@@ -502,25 +629,24 @@ pub fn run(
                     source,
                 };
                 let (n, state) =
-                    read_line_capped(reader, &mut line, MAX_EVENT_BYTES).map_err(input_error)?;
+                    read_line_capped(source, &mut line, MAX_EVENT_BYTES).map_err(input_error)?;
                 if state == LineRead::End {
                     break;
                 }
                 bytes += n;
                 line_no += 1;
                 if state == LineRead::Long {
-                    // Over the limit whatever its end: rejected as it streams past.
-                    summary.events += 1;
+                    // Over the limit whatever its end: rejected as it streams past, after
+                    // every line before it (the dead letters stay in input order).
+                    reader.drain(index, &mut admitter, dead)?;
+                    admitter.summary.events += 1;
                     let rejection = Rejection {
                         reason: Reason::TooLarge,
                         stream: None,
                         detail: format!("over {MAX_EVENT_BYTES} bytes"),
                     };
-                    *summary
-                        .rejected
-                        .entry((rejection.stream_name(), rejection.reason.as_str()))
-                        .or_default() += 1;
-                    bytes += dead.write_long(&rejection, name, line_no, &line, reader)?;
+                    count_rejection(&mut admitter.summary, &rejection);
+                    bytes += dead.write_long(&rejection, name, line_no, &line, source)?;
                     continue;
                 }
                 if line.last() == Some(&b'\r') {
@@ -529,58 +655,29 @@ pub fn run(
                 if line.is_empty() {
                     continue;
                 }
-                summary.events += 1;
-                let latest = latest_occurred_at(config.streams.max_future());
-                match decode_at(&line, None, latest) {
-                    Err(rejection) => {
-                        *summary
-                            .rejected
-                            .entry((rejection.stream_name(), rejection.reason.as_str()))
-                            .or_default() += 1;
-                        dead.write(&rejection, name, line_no, &line)?;
-                    }
-                    Ok(event) => {
-                        let stream = event.body.stream();
-                        match admission.admit(&event) {
-                            Verdict::Accepted => {
-                                summary.accepted[stream.index()] += 1;
-                                pending[next_worker].push(event);
-                                next_worker = (next_worker + 1) % workers;
-                                pending_count += 1;
-                                if pending_count >= epoch_events {
-                                    flush(&runner, &mut pending, reports(&admission, None))?;
-                                    pending_count = 0;
-                                    progress.update(
-                                        bytes,
-                                        summary.events,
-                                        end_of_input(&admission),
-                                    );
-                                }
-                            }
-                            Verdict::Duplicate => summary.duplicates[stream.index()] += 1,
-                            Verdict::TooLate => {
-                                let rejection = Rejection {
-                                    reason: Reason::TooLate,
-                                    stream: Some(stream),
-                                    detail: "older than the watermark minus the correction horizon"
-                                        .into(),
-                                };
-                                *summary
-                                    .rejected
-                                    .entry((stream.as_str(), Reason::TooLate.as_str()))
-                                    .or_default() += 1;
-                                dead.write(&rejection, name, line_no, &line)?;
-                            }
-                        }
-                    }
+                reader.chunk.push(&line, line_no);
+                if reader.chunk.len() >= CHUNK_LINES {
+                    reader.submit(index, &mut admitter, dead)?;
+                    progress.update(
+                        bytes,
+                        admitter.summary.events,
+                        end_of_input(&admitter.admission),
+                    );
                 }
             }
         }
-        let end = end_of_input(&admission);
-        progress.update(bytes, summary.events, end);
-        flush(&runner, &mut pending, reports(&admission, end))?;
+        reader.drain(0, &mut admitter, dead)?;
+        let end = end_of_input(&admitter.admission);
+        progress.update(bytes, admitter.summary.events, end);
+        admitter.send_epoch(end)?;
         Ok(())
     })();
+    drop(reader);
+    let Admitter {
+        admission,
+        mut summary,
+        ..
+    } = admitter;
     progress.finish();
     let stats = runner.finish()?;
     result?;

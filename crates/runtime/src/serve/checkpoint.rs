@@ -32,7 +32,8 @@ use super::metrics::ServeMetrics;
 use crate::board::Board;
 
 /// Bumped whenever the payload's layout changes: an older file is refused, named.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: the series state is kept per shard (a group, or one tag of a group), not per group.
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"PCLNCKPT";
 const HEADER: usize = 8 + 4 + 4 + 8;
 /// Checkpoints kept: the newest, and two to fall back on.

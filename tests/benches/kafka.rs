@@ -1,0 +1,278 @@
+//! `paceline serve` end to end on librdkafka's mock cluster, which runs in this bench's
+//! process while the service runs in its own, so the broker is not the bottleneck the
+//! local tansu is (~30 000 messages/s). Points go to InfluxDB 1.x. Three measures, each
+//! printed as one JSON object per line (`scripts/bench` gathers them):
+//!
+//! - `throughput`: the generated district (`BENCH_KAFKA_SCALE`, default 1) produced first,
+//!   then the service started; events/s from its first counted event to its last.
+//! - `latency`: events produced at a steady `BENCH_RATE` per second (default 10 000) for
+//!   `BENCH_SECONDS` (default 30) while the service runs; tick latency p50/p99 from its
+//!   histogram (`paceline_tick_latency_seconds`, interpolated within buckets).
+//! - `restart`: `BENCH_RESTART_SCALE` (default 10, ~10 M events) of history read with
+//!   checkpoints every 10 s, the service killed with SIGKILL after a checkpoint, then the
+//!   time from the restart until it is ready and every partition's lag is 0 again.
+//!
+//! Run: `cargo bench -p paceline-tests --bench kafka -- throughput|latency|restart`
+//! (after `scripts/test` installed InfluxDB).
+
+use std::time::{Duration, Instant};
+
+use paceline_runtime::settings::{InfluxApi, Settings};
+use paceline_tests::services::Influx1;
+use paceline_tests::{kafka, now_ms, scenario_config, topics, Metrics, Serve};
+use rdkafka::mocking::MockCluster;
+
+/// Partitions of each input topic: two sources per worker of the 2 workers.
+const PARTITIONS: i32 = 4;
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The generated district at `scale`, as produced to Kafka.
+fn district(scale: f64) -> Vec<Vec<u8>> {
+    paceline_generate::generate(1, scale)
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
+}
+
+/// A mock cluster with the topics, InfluxDB with the database, and the service's
+/// configuration and environment for them.
+struct Bench {
+    mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    influx: Influx1,
+    topics: [String; 3],
+    config: Settings,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let influx = Influx1::start();
+        let mock = MockCluster::new(1).expect("mock cluster");
+        let prefix = "bench";
+        let (t, dl) = topics(prefix);
+        for name in &t {
+            mock.create_topic(name, PARTITIONS, 1).expect("topic");
+        }
+        mock.create_topic(&dl, 1, 1).expect("topic");
+        influx.query("", "CREATE DATABASE bench");
+        let mut config = scenario_config(prefix);
+        config.influx.api = InfluxApi::V1;
+        config.service.idle_watermark_follows_clock = false;
+        Bench {
+            mock,
+            influx,
+            topics: t,
+            config,
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("PACELINE_KAFKA_BROKERS", self.mock.bootstrap_servers()),
+            ("PACELINE_INFLUX_API", "v1".to_string()),
+            ("PACELINE_INFLUX_URL", self.influx.url()),
+            ("PACELINE_INFLUX_DB", "bench".to_string()),
+        ]
+    }
+
+    fn produce(&self, lines: &[Vec<u8>]) {
+        kafka::produce(&self.mock.bootstrap_servers(), &self.topics, lines);
+    }
+
+    fn start(&self) -> Serve {
+        Serve::start(&self.config, &self.env())
+    }
+}
+
+fn report(measure: &str, value: f64, unit: &str, detail: &str) {
+    println!(
+        "{}",
+        serde_json::json!({"measure": measure, "value": value, "unit": unit, "detail": detail})
+    );
+}
+
+/// Polls the service's metrics every 100 ms until `done` holds; the metrics then.
+fn poll_until(
+    serve: &mut Serve,
+    timeout: Duration,
+    mut done: impl FnMut(&Serve, &Metrics) -> bool,
+) -> Metrics {
+    let deadline = Instant::now() + timeout;
+    loop {
+        assert!(
+            serve.proc.running(),
+            "paceline serve exited:\n{}",
+            serve.proc.log_text()
+        );
+        let m = serve.metrics();
+        if done(serve, &m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "not done within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn counted(m: &Metrics) -> f64 {
+    m.sum("paceline_events_total", &[])
+}
+
+fn throughput() {
+    let bench = Bench::new();
+    let lines = district(env_f64("BENCH_KAFKA_SCALE", 1.0));
+    let produced = Instant::now();
+    bench.produce(&lines);
+    let produce_s = produced.elapsed().as_secs_f64();
+    let n = lines.len() as f64;
+    let started = Instant::now();
+    let mut serve = bench.start();
+    let mut first: Option<Instant> = None;
+    poll_until(&mut serve, Duration::from_secs(900), |_, m| {
+        let c = counted(m);
+        if c > 0.0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        c >= n
+    });
+    let done = Instant::now();
+    let reading = done - first.unwrap_or(started);
+    report(
+        "kafka_events_per_s",
+        n / reading.as_secs_f64(),
+        "events/s",
+        &format!(
+            "{} events on the mock cluster ({PARTITIONS} partitions per topic, 2 workers), first to last counted in {:.2} s; {:.2} s from start; produced at {:.0} events/s",
+            lines.len(),
+            reading.as_secs_f64(),
+            (done - started).as_secs_f64(),
+            n / produce_s
+        ),
+    );
+    let (code, log) = serve.stop();
+    assert_eq!(code, Some(0), "graceful stop:\n{log}");
+}
+
+/// Quantile `q` of a Prometheus histogram, interpolated linearly within its bucket as
+/// Prometheus' `histogram_quantile` does.
+fn histogram_quantile(m: &Metrics, name: &str, q: f64) -> Option<f64> {
+    let total = m.sum(&format!("{name}_count"), &[]);
+    if total == 0.0 {
+        return None;
+    }
+    let bucket = format!("{name}_bucket");
+    let mut buckets: Vec<(f64, f64)> = m
+        .samples(&bucket)
+        .filter_map(|(labels, v)| {
+            let le = labels.get("le")?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, v))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for (bound, count) in buckets {
+        if count >= rank {
+            if bound.is_infinite() {
+                return Some(lower.0);
+            }
+            let within = (rank - lower.1) / (count - lower.1).max(1e-9);
+            return Some(lower.0 + (bound - lower.0) * within);
+        }
+        lower = (bound, count);
+    }
+    None
+}
+
+fn latency() {
+    let bench = Bench::new();
+    let rate = env_f64("BENCH_RATE", 10_000.0);
+    let seconds = env_f64("BENCH_SECONDS", 30.0);
+    let lines = district(1.0);
+    let total = ((rate * seconds) as usize).min(lines.len());
+    let mut serve = bench.start();
+    // A batch every 100 ms, each sent only when its time has come: a steady rate.
+    let per_batch = (rate / 10.0).max(1.0) as usize;
+    let began = Instant::now();
+    for (i, batch) in lines[..total].chunks(per_batch).enumerate() {
+        let due = began + Duration::from_millis(100 * i as u64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        bench.produce(batch);
+    }
+    let achieved = total as f64 / began.elapsed().as_secs_f64();
+    let m = poll_until(&mut serve, Duration::from_secs(120), |_, m| {
+        counted(m) >= total as f64 && m.sum("paceline_sink_pending_points", &[]) == 0.0
+    });
+    let name = "paceline_tick_latency_seconds";
+    let ticks = m.sum(&format!("{name}_count"), &[]);
+    for (q, measure) in [(0.5, "tick_latency_p50_s"), (0.99, "tick_latency_p99_s")] {
+        let v = histogram_quantile(&m, name, q).expect("ticks closed during the run");
+        report(
+            measure,
+            v,
+            "s",
+            &format!("{total} events at {achieved:.0} events/s, {ticks} ticks"),
+        );
+    }
+    let (code, log) = serve.stop();
+    assert_eq!(code, Some(0), "graceful stop:\n{log}");
+}
+
+fn restart() {
+    let mut bench = Bench::new();
+    bench.config.service.checkpoint_interval_s = 10;
+    let scale = env_f64("BENCH_RESTART_SCALE", 10.0);
+    let lines = district(scale);
+    bench.produce(&lines);
+    let n = lines.len() as f64;
+    let mut serve = bench.start();
+    poll_until(&mut serve, Duration::from_secs(3600), |_, m| {
+        counted(m) >= n
+    });
+    serve.wait_checkpoint_after(now_ms(), Duration::from_secs(60));
+    let dir = serve.kill();
+    let restarted = Instant::now();
+    let mut serve = Serve::start_in(dir, &bench.config, &bench.env());
+    let caught_up = |m: &Metrics| {
+        m.has("paceline_source_lag_messages") && m.sum("paceline_source_lag_messages", &[]) == 0.0
+    };
+    poll_until(&mut serve, Duration::from_secs(600), |serve, m| {
+        serve.ready() == 200 && caught_up(m)
+    });
+    report(
+        "restart_to_caught_up_s",
+        restarted.elapsed().as_secs_f64(),
+        "s",
+        &format!(
+            "{} events of history, checkpoints every 10 s, SIGKILL after a checkpoint",
+            lines.len()
+        ),
+    );
+    let (code, log) = serve.stop();
+    assert_eq!(code, Some(0), "graceful stop:\n{log}");
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; the measure is the first other argument.
+    let measure = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .unwrap_or_else(|| "throughput".to_string());
+    match measure.as_str() {
+        "throughput" => throughput(),
+        "latency" => latency(),
+        "restart" => restart(),
+        other => panic!("unknown measure `{other}`: throughput, latency or restart"),
+    }
+}
