@@ -44,6 +44,13 @@ pub fn route(line: &[u8]) -> Option<(Stream, Option<String>)> {
 /// by its entity; a line whose stream cannot be told goes to the topics in turn. Waits
 /// until every message is acknowledged.
 pub fn produce(brokers: &str, topics: &[String; 3], lines: &[Vec<u8>]) {
+    produce_with(brokers, topics, lines, true)
+}
+
+/// [`produce`], keyed by entity or not: without keys the partitions fill evenly (the
+/// throughput benchmark's broker keeps a bounded log per partition, and a few platforms'
+/// telemetry would crowd a few partitions), at the cost of each entity's order.
+pub fn produce_with(brokers: &str, topics: &[String; 3], lines: &[Vec<u8>], keyed: bool) {
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -64,7 +71,7 @@ pub fn produce(brokers: &str, topics: &[String; 3], lines: &[Vec<u8>]) {
             }
         };
         let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(&line[..]);
-        if let Some(k) = &key {
+        if let Some(k) = key.as_ref().filter(|_| keyed) {
             rec = rec.key(k.as_str());
         }
         loop {
