@@ -11,19 +11,22 @@
 //!   `BENCH_SECONDS` (default 30) while the service runs; tick latency p50/p99 from its
 //!   histogram (`paceline_tick_latency_seconds`, interpolated within buckets).
 //! - `restart`: `BENCH_RESTART_SCALE` (default 10, ~10 M events) of history streamed
-//!   through with checkpoints every 10 s, the service killed with SIGKILL after a
-//!   checkpoint, then the time from the restart until it is ready and every partition's lag
-//!   is 0 again.
+//!   through with checkpoints every 10 s, 50 000 more events after the last checkpoint,
+//!   the service killed with SIGKILL, then the time from the restart until it is ready,
+//!   has read those events again and its watermarks are back where they were.
 //!
 //! Run: `cargo bench -p paceline-tests --bench kafka -- throughput|latency|restart`
 //! (after `scripts/test` installed InfluxDB).
 
 use std::time::{Duration, Instant};
 
+use paceline_model::Stream;
 use paceline_runtime::settings::{InfluxApi, Settings};
 use paceline_tests::services::Influx1;
 use paceline_tests::{kafka, now_ms, scenario_config, topics, Metrics, Serve};
+use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 /// Partitions of each input topic: the mock keeps 5 MB per partition (librdkafka's
 /// rdkafka_mock.c) and drops older messages, so the district's 300 MB, spread evenly
@@ -85,8 +88,9 @@ impl Bench {
         ]
     }
 
+    /// Produces without keys: the partitions fill evenly (see [`PARTITIONS`]).
     fn produce(&self, lines: &[Vec<u8>]) {
-        kafka::produce(&self.mock.bootstrap_servers(), &self.topics, lines);
+        kafka::produce_with(&self.mock.bootstrap_servers(), &self.topics, lines, false);
     }
 
     fn start(&self) -> Serve {
@@ -134,9 +138,16 @@ fn produce_in_background(bench: &Bench, lines: Vec<Vec<u8>>) -> std::thread::Joi
     std::thread::spawn(move || kafka::produce(&brokers, &topics, &lines))
 }
 
-/// Every partition read to its end.
-fn caught_up(m: &Metrics) -> bool {
-    m.has("paceline_source_lag_messages") && m.sum("paceline_source_lag_messages", &[]) == 0.0
+/// Waits until the count of events read has not grown for `quiet`; the metrics then.
+fn quiet_for(serve: &mut Serve, quiet: Duration) -> Metrics {
+    let mut grew = (Instant::now(), -1.0);
+    poll_until(serve, Duration::from_secs(3600), |_, m| {
+        let c = counted(m);
+        if c > grew.1 {
+            grew = (Instant::now(), c);
+        }
+        grew.0.elapsed() > quiet
+    })
 }
 
 fn throughput() {
@@ -144,12 +155,7 @@ fn throughput() {
     let lines = district(env_f64("BENCH_KAFKA_SCALE", 1.0));
     let n = lines.len() as f64;
     let produced = Instant::now();
-    kafka::produce_with(
-        &bench.mock.bootstrap_servers(),
-        &bench.topics,
-        &lines,
-        false,
-    );
+    bench.produce(&lines);
     let produce_s = produced.elapsed().as_secs_f64();
     let started = Instant::now();
     let mut serve = bench.start();
@@ -226,9 +232,16 @@ fn latency() {
     let bench = Bench::new();
     let rate = env_f64("BENCH_RATE", 10_000.0);
     let seconds = env_f64("BENCH_SECONDS", 30.0);
-    let lines = district(1.0);
+    // In event-time order, so that event time moves steadily and ticks close all along.
+    let mut lines = district(1.0);
+    lines.sort_by_cached_key(|l| paceline_decode::decode(l, None).map_or(i64::MIN, |e| e.at));
     let total = ((rate * seconds) as usize).min(lines.len());
     let mut serve = bench.start();
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bench.mock.bootstrap_servers())
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
     // A batch every 100 ms, each sent only when its time has come: a steady rate.
     let per_batch = (rate / 10.0).max(1.0) as usize;
     let began = Instant::now();
@@ -237,11 +250,28 @@ fn latency() {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
-        bench.produce(batch);
+        for line in batch {
+            let stream = kafka::route(line).map_or(Stream::Filings, |(s, _)| s);
+            let mut rec: BaseRecord<'_, str, [u8]> =
+                BaseRecord::to(&bench.topics[stream.index()]).payload(&line[..]);
+            while let Err((_, r)) = producer.send(rec) {
+                rec = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("every message acknowledged");
     let achieved = total as f64 / began.elapsed().as_secs_f64();
+    let mut grew = (Instant::now(), 0.0);
     let m = poll_until(&mut serve, Duration::from_secs(120), |_, m| {
-        counted(m) >= total as f64 && m.sum("paceline_sink_pending_points", &[]) == 0.0
+        let c = counted(m);
+        if c > grew.1 {
+            grew = (Instant::now(), c);
+        }
+        let quiet = grew.0.elapsed() > Duration::from_secs(2);
+        (c >= total as f64 || quiet) && m.sum("paceline_sink_pending_points", &[]) == 0.0
     });
     let name = "paceline_tick_latency_seconds";
     let ticks = m.sum(&format!("{name}_count"), &[]);
@@ -258,29 +288,64 @@ fn latency() {
     assert_eq!(code, Some(0), "graceful stop:\n{log}");
 }
 
+/// Each stream's watermark as the service reports it (seconds), by stream name.
+fn watermarks(m: &Metrics) -> Vec<(String, f64)> {
+    Stream::ALL
+        .iter()
+        .map(|s| {
+            let w = m.sum(
+                "paceline_watermark_timestamp_seconds",
+                &[("stream", s.as_str())],
+            );
+            (s.as_str().to_string(), w)
+        })
+        .collect()
+}
+
 fn restart() {
     let mut bench = Bench::new();
     bench.config.service.checkpoint_interval_s = 10;
     let scale = env_f64("BENCH_RESTART_SCALE", 10.0);
-    let lines = district(scale);
+    let mut lines = district(scale);
+    // The last 50 000 events come after the last checkpoint: the restart reads them again.
+    let after = lines.split_off(lines.len().saturating_sub(50_000));
     let n = lines.len();
     let mut serve = bench.start();
     let producer = produce_in_background(&bench, lines);
-    poll_until(&mut serve, Duration::from_secs(3600), |_, m| {
-        producer.is_finished() && caught_up(m)
+    poll_until(&mut serve, Duration::from_secs(3600), |_, _| {
+        producer.is_finished()
     });
+    quiet_for(&mut serve, Duration::from_secs(2));
     serve.wait_checkpoint_after(now_ms(), Duration::from_secs(60));
+    bench.produce(&after);
+    let m = quiet_for(&mut serve, Duration::from_secs(2));
+    let before = watermarks(&m);
     let dir = serve.kill();
     let restarted = Instant::now();
     let mut serve = Serve::start_in(dir, &bench.config, &bench.env());
+    // Caught up: ready, the watermarks back where they were, and the count (what was read
+    // since the last checkpoint) no longer growing; the time is taken at its last growth.
+    let mut grew = (restarted, 0.0);
     poll_until(&mut serve, Duration::from_secs(600), |serve, m| {
-        serve.ready() == 200 && caught_up(m)
+        let c = counted(m);
+        if c > grew.1 {
+            grew = (Instant::now(), c);
+        }
+        let back = watermarks(m)
+            .iter()
+            .zip(&before)
+            .all(|((_, now), (_, then))| now >= then);
+        back && c > 0.0 && grew.0.elapsed() > Duration::from_secs(2) && serve.ready() == 200
     });
+    let caught_up = grew.0 - restarted;
     report(
         "restart_to_caught_up_s",
-        restarted.elapsed().as_secs_f64(),
+        caught_up.as_secs_f64(),
         "s",
-        &format!("{n} events of history, checkpoints every 10 s, SIGKILL after a checkpoint"),
+        &format!(
+            "{n} events of history, checkpoints every 10 s, {} events after the last checkpoint, SIGKILL, then ready with those read and the watermarks back",
+            after.len()
+        ),
     );
     let (code, log) = serve.stop();
     assert_eq!(code, Some(0), "graceful stop:\n{log}");
