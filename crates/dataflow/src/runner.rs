@@ -757,3 +757,49 @@ struct WorkerStateRef<'a> {
     entities: &'a Entities,
     series: &'a SeriesState,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paceline_model::catalogue::{Part, Slot};
+
+    /// Every slot the operators can write lands in a shard some worker holds, exactly one
+    /// whatever the worker count; the field-coverage group stays whole, and the tags of a
+    /// heavy group are spread over two workers.
+    #[test]
+    fn every_slot_has_one_holder_and_heavy_groups_spread() {
+        let all = Shard::all();
+        for group in Indicator::ALL.iter().filter(|i| i.group() == **i) {
+            let tags: Vec<u8> = (0..u8::MAX)
+                .filter(|t| group.tag_kind().value(*t).is_some())
+                .chain([NO_TAG])
+                .collect();
+            for tag in tags {
+                let shard = Shard::of_series(*group, tag);
+                if group.tag_kind().value(tag).is_some() || !Shard::splits_by_tag(*group) {
+                    assert!(all.contains(&shard), "{group:?} tag {tag} has no shard");
+                }
+                for peers in 1..=5 {
+                    let holders = (0..peers).filter(|w| shard.held_by(*w, peers)).count();
+                    assert_eq!(holders, 1, "{shard:?} with {peers} workers");
+                }
+            }
+        }
+        let covered = Shard::of_series(Indicator::ApplicationScenariosLiveByField, 3);
+        assert_eq!(
+            covered.tag, NO_TAG,
+            "scenario_fields_covered reads every field"
+        );
+        let slot = Slot {
+            group: Indicator::PlatformAvailability,
+            part: Part::TotalSeconds,
+            tag: 0,
+        };
+        let kinds: Vec<Shard> = (0..4)
+            .map(|tag| Shard::of_series(slot.group, tag))
+            .collect();
+        assert_eq!(kinds.len(), 4);
+        let on_first = kinds.iter().filter(|s| s.held_by(0, 2)).count();
+        assert_eq!(on_first, 2, "four platform kinds, two per worker");
+    }
+}
