@@ -191,6 +191,11 @@ pub fn scenario_config(prefix: &str) -> Settings {
 pub struct Metrics(Vec<(String, BTreeMap<String, String>, f64)>);
 
 impl Metrics {
+    /// The samples of several processes as one scrape: sums add over them.
+    pub fn merged(all: Vec<Metrics>) -> Metrics {
+        Metrics(all.into_iter().flat_map(|m| m.0).collect())
+    }
+
     /// Parses the text format (no escapes in our label values).
     pub fn parse(text: &str) -> Metrics {
         let mut out = Vec::new();
@@ -298,6 +303,18 @@ impl Serve {
             proc.log_text()
         );
         dir
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself: its exit code, its log,
+    /// and the directory, state included.
+    pub fn wait_exit(self, timeout: Duration) -> (Option<i32>, String, TempDir) {
+        let Serve {
+            mut proc,
+            _dir: dir,
+            ..
+        } = self;
+        let code = proc.wait(timeout);
+        (code, proc.log_text(), dir)
     }
 
     /// Kills the process with SIGKILL and hands back the directory, state included.

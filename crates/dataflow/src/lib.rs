@@ -11,6 +11,7 @@
 //! Timely time is an input *epoch*: sources advance it every few thousand events and
 //! report each stream's watermark at every epoch ([`WatermarkReport`]).
 
+pub mod cluster;
 pub mod entities;
 pub mod exact;
 pub mod intervals;

@@ -27,6 +27,7 @@ use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{Capability, Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
+use crate::cluster::{Connected, Placement};
 use crate::entities::{entity_kind, Entities, EntityCounts};
 use crate::intervals::Delta;
 use crate::series::Group;
@@ -45,6 +46,62 @@ pub struct WatermarkReport {
     /// End of input: close every tick up to the first tick after this instant (the greatest
     /// accepted `occurred_at` of any stream).
     pub end_of_input: Option<Nanos>,
+    /// Every partition of the stream this source reads is idle (see [`Marks`]).
+    pub idle: bool,
+}
+
+/// The streams' watermarks from every source's reports: one watermark per stream over
+/// every source, by the rule one process applies to its partitions. The least over the
+/// sources with active partitions (a source that reported the stream without a watermark
+/// yet holds it back, so that a process whose partitions have not been read yet does not
+/// let the others close ticks its events belong to); when every source is idle, the
+/// greatest. Never moves back. Both operators follow this one rule.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Marks {
+    /// Per (source, stream): its latest watermark, and whether all its partitions are idle.
+    latest: HashMap<(u32, Stream), (Option<Nanos>, bool)>,
+    global: [Option<Nanos>; 3],
+}
+
+impl Marks {
+    fn record(&mut self, r: &WatermarkReport) {
+        let e = self
+            .latest
+            .entry((r.source, r.stream))
+            .or_insert((None, r.idle));
+        e.1 = r.idle;
+        if let Some(w) = r.watermark {
+            e.0 = Some(e.0.map_or(w, |x| x.max(w)));
+        }
+        let of_stream = || {
+            self.latest
+                .iter()
+                .filter(|((_, s), _)| *s == r.stream)
+                .map(|(_, v)| *v)
+        };
+        let active: Vec<Option<Nanos>> = of_stream()
+            .filter(|(_, idle)| !idle)
+            .map(|(w, _)| w)
+            .collect();
+        let now = if active.is_empty() {
+            of_stream().filter_map(|(w, _)| w).max()
+        } else {
+            active
+                .iter()
+                .copied()
+                .collect::<Option<Vec<Nanos>>>()
+                .and_then(|ws| ws.into_iter().min())
+        };
+        if let Some(now) = now {
+            let g = &mut self.global[r.stream.index()];
+            *g = Some(g.map_or(now, |x| x.max(now)));
+        }
+    }
+
+    /// The stream's watermark over every source.
+    fn of(&self, stream: Stream) -> Option<Nanos> {
+        self.global[stream.index()]
+    }
 }
 
 /// One worker's input for one epoch.
@@ -54,6 +111,10 @@ pub struct Epoch {
     pub events: Vec<Event>,
     /// Watermark reports.
     pub reports: Vec<WatermarkReport>,
+    /// The epoch the worker's input moves to once this is given (at its current one);
+    /// None: the next. Processes of a cluster number epochs by the clock, so that they
+    /// advance together, and may give several inputs in one epoch.
+    pub advance_to: Option<u64>,
 }
 
 /// What a worker is sent: the next epoch's input, or a request for its state.
@@ -201,9 +262,25 @@ pub struct RunnerStats {
     pub last_step_ms: AtomicU64,
     /// Entities held per worker, as of each worker's last snapshot.
     pub entities: Mutex<Vec<EntityCounts>>,
+    /// Each stream's watermark over every source (of the whole cluster), as the series
+    /// operators last applied it; `i64::MIN` before there is one.
+    pub watermarks: [std::sync::atomic::AtomicI64; 3],
 }
 
 impl RunnerStats {
+    fn new() -> Self {
+        RunnerStats {
+            watermarks: std::array::from_fn(|_| std::sync::atomic::AtomicI64::new(i64::MIN)),
+            ..RunnerStats::default()
+        }
+    }
+
+    /// The stream's watermark over every source, as last applied.
+    pub fn watermark(&self, stream: Stream) -> Option<Nanos> {
+        let w = self.watermarks[stream.index()].load(Ordering::Relaxed);
+        (w != i64::MIN).then_some(w as Nanos)
+    }
+
     fn set_entities(&self, worker: usize, counts: EntityCounts) {
         if let Ok(mut e) = self.entities.lock() {
             if e.len() <= worker {
@@ -323,8 +400,7 @@ struct SeriesWorker {
 #[derive(Debug, Serialize, Deserialize)]
 struct SeriesState {
     groups: BTreeMap<Shard, Group>,
-    /// Latest watermark per (source, stream).
-    marks: HashMap<(u32, Stream), Nanos>,
+    marks: Marks,
     earliest: [Option<Nanos>; 3],
     end: Option<Nanos>,
 }
@@ -333,6 +409,8 @@ struct SeriesState {
 #[derive(Serialize, Deserialize)]
 struct WorkerState {
     entities: Entities,
+    /// The entity operator's view of the watermarks (its cutoffs follow them).
+    marks: Marks,
     series: SeriesState,
 }
 
@@ -365,7 +443,7 @@ impl SeriesWorker {
             stats,
             state: SeriesState {
                 groups,
-                marks: HashMap::new(),
+                marks: Marks::default(),
                 earliest: [None; 3],
                 end: None,
             },
@@ -384,9 +462,7 @@ impl SeriesWorker {
             }
         }
         for r in reports {
-            if let Some(w) = r.watermark {
-                st.marks.insert((r.source, r.stream), w);
-            }
+            st.marks.record(&r);
             if let Some(e) = r.earliest {
                 let slot = &mut st.earliest[r.stream.index()];
                 *slot = Some(slot.map_or(e, |x| x.min(e)));
@@ -405,12 +481,7 @@ impl SeriesWorker {
             g.set_earliest(e);
             let through = match st.end {
                 Some(end) => Some(tick_after(end, self.settings.cadence[ind])),
-                None => st
-                    .marks
-                    .iter()
-                    .filter(|((_, s), _)| *s == stream)
-                    .map(|(_, w)| *w)
-                    .min(),
+                None => st.marks.of(stream),
             };
             if let Some(through) = through {
                 let s = g.close(through, &mut out);
@@ -420,25 +491,16 @@ impl SeriesWorker {
                     .fetch_add(s.unrepresentable, Ordering::Relaxed);
             }
         }
+        for s in Stream::ALL {
+            if let Some(w) = st.marks.of(s) {
+                self.stats.watermarks[s.index()].fetch_max(w, Ordering::Relaxed);
+            }
+        }
         self.stats
             .points
             .fetch_add(out.len() as u64, Ordering::Relaxed);
         out
     }
-}
-
-/// The cutoff per stream that a watermark report allows: no event older than the
-/// watermark minus the correction horizon is admitted after it.
-fn cutoffs(reports: &[WatermarkReport], horizon: &[Nanos; 3]) -> [Option<Nanos>; 3] {
-    let mut out = [None; 3];
-    for r in reports {
-        if let Some(w) = r.watermark {
-            let i = r.stream.index();
-            let c = w.saturating_sub(horizon[i]);
-            out[i] = Some(out[i].map_or(c, |x: Nanos| x.max(c)));
-        }
-    }
-    out
 }
 
 type Stash<D> = BTreeMap<u64, (Option<Capability<u64>>, Vec<D>, Vec<WatermarkReport>)>;
@@ -472,7 +534,21 @@ impl Runner {
         points: PointsOut,
         restore: Option<Vec<Vec<u8>>>,
     ) -> Result<Runner, RunnerError> {
+        Runner::start_in(settings, points, restore, None)
+    }
+
+    /// As [`Runner::start`], as this process's part of the cluster `cluster` (its workers
+    /// are `settings.workers`; `restore` holds their parts).
+    pub fn start_in(
+        settings: DataflowSettings,
+        points: PointsOut,
+        restore: Option<Vec<Vec<u8>>>,
+        cluster: Option<Connected>,
+    ) -> Result<Runner, RunnerError> {
         let workers = settings.workers.max(1);
+        let placement = cluster
+            .as_ref()
+            .map_or(Placement::single(workers), |c| c.placement);
         if let Some(parts) = &restore {
             if parts.len() != workers {
                 return Err(RunnerError::WorkerCount {
@@ -481,7 +557,7 @@ impl Runner {
                 });
             }
         }
-        let stats = Arc::new(RunnerStats::default());
+        let stats = Arc::new(RunnerStats::new());
         // Restored here, before any worker starts, so that a bad part is an error, not a
         // worker's panic.
         let mut parts: Vec<Option<WorkerState>> = match restore {
@@ -505,16 +581,30 @@ impl Runner {
         let receivers = Arc::new(Mutex::new(receivers));
         let settings = Arc::new(settings);
         let worker_stats = stats.clone();
-        let guards = timely::execute(timely::Config::process(workers), move |worker| {
-            let index = worker.index();
-            let (rx, thread, restored) = receivers
-                .lock()
-                .ok()
-                .and_then(|mut r| r.get_mut(index).and_then(Option::take))
-                .expect("one receiver per worker");
-            let _ = thread.set(std::thread::current());
-            run_worker(worker, rx, restored, &settings, &worker_stats, &points);
-        })
+        let (builders, comms) = allocators(workers, cluster)?;
+        let guards = timely::execute::execute_from(
+            builders,
+            comms,
+            timely::WorkerConfig::default(),
+            move |worker| {
+                let local = placement
+                    .local(worker.index())
+                    .expect("timely runs this process's workers");
+                let (rx, thread, restored) = receivers
+                    .lock()
+                    .ok()
+                    .and_then(|mut r| r.get_mut(local).and_then(Option::take))
+                    .expect("one receiver per worker");
+                let _ = thread.set(std::thread::current());
+                let run = WorkerRun {
+                    local,
+                    settings: &settings,
+                    stats: &worker_stats,
+                    points: &points,
+                };
+                run.run(worker, rx, restored);
+            },
+        )
         .map_err(RunnerError::Start)?;
         Ok(Runner {
             senders,
@@ -559,6 +649,16 @@ impl Runner {
         pending: &mut [Vec<Event>],
         reports: Vec<WatermarkReport>,
     ) -> Result<(), RunnerError> {
+        self.send_all_to(pending, reports, None)
+    }
+
+    /// As [`Runner::send_all`], the inputs then moved to epoch `advance_to` (None: the next).
+    pub fn send_all_to(
+        &self,
+        pending: &mut [Vec<Event>],
+        reports: Vec<WatermarkReport>,
+        advance_to: Option<u64>,
+    ) -> Result<(), RunnerError> {
         let mut reports = Some(reports);
         for (i, events) in pending.iter_mut().enumerate() {
             let reports = if i == 0 {
@@ -574,6 +674,7 @@ impl Runner {
                 Epoch {
                     events: std::mem::replace(events, next),
                     reports,
+                    advance_to,
                 },
             )?;
         }
@@ -597,164 +698,232 @@ impl Runner {
     }
 }
 
-/// Builds one worker's dataflow and feeds it until its channel closes: events exchanged by
-/// entity to the entity operator, deltas exchanged by group to the series operator, the
-/// watermark reports broadcast to both.
-fn run_worker(
-    worker: &mut timely::worker::Worker,
-    rx: Receiver<Feed>,
-    restored: Option<WorkerState>,
-    settings: &Arc<DataflowSettings>,
-    stats: &Arc<RunnerStats>,
-    points: &PointsOut,
-) {
-    let index = worker.index();
-    let peers = worker.peers();
-    let (entities, series) = match restored {
-        Some(s) => (s.entities, s.series),
-        None => {
-            let fresh = SeriesWorker::new(settings, stats.clone(), index, peers);
-            (Entities::new(settings.filing_lag), fresh.state)
-        }
+/// The timely communication of one process (`workers` threads), or of this process's part
+/// of a cluster over the connections already made.
+fn allocators(
+    workers: usize,
+    cluster: Option<Connected>,
+) -> Result<
+    (
+        Vec<timely::communication::AllocatorBuilder>,
+        Box<dyn std::any::Any + Send>,
+    ),
+    RunnerError,
+> {
+    use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+    use timely::communication::allocator::ProcessBuilder;
+    let Some(c) = cluster else {
+        return timely::CommunicationConfig::Process(workers)
+            .try_build()
+            .map_err(RunnerError::Start);
     };
-    let entities = Rc::new(RefCell::new(entities));
-    let series = Rc::new(RefCell::new(SeriesWorker {
-        settings: settings.clone(),
-        stats: stats.clone(),
-        state: series,
-    }));
-    let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> = InputHandle::new();
-    let mut reports_in: InputHandle<u64, CapacityContainerBuilder<Vec<WatermarkReport>>> =
-        InputHandle::new();
-    let probe = ProbeHandle::new();
-    worker.dataflow::<u64, _, _>(|scope| {
-        let reports = scope.input_from(&mut reports_in).broadcast();
-        let horizon = settings.horizon;
-        let fold_every = settings.fold_every;
-        let ent = entities.clone();
-        let deltas = scope
-            .input_from(&mut events_in)
-            .binary_frontier::<_, CapacityContainerBuilder<Vec<Delta>>, _, _, _, _>(
-                reports.clone(),
-                Exchange::new(|e: &Event| entity_route(e)),
-                timely::dataflow::channels::pact::Pipeline,
-                "Entities",
-                move |_cap, _info| {
-                    let mut marks: BTreeMap<u64, [Option<Nanos>; 3]> = BTreeMap::new();
-                    move |(in1, f1), (in2, f2), output| {
-                        let mut entities = ent.borrow_mut();
-                        in1.for_each(|cap, data| {
-                            let mut out: Vec<Delta> = Vec::new();
-                            for e in data.drain(..) {
-                                entities.apply(e, &mut out);
-                            }
-                            output.session(&cap).give_container(&mut out);
-                        });
-                        in2.for_each(|cap, data| {
-                            let Some(&t) = cap.least() else { return };
-                            let c = cutoffs(data, &horizon);
-                            let entry = marks.entry(t).or_insert([None; 3]);
-                            for (slot, new) in entry.iter_mut().zip(c) {
-                                *slot = (*slot).max(new);
-                            }
-                        });
-                        // A cutoff holds for the events of later epochs only: apply it once
-                        // every event of its epoch is in.
-                        while let Some(entry) = marks.first_entry() {
-                            let t = *entry.key();
-                            if f1.less_equal(&t) || f2.less_equal(&t) {
-                                break;
-                            }
-                            for (s, c) in Stream::ALL.into_iter().zip(entry.remove()) {
-                                if let Some(c) = c {
-                                    entities.set_cutoff(s, c, fold_every[s.index()]);
+    let hooks = timely::communication::Hooks::default();
+    let local =
+        ProcessBuilder::new_typed_vector(workers, hooks.refill.clone(), hooks.spill.clone());
+    let (builders, guard) =
+        initialize_networking_from_sockets(local, c.sockets, c.placement.process, workers, hooks)
+            .map_err(|e| RunnerError::Start(format!("cluster connections: {e}")))?;
+    Ok((
+        builders
+            .into_iter()
+            .map(timely::communication::AllocatorBuilder::Tcp)
+            .collect(),
+        Box::new(guard),
+    ))
+}
+
+/// What one worker thread runs with.
+struct WorkerRun<'a> {
+    /// This process's index of the worker.
+    local: usize,
+    settings: &'a Arc<DataflowSettings>,
+    stats: &'a Arc<RunnerStats>,
+    points: &'a PointsOut,
+}
+
+impl WorkerRun<'_> {
+    /// Builds one worker's dataflow and feeds it until its channel closes: events exchanged by
+    /// entity to the entity operator, deltas exchanged by group to the series operator, the
+    /// watermark reports broadcast to both. Both operators take each epoch whole, in order,
+    /// once no input can add to it: a snapshot then holds exactly the epochs before it, even
+    /// while other processes of a cluster already send the next ones.
+    fn run(
+        self,
+        worker: &mut timely::worker::Worker,
+        rx: Receiver<Feed>,
+        restored: Option<WorkerState>,
+    ) {
+        let WorkerRun {
+            local,
+            settings,
+            stats,
+            points,
+        } = self;
+        let index = worker.index();
+        let peers = worker.peers();
+        let (entities, marks, series) = match restored {
+            Some(s) => (s.entities, s.marks, s.series),
+            None => {
+                let fresh = SeriesWorker::new(settings, stats.clone(), index, peers);
+                (
+                    Entities::new(settings.filing_lag),
+                    Marks::default(),
+                    fresh.state,
+                )
+            }
+        };
+        let entities = Rc::new(RefCell::new(entities));
+        let marks = Rc::new(RefCell::new(marks));
+        let series = Rc::new(RefCell::new(SeriesWorker {
+            settings: settings.clone(),
+            stats: stats.clone(),
+            state: series,
+        }));
+        let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> =
+            InputHandle::new();
+        let mut reports_in: InputHandle<u64, CapacityContainerBuilder<Vec<WatermarkReport>>> =
+            InputHandle::new();
+        let probe = ProbeHandle::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            let reports = scope.input_from(&mut reports_in).broadcast();
+            let horizon = settings.horizon;
+            let fold_every = settings.fold_every;
+            let ent = entities.clone();
+            let ent_marks = marks.clone();
+            let deltas = scope
+                .input_from(&mut events_in)
+                .binary_frontier::<_, CapacityContainerBuilder<Vec<Delta>>, _, _, _, _>(
+                    reports.clone(),
+                    Exchange::new(|e: &Event| entity_route(e)),
+                    timely::dataflow::channels::pact::Pipeline,
+                    "Entities",
+                    move |_cap, _info| {
+                        let mut stash: Stash<Event> = BTreeMap::new();
+                        move |(in1, f1), (in2, f2), output| {
+                            let port = output.output_index();
+                            in1.for_each(|cap, data| {
+                                stash_input(&mut stash, &cap, port, Some(data), None)
+                            });
+                            in2.for_each(|cap, data| {
+                                stash_input(&mut stash, &cap, port, None, Some(data))
+                            });
+                            while let Some(entry) = stash.first_entry() {
+                                let t = *entry.key();
+                                if f1.less_equal(&t) || f2.less_equal(&t) {
+                                    break;
+                                }
+                                let (cap, events, reports) = entry.remove();
+                                let mut entities = ent.borrow_mut();
+                                let mut out: Vec<Delta> = Vec::new();
+                                for e in events {
+                                    entities.apply(e, &mut out);
+                                }
+                                if let Some(cap) = cap {
+                                    output.session(&cap).give_container(&mut out);
+                                }
+                                // A cutoff holds for the events of later epochs only: applied
+                                // after its own epoch's events.
+                                let mut m = ent_marks.borrow_mut();
+                                for r in &reports {
+                                    m.record(r);
+                                }
+                                for s in Stream::ALL {
+                                    if let Some(w) = m.of(s) {
+                                        let c = w.saturating_sub(horizon[s.index()]);
+                                        entities.set_cutoff(s, c, fold_every[s.index()]);
+                                    }
                                 }
                             }
                         }
-                    }
-                },
-            );
-        let ser = series.clone();
-        let points = points.clone();
-        deltas
-            .binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
-                reports,
-                Exchange::new(|d: &Delta| Shard::of_series(d.slot.group, d.slot.tag).route()),
-                timely::dataflow::channels::pact::Pipeline,
-                "Series",
-                move |_cap, _info| {
-                    let mut stash: Stash<Delta> = BTreeMap::new();
-                    move |(in1, f1), (in2, f2), output| {
-                        let port = output.output_index();
-                        in1.for_each(|cap, data| {
-                            stash_input(&mut stash, &cap, port, Some(data), None)
-                        });
-                        in2.for_each(|cap, data| {
-                            stash_input(&mut stash, &cap, port, None, Some(data))
-                        });
-                        // Epochs both frontiers have passed are complete: process them in order.
-                        while let Some(entry) = stash.first_entry() {
-                            let t = *entry.key();
-                            if f1.less_equal(&t) || f2.less_equal(&t) {
-                                break;
-                            }
-                            // The capability is held until the points are handed over.
-                            let (_cap, deltas, reports) = entry.remove();
-                            let out = ser.borrow_mut().epoch(&deltas, reports);
-                            if !out.is_empty() {
-                                points(t, out);
+                    },
+                );
+            let ser = series.clone();
+            let points = points.clone();
+            deltas
+                .binary_frontier::<_, CapacityContainerBuilder<Vec<()>>, _, _, _, _>(
+                    reports,
+                    Exchange::new(|d: &Delta| Shard::of_series(d.slot.group, d.slot.tag).route()),
+                    timely::dataflow::channels::pact::Pipeline,
+                    "Series",
+                    move |_cap, _info| {
+                        let mut stash: Stash<Delta> = BTreeMap::new();
+                        move |(in1, f1), (in2, f2), output| {
+                            let port = output.output_index();
+                            in1.for_each(|cap, data| {
+                                stash_input(&mut stash, &cap, port, Some(data), None)
+                            });
+                            in2.for_each(|cap, data| {
+                                stash_input(&mut stash, &cap, port, None, Some(data))
+                            });
+                            // Epochs both frontiers have passed are complete: process them in order.
+                            while let Some(entry) = stash.first_entry() {
+                                let t = *entry.key();
+                                if f1.less_equal(&t) || f2.less_equal(&t) {
+                                    break;
+                                }
+                                // The capability is held until the points are handed over.
+                                let (_cap, deltas, reports) = entry.remove();
+                                let out = ser.borrow_mut().epoch(&deltas, reports);
+                                if !out.is_empty() {
+                                    points(t, out);
+                                }
                             }
                         }
-                    }
-                },
-            )
-            .probe_with(&probe);
-    });
-    let mut epoch: u64 = 0;
-    loop {
-        stats.last_step_ms.store(now_ms(), Ordering::Relaxed);
-        while probe.less_than(&epoch.saturating_sub(2)) {
-            worker.step_or_park(Some(IDLE_PARK));
-        }
-        match rx.try_recv() {
-            Ok(Feed::Epoch(msg)) => {
-                paceline_model::failpoint::check("worker");
-                events_in.send_batch(&mut { msg.events });
-                reports_in.send_batch(&mut { msg.reports });
-                epoch += 1;
-                events_in.advance_to(epoch);
-                reports_in.advance_to(epoch);
-                worker.step();
-            }
-            Ok(Feed::Snapshot(reply)) => {
-                while probe.less_than(&epoch) {
-                    worker.step_or_park(Some(IDLE_PARK));
-                }
-                let ent = entities.borrow();
-                stats.set_entities(index, ent.counts());
-                let state = WorkerStateRef {
-                    entities: &ent,
-                    series: &series.borrow().state,
-                };
-                let bytes = bincode::serialize(&state)
-                    .map_err(|source| RunnerError::Serialize { index, source });
-                let _ = reply.send(bytes);
-            }
-            Err(TryRecvError::Empty) => {
+                    },
+                )
+                .probe_with(&probe);
+        });
+        let mut epoch: u64 = 0;
+        loop {
+            stats.last_step_ms.store(now_ms(), Ordering::Relaxed);
+            while probe.less_than(&epoch.saturating_sub(2)) {
                 worker.step_or_park(Some(IDLE_PARK));
             }
-            Err(TryRecvError::Disconnected) => break,
+            match rx.try_recv() {
+                Ok(Feed::Epoch(msg)) => {
+                    paceline_model::failpoint::check("worker");
+                    events_in.send_batch(&mut { msg.events });
+                    reports_in.send_batch(&mut { msg.reports });
+                    let next = msg.advance_to.unwrap_or(epoch + 1).max(epoch);
+                    if next > epoch {
+                        epoch = next;
+                        events_in.advance_to(epoch);
+                        reports_in.advance_to(epoch);
+                    }
+                    worker.step();
+                }
+                Ok(Feed::Snapshot(reply)) => {
+                    while probe.less_than(&epoch) {
+                        worker.step_or_park(Some(IDLE_PARK));
+                    }
+                    let ent = entities.borrow();
+                    stats.set_entities(local, ent.counts());
+                    let state = WorkerStateRef {
+                        entities: &ent,
+                        marks: &marks.borrow(),
+                        series: &series.borrow().state,
+                    };
+                    let bytes = bincode::serialize(&state)
+                        .map_err(|source| RunnerError::Serialize { index, source });
+                    let _ = reply.send(bytes);
+                }
+                Err(TryRecvError::Empty) => {
+                    worker.step_or_park(Some(IDLE_PARK));
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
         }
+        drop(events_in);
+        drop(reports_in);
+        while worker.step() {}
     }
-    drop(events_in);
-    drop(reports_in);
-    while worker.step() {}
 }
 
 /// [`WorkerState`] by reference, to serialize without a copy.
 #[derive(Serialize)]
 struct WorkerStateRef<'a> {
     entities: &'a Entities,
+    marks: &'a Marks,
     series: &'a SeriesState,
 }
 

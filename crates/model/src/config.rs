@@ -34,6 +34,8 @@ pub struct Config {
     influx: Unread,
     #[serde(default, skip_serializing)]
     service: Unread,
+    #[serde(default, skip_serializing)]
+    cluster: Unread,
 }
 
 /// A section of the file that another crate reads: accepted whole, not kept.
@@ -57,6 +59,7 @@ impl Default for Config {
             kafka: Unread,
             influx: Unread,
             service: Unread,
+            cluster: Unread,
         }
     }
 }

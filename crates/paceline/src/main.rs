@@ -140,6 +140,12 @@ fn exit_on_panic() {
         default(info);
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
+        // timely's connection threads panic when a peer process goes away.
+        if let Some(peer) = paceline_runtime::serve::peer_of_thread(name) {
+            tracing::error!(peer = %peer, panic = %info, "lost the connection to a cluster process; stopping");
+            eprintln!("paceline: lost the connection to cluster {peer}; stopping with exit code 1 (restarted, the cluster resumes from its last complete checkpoint)");
+            std::process::exit(1);
+        }
         tracing::error!(thread = name, panic = %info, "a thread panicked; stopping");
         eprintln!("paceline: a thread ({name}) panicked; stopping with exit code 1");
         std::process::exit(1);

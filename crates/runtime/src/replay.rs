@@ -392,6 +392,7 @@ fn reports(admission: &Admission, end: Option<Nanos>) -> Vec<WatermarkReport> {
             watermark: admission.watermark(stream),
             earliest: admission.min_accepted(stream),
             end_of_input: end,
+            idle: false,
         })
         .collect()
 }

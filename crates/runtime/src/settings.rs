@@ -94,6 +94,90 @@ impl ServiceConfig {
     }
 }
 
+/// The processes of one timely cluster (docs/configuration.md, "Scaling"). Workers per
+/// process are `dataflow.workers`, the same on every process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Every process's address for the dataflow's connections (`host:port`), by process
+    /// index; empty or one entry: a single process. Env `PACELINE_PEERS` (comma-separated).
+    pub processes: Vec<String>,
+    /// This process's index in `processes`. Env `PACELINE_PROCESS_INDEX`; unset, the
+    /// ordinal that ends the host name (`paceline-2` is process 2), as in a StatefulSet.
+    pub process_index: Option<usize>,
+    /// How long to wait at start for every process to answer, in seconds. Default 120.
+    pub connect_timeout_s: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            processes: Vec::new(),
+            process_index: None,
+            connect_timeout_s: 120,
+        }
+    }
+}
+
+/// The ordinal that ends a StatefulSet pod's host name (`paceline-2` → 2).
+pub fn ordinal_of_host(host: &str) -> Option<usize> {
+    let (_, n) = host.rsplit_once('-')?;
+    n.parse().ok()
+}
+
+impl ClusterConfig {
+    /// Several processes form the cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.processes.len() > 1
+    }
+
+    /// Every error of the `[cluster]` section, pushed with its key.
+    pub fn validate(&self, errors: &mut Vec<ConfigError>) {
+        let mut err = |key: &str, reason: String| {
+            errors.push(ConfigError {
+                key: key.into(),
+                reason,
+            })
+        };
+        for (i, a) in self.processes.iter().enumerate() {
+            let port = a.rsplit_once(':').and_then(|(h, p)| {
+                (!h.is_empty()).then_some(())?;
+                p.parse::<u16>().ok()
+            });
+            if port.is_none() {
+                err(
+                    "cluster.processes",
+                    format!("entry {i} `{a}` is not host:port"),
+                );
+            }
+            if self.processes[..i].contains(a) {
+                err("cluster.processes", format!("`{a}` is listed twice"));
+            }
+        }
+        match self.process_index {
+            Some(i) if self.processes.len() > 1 && i >= self.processes.len() => err(
+                "cluster.process_index",
+                format!(
+                    "{i} is out of range: cluster.processes lists {} processes (0 to {})",
+                    self.processes.len(),
+                    self.processes.len() - 1
+                ),
+            ),
+            None if self.is_cluster() => err(
+                "cluster.process_index",
+                "not set: set it, or PACELINE_PROCESS_INDEX, or run under a host name that ends in -<ordinal>".into(),
+            ),
+            _ => {}
+        }
+        if self.connect_timeout_s == 0 || self.connect_timeout_s > 3600 {
+            err(
+                "cluster.connect_timeout_s",
+                "must be between 1 and 3600".into(),
+            );
+        }
+    }
+}
+
 /// Everything `paceline serve` is configured with.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Settings {
@@ -105,6 +189,8 @@ pub struct Settings {
     pub influx: InfluxConfig,
     /// `[service]`.
     pub service: ServiceConfig,
+    /// `[cluster]`.
+    pub cluster: ClusterConfig,
 }
 
 impl Deref for Settings {
@@ -128,6 +214,7 @@ struct Deployment {
     kafka: KafkaConfig,
     influx: InfluxConfig,
     service: ServiceConfig,
+    cluster: ClusterConfig,
 }
 
 impl Settings {
@@ -167,13 +254,16 @@ impl Settings {
             kafka: d.kafka,
             influx: d.influx,
             service: d.service,
+            cluster: d.cluster,
         })
     }
 
     /// Applies the deployment overrides of the environment (`PACELINE_KAFKA_BROKERS`,
     /// `PACELINE_INFLUX_API`, `PACELINE_INFLUX_URL`, `PACELINE_INFLUX_ORG`,
     /// `PACELINE_INFLUX_BUCKET`, `PACELINE_INFLUX_DB`, `PACELINE_HTTP_ADDR`,
-    /// `PACELINE_STATE_DIR`). Returns the errors of values that cannot apply.
+    /// `PACELINE_STATE_DIR`, `PACELINE_WORKERS`, `PACELINE_PEERS`, `PACELINE_PROCESS_INDEX`,
+    /// and, for the process index when neither sets it, `HOSTNAME`'s ordinal). Returns the
+    /// errors of values that cannot apply.
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigError> {
         let mut errors = Vec::new();
         let set = |name: &str, target: &mut String| {
@@ -188,6 +278,7 @@ impl Settings {
         set("PACELINE_INFLUX_DB", &mut self.influx.database);
         set("PACELINE_HTTP_ADDR", &mut self.service.http_addr);
         set("PACELINE_STATE_DIR", &mut self.service.state_dir);
+        self.apply_cluster_env(env, &mut errors);
         if let Some(api) = env("PACELINE_INFLUX_API") {
             match api.as_str() {
                 "v2" => self.influx.api = InfluxApi::V2,
@@ -201,12 +292,64 @@ impl Settings {
         errors
     }
 
+    fn apply_cluster_env(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+        errors: &mut Vec<ConfigError>,
+    ) {
+        let mut number = |name: &str| -> Option<usize> {
+            let v = env(name)?;
+            v.trim()
+                .parse()
+                .inspect_err(|_| {
+                    errors.push(ConfigError {
+                        key: name.into(),
+                        reason: format!("`{v}` is not a whole number"),
+                    })
+                })
+                .ok()
+        };
+        if let Some(w) = number("PACELINE_WORKERS") {
+            self.pipeline.dataflow.workers = w;
+        }
+        if let Some(i) = number("PACELINE_PROCESS_INDEX") {
+            self.cluster.process_index = Some(i);
+        }
+        if let Some(peers) = env("PACELINE_PEERS") {
+            self.cluster.processes = peers
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        if self.cluster.process_index.is_none() && self.cluster.is_cluster() {
+            let Some(host) = env("HOSTNAME") else { return };
+            let Some(i) = ordinal_of_host(&host) else {
+                return;
+            };
+            // The host name must be the one its entry names, or the ordinal means nothing.
+            match self.cluster.processes.get(i) {
+                Some(a) if a.starts_with(&format!("{host}.")) || a.starts_with(&format!("{host}:")) => {
+                    self.cluster.process_index = Some(i);
+                }
+                _ => errors.push(ConfigError {
+                    key: "cluster.processes".into(),
+                    reason: format!(
+                        "this process (host {host}, ordinal {i}) is not in the list: entry {i} must name {host}"
+                    ),
+                }),
+            }
+        }
+    }
+
     /// Every validation error of every section, each with its key.
     pub fn validate(&self) -> Vec<ConfigError> {
         let mut errors = self.pipeline.validate();
         self.kafka.validate(&mut errors);
         self.influx.validate(&mut errors);
         self.service.validate(&mut errors);
+        self.cluster.validate(&mut errors);
         let telemetry_days = self.streams.get(Stream::Telemetry).correction_horizon_days as u64;
         if self.kafka.create_topics && self.kafka.telemetry_retention_h < telemetry_days * 24 {
             errors.push(ConfigError {
@@ -226,6 +369,7 @@ pub fn to_toml(settings: &Settings) -> String {
         kafka: settings.kafka.clone(),
         influx: settings.influx.clone(),
         service: settings.service.clone(),
+        cluster: settings.cluster.clone(),
     };
     let rest = toml::to_string(&deployment).unwrap_or_else(|e| format!("# cannot serialize: {e}"));
     format!(
@@ -358,6 +502,81 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn cluster_settings_from_environment_and_their_errors() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let peers = "paceline-0.paceline-peers:7000, paceline-1.paceline-peers:7000";
+        let s = Settings::load_with_env(
+            None,
+            &env(&[
+                ("PACELINE_PEERS", peers),
+                ("HOSTNAME", "paceline-1"),
+                ("PACELINE_WORKERS", "2"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(s.cluster.processes.len(), 2);
+        assert_eq!(
+            s.cluster.process_index,
+            Some(1),
+            "from the host name's ordinal"
+        );
+        assert_eq!(s.dataflow.workers, 2);
+        let explicit = Settings::load_with_env(
+            None,
+            &env(&[
+                ("PACELINE_PEERS", peers),
+                ("HOSTNAME", "paceline-1"),
+                ("PACELINE_PROCESS_INDEX", "0"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(explicit.cluster.process_index, Some(0), "the variable wins");
+        let keys = |vars: &'static [(&'static str, &'static str)]| -> Vec<String> {
+            match Settings::load_with_env(None, &env(vars)) {
+                Err(LoadError::Invalid { errors, .. }) => errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.key, e.reason))
+                    .collect(),
+                other => panic!("expected errors, got {other:?}"),
+            }
+        };
+        let out_of_range = keys(&[
+            ("PACELINE_PEERS", "a:1,b:1"),
+            ("PACELINE_PROCESS_INDEX", "2"),
+        ]);
+        assert!(
+            out_of_range[0].starts_with("cluster.process_index: 2 is out of range"),
+            "{out_of_range:?}"
+        );
+        let twice = keys(&[
+            ("PACELINE_PEERS", "a:1,a:1"),
+            ("PACELINE_PROCESS_INDEX", "0"),
+        ]);
+        assert!(
+            twice[0].starts_with("cluster.processes: `a:1` is listed twice"),
+            "{twice:?}"
+        );
+        let not_listed = keys(&[("PACELINE_PEERS", "a:1,b:1"), ("HOSTNAME", "paceline-1")]);
+        assert!(
+            not_listed[0].contains("host paceline-1, ordinal 1) is not in the list"),
+            "{not_listed:?}"
+        );
+        let unset = keys(&[("PACELINE_PEERS", "a:1,b:1")]);
+        assert!(
+            unset[0].starts_with("cluster.process_index: not set"),
+            "{unset:?}"
+        );
+        let bad = keys(&[("PACELINE_WORKERS", "two")]);
+        assert_eq!(bad[0], "PACELINE_WORKERS: `two` is not a whole number");
     }
 
     #[test]

@@ -33,7 +33,8 @@ use crate::board::Board;
 
 /// Bumped whenever the payload's layout changes: an older file is refused, named.
 /// 2: the series state is kept per shard (a group, or one tag of a group), not per group.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the process count, and the watermarks of every source in each worker's part.
+pub const FORMAT_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"PCLNCKPT";
 const HEADER: usize = 8 + 4 + 4 + 8;
 /// Checkpoints kept: the newest, and two to fall back on.
@@ -78,6 +79,8 @@ pub enum CheckpointError {
 pub struct Compatibility {
     /// `dataflow.workers`: entities and groups are divided by worker.
     pub workers: usize,
+    /// Processes of the cluster (`cluster.processes`; 1 alone): so are they.
+    pub processes: usize,
     /// Cadence per indicator.
     pub cadences: Vec<(String, Nanos)>,
     /// Correction horizon per stream.
@@ -91,10 +94,11 @@ pub struct Compatibility {
 }
 
 impl Compatibility {
-    /// The settings of `config`.
-    pub fn of(config: &Config) -> Self {
+    /// The settings of `config`, run as `processes` processes.
+    pub fn of(config: &Config, processes: usize) -> Self {
         Compatibility {
             workers: config.dataflow.workers.max(1),
+            processes: processes.max(1),
             cadences: Indicator::ALL
                 .iter()
                 .map(|i| (i.name().to_string(), config.cadence(*i)))
@@ -124,6 +128,11 @@ impl Compatibility {
             "dataflow.workers".into(),
             self.workers.to_string(),
             now.workers.to_string(),
+        );
+        differ(
+            "cluster.processes (count)".into(),
+            self.processes.to_string(),
+            now.processes.to_string(),
         );
         let pairs = |v: &[(String, Nanos)], k: &str| {
             v.iter()
@@ -340,6 +349,29 @@ impl Store {
         Ok(None)
     }
 
+    /// The sequences of the valid checkpoints, newest first (what a cluster's process
+    /// offers to resume from); invalid ones are skipped with a warning naming them.
+    pub fn valid_sequences(&self) -> Result<Vec<u64>, CheckpointError> {
+        let mut out = Vec::new();
+        for path in self.files()? {
+            match Store::read(&path) {
+                Ok(c) => out.push(c.sequence),
+                Err(e) => tracing::warn!(
+                    checkpoint = %path.display(),
+                    error = %e,
+                    "skipping an invalid checkpoint"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The checkpoint with this sequence, with its file.
+    pub fn load(&self, sequence: u64) -> Result<(PathBuf, Checkpoint), CheckpointError> {
+        let path = self.dir.join(format!("checkpoint-{sequence:020}.bin"));
+        Store::read(&path).map(|c| (path, c))
+    }
+
     /// Removes every checkpoint (a rebuild starts over from the topics' beginning).
     pub fn clear(&self) -> Result<usize, CheckpointError> {
         let files = self.files()?;
@@ -468,7 +500,7 @@ mod tests {
 
     fn checkpoint(sequence: u64, config: &Config) -> Checkpoint {
         Checkpoint {
-            compatibility: Compatibility::of(config),
+            compatibility: Compatibility::of(config, 1),
             sequence,
             taken_ms: 1,
             coordinator: CoordinatorState {
@@ -546,15 +578,15 @@ mod tests {
         let mut b = Config::default();
         b.dataflow.workers = a.dataflow.workers + 3;
         b.streams.telemetry.topic = "other".into();
-        let d = Compatibility::of(&a).differences(&Compatibility::of(&b));
+        let d = Compatibility::of(&a, 1).differences(&Compatibility::of(&b, 1));
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d[0].starts_with("dataflow.workers: checkpoint"), "{d:?}");
         assert!(
             d[1].starts_with("streams.telemetry.topic: checkpoint"),
             "{d:?}"
         );
-        assert!(Compatibility::of(&a)
-            .differences(&Compatibility::of(&a))
+        assert!(Compatibility::of(&a, 1)
+            .differences(&Compatibility::of(&a, 1))
             .is_empty());
     }
 }

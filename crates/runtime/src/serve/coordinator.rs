@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use paceline_dataflow::cluster::Placement;
 use paceline_dataflow::{Runner, RunnerStats, WatermarkReport};
 use paceline_decode::{Admission, PartitionState, Reason, Verdict, WatermarkRule};
 use paceline_ingest::DeadLetterProducer;
@@ -37,7 +38,8 @@ pub struct EpochLog {
 impl EpochLog {
     fn record(&self, epoch: u64, sent: Instant, consumed: Option<Instant>) {
         if let Ok(mut e) = self.entries.lock() {
-            e.insert(epoch, (sent, consumed));
+            // A cluster gives an epoch's input in several sends: the first one counts.
+            e.entry(epoch).or_insert((sent, consumed));
             // Epochs that produced no points are never acknowledged: keep the log bounded.
             while e.len() > 100_000 {
                 e.pop_first();
@@ -70,8 +72,16 @@ struct Published {
 }
 
 impl Published {
-    /// Adds what the dataflow counted since the last call.
+    /// Adds what the dataflow counted since the last call, and shows its watermarks.
     fn publish(&mut self, metrics: &ServeMetrics, stats: &RunnerStats) {
+        for s in Stream::ALL {
+            if let Some(w) = stats.watermark(s) {
+                metrics
+                    .cluster_watermark
+                    .with_label_values(&[s.as_str()])
+                    .set(w as f64 / 1e9);
+            }
+        }
         for s in Stream::ALL {
             let c = stats.corrections[s.index()].load(Ordering::Relaxed);
             let new = c.saturating_sub(self.corrections[s.index()]);
@@ -165,33 +175,55 @@ impl Progress {
         self.parts[i].entry(partition).or_default().idle = false;
     }
 
-    /// Moves each stream's watermark forward where its partitions allow (never back);
-    /// true when one moved.
-    fn advance_watermarks(&mut self, rules: &[WatermarkRule; 3], metrics: &ServeMetrics) -> bool {
+    /// Moves each stream's watermark over this process's partitions forward where they
+    /// allow (never back); true when one moved. `cluster`: the dataflow's watermarks over
+    /// every process, which judge `too_late` when behind this process's own.
+    fn advance_watermarks(
+        &mut self,
+        rules: &[WatermarkRule; 3],
+        metrics: &ServeMetrics,
+        cluster: Option<&RunnerStats>,
+    ) -> bool {
         let wall = wall_clock_ns();
         let mut changed = false;
         for s in Stream::ALL {
             let states: Vec<PartitionState> = self.parts[s.index()].values().copied().collect();
             if let Some(w) = rules[s.index()].advance(self.marks[s.index()], &states, wall) {
                 self.marks[s.index()] = Some(w);
-                self.admission.set_watermark(s, w);
                 metrics.set_watermark(s, w);
                 changed = true;
+            }
+            let Some(own) = self.marks[s.index()] else {
+                continue;
+            };
+            match cluster {
+                None => self.admission.set_watermark(s, own),
+                // An event is too late only once the whole cluster's watermark passed it:
+                // another process may still be behind this one.
+                Some(stats) => {
+                    if let Some(all) = stats.watermark(s) {
+                        self.admission.set_watermark(s, own.min(all));
+                    }
+                }
             }
         }
         changed
     }
 
-    fn reports(&self) -> Vec<WatermarkReport> {
+    /// Each stream's report from this process (`source`) for every stream it reads: its
+    /// watermark (none yet holds the stream's back) and whether all its partitions of the
+    /// stream are idle.
+    fn reports(&self, source: u32) -> Vec<WatermarkReport> {
         Stream::ALL
             .iter()
-            .filter(|s| self.admission.min_accepted(**s).is_some())
+            .filter(|s| !self.parts[s.index()].is_empty())
             .map(|&s| WatermarkReport {
-                source: 0,
+                source,
                 stream: s,
                 watermark: self.marks[s.index()],
                 earliest: self.admission.min_accepted(s),
                 end_of_input: None,
+                idle: self.parts[s.index()].values().all(|p| p.idle),
             })
             .collect()
     }
@@ -233,61 +265,64 @@ pub struct Coordinator {
     pub restored: Option<CoordinatorState>,
     /// Checkpoints.
     pub checkpoints: CheckpointFeed,
+    /// Where this process's workers are in the cluster.
+    pub placement: Placement,
 }
 
 impl Coordinator {
-    /// Runs until every source has gone, then sends the last epoch, takes the final
-    /// snapshot and waits for the dataflow to drain.
+    /// Runs until every source has gone: alone, it then sends the last epoch, takes the
+    /// final snapshot and waits for the dataflow to drain; in a cluster it just stops.
     pub fn run(self) -> Result<(), PipelineError> {
+        if self.placement.processes > 1 {
+            self.run_in_cluster()
+        } else {
+            self.run_alone()
+        }
+    }
+
+    fn run_alone(self) -> Result<(), PipelineError> {
+        let mut run = Run::new(&self);
         let Coordinator {
             config,
-            partitions,
             input,
             runner,
             metrics,
             epochs,
-            dead,
-            restored,
             mut checkpoints,
+            ..
         } = self;
-        let mut progress = Progress::new(&config, &partitions, restored);
-        progress.publish_watermarks(&metrics);
-        let rules = watermark_rules(&config);
-        let linger = Duration::from_millis(config.service.epoch_linger_ms);
         let epoch_events = config.dataflow.epoch_events.max(1);
-        let mut next = NextEpoch::new(runner.workers());
         let mut last_checkpoint = Instant::now();
-        let mut published = Published::default();
         loop {
-            let done = match input.recv_timeout(linger) {
-                Ok(batch) => {
-                    paceline_model::failpoint::check("coordinator");
-                    let (worker, consumed) = (batch.worker, batch.consumed);
-                    let events = take_batch(batch, &mut progress, &config, &metrics, &dead)?;
-                    next.add(worker, events, consumed);
-                    false
-                }
-                Err(RecvTimeoutError::Timeout) => false,
-                Err(RecvTimeoutError::Disconnected) => true,
-            };
+            let done = run.receive(&input, run.linger, &config, &metrics)?;
             let checkpoint_due = last_checkpoint.elapsed() >= checkpoints.interval
                 && !checkpoints.busy.load(Ordering::SeqCst);
-            if !(next.due(epoch_events, linger) || checkpoint_due || done) {
+            if !(run.next.due(epoch_events, run.linger) || checkpoint_due || done) {
                 continue;
             }
-            let moved = progress.advance_watermarks(&rules, &metrics);
+            let moved = run.progress.advance_watermarks(&run.rules, &metrics, None);
             // Watermarks alone make an epoch too: ticks close on them.
-            if next.count > 0 || moved || checkpoint_due || done {
-                next.send(&runner, progress.reports(), &epochs)?;
+            if run.next.count > 0 || moved || checkpoint_due || done {
+                run.next
+                    .send(&runner, run.progress.reports(0), &epochs, None)?;
             }
             // Every linger, not only after a send: the workers count corrections after
             // an epoch is handed over, and input may stop right after it (a quiet stream,
             // a checkpoint held back by a stuck sink): the counters must still catch up.
-            published.publish(&metrics, &runner.stats);
-            next.lingered_from = Instant::now();
+            run.published.publish(&metrics, &runner.stats);
+            run.next.lingered_from = Instant::now();
             // The final snapshot once the sources are gone: a graceful stop checkpoints.
             if checkpoint_due || done {
-                take_checkpoint(&runner, &progress, &mut checkpoints, &dead, &metrics)?;
+                let sequence = checkpoints.next_sequence;
+                take_checkpoint(
+                    &runner,
+                    &run.progress,
+                    &mut checkpoints,
+                    &run.dead,
+                    &metrics,
+                    sequence,
+                )?;
+                checkpoints.next_sequence += 1;
                 last_checkpoint = Instant::now();
             }
             if done {
@@ -295,8 +330,136 @@ impl Coordinator {
             }
         }
         let stats = runner.finish()?;
-        published.publish(&metrics, &stats);
+        run.published.publish(&metrics, &stats);
         Ok(())
+    }
+
+    /// A cluster's processes number epochs by the clock (one per `service.epoch_linger_ms`
+    /// since the Unix epoch), so that they advance together whatever each one reads, and
+    /// checkpoint at the same epochs (every `service.checkpoint_interval_s`): a checkpoint
+    /// is the state before its epoch on every process, and its sequence is that epoch.
+    fn run_in_cluster(self) -> Result<(), PipelineError> {
+        let mut run = Run::new(&self);
+        let Coordinator {
+            config,
+            input,
+            runner,
+            metrics,
+            epochs,
+            mut checkpoints,
+            placement,
+            ..
+        } = self;
+        let source = placement.process as u32;
+        let epoch_events = config.dataflow.epoch_events.max(1);
+        let linger_ms = config.service.epoch_linger_ms.max(1);
+        let period = (checkpoints.interval.as_millis() as u64 / linger_ms).max(1);
+        let now = || (wall_clock_ns() / 1_000_000) as u64 / linger_ms;
+        // Every process's first reports are given at epoch 0, so that each stream's
+        // watermark waits for every process that reads it from the start.
+        let mut current = now();
+        run.next.send(
+            &runner,
+            run.progress.reports(source),
+            &epochs,
+            Some(current),
+        )?;
+        let poll = Duration::from_millis((linger_ms / 4).max(1));
+        loop {
+            if run.receive(&input, poll, &config, &metrics)? {
+                break;
+            }
+            let slot = now();
+            if slot <= current {
+                if run.next.count >= epoch_events {
+                    run.next.send(&runner, Vec::new(), &epochs, Some(current))?;
+                }
+                continue;
+            }
+            run.progress
+                .advance_watermarks(&run.rules, &metrics, Some(&runner.stats));
+            let boundary = slot / period * period;
+            if boundary > current {
+                run.next.send(
+                    &runner,
+                    run.progress.reports(source),
+                    &epochs,
+                    Some(boundary),
+                )?;
+                current = boundary;
+                // A process still writing its previous checkpoint skips this one; the
+                // checkpoint then counts on none, as every process must hold it.
+                if !checkpoints.busy.load(Ordering::SeqCst) {
+                    take_checkpoint(
+                        &runner,
+                        &run.progress,
+                        &mut checkpoints,
+                        &run.dead,
+                        &metrics,
+                        boundary,
+                    )?;
+                }
+            }
+            if slot > current {
+                run.next
+                    .send(&runner, run.progress.reports(source), &epochs, Some(slot))?;
+                current = slot;
+            }
+            run.published.publish(&metrics, &runner.stats);
+        }
+        // No last epoch and no final checkpoint: the other processes could not align with
+        // them. The workers are left to the process's exit (joining them would wait for
+        // the other processes' input to end); the others stop once its connections close,
+        // and the cluster resumes from its last complete checkpoint.
+        std::mem::forget(runner);
+        Ok(())
+    }
+}
+
+/// What both ways of running keep between batches.
+struct Run {
+    progress: Progress,
+    rules: [WatermarkRule; 3],
+    next: NextEpoch,
+    published: Published,
+    linger: Duration,
+    dead: DeadLetterProducer,
+}
+
+impl Run {
+    fn new(c: &Coordinator) -> Run {
+        let progress = Progress::new(&c.config, &c.partitions, c.restored.clone());
+        progress.publish_watermarks(&c.metrics);
+        Run {
+            progress,
+            rules: watermark_rules(&c.config),
+            next: NextEpoch::new(c.runner.workers()),
+            published: Published::default(),
+            linger: Duration::from_millis(c.config.service.epoch_linger_ms),
+            dead: c.dead.clone(),
+        }
+    }
+
+    /// Takes the next batch (waiting at most `wait`) into the epoch; true once every
+    /// source has gone.
+    fn receive(
+        &mut self,
+        input: &Receiver<Batch>,
+        wait: Duration,
+        config: &Config,
+        metrics: &ServeMetrics,
+    ) -> Result<bool, PipelineError> {
+        match input.recv_timeout(wait) {
+            Ok(batch) => {
+                paceline_model::failpoint::check("coordinator");
+                let (worker, consumed) = (batch.worker, batch.consumed);
+                let events = take_batch(batch, &mut self.progress, config, metrics, &self.dead)?;
+                self.next.add(worker, events, consumed);
+                Ok(false)
+            }
+            Err(RecvTimeoutError::Timeout) => Ok(false),
+            Err(RecvTimeoutError::Disconnected) => Ok(true),
+        }
     }
 }
 
@@ -310,7 +473,8 @@ fn watermark_rules(config: &Settings) -> [WatermarkRule; 3] {
 
 /// The epoch being gathered: accepted events per worker, and since when.
 struct NextEpoch {
-    index: u64,
+    /// The workers' current input epoch: what is sent next is given at it.
+    time: u64,
     events: Vec<Vec<Event>>,
     count: usize,
     /// When the oldest event in it was consumed (for the end-to-end latency).
@@ -322,7 +486,7 @@ struct NextEpoch {
 impl NextEpoch {
     fn new(workers: usize) -> Self {
         NextEpoch {
-            index: 0,
+            time: 0,
             events: vec![Vec::new(); workers.max(1)],
             count: 0,
             oldest: None,
@@ -330,7 +494,8 @@ impl NextEpoch {
         }
     }
 
-    /// Events read by the source of `worker`, consumed from `consumed` on.
+    /// Events read by the source of `worker` (a cluster index: this process's workers are
+    /// consecutive, so it is the local index modulo the workers), consumed from `consumed`.
     fn add(&mut self, worker: usize, events: Vec<Event>, consumed: Instant) {
         if events.is_empty() {
             return;
@@ -346,16 +511,18 @@ impl NextEpoch {
         self.count >= epoch_events || self.lingered_from.elapsed() >= linger
     }
 
-    /// Hands the epoch to the dataflow with the watermark reports; starts the next.
+    /// Hands what was gathered to the dataflow with the watermark reports, the inputs
+    /// then moved to `advance_to` (None: the next epoch).
     fn send(
         &mut self,
         runner: &Runner,
         reports: Vec<WatermarkReport>,
         epochs: &EpochLog,
+        advance_to: Option<u64>,
     ) -> Result<(), PipelineError> {
-        epochs.record(self.index, Instant::now(), self.oldest.take());
-        runner.send_all(&mut self.events, reports)?;
-        self.index += 1;
+        epochs.record(self.time, Instant::now(), self.oldest.take());
+        runner.send_all_to(&mut self.events, reports, advance_to)?;
+        self.time = advance_to.unwrap_or(self.time + 1).max(self.time);
         self.count = 0;
         Ok(())
     }
@@ -440,6 +607,7 @@ fn take_checkpoint(
     feed: &mut CheckpointFeed,
     dead: &DeadLetterProducer,
     metrics: &ServeMetrics,
+    sequence: u64,
 ) -> Result<(), PipelineError> {
     let started = Instant::now();
     let workers = runner.snapshot()?;
@@ -448,13 +616,12 @@ fn take_checkpoint(
     metrics.set_entities(runner.stats.entity_counts());
     let checkpoint = Checkpoint {
         compatibility: feed.compatibility.clone(),
-        sequence: feed.next_sequence,
+        sequence,
         taken_ms: (wall_clock_ns() / 1_000_000) as u64,
         coordinator: progress.state(),
         workers,
         board: Vec::new(),
     };
-    feed.next_sequence += 1;
     feed.busy.store(true, Ordering::SeqCst);
     let pending = Pending {
         checkpoint,

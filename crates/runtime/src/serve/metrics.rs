@@ -28,8 +28,11 @@ pub struct ServeMetrics {
     pub source_lag: IntGaugeVec,
     /// `paceline_stream_lag_messages{stream}`.
     pub stream_lag: IntGaugeVec,
-    /// `paceline_watermark_timestamp_seconds{stream}`.
+    /// `paceline_watermark_timestamp_seconds{stream}`: over this process's partitions.
     pub watermark: GaugeVec,
+    /// `paceline_cluster_watermark_timestamp_seconds{stream}`: over every process's, as
+    /// the dataflow closes ticks.
+    pub cluster_watermark: GaugeVec,
     /// `paceline_corrections_total{stream}`.
     pub corrections: IntCounterVec,
     /// `paceline_corrections_unrepresentable_total`.
@@ -143,6 +146,11 @@ impl ServeMetrics {
             watermark: gauge(
                 "paceline_watermark_timestamp_seconds",
                 "The stream's watermark (event time, seconds since the Unix epoch).",
+                &["stream"],
+            )?,
+            cluster_watermark: gauge(
+                "paceline_cluster_watermark_timestamp_seconds",
+                "The stream's watermark over every process of the cluster, at which ticks close (one process: as paceline_watermark_timestamp_seconds once applied).",
                 &["stream"],
             )?,
             corrections: counter(

@@ -15,12 +15,17 @@ mod pipeline;
 pub mod sources;
 pub mod watch;
 
+pub use paceline_dataflow::cluster::peer_of_thread;
+
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::hash::{Hash, Hasher};
+
+use paceline_dataflow::cluster::{ClusterSpec, Connected, Placement};
 use paceline_ingest::{client_config, create_missing_topics, topic_partitions, NewTopicSpec};
 use paceline_model::config::Config;
 use paceline_model::point::Point;
@@ -110,6 +115,9 @@ pub enum ServeError {
     /// The state directory holds a checkpoint this configuration cannot continue from.
     #[error("{0}")]
     Incompatible(String),
+    /// The cluster could not be formed.
+    #[error("{0}")]
+    Cluster(#[from] paceline_dataflow::cluster::ClusterError),
     /// Shutdown did not finish in time.
     #[error("shutdown did not finish within {0} s ({1} points still pending); nothing was committed past them")]
     ShutdownTimeout(u64, i64),
@@ -278,7 +286,20 @@ async fn run(
     // Restore before reading anything: `/readyz` stays 503 until the sources are assigned.
     let store = Store::open(Path::new(&config.service.state_dir))
         .map_err(|e| ServeError::Setup(format!("service.state_dir: {e}")))?;
-    let restored = restore(&config, &store, options)?;
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (restored, cluster) = match cluster_spec(&config) {
+        None => (restore(&config, &store, options)?, None),
+        Some(spec) => {
+            let joined = tokio::select! {
+                j = join_cluster(&config, &store, options, spec) => j?,
+                _ = &mut shutdown => {
+                    tracing::info!("shutdown requested while the cluster was forming");
+                    return Ok(ServeReport::default());
+                }
+            };
+            (joined.1, Some(joined.0))
+        }
+    };
     if let Some(c) = &restored {
         observed.state.board.record(&c.board);
         observed
@@ -287,7 +308,6 @@ async fn run(
             .set(c.taken_ms as f64 / 1e3);
     }
     let kafka = client_config(&config.kafka, secrets.kafka_sasl_password.as_ref());
-    let mut shutdown = std::pin::pin!(shutdown);
     // A shutdown while Kafka is still being reached stops at once: nothing was read.
     let partitions = tokio::select! {
         p = discover_partitions(&config, &kafka) => p?,
@@ -297,7 +317,7 @@ async fn run(
         }
     };
     let mut pipeline = Pipeline::start(
-        &config, &kafka, store, restored, partitions, &observed, writer,
+        &config, &kafka, store, restored, partitions, &observed, writer, cluster,
     )?;
     let early = pipeline.until_stopped(&mut shutdown).await;
     let timeout = Duration::from_secs(config.service.shutdown_timeout_s);
@@ -331,6 +351,84 @@ async fn discover_partitions(
     .await?
 }
 
+/// How to reach the other processes, when `[cluster]` lists several.
+fn cluster_spec(config: &Settings) -> Option<ClusterSpec> {
+    let c = &config.cluster;
+    if !c.is_cluster() {
+        return None;
+    }
+    // Every setting the state depends on, and the plan: processes configured differently
+    // would compute different series.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    paceline_model::config::to_toml(&config.pipeline).hash(&mut h);
+    Some(ClusterSpec {
+        placement: Placement {
+            process: c.process_index.unwrap_or(0),
+            processes: c.processes.len(),
+            workers: config.dataflow.workers.max(1),
+        },
+        addresses: c.processes.clone(),
+        connect_timeout: Duration::from_secs(c.connect_timeout_s),
+        fingerprint: h.finish(),
+    })
+}
+
+/// Connects to the other processes, and agrees with them on the newest checkpoint every
+/// one of them holds: that one is loaded (checked against the configuration), or none.
+async fn join_cluster(
+    config: &Settings,
+    store: &Store,
+    options: ServeOptions,
+    spec: ClusterSpec,
+) -> Result<(Connected, Option<Checkpoint>), ServeError> {
+    let setup = |e: CheckpointError| ServeError::Setup(format!("service.state_dir: {e}"));
+    if options.rebuild {
+        let removed = store.clear().map_err(setup)?;
+        tracing::warn!(
+            removed,
+            "rebuild: this process's checkpoints discarded; the cluster starts over"
+        );
+    }
+    let now = Compatibility::of(config, spec.placement.processes);
+    // Refused here, before the others are reached: a cluster resized, or reconfigured,
+    // must not start over silently on the processes that hold no checkpoint.
+    if let Some((path, newest)) = store.load_newest().map_err(setup)? {
+        let differences = newest.compatibility.differences(&now);
+        if !differences.is_empty() {
+            return Err(ServeError::Incompatible(
+                CheckpointError::Incompatible { path, differences }.to_string(),
+            ));
+        }
+    }
+    let held = store.valid_sequences().map_err(setup)?;
+    tracing::info!(
+        process = spec.placement.process,
+        processes = spec.placement.processes,
+        peers = ?spec.addresses,
+        "connecting to the cluster"
+    );
+    let connected =
+        tokio::task::spawn_blocking(move || paceline_dataflow::cluster::connect(&spec, &held))
+            .await??;
+    let Some(sequence) = connected.resume_from else {
+        tracing::info!("no checkpoint every process holds: starting from the topics' beginning");
+        return Ok((connected, None));
+    };
+    let (path, checkpoint) = store.load(sequence).map_err(setup)?;
+    let differences = checkpoint.compatibility.differences(&now);
+    if !differences.is_empty() {
+        return Err(ServeError::Incompatible(
+            CheckpointError::Incompatible { path, differences }.to_string(),
+        ));
+    }
+    tracing::info!(
+        checkpoint = %path.display(),
+        sequence,
+        "the cluster resumes from the newest checkpoint every process holds"
+    );
+    Ok((connected, Some(checkpoint)))
+}
+
 /// The newest valid checkpoint to start from, checked against the configuration; None
 /// to start from the topics' beginning (no checkpoint, or `--rebuild`).
 fn restore(
@@ -353,7 +451,7 @@ fn restore(
     };
     let differences = checkpoint
         .compatibility
-        .differences(&Compatibility::of(config));
+        .differences(&Compatibility::of(config, 1));
     if !differences.is_empty() {
         return Err(ServeError::Incompatible(
             CheckpointError::Incompatible { path, differences }.to_string(),

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use paceline_dataflow::cluster::{Connected, Placement};
 use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
 use paceline_ingest::{assign_stable, DeadLetterProducer, OffsetCommitter, TopicWatch};
 use paceline_model::config::Config;
@@ -48,6 +49,8 @@ pub(super) struct Pipeline {
     lag: TaskHandle<()>,
     fatal: UnboundedReceiver<ServeError>,
     pending: prometheus::IntGauge,
+    /// One process of several: it stops alone, without the final epoch and checkpoint.
+    in_cluster: bool,
 }
 
 /// What the dataflow hands on: the runner, the points for the sink, how many were sent.
@@ -67,7 +70,9 @@ struct CheckpointWriter {
 }
 
 impl Pipeline {
-    /// Starts every stage on `partitions`, from `restored` when given.
+    /// Starts every stage on `partitions` (of this process's workers, in `cluster` when
+    /// given), from `restored` when given.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         config: &Settings,
         kafka: &ClientConfig,
@@ -76,13 +81,16 @@ impl Pipeline {
         partitions: [Vec<i32>; 3],
         observed: &Observed,
         writer: InfluxWriter,
+        cluster: Option<Connected>,
     ) -> Result<Pipeline, ServeError> {
-        let workers = config.dataflow.workers.max(1);
+        let placement = cluster
+            .as_ref()
+            .map_or(Placement::single(config.dataflow.workers), |c| c.placement);
         let (restored_workers, restored_coordinator, next_sequence) = match restored {
             Some(c) => (Some(c.workers), Some(c.coordinator), c.sequence + 1),
             None => (None, None, 1),
         };
-        let dataflow = start_dataflow(config, restored_workers, observed)?;
+        let dataflow = start_dataflow(config, restored_workers, observed, cluster)?;
         let dead = DeadLetterProducer::new(kafka, &config.kafka.dead_letter_topic)
             .map_err(|e| ServeError::Kafka(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -102,19 +110,32 @@ impl Pipeline {
             .as_ref()
             .map(|c| c.offsets.each_ref().map(|o| o.iter().copied().collect()))
             .unwrap_or_default();
-        start_sources(&spawner, &partitions, workers, &start_offsets)?;
+        let own = start_sources(&spawner, &partitions, placement, &start_offsets)?;
         observed
             .state
             .sources_assigned
             .store(true, Ordering::Relaxed);
-        tracing::info!(?partitions, workers, "sources assigned");
+        tracing::info!(
+            partitions = ?own,
+            workers = placement.workers,
+            process = placement.process,
+            processes = placement.processes,
+            "sources assigned"
+        );
         let known = Arc::new(Mutex::new(partitions.clone()));
-        start_watch(config, kafka, observed, &known, &spawner, &stop, &fatal_tx)?;
+        start_watch(
+            kafka,
+            observed,
+            &known,
+            &spawner,
+            (config, placement),
+            (&stop, &fatal_tx),
+        )?;
         let ckpt = start_checkpoint_writer(config, kafka, store, &dead, observed, &fatal_tx)?;
         let epochs = Arc::new(EpochLog::default());
         let coordinator = Coordinator {
             config: config.clone(),
-            partitions,
+            partitions: own,
             input: batch_rx,
             runner: dataflow.runner,
             metrics: observed.metrics.clone(),
@@ -126,9 +147,10 @@ impl Pipeline {
                 busy: ckpt.busy,
                 interval: Duration::from_secs(config.service.checkpoint_interval_s),
                 next_sequence,
-                compatibility: Compatibility::of(config),
+                compatibility: Compatibility::of(config, placement.processes),
                 points_sent: dataflow.sent,
             },
+            placement,
         };
         let coordinator = spawn_reporting("coordinator", "coordinator", &fatal_tx, move || {
             coordinator.run()
@@ -154,6 +176,7 @@ impl Pipeline {
             lag,
             fatal,
             pending: observed.state.sink_pending.clone(),
+            in_cluster: placement.processes > 1,
         })
     }
 
@@ -197,6 +220,7 @@ impl Pipeline {
             lag,
             fatal: _,
             pending,
+            in_cluster,
         } = self;
         stop.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + timeout;
@@ -207,7 +231,15 @@ impl Pipeline {
             prefer(&mut failure, e.unwrap_or_else(timed_out));
         }
         let mut report = ServeReport::default();
-        match finish_sink(sink, sink_result, deadline, failure.is_none()).await {
+        // A cluster's process stops alone: its workers' points end only with the others',
+        // and its checkpoint in flight would be its part alone. What it has not written
+        // is written again on the restore, like every tick after the last complete
+        // checkpoint.
+        if in_cluster {
+            abandon.store(true, Ordering::SeqCst);
+        }
+        let wait_for_sink = failure.is_none() && !in_cluster;
+        match finish_sink(sink, sink_result, deadline, wait_for_sink).await {
             Ok(written) => report.points_written = written,
             Err(e) => prefer(&mut failure, e.unwrap_or_else(timed_out)),
         }
@@ -331,6 +363,7 @@ fn start_dataflow(
     config: &Config,
     restored: Option<Vec<Vec<u8>>>,
     observed: &Observed,
+    cluster: Option<Connected>,
 ) -> Result<Dataflow, ServeError> {
     let (points_tx, points) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(64);
     let sent = Arc::new(AtomicU64::new(0));
@@ -346,7 +379,7 @@ fn start_dataflow(
     if restored.is_some() {
         settings.rewrite_until = Some(rewrite_until(config));
     }
-    let runner = Runner::start(settings, out, restored).map_err(PipelineError::from)?;
+    let runner = Runner::start_in(settings, out, restored, cluster).map_err(PipelineError::from)?;
     if let Ok(mut d) = observed.state.dataflow.lock() {
         *d = Some(runner.stats.clone());
     }
@@ -357,19 +390,27 @@ fn start_dataflow(
     })
 }
 
-/// One source per (worker, topic) with partitions, each partition from its restored
-/// offset (the beginning where none).
+/// One source per (worker of this process, topic) with partitions, each partition from
+/// its restored offset (the beginning where none). The partitions are divided among every
+/// worker of the cluster; returns this process's.
 fn start_sources(
     spawner: &Spawner,
     partitions: &[Vec<i32>; 3],
-    workers: usize,
+    placement: Placement,
     start: &[HashMap<i32, i64>; 3],
-) -> Result<(), ServeError> {
+) -> Result<[Vec<i32>; 3], ServeError> {
     let all: Vec<(Stream, i32)> = Stream::ALL
         .iter()
         .flat_map(|s| partitions[s.index()].iter().map(move |p| (*s, *p)))
         .collect();
-    for (worker, owned) in assign_stable(&all, workers).iter().enumerate() {
+    let mut own: [Vec<i32>; 3] = Default::default();
+    for (worker, owned) in assign_stable(&all, placement.total()).iter().enumerate() {
+        if placement.local(worker).is_none() {
+            continue;
+        }
+        for (s, p) in owned {
+            own[s.index()].push(*p);
+        }
         for s in Stream::ALL {
             let parts: Vec<i32> = owned
                 .iter()
@@ -381,25 +422,24 @@ fn start_sources(
             }
         }
     }
-    Ok(())
+    Ok(own)
 }
 
 /// The watch: brokers and topics still there, partitions added.
 fn start_watch(
-    config: &Settings,
     kafka: &ClientConfig,
     observed: &Observed,
     known: &Arc<Mutex<[Vec<i32>; 3]>>,
     spawner: &Arc<Spawner>,
-    stop: &Arc<AtomicBool>,
-    fatal: &UnboundedSender<ServeError>,
+    (config, placement): (&Settings, Placement),
+    (stop, fatal): (&Arc<AtomicBool>, &UnboundedSender<ServeError>),
 ) -> Result<(), ServeError> {
     let topics = Stream::ALL.map(|s| config.streams.get(s).topic.clone());
     let watch = Watch {
         watch: TopicWatch::new(kafka, topics.to_vec())
             .map_err(|e| ServeError::Kafka(e.to_string()))?,
         known: known.clone(),
-        workers: config.dataflow.workers.max(1),
+        placement,
         unavailable_timeout: Duration::from_secs(config.kafka.unavailable_timeout_s),
         health: observed.state.kafka.clone(),
         spawner: spawner.clone(),

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use paceline_dataflow::cluster::Placement;
 use paceline_ingest::{partition_owner, TopicWatch};
 use paceline_model::Stream;
 
@@ -55,8 +56,8 @@ pub struct Watch {
     pub watch: TopicWatch,
     /// Partitions known per stream.
     pub known: Arc<Mutex<[Vec<i32>; 3]>>,
-    /// Workers the partitions are divided among.
-    pub workers: usize,
+    /// The workers the partitions are divided among, and which of them run here.
+    pub placement: Placement,
     /// `kafka.unavailable_timeout_s`.
     pub unavailable_timeout: Duration,
     /// What `/readyz` reads.
@@ -126,10 +127,11 @@ impl Watch {
             );
             let mut by_worker: HashMap<usize, Vec<i32>> = HashMap::new();
             for p in &added {
-                by_worker
-                    .entry(partition_owner(*s, *p, self.workers))
-                    .or_default()
-                    .push(*p);
+                let owner = partition_owner(*s, *p, self.placement.total());
+                // Another process of the cluster reads it.
+                if self.placement.local(owner).is_some() {
+                    by_worker.entry(owner).or_default().push(*p);
+                }
             }
             for (worker, parts) in by_worker {
                 // From the beginning: everything in a new partition is new.

@@ -1,0 +1,321 @@
+//! Scale-out on real services (tansu, InfluxDB 1.x): one timely cluster of two processes
+//! on loopback, each with its own state directory, as pods of a StatefulSet would be.
+//!
+//! - Equivalence: 2 processes × 2 workers write a database equivalent (docs/outputs.md)
+//!   to 1 process × 1 worker's on the same disordered events, and to `paceline replay`'s;
+//!   every process reads partitions, and no series is written by both.
+//! - Kill: SIGKILL one of two processes mid-run; the other exits 1 within 10 s naming it;
+//!   both restarted resume from the newest checkpoint both hold, and the result is still
+//!   equivalent.
+//! - A peer that never comes up: start fails within the timeout, naming it (no services).
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use paceline_model::{Nanos, Stream};
+use paceline_runtime::settings::{InfluxApi, Settings};
+use paceline_tests::services::{free_port, get, Influx1, Tansu, TempDir};
+use paceline_tests::{
+    assert_no_loss, compare, create_topics, influx1_env, kafka, readback, run_side_by_side,
+    scenario_config, topics, Dataset, Metrics, Serve,
+};
+
+/// Two processes' configuration: `workers` each, checkpoints every second, watermarks
+/// that do not jump to the wall clock while the producer pauses.
+fn cluster_config(prefix: &str, workers: usize) -> Settings {
+    let mut c = scenario_config(prefix);
+    c.influx.api = InfluxApi::V1;
+    c.dataflow.workers = workers;
+    c.service.checkpoint_interval_s = 1;
+    c.service.idle_watermark_follows_clock = false;
+    c.cluster.connect_timeout_s = 60;
+    c
+}
+
+/// Loopback addresses for a cluster of `n`.
+fn addresses(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect()
+}
+
+/// Starts process `index` of the cluster in `dir`.
+fn start_process(
+    dir: TempDir,
+    index: usize,
+    peers: &[String],
+    config: &Settings,
+    env: &[(&'static str, String)],
+) -> Serve {
+    let mut env = env.to_vec();
+    env.push(("PACELINE_PEERS", peers.join(",")));
+    env.push(("PACELINE_PROCESS_INDEX", index.to_string()));
+    Serve::start_in(dir, config, &env)
+}
+
+/// Waits until the processes together counted `events`, every one's cluster watermarks
+/// reached `marks`, nothing is pending anywhere and the points written stopped changing;
+/// each one's final metrics.
+fn wait_cluster_drained(
+    procs: &mut [Serve],
+    events: usize,
+    marks: [Option<Nanos>; 3],
+) -> Vec<Metrics> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut last_written = -1.0;
+    loop {
+        for p in procs.iter_mut() {
+            assert!(p.proc.running(), "a process exited:\n{}", p.proc.log_text());
+        }
+        let m: Vec<Metrics> = procs.iter().map(Serve::metrics).collect();
+        let counted: f64 = m.iter().map(|m| m.sum("paceline_events_total", &[])).sum();
+        let marks_ok = m.iter().all(|m| {
+            Stream::ALL.iter().all(|s| {
+                marks[s.index()].is_none_or(|w| {
+                    m.sum(
+                        "paceline_cluster_watermark_timestamp_seconds",
+                        &[("stream", s.as_str())],
+                    ) * 1e9
+                        >= w as f64
+                })
+            })
+        });
+        let pending: f64 = m
+            .iter()
+            .map(|m| m.sum("paceline_sink_pending_points", &[]))
+            .sum();
+        let written: f64 = m
+            .iter()
+            .map(|m| m.sum("paceline_sink_points_written_total", &[]))
+            .sum();
+        if counted as usize >= events
+            && marks_ok
+            && pending == 0.0
+            && written == last_written
+            && written > 0.0
+        {
+            return m;
+        }
+        last_written = written;
+        assert!(
+            Instant::now() < deadline,
+            "cluster not drained: counted {counted}/{events}, watermarks ok {marks_ok}, pending {pending}\n{}",
+            procs.iter().map(|p| p.proc.log_text()).collect::<Vec<_>>().join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+}
+
+/// Where each stream's ticks are closed on every process (the cluster watermark).
+fn cluster_reach(m: &Metrics) -> [Nanos; 3] {
+    Stream::ALL.map(|s| {
+        (m.sum(
+            "paceline_cluster_watermark_timestamp_seconds",
+            &[("stream", s.as_str())],
+        ) * 1e9) as Nanos
+    })
+}
+
+/// The series a process shows at `/api/v1/indicators` (it shows those it writes).
+fn series_shown(serve: &Serve) -> BTreeSet<String> {
+    let (status, body) = get(&format!("{}/api/v1/indicators", serve.http)).expect("answers");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    v["series"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .map(|s| format!("{} {}", s["indicator"], s["tags"]))
+        .collect()
+}
+
+fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "cl-eq";
+    create_topics(tansu, prefix, 4);
+    let data = Dataset::new(61, 2, false, &[]);
+    let (t, _) = topics(prefix);
+    kafka::produce(&tansu.brokers(), &t, &data.lines);
+    let (expected, summary) = data.replay(&cluster_config(prefix, 1));
+
+    influx.query("", "CREATE DATABASE cl_one");
+    let one = cluster_config(prefix, 1);
+    let mut single = Serve::start(&one, &influx1_env(tansu, influx, "cl_one"));
+    let m1 = single.wait_drained(
+        data.lines.len(),
+        data.final_watermarks(&one),
+        Duration::from_secs(300),
+    );
+    let single_series = series_shown(&single);
+    single.stop_cleanly(None);
+
+    influx.query("", "CREATE DATABASE cl_two");
+    let two = cluster_config(prefix, 2);
+    let peers = addresses(2);
+    let env = influx1_env(tansu, influx, "cl_two");
+    let mut procs: Vec<Serve> = (0..2)
+        .map(|i| start_process(TempDir::new("cluster-eq"), i, &peers, &two, &env))
+        .collect();
+    let m2 = wait_cluster_drained(&mut procs, data.lines.len(), data.final_watermarks(&two));
+    for (i, m) in m2.iter().enumerate() {
+        let read = m.sum("paceline_events_total", &[]);
+        assert!(read > 0.0, "process {i} reads partitions of its own");
+        assert!(
+            read < data.lines.len() as f64,
+            "process {i} reads only its own partitions"
+        );
+    }
+    let r2 = cluster_reach(&m2[0]);
+    assert_no_loss(&Metrics::merged(m2), &summary);
+    let shown: Vec<BTreeSet<String>> = procs.iter().map(series_shown).collect();
+    assert!(
+        shown[0].is_disjoint(&shown[1]),
+        "a series written by both processes: {:?}",
+        shown[0].intersection(&shown[1]).collect::<Vec<_>>()
+    );
+    assert!(
+        !shown[0].is_empty() && !shown[1].is_empty(),
+        "both processes write series"
+    );
+    let union: BTreeSet<String> = shown[0].union(&shown[1]).cloned().collect();
+    assert_eq!(
+        union, single_series,
+        "together they write what one process writes"
+    );
+
+    let measurement = &two.indicators.measurement;
+    let one_db = readback::influx1(influx, "cl_one", measurement);
+    let two_db = readback::influx1(influx, "cl_two", measurement);
+    let r1 = paceline_tests::reach(&m1);
+    let reach = Stream::ALL.map(|s| r1[s.index()].min(r2[s.index()]));
+    assert_eq!(r1, r2, "the cluster closes ticks as far as one process");
+    let diff = compare(&two, &data, &one_db, &two_db, reach);
+    assert!(
+        diff.is_empty(),
+        "2×2 differs from 1×1:\n{}",
+        diff.join("\n")
+    );
+    let diff = compare(&two, &data, &expected, &two_db, reach);
+    assert!(
+        diff.is_empty(),
+        "2×2 differs from replay:\n{}",
+        diff.join("\n")
+    );
+}
+
+fn killed_and_resumed(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "cl-kill";
+    let db = "cl_kill";
+    create_topics(tansu, prefix, 4);
+    influx.query("", &format!("CREATE DATABASE {db}"));
+    let data = Dataset::new(67, 2, false, &[]);
+    let (t, _) = topics(prefix);
+    let config = cluster_config(prefix, 2);
+    let env = influx1_env(tansu, influx, db);
+    let peers = addresses(2);
+    let half = data.lines.len() / 2;
+    kafka::produce(&tansu.brokers(), &t, &data.lines[..half]);
+    let mut procs: Vec<Serve> = (0..2)
+        .map(|i| start_process(TempDir::new("cluster-kill"), i, &peers, &config, &env))
+        .collect();
+    // Both have written a checkpoint with part of the input read.
+    paceline_tests::eventually("a checkpoint on both processes", 120, || {
+        procs.iter().all(|p| {
+            let m = p.metrics();
+            m.sum("paceline_checkpoint_last_success_timestamp_seconds", &[]) > 0.0
+                && m.sum("paceline_events_total", &[]) > 0.0
+        })
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let survivor = procs.remove(0);
+    let victim = procs.remove(0);
+    let killed_at = Instant::now();
+    let victim_dir = victim.kill();
+    let (code, log, survivor_dir) = survivor.wait_exit(Duration::from_secs(10));
+    assert_eq!(
+        code,
+        Some(1),
+        "the other process exits 1 within 10 s:\n{log}"
+    );
+    assert!(killed_at.elapsed() < Duration::from_secs(10));
+    assert!(
+        log.contains(&format!(
+            "lost the connection to cluster process 1 ({})",
+            peers[1]
+        )),
+        "the message names the lost process:\n{log}"
+    );
+    kafka::produce(&tansu.brokers(), &t, &data.lines[half..]);
+    let mut procs: Vec<Serve> = [survivor_dir, victim_dir]
+        .into_iter()
+        .enumerate()
+        .map(|(i, dir)| start_process(dir, i, &peers, &config, &env))
+        .collect();
+    for p in &procs {
+        paceline_tests::eventually("the restart logs where it resumes", 60, || {
+            let log = p.proc.log_text();
+            log.contains("resumes from the newest checkpoint every process holds")
+                || log.contains("no checkpoint every process holds")
+        });
+        assert!(
+            p.proc
+                .log_text()
+                .contains("resumes from the newest checkpoint every process holds"),
+            "a restart resumes from a checkpoint:\n{}",
+            p.proc.log_text()
+        );
+    }
+    let m = wait_cluster_drained(&mut procs, 0, data.final_watermarks(&config));
+    let (expected, _) = data.replay(&config);
+    let actual = readback::influx1(influx, db, &config.indicators.measurement);
+    let diff = compare(&config, &data, &expected, &actual, cluster_reach(&m[0]));
+    assert!(
+        diff.is_empty(),
+        "after the kill the database differs from replay:\n{}",
+        diff.join("\n")
+    );
+}
+
+#[test]
+fn two_processes_on_tansu() {
+    let tansu = Tansu::start();
+    let influx = Influx1::start();
+    run_side_by_side(vec![
+        (
+            "2×2 equals 1×1",
+            Box::new(|| one_versus_two_by_two(&tansu, &influx)),
+        ),
+        (
+            "kill one, resume both",
+            Box::new(|| killed_and_resumed(&tansu, &influx)),
+        ),
+    ]);
+}
+
+#[test]
+fn a_peer_that_never_comes_up_is_named() {
+    let mut config = cluster_config("cl-none", 1);
+    config.cluster.connect_timeout_s = 3;
+    let peers = addresses(2);
+    let dir = TempDir::new("cluster-none");
+    let mut env = vec![
+        ("PACELINE_PEERS", peers.join(",")),
+        ("PACELINE_PROCESS_INDEX", "0".to_string()),
+        ("PACELINE_KAFKA_BROKERS", "127.0.0.1:1".to_string()),
+    ];
+    env.push(("PACELINE_INFLUX_API", "v1".to_string()));
+    let started = Instant::now();
+    let (code, log) = Serve::run_to_exit(&dir, &config, &env, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        log.contains(&format!(
+            "process 1 ({}) did not connect within 3 s",
+            peers[1]
+        )),
+        "the message names the peer:\n{log}"
+    );
+}
