@@ -16,7 +16,11 @@
 //!   has read those events again, its watermarks are back where they were and every point
 //!   is written (a restore rewrites every tick still open to corrections).
 //!
-//! Run: `cargo bench -p paceline-tests --bench kafka -- throughput|latency|restart`
+//! - `scaling`: the same pre-filled district (`BENCH_SCALING_SCALE`, default 0.5) read
+//!   three times, by 1 process of 1 worker, 1 process of 2 workers and a cluster of 2
+//!   processes of 1 worker, each from the topics' beginning: events/s of each.
+//!
+//! Run: `cargo bench -p paceline-tests --bench kafka -- throughput|latency|restart|scaling`
 //! (after `scripts/test` installed InfluxDB).
 
 use std::time::{Duration, Instant};
@@ -97,6 +101,58 @@ impl Bench {
     fn start(&self) -> Serve {
         Serve::start(&self.config, &self.env())
     }
+
+    /// Starts `processes` processes of `workers` workers each, as one cluster when several.
+    fn start_layout(&self, processes: usize, workers: usize) -> Vec<Serve> {
+        let mut config = self.config.clone();
+        config.dataflow.workers = workers;
+        let peers: Vec<String> = (0..processes)
+            .map(|_| format!("127.0.0.1:{}", paceline_tests::services::free_port()))
+            .collect();
+        (0..processes)
+            .map(|i| {
+                let mut env = self.env();
+                if processes > 1 {
+                    env.push(("PACELINE_PEERS", peers.join(",")));
+                    env.push(("PACELINE_PROCESS_INDEX", i.to_string()));
+                }
+                Serve::start(&config, &env)
+            })
+            .collect()
+    }
+}
+
+/// Reading `n` pre-filled events: from the first counted event until the count (summed
+/// over the processes) reaches `n` or has not grown for 2 s (the mock may have dropped
+/// some of the oldest messages). The count, the time reading took, and the time from
+/// `started`.
+fn read_through(procs: &mut [Serve], n: f64, started: Instant) -> (f64, Duration, Duration) {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut first: Option<Instant> = None;
+    let mut grew = (started, 0.0);
+    loop {
+        for p in procs.iter_mut() {
+            assert!(
+                p.proc.running(),
+                "paceline serve exited:\n{}",
+                p.proc.log_text()
+            );
+        }
+        let c: f64 = procs.iter().map(|p| counted(&p.metrics())).sum();
+        let now = Instant::now();
+        if c > 0.0 && first.is_none() {
+            first = Some(now);
+        }
+        if c > grew.1 {
+            grew = (now, c);
+        }
+        if c >= n || (c > 0.0 && now - grew.0 > Duration::from_secs(2)) {
+            let (done, c) = grew;
+            return (c, done - first.unwrap_or(started), done - started);
+        }
+        assert!(now < deadline, "not read within 900 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn report(measure: &str, value: f64, unit: &str, detail: &str) {
@@ -136,7 +192,7 @@ fn counted(m: &Metrics) -> f64 {
 fn produce_in_background(bench: &Bench, lines: Vec<Vec<u8>>) -> std::thread::JoinHandle<()> {
     let brokers = bench.mock.bootstrap_servers();
     let topics = bench.topics.clone();
-    std::thread::spawn(move || kafka::produce(&brokers, &topics, &lines))
+    std::thread::spawn(move || kafka::produce_with(&brokers, &topics, &lines, false))
 }
 
 /// Waits until the count of events read has not grown for `quiet`; the metrics then.
@@ -159,25 +215,12 @@ fn throughput() {
     bench.produce(&lines);
     let produce_s = produced.elapsed().as_secs_f64();
     let started = Instant::now();
-    let mut serve = bench.start();
-    let mut first: Option<Instant> = None;
-    // The last time the count grew: reading is over once it has not for 2 s (the mock may
-    // have dropped some of the oldest messages, so the count can stop short of `n`).
-    let mut grew = (started, 0.0);
-    let m = poll_until(&mut serve, Duration::from_secs(900), |_, m| {
-        let c = counted(m);
-        let now = Instant::now();
-        if c > 0.0 && first.is_none() {
-            first = Some(now);
-        }
-        if c > grew.1 {
-            grew = (now, c);
-        }
-        c >= n || (c > 0.0 && now - grew.0 > Duration::from_secs(2))
-    });
-    let (done, c) = grew;
-    let reading = done - first.unwrap_or(started);
-    let skipped = m.sum("paceline_source_offset_resets_total", &[]);
+    let mut procs = vec![bench.start()];
+    let (c, reading, from_start) = read_through(&mut procs, n, started);
+    let serve = procs.remove(0);
+    let skipped = serve
+        .metrics()
+        .sum("paceline_source_offset_resets_total", &[]);
     report(
         "kafka_events_per_s",
         c / reading.as_secs_f64(),
@@ -185,7 +228,7 @@ fn throughput() {
         &format!(
             "{n} events pre-filled on the mock cluster without keys ({PARTITIONS} partitions per topic, 2 workers), {c} counted from first to last in {:.2} s ({:.2} s from start, 100 ms polling); produced at {:.0} events/s; {skipped} offset resets",
             reading.as_secs_f64(),
-            (done - started).as_secs_f64(),
+            from_start.as_secs_f64(),
             n / produce_s
         ),
     );
@@ -360,6 +403,42 @@ fn restart() {
     assert_eq!(code, Some(0), "graceful stop:\n{log}");
 }
 
+/// One process of one worker, one of two, and a cluster of two processes of one worker,
+/// each reading the same pre-filled topics from the beginning.
+fn scaling() {
+    let bench = Bench::new();
+    let lines = district(env_f64("BENCH_SCALING_SCALE", 0.5));
+    let n = lines.len() as f64;
+    bench.produce(&lines);
+    for (processes, workers, label) in [
+        (1, 1, "1 process x 1 worker"),
+        (1, 2, "1 process x 2 workers"),
+        (2, 1, "2 processes x 1 worker"),
+    ] {
+        let started = Instant::now();
+        let mut procs = bench.start_layout(processes, workers);
+        let (c, reading, _) = read_through(&mut procs, n, started);
+        println!(
+            "{}",
+            serde_json::json!({
+                "measure": "kafka_scaling_events_per_s",
+                "workers": label,
+                "value": c / reading.as_secs_f64(),
+                "unit": "events/s",
+                "detail": format!("{n} events pre-filled on the mock cluster ({PARTITIONS} partitions per topic), {c} counted in {:.2} s from the first to the last", reading.as_secs_f64()),
+            })
+        );
+        // A cluster's process stops alone and the others then stop with exit code 1; a
+        // single process stops cleanly.
+        for p in procs {
+            let (code, log) = p.stop();
+            if processes == 1 {
+                assert_eq!(code, Some(0), "graceful stop:\n{log}");
+            }
+        }
+    }
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; the measure is the first other argument.
     let measure = std::env::args()
@@ -370,6 +449,7 @@ fn main() {
         "throughput" => throughput(),
         "latency" => latency(),
         "restart" => restart(),
-        other => panic!("unknown measure `{other}`: throughput, latency or restart"),
+        "scaling" => scaling(),
+        other => panic!("unknown measure `{other}`: throughput, latency, restart or scaling"),
     }
 }

@@ -222,8 +222,8 @@ fn kubernetes_manifests_validate() {
 
     let all: Vec<serde_yaml::Value> = files.iter().flat_map(|f| documents(f)).collect();
     let kind = |k: &str| all.iter().find(|d| d["kind"].as_str() == Some(k)).cloned();
-    let deployment = kind("Deployment").expect("a Deployment");
-    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let set = kind("StatefulSet").expect("a StatefulSet");
+    let container = &set["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         container["livenessProbe"]["httpGet"]["path"].as_str(),
         Some("/healthz")
@@ -246,7 +246,8 @@ fn kubernetes_manifests_validate() {
             .any(|e| e["name"].as_str() == Some("PACELINE_INFLUX_TOKEN")),
         "no token in the manifest"
     );
-    assert!(kind("PersistentVolumeClaim").is_some() && kind("ConfigMap").is_some());
+    assert_cluster_of_pods(&all, &set);
+    assert!(kind("ConfigMap").is_some());
     // The ConfigMap's configuration loads and validates.
     let toml = kind("ConfigMap").expect("ConfigMap")["data"]["paceline.toml"]
         .as_str()
@@ -259,6 +260,80 @@ fn kubernetes_manifests_validate() {
     let rule = kind("PrometheusRule").expect("a PrometheusRule");
     assert_eq!(rule["spec"]["groups"], yaml(&rules_path())["groups"]);
     assert!(kind("ServiceMonitor").is_some());
+}
+
+/// The StatefulSet forms one cluster: pods started together, a state volume each, the
+/// peer list naming every pod under the headless Service on the timely port, and a
+/// disruption budget over the same pods.
+fn assert_cluster_of_pods(all: &[serde_yaml::Value], set: &serde_yaml::Value) {
+    let spec = &set["spec"];
+    assert_eq!(spec["podManagementPolicy"].as_str(), Some("Parallel"));
+    let claims = spec["volumeClaimTemplates"]
+        .as_sequence()
+        .expect("a volume per pod");
+    let mounts = spec["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_sequence()
+        .expect("mounts");
+    let claim = claims[0]["metadata"]["name"].as_str().expect("claim name");
+    assert!(mounts.iter().any(|m| m["name"].as_str() == Some(claim)));
+    let headless_name = spec["serviceName"].as_str().expect("serviceName");
+    let headless = all
+        .iter()
+        .find(|d| {
+            d["kind"].as_str() == Some("Service")
+                && d["metadata"]["name"].as_str() == Some(headless_name)
+        })
+        .expect("the headless Service the StatefulSet names");
+    assert_eq!(headless["spec"]["clusterIP"].as_str(), Some("None"));
+    assert_eq!(
+        headless["spec"]["publishNotReadyAddresses"].as_bool(),
+        Some(true)
+    );
+    let port = headless["spec"]["ports"][0]["port"]
+        .as_u64()
+        .expect("timely port");
+    let container = &spec["template"]["spec"]["containers"][0];
+    let env = |name: &str| {
+        container["env"]
+            .as_sequence()
+            .and_then(|e| e.iter().find(|v| v["name"].as_str() == Some(name)))
+            .and_then(|v| v["value"].as_str())
+            .map(String::from)
+    };
+    let set_name = set["metadata"]["name"].as_str().expect("name");
+    let replicas = spec["replicas"].as_u64().expect("replicas");
+    let expected: Vec<String> = (0..replicas)
+        .map(|i| format!("{set_name}-{i}.{headless_name}:{port}"))
+        .collect();
+    assert_eq!(
+        env("PACELINE_PEERS"),
+        Some(expected.join(",")),
+        "one peer per pod"
+    );
+    // Each pod's settings load, taking its index from its host name.
+    for i in 0..replicas {
+        let host = format!("{set_name}-{i}");
+        let vars = |k: &str| match k {
+            "HOSTNAME" => Some(host.clone()),
+            "PACELINE_INFLUX_TOKEN_FILE" => None,
+            k => env(k),
+        };
+        let s = paceline_runtime::settings::Settings::load_with_env(None, &vars)
+            .unwrap_or_else(|e| panic!("{host}: {e}"));
+        assert_eq!(s.cluster.process_index, Some(i as usize), "{host}");
+    }
+    let ports = container["ports"].as_sequence().expect("ports");
+    assert!(ports
+        .iter()
+        .any(|p| p["containerPort"].as_u64() == Some(port)));
+    let pdb = all
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("PodDisruptionBudget"))
+        .expect("a PodDisruptionBudget");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"], spec["selector"]["matchLabels"],
+        "the budget covers the StatefulSet's pods"
+    );
 }
 
 #[test]

@@ -20,5 +20,6 @@ mod runner;
 pub mod series;
 
 pub use runner::{
-    DataflowSettings, Epoch, PointsOut, Runner, RunnerError, RunnerStats, WatermarkReport,
+    writer_of, DataflowSettings, Epoch, PointsOut, Runner, RunnerError, RunnerStats,
+    WatermarkReport,
 };

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
-use paceline_model::catalogue::NO_TAG;
+use paceline_model::catalogue::{SeriesKey, NO_TAG};
 use paceline_model::config::{Config, PlanSpec};
 use paceline_model::point::Point;
 use paceline_model::time::tick_after;
@@ -246,6 +246,13 @@ impl Shard {
     fn held_by(self, index: usize, peers: usize) -> bool {
         (self.route() % peers as u64) as usize == index
     }
+}
+
+/// The worker (of `total_workers`, cluster-wide) whose series operator computes and emits
+/// `series`: the only one that writes it.
+pub fn writer_of(series: SeriesKey, total_workers: usize) -> usize {
+    (Shard::of_series(series.indicator.group(), series.tag).route() % total_workers.max(1) as u64)
+        as usize
 }
 
 /// Counters the dataflow keeps, shared with the caller.

@@ -237,6 +237,7 @@ fn http_state(
         sink_pending: sink.pending_points,
         board,
         mode: "demo",
+        cluster: None,
     })
 }
 

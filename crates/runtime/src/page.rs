@@ -40,6 +40,9 @@ pub struct PageInput<'a> {
     pub now: Nanos,
     /// Seconds between refreshes.
     pub refresh_s: u32,
+    /// This process's place in a cluster: its page shows the series it writes and names
+    /// the process of each other one.
+    pub cluster: Option<&'a crate::serve::http::ClusterView>,
 }
 
 const STYLE: &str = r#"
@@ -249,7 +252,7 @@ fn chart(view: &PlannedView) -> String {
     svg
 }
 
-fn planned_row(out: &mut String, view: &PlannedView) {
+fn planned_row(out: &mut String, view: &PlannedView, elsewhere: Option<&str>) {
     let plan = &view.plan;
     let name = plan.series.display();
     let f = view.latest.as_ref().map(|p| p.fields);
@@ -273,10 +276,11 @@ fn planned_row(out: &mut String, view: &PlannedView) {
         PlanKind::Cumulative => "cumulative",
         PlanKind::Threshold => "threshold",
     };
-    let as_of = view.latest.as_ref().map_or_else(
-        || "no data yet".to_string(),
-        |p| format!("as of {}", tick(p.tick)),
-    );
+    let as_of = match (&view.latest, elsewhere) {
+        (Some(p), _) => format!("as of {}", tick(p.tick)),
+        (None, Some(other)) => format!("written by {}", escape(other)),
+        (None, None) => "no data yet".to_string(),
+    };
     let _ = write!(
         out,
         r#"<th scope="row">{}<small>{kind}, target by <span>{}</span> · <span>{as_of}</span></small></th>"#,
@@ -419,11 +423,22 @@ pub fn render(input: &PageInput<'_>) -> String {
         tick(input.now),
         input.refresh_s
     );
+    if let Some(c) = input.cluster {
+        let _ = write!(
+            out,
+            r#"<p class="meta" id="cluster">Process {} of a cluster of {}: this page shows the series this process writes; each other planned row names the process that writes it (every process has this page).</p>"#,
+            c.placement.process, c.placement.processes
+        );
+    }
     out.push_str(r#"<main><h2 id="planned">Planned indicators</h2>"#);
     out.push_str(r#"<p class="legend"><span>━ value</span> <span>╌ plan pace (expected)</span> <span>┈ target</span> <span>⋯ projection to the deadline</span></p>"#);
     out.push_str(r#"<div class="scroll"><table class="plan"><thead><tr><th>Indicator</th><th class="num">Value</th><th class="num">Expected</th><th class="num">Target</th><th class="num">Pace ratio</th><th class="num">Projected</th><th>Status</th><th>Value against pace</th></tr></thead><tbody>"#);
     for view in &snap.planned {
-        planned_row(&mut out, view);
+        let elsewhere = input
+            .cluster
+            .and_then(|c| c.elsewhere(view.plan.series))
+            .map(|(_, name)| name);
+        planned_row(&mut out, view, elsewhere.as_deref());
     }
     out.push_str("</tbody></table></div>");
     breakdowns(&mut out, &snap.latest);
@@ -487,6 +502,7 @@ mod tests {
             },
             now: 0,
             refresh_s: 15,
+            cluster: None,
         });
         assert_eq!(html.matches(r#"<tr class="indicator""#).count(), 1);
         assert!(html.contains(r#"data-series="quasi_unicorns""#));

@@ -506,13 +506,13 @@ mod tests {
 
     #[test]
     fn cluster_settings_from_environment_and_their_errors() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
+        fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
             move |k: &str| {
                 vars.iter()
                     .find(|(n, _)| *n == k)
                     .map(|(_, v)| v.to_string())
             }
-        };
+        }
         let peers = "paceline-0.paceline-peers:7000, paceline-1.paceline-peers:7000";
         let s = Settings::load_with_env(
             None,
@@ -540,7 +540,7 @@ mod tests {
         )
         .expect("valid");
         assert_eq!(explicit.cluster.process_index, Some(0), "the variable wins");
-        let keys = |vars: &'static [(&'static str, &'static str)]| -> Vec<String> {
+        let keys = |vars: &[(&str, &str)]| -> Vec<String> {
             match Settings::load_with_env(None, &env(vars)) {
                 Err(LoadError::Invalid { errors, .. }) => errors
                     .iter()

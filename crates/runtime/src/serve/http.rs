@@ -17,8 +17,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use paceline_dataflow::RunnerStats;
+use paceline_dataflow::cluster::Placement;
+use paceline_dataflow::{writer_of, RunnerStats};
+use paceline_model::catalogue::{SeriesKey, NO_TAG};
 use paceline_model::point::Point;
+use paceline_model::Indicator;
 use paceline_sink::batcher::SinkHealth;
 use prometheus::{Encoder, Registry, TextEncoder};
 
@@ -41,6 +44,61 @@ pub struct HttpState {
     pub board: Arc<crate::board::Board>,
     /// `serve` or `demo`, named on the page.
     pub mode: &'static str,
+    /// This process's place in a cluster of several (None: alone).
+    pub cluster: Option<ClusterView>,
+}
+
+/// A cluster as the endpoints show it: each process shows the series it writes, and
+/// names the process that writes each of the others.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    /// The layout.
+    pub placement: Placement,
+    /// Every process's address, by index.
+    pub addresses: Vec<String>,
+}
+
+impl ClusterView {
+    /// The process that writes `series`, when it is another one, as `process <i> (<address>)`.
+    pub fn elsewhere(&self, series: SeriesKey) -> Option<(usize, String)> {
+        let p = &self.placement;
+        let process = p.process_of(writer_of(series, p.total()));
+        (process != p.process).then(|| {
+            let address = self.addresses.get(process).cloned().unwrap_or_default();
+            (process, format!("process {process} ({address})"))
+        })
+    }
+
+    /// Every series of the catalogue another process writes, as JSON.
+    fn elsewhere_json(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for ind in Indicator::ALL {
+            let kind = ind.tag_kind();
+            let tags: Vec<u8> = if kind.key().is_some() {
+                (0..u8::MAX)
+                    .take_while(|t| kind.value(*t).is_some())
+                    .collect()
+            } else {
+                vec![NO_TAG]
+            };
+            for tag in tags {
+                let key = SeriesKey::tagged(*ind, tag);
+                if let Some((process, _)) = self.elsewhere(key) {
+                    let mut tags = serde_json::Map::new();
+                    if let Some((k, v)) = key.tag_pair() {
+                        tags.insert(k.into(), v.into());
+                    }
+                    out.push(serde_json::json!({
+                        "indicator": ind.name(),
+                        "tags": tags,
+                        "process": process,
+                        "address": self.addresses.get(process),
+                    }));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Seconds between refreshes of the status page.
@@ -259,6 +317,7 @@ async fn page(State(s): State<Arc<HttpState>>) -> Response {
         health,
         now,
         refresh_s: PAGE_REFRESH_S,
+        cluster: s.cluster.as_ref(),
     });
     Html(html).into_response()
 }
@@ -297,7 +356,19 @@ pub fn point_json(p: &Point) -> serde_json::Value {
 
 async fn indicators(State(s): State<Arc<HttpState>>) -> Response {
     let series: Vec<serde_json::Value> = s.board.latest().iter().map(point_json).collect();
-    axum::Json(serde_json::json!({ "series": series })).into_response()
+    let Some(c) = &s.cluster else {
+        return axum::Json(serde_json::json!({ "series": series })).into_response();
+    };
+    axum::Json(serde_json::json!({
+        "series": series,
+        "cluster": {
+            "process": c.placement.process,
+            "processes": c.placement.processes,
+            "addresses": c.addresses,
+            "elsewhere": c.elsewhere_json(),
+        },
+    }))
+    .into_response()
 }
 
 #[cfg(test)]

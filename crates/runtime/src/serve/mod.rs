@@ -200,7 +200,7 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
-    fn register(config: &Config) -> Result<Observed, ServeError> {
+    fn register(config: &Settings) -> Result<Observed, ServeError> {
         let registry = Registry::new();
         let setup = |e: prometheus::Error| ServeError::Setup(e.to_string());
         let metrics = ServeMetrics::register(&registry).map_err(setup)?;
@@ -215,6 +215,10 @@ impl Observed {
             sink_pending: sink_metrics.pending_points.clone(),
             board: Arc::new(Board::new(config.plan_specs())),
             mode: "serve",
+            cluster: cluster_spec(config).map(|spec| http::ClusterView {
+                placement: spec.placement,
+                addresses: spec.addresses,
+            }),
         });
         Ok(Observed {
             state,
