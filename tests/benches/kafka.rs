@@ -16,7 +16,7 @@
 //!   has read those events again, its watermarks are back where they were and every point
 //!   is written (a restore rewrites every tick still open to corrections).
 //!
-//! - `scaling`: the same pre-filled district (`BENCH_SCALING_SCALE`, default 0.5) read
+//! - `scaling`: the same pre-filled district (`BENCH_SCALING_SCALE`, default 1) read
 //!   three times, by 1 process of 1 worker, 1 process of 2 workers and a cluster of 2
 //!   processes of 1 worker, each from the topics' beginning: events/s of each.
 //!
@@ -407,7 +407,7 @@ fn restart() {
 /// each reading the same pre-filled topics from the beginning.
 fn scaling() {
     let bench = Bench::new();
-    let lines = district(env_f64("BENCH_SCALING_SCALE", 0.5));
+    let lines = district(env_f64("BENCH_SCALING_SCALE", 1.0));
     let n = lines.len() as f64;
     bench.produce(&lines);
     for (processes, workers, label) in [

@@ -129,6 +129,30 @@ fn series_shown(serve: &Serve) -> BTreeSet<String> {
         .collect()
 }
 
+/// Process 0 names process 1 for every series process 1 shows, at `/api/v1/indicators`
+/// and on its status page.
+fn assert_points_to_the_writer(serve: &Serve, theirs: &BTreeSet<String>, peers: &[String]) {
+    let (_, body) = get(&format!("{}/api/v1/indicators", serve.http)).expect("answers");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["cluster"]["process"], 0);
+    assert_eq!(v["cluster"]["processes"], 2);
+    let named: BTreeSet<String> = v["cluster"]["elsewhere"]
+        .as_array()
+        .expect("elsewhere")
+        .iter()
+        .filter(|e| e["process"] == 1 && e["address"] == peers[1].as_str())
+        .map(|e| format!("{} {}", e["indicator"], e["tags"]))
+        .collect();
+    let missing: Vec<&String> = theirs.difference(&named).collect();
+    assert!(missing.is_empty(), "not pointed to process 1: {missing:?}");
+    let (_, page) = get(&format!("{}/", serve.http)).expect("the page answers");
+    assert!(page.contains("Process 0 of a cluster of 2"), "{page}");
+    assert!(
+        page.contains(&format!("written by process 1 ({})", peers[1])),
+        "a planned row of process 1 names it"
+    );
+}
+
 fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
     let prefix = "cl-eq";
     create_topics(tansu, prefix, 4);
@@ -176,6 +200,7 @@ fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
         !shown[0].is_empty() && !shown[1].is_empty(),
         "both processes write series"
     );
+    assert_points_to_the_writer(&procs[0], &shown[1], &peers);
     let union: BTreeSet<String> = shown[0].union(&shown[1]).cloned().collect();
     assert_eq!(
         union, single_series,

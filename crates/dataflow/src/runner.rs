@@ -64,19 +64,31 @@ pub(crate) struct Marks {
 }
 
 impl Marks {
-    fn record(&mut self, r: &WatermarkReport) {
-        let e = self
-            .latest
-            .entry((r.source, r.stream))
-            .or_insert((None, r.idle));
-        e.1 = r.idle;
-        if let Some(w) = r.watermark {
-            e.0 = Some(e.0.map_or(w, |x| x.max(w)));
+    /// Takes one epoch's reports. The watermarks are settled once all are in: a source's
+    /// first report (a hold) must count before another's watermark can move the stream.
+    fn record_all<'r>(&mut self, reports: impl IntoIterator<Item = &'r WatermarkReport>) {
+        let mut streams = [false; 3];
+        for r in reports {
+            let e = self
+                .latest
+                .entry((r.source, r.stream))
+                .or_insert((None, r.idle));
+            e.1 = r.idle;
+            if let Some(w) = r.watermark {
+                e.0 = Some(e.0.map_or(w, |x| x.max(w)));
+            }
+            streams[r.stream.index()] = true;
         }
+        for s in Stream::ALL.into_iter().filter(|s| streams[s.index()]) {
+            self.settle(s);
+        }
+    }
+
+    fn settle(&mut self, stream: Stream) {
         let of_stream = || {
             self.latest
                 .iter()
-                .filter(|((_, s), _)| *s == r.stream)
+                .filter(|((_, s), _)| *s == stream)
                 .map(|(_, v)| *v)
         };
         let active: Vec<Option<Nanos>> = of_stream()
@@ -93,7 +105,7 @@ impl Marks {
                 .and_then(|ws| ws.into_iter().min())
         };
         if let Some(now) = now {
-            let g = &mut self.global[r.stream.index()];
+            let g = &mut self.global[stream.index()];
             *g = Some(g.map_or(now, |x| x.max(now)));
         }
     }
@@ -468,8 +480,8 @@ impl SeriesWorker {
                 g.apply(d);
             }
         }
+        st.marks.record_all(&reports);
         for r in reports {
-            st.marks.record(&r);
             if let Some(e) = r.earliest {
                 let slot = &mut st.earliest[r.stream.index()];
                 *slot = Some(slot.map_or(e, |x| x.min(e)));
@@ -831,9 +843,7 @@ impl WorkerRun<'_> {
                                 // A cutoff holds for the events of later epochs only: applied
                                 // after its own epoch's events.
                                 let mut m = ent_marks.borrow_mut();
-                                for r in &reports {
-                                    m.record(r);
-                                }
+                                m.record_all(&reports);
                                 for s in Stream::ALL {
                                     if let Some(w) = m.of(s) {
                                         let c = w.saturating_sub(horizon[s.index()]);
@@ -938,6 +948,44 @@ struct WorkerStateRef<'a> {
 mod tests {
     use super::*;
     use paceline_model::catalogue::{Part, Slot};
+
+    fn report(source: u32, watermark: Option<Nanos>, idle: bool) -> WatermarkReport {
+        WatermarkReport {
+            source,
+            stream: Stream::Filings,
+            watermark,
+            earliest: None,
+            end_of_input: None,
+            idle,
+        }
+    }
+
+    /// One watermark per stream over the sources, worked by hand: a source without a
+    /// watermark holds the stream back even when it reports after another in the same
+    /// epoch; the least over active sources, the greatest once all are idle; never back.
+    #[test]
+    fn one_watermark_over_every_source() {
+        let mut m = Marks::default();
+        let of = |m: &Marks| m.of(Stream::Filings);
+        m.record_all(&[report(0, Some(10), false), report(1, None, false)]);
+        assert_eq!(of(&m), None, "process 1 has not read yet");
+        m.record_all(&[report(1, Some(5), false)]);
+        assert_eq!(of(&m), Some(5));
+        m.record_all(&[report(0, Some(12), false), report(1, Some(7), false)]);
+        assert_eq!(of(&m), Some(7));
+        m.record_all(&[report(1, Some(9), true)]);
+        assert_eq!(of(&m), Some(12), "an idle process holds nothing back");
+        m.record_all(&[report(0, Some(14), true)]);
+        assert_eq!(of(&m), Some(14), "all idle: the greatest");
+        m.record_all(&[report(1, Some(11), false)]);
+        assert_eq!(of(&m), Some(14), "never moves back");
+        m.record_all(&[report(1, Some(20), false)]);
+        assert_eq!(of(&m), Some(20));
+        assert_eq!(m.of(Stream::Telemetry), None, "streams are apart");
+        let mut alone = Marks::default();
+        alone.record_all(&[report(0, Some(3), false)]);
+        assert_eq!(alone.of(Stream::Filings), Some(3), "one source: its own");
+    }
 
     /// Every slot the operators can write lands in a shard some worker holds, exactly one
     /// whatever the worker count; the field-coverage group stays whole, and the tags of a
