@@ -9,6 +9,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -178,13 +179,20 @@ pub fn connect(spec: &ClusterSpec, checkpoints: &[u64]) -> Result<Connected, Clu
     ));
     // Accepting runs beside connecting: two processes that each wait for the other to
     // accept first would otherwise both time out.
+    let give_up = Arc::new(AtomicBool::new(false));
     let accepting = {
         let (spec, hello, found) = (spec.clone(), hello.clone(), found.clone());
+        let until = Until {
+            deadline,
+            give_up: give_up.clone(),
+        };
         std::thread::Builder::new()
             .name("cluster-accept".into())
-            .spawn(move || accept_later(&spec, listener, &hello, &found, deadline))
+            .spawn(move || accept_later(&spec, listener, &hello, &found, &until))
     };
     let connected = connect_earlier(spec, &hello, &found, deadline);
+    // A peer refused while connecting is the answer: the later ones need not be awaited.
+    give_up.store(connected.is_err(), Ordering::Relaxed);
     let accepted = match accepting {
         Ok(h) => h.join().unwrap_or(Ok(())),
         Err(source) => Err(ClusterError::Listen {
@@ -300,18 +308,31 @@ fn try_connect(address: &str, deadline: Instant) -> Option<TcpStream> {
     Some(stream)
 }
 
+/// Until when to accept: the deadline, or the start given up.
+struct Until {
+    deadline: Instant,
+    give_up: Arc<AtomicBool>,
+}
+
+impl Until {
+    fn passed(&self) -> bool {
+        Instant::now() >= self.deadline || self.give_up.load(Ordering::Relaxed)
+    }
+}
+
 /// Accepts every process after this one until the deadline.
 fn accept_later(
     spec: &ClusterSpec,
     listener: TcpListener,
     hello: &Hello,
     found: &Found,
-    deadline: Instant,
+    until: &Until,
 ) -> Result<(), ClusterError> {
     let me = spec.placement.process;
     let later = spec.addresses.len() - me - 1;
+    let deadline = until.deadline;
     let mut accepted = 0;
-    while accepted < later && Instant::now() < deadline {
+    while accepted < later && !until.passed() {
         let mut stream = match listener.accept() {
             Ok((s, _)) => s,
             Err(_) => {
