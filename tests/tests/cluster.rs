@@ -6,7 +6,7 @@
 //!   every process reads partitions, and no series is written by both.
 //! - Kill: SIGKILL one of two processes mid-run; the other exits 1 within 10 s naming it;
 //!   both restarted resume from the newest checkpoint both hold, and the result is still
-//!   equivalent.
+//!   equivalent; then SIGTERM to one: it exits 0, and the other 1, naming it.
 //! - A peer that never comes up: start fails within the timeout, naming it (no services).
 
 use std::collections::BTreeSet;
@@ -297,6 +297,20 @@ fn killed_and_resumed(tansu: &Tansu, influx: &Influx1) {
         diff.is_empty(),
         "after the kill the database differs from replay:\n{}",
         diff.join("\n")
+    );
+    // A process stopped on purpose stops alone, at once; the other follows, naming it.
+    let other = procs.remove(1);
+    let (code, log) = procs.remove(0).stop();
+    assert_eq!(
+        code,
+        Some(0),
+        "SIGTERM stops a cluster's process cleanly:\n{log}"
+    );
+    let (code, log, _) = other.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(1), "the other one stops within 10 s:\n{log}");
+    assert!(
+        log.contains("lost the connection to cluster process 0"),
+        "{log}"
     );
 }
 
