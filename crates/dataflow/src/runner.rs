@@ -522,7 +522,20 @@ impl SeriesWorker {
     }
 }
 
-type Stash<D> = BTreeMap<u64, (Option<Capability<u64>>, Vec<D>, Vec<WatermarkReport>)>;
+/// The oldest stashed epoch if it is complete (no input can add to it: both frontiers
+/// have passed it), taken out: epochs are processed whole and in order.
+fn next_complete<D>(
+    stash: &mut Stash<D>,
+    complete: impl Fn(&u64) -> bool,
+) -> Option<(u64, StashEntry<D>)> {
+    let entry = stash.first_entry()?;
+    let t = *entry.key();
+    complete(&t).then(|| (t, entry.remove()))
+}
+
+type StashEntry<D> = (Option<Capability<u64>>, Vec<D>, Vec<WatermarkReport>);
+
+type Stash<D> = BTreeMap<u64, StashEntry<D>>;
 
 /// Stashes what arrived for an epoch, keeping one capability for it.
 fn stash_input<D>(
@@ -826,12 +839,10 @@ impl WorkerRun<'_> {
                             in2.for_each(|cap, data| {
                                 stash_input(&mut stash, &cap, port, None, Some(data))
                             });
-                            while let Some(entry) = stash.first_entry() {
-                                let t = *entry.key();
-                                if f1.less_equal(&t) || f2.less_equal(&t) {
-                                    break;
-                                }
-                                let (cap, events, reports) = entry.remove();
+                            let complete = |t: &u64| !(f1.less_equal(t) || f2.less_equal(t));
+                            while let Some((_, (cap, events, reports))) =
+                                next_complete(&mut stash, complete)
+                            {
                                 let mut entities = ent.borrow_mut();
                                 let mut out: Vec<Delta> = Vec::new();
                                 for e in events {
@@ -872,14 +883,11 @@ impl WorkerRun<'_> {
                             in2.for_each(|cap, data| {
                                 stash_input(&mut stash, &cap, port, None, Some(data))
                             });
-                            // Epochs both frontiers have passed are complete: process them in order.
-                            while let Some(entry) = stash.first_entry() {
-                                let t = *entry.key();
-                                if f1.less_equal(&t) || f2.less_equal(&t) {
-                                    break;
-                                }
-                                // The capability is held until the points are handed over.
-                                let (_cap, deltas, reports) = entry.remove();
+                            let complete = |t: &u64| !(f1.less_equal(t) || f2.less_equal(t));
+                            // The capability is held until the points are handed over.
+                            while let Some((t, (_cap, deltas, reports))) =
+                                next_complete(&mut stash, complete)
+                            {
                                 let out = ser.borrow_mut().epoch(&deltas, reports);
                                 if !out.is_empty() {
                                     points(t, out);
