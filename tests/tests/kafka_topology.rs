@@ -142,6 +142,17 @@ fn topics_created(tansu: &Tansu, influx: &Influx1) {
     let mut config = config(prefix);
     config.kafka.create_topics = true;
     config.kafka.topic_partitions = 2;
+    // The topics start empty, so with a 1 s idle timeout their partitions are idle before
+    // anything is produced; a partition whose first fetch then comes late (its leader just
+    // elected, a loaded machine) would stay idle while the other one moves the watermark
+    // past its events (`too_late`). Idle only once the data is in.
+    for s in [
+        &mut config.pipeline.streams.filings,
+        &mut config.pipeline.streams.telemetry,
+        &mut config.pipeline.streams.scenarios,
+    ] {
+        s.idle_timeout_s = 15;
+    }
     let (t, dl) = topics(prefix);
     let mut serve = Serve::start(&config, &influx1_env(tansu, influx, db));
     eventually("ready", 120, || serve.ready() == 200);

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use paceline_dataflow::cluster::{Connected, Placement};
 use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
-use paceline_ingest::{assign_stable, DeadLetterProducer, OffsetCommitter, TopicWatch};
+use paceline_ingest::{
+    assign_stable, partition_owner, DeadLetterProducer, OffsetCommitter, TopicWatch,
+};
 use paceline_model::config::Config;
 use paceline_model::point::Point;
 use paceline_model::Stream;
@@ -163,7 +165,7 @@ impl Pipeline {
             epochs,
             ckpt.acked,
         );
-        let lag = start_lag_task(config, observed, known);
+        let lag = start_lag_task(config, observed, known, placement);
         Ok(Pipeline {
             stop,
             spawner,
@@ -534,6 +536,7 @@ fn start_lag_task(
     config: &Config,
     observed: &Observed,
     known: Arc<Mutex<[Vec<i32>; 3]>>,
+    placement: Placement,
 ) -> TaskHandle<()> {
     let metrics = observed.metrics.clone();
     let board = observed.state.board.clone();
@@ -546,8 +549,14 @@ fn start_lag_task(
             tokio::time::sleep(Duration::from_secs(1)).await;
             let partitions = known.lock().map(|k| k.clone()).unwrap_or_default();
             for (s, topic) in &topics {
+                // This process's partitions only: the others report theirs.
+                let own = |p: &&i32| {
+                    let owner = partition_owner(*s, **p, placement.total());
+                    placement.local(owner).is_some()
+                };
                 let sum: i64 = partitions[s.index()]
                     .iter()
+                    .filter(own)
                     .map(|p| {
                         metrics
                             .source_lag
