@@ -455,6 +455,40 @@ impl Serve {
         Metrics::parse(&text)
     }
 
+    /// Waits up to `secs` until `paceline_events_total` reaches `events`; panics naming
+    /// `what` with the count and the service's log when it does not, or when the process
+    /// exits meanwhile.
+    pub fn wait_counted(&mut self, what: &str, events: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            assert!(
+                self.proc.running(),
+                "paceline serve exited waiting for {what}:\n{}",
+                self.proc.log_text()
+            );
+            let counted = self.metrics().sum("paceline_events_total", &[]) as usize;
+            if counted >= events {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {secs} s waiting for {what}: counted {counted} of {events} events\n{}\n{}",
+                self.metric_lines(&["paceline_events_total", "paceline_source_lag_messages"]),
+                self.proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The lines of `/metrics` that start with one of `names` (for failure messages).
+    pub fn metric_lines(&self, names: &[&str]) -> String {
+        let text = get(&format!("{}/metrics", self.http)).map_or_else(String::new, |(_, t)| t);
+        text.lines()
+            .filter(|l| names.iter().any(|n| l.starts_with(n)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// `/readyz` status code.
     pub fn ready(&self) -> u16 {
         self.readiness().0

@@ -101,9 +101,7 @@ fn broker_restart(tansu: &mut Tansu, influx: &Influx1) {
     let half = data.lines.len() / 2;
     kafka::produce(&tansu.brokers(), &t, &data.lines[..half]);
     let mut serve = Serve::start(&config, &env(tansu, influx, db));
-    eventually("the first half consumed", 120, || {
-        serve.metrics().sum("paceline_events_total", &[]) as usize >= half
-    });
+    serve.wait_counted("the first half consumed", half, 120);
 
     tansu.down();
     std::thread::sleep(Duration::from_secs(20));
