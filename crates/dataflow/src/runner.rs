@@ -231,10 +231,8 @@ impl Shard {
             .iter()
             .filter(|i| i.group() == **i)
             .flat_map(|&group| {
-                let tags: Vec<u8> = if Shard::splits_by_tag(group) {
-                    (0..=u8::MAX - 1)
-                        .take_while(|t| group.tag_kind().value(*t).is_some())
-                        .collect()
+                let tags = if Shard::splits_by_tag(group) {
+                    group.tag_kind().tags()
                 } else {
                     vec![NO_TAG]
                 };

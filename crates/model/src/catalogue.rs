@@ -57,6 +57,17 @@ impl TagKind {
         }
     }
 
+    /// Every tag a series of this kind can carry, in order ([`NO_TAG`] alone when the
+    /// kind is untagged).
+    pub fn tags(self) -> Vec<u8> {
+        if self.key().is_none() {
+            return vec![NO_TAG];
+        }
+        (0..NO_TAG)
+            .take_while(|t| self.value(*t).is_some())
+            .collect()
+    }
+
     /// Parses a tag value.
     pub fn parse(self, value: &str) -> Option<u8> {
         let idx = match self {

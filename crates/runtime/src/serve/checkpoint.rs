@@ -333,37 +333,28 @@ impl Store {
         bincode::deserialize(payload).map_err(|e| invalid(format!("cannot decode: {e}")))
     }
 
-    /// The newest valid checkpoint, with its file; invalid newer ones are skipped with a
-    /// warning naming them.
+    /// The newest valid checkpoint, with its file (invalid ones skipped, named).
     pub fn load_newest(&self) -> Result<Option<(PathBuf, Checkpoint)>, CheckpointError> {
-        for path in self.files()? {
-            match Store::read(&path) {
-                Ok(c) => return Ok(Some((path, c))),
-                Err(e) => tracing::warn!(
-                    checkpoint = %path.display(),
-                    error = %e,
-                    "skipping an invalid checkpoint; trying the previous one"
-                ),
-            }
-        }
-        Ok(None)
+        Ok(self.valid()?.next())
     }
 
-    /// The sequences of the valid checkpoints, newest first (what a cluster's process
-    /// offers to resume from); invalid ones are skipped with a warning naming them.
-    pub fn valid_sequences(&self) -> Result<Vec<u64>, CheckpointError> {
-        let mut out = Vec::new();
-        for path in self.files()? {
-            match Store::read(&path) {
-                Ok(c) => out.push(c.sequence),
-                Err(e) => tracing::warn!(
-                    checkpoint = %path.display(),
-                    error = %e,
-                    "skipping an invalid checkpoint"
-                ),
-            }
-        }
-        Ok(out)
+    /// The valid checkpoints, newest first, each read when asked for; invalid ones are
+    /// skipped with a warning naming them.
+    pub fn valid(&self) -> Result<impl Iterator<Item = (PathBuf, Checkpoint)>, CheckpointError> {
+        Ok(self
+            .files()?
+            .into_iter()
+            .filter_map(|path| match Store::read(&path) {
+                Ok(c) => Some((path, c)),
+                Err(e) => {
+                    tracing::warn!(
+                        checkpoint = %path.display(),
+                        error = %e,
+                        "skipping an invalid checkpoint; trying the previous one"
+                    );
+                    None
+                }
+            }))
     }
 
     /// The checkpoint with this sequence, with its file.

@@ -280,8 +280,8 @@ impl Coordinator {
         }
     }
 
-    fn run_alone(self) -> Result<(), PipelineError> {
-        let mut run = Run::new(&self);
+    fn run_alone(mut self) -> Result<(), PipelineError> {
+        let mut run = Run::new(&mut self);
         let Coordinator {
             config,
             input,
@@ -338,8 +338,8 @@ impl Coordinator {
     /// since the Unix epoch), so that they advance together whatever each one reads, and
     /// checkpoint at the same epochs (every `service.checkpoint_interval_s`): a checkpoint
     /// is the state before its epoch on every process, and its sequence is that epoch.
-    fn run_in_cluster(self) -> Result<(), PipelineError> {
-        let mut run = Run::new(&self);
+    fn run_in_cluster(mut self) -> Result<(), PipelineError> {
+        let mut run = Run::new(&mut self);
         let Coordinator {
             config,
             input,
@@ -427,8 +427,9 @@ struct Run {
 }
 
 impl Run {
-    fn new(c: &Coordinator) -> Run {
-        let progress = Progress::new(&c.config, &c.partitions, c.restored.clone());
+    /// Takes the restored state out of `c` (a checkpoint's can be large: not copied).
+    fn new(c: &mut Coordinator) -> Run {
+        let progress = Progress::new(&c.config, &c.partitions, c.restored.take());
         progress.publish_watermarks(&c.metrics);
         Run {
             progress,

@@ -19,7 +19,7 @@ use axum::routing::get;
 use axum::Router;
 use paceline_dataflow::cluster::Placement;
 use paceline_dataflow::{writer_of, RunnerStats};
-use paceline_model::catalogue::{SeriesKey, NO_TAG};
+use paceline_model::catalogue::SeriesKey;
 use paceline_model::point::Point;
 use paceline_model::Indicator;
 use paceline_sink::batcher::SinkHealth;
@@ -73,15 +73,7 @@ impl ClusterView {
     fn elsewhere_json(&self) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         for ind in Indicator::ALL {
-            let kind = ind.tag_kind();
-            let tags: Vec<u8> = if kind.key().is_some() {
-                (0..u8::MAX)
-                    .take_while(|t| kind.value(*t).is_some())
-                    .collect()
-            } else {
-                vec![NO_TAG]
-            };
-            for tag in tags {
+            for tag in ind.tag_kind().tags() {
                 let key = SeriesKey::tagged(*ind, tag);
                 if let Some((process, _)) = self.elsewhere(key) {
                     let mut tags = serde_json::Map::new();

@@ -394,17 +394,19 @@ async fn join_cluster(
         );
     }
     let now = Compatibility::of(config, spec.placement.processes);
-    // Refused here, before the others are reached: a cluster resized, or reconfigured,
-    // must not start over silently on the processes that hold no checkpoint.
-    if let Some((path, newest)) = store.load_newest().map_err(setup)? {
-        let differences = newest.compatibility.differences(&now);
-        if !differences.is_empty() {
-            return Err(ServeError::Incompatible(
-                CheckpointError::Incompatible { path, differences }.to_string(),
-            ));
+    // Every valid checkpoint is read once: the newest is kept (the one the cluster
+    // resumes from unless a peer lacks it), the others only for their sequences.
+    let mut newest = None;
+    let mut held = Vec::new();
+    for (path, checkpoint) in store.valid().map_err(setup)? {
+        held.push(checkpoint.sequence);
+        if newest.is_none() {
+            // Refused here, before the others are reached: a cluster resized, or
+            // reconfigured, must not start over silently on the processes that hold none.
+            check_compatible(&path, &checkpoint, &now)?;
+            newest = Some((path, checkpoint));
         }
     }
-    let held = store.valid_sequences().map_err(setup)?;
     tracing::info!(
         process = spec.placement.process,
         processes = spec.placement.processes,
@@ -418,13 +420,14 @@ async fn join_cluster(
         tracing::info!("no checkpoint every process holds: starting from the topics' beginning");
         return Ok((connected, None));
     };
-    let (path, checkpoint) = store.load(sequence).map_err(setup)?;
-    let differences = checkpoint.compatibility.differences(&now);
-    if !differences.is_empty() {
-        return Err(ServeError::Incompatible(
-            CheckpointError::Incompatible { path, differences }.to_string(),
-        ));
-    }
+    let (path, checkpoint) = match newest {
+        Some((path, c)) if c.sequence == sequence => (path, c),
+        _ => {
+            let (path, c) = store.load(sequence).map_err(setup)?;
+            check_compatible(&path, &c, &now)?;
+            (path, c)
+        }
+    };
     tracing::info!(
         checkpoint = %path.display(),
         sequence,
@@ -453,14 +456,7 @@ fn restore(
         tracing::info!(state_dir = %config.service.state_dir, "no valid checkpoint: starting from the topics' beginning");
         return Ok(None);
     };
-    let differences = checkpoint
-        .compatibility
-        .differences(&Compatibility::of(config, 1));
-    if !differences.is_empty() {
-        return Err(ServeError::Incompatible(
-            CheckpointError::Incompatible { path, differences }.to_string(),
-        ));
-    }
+    check_compatible(&path, &checkpoint, &Compatibility::of(config, 1))?;
     let positions: usize = checkpoint.coordinator.offsets.iter().map(Vec::len).sum();
     tracing::info!(
         checkpoint = %path.display(),
@@ -470,6 +466,26 @@ fn restore(
         "resuming from checkpoint"
     );
     Ok(Some(checkpoint))
+}
+
+/// Refuses a checkpoint taken under settings that differ from `now`, naming the file and
+/// every difference.
+fn check_compatible(
+    path: &Path,
+    checkpoint: &Checkpoint,
+    now: &Compatibility,
+) -> Result<(), ServeError> {
+    let differences = checkpoint.compatibility.differences(now);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(ServeError::Incompatible(
+        CheckpointError::Incompatible {
+            path: path.to_path_buf(),
+            differences,
+        }
+        .to_string(),
+    ))
 }
 
 /// After a restore, ticks up to here are written again whatever their value: the stopped
