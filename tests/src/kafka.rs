@@ -2,13 +2,17 @@
 //! type, keyed by entity, bad lines spread over every topic) and reading the dead letters.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paceline_model::Stream;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 
 /// Whether the brokers answer a metadata request.
@@ -51,7 +55,8 @@ pub fn produce(brokers: &str, topics: &[String; 3], lines: &[Vec<u8>]) {
 /// throughput benchmark's broker keeps a bounded log per partition, and a few platforms'
 /// telemetry would crowd a few partitions), at the cost of each entity's order.
 pub fn produce_with(brokers: &str, topics: &[String; 3], lines: &[Vec<u8>], keyed: bool) {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    let failed = Arc::new(Mutex::new(Vec::new()));
+    let p: ThreadedProducer<Refused> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         // One request in flight: a retried batch cannot land after a later one, so each
@@ -59,9 +64,10 @@ pub fn produce_with(brokers: &str, topics: &[String; 3], lines: &[Vec<u8>], keye
         .set("max.in.flight.requests.per.connection", "1")
         .set("acks", "all")
         .set("message.timeout.ms", "120000")
-        .create()
+        .create_with_context(Refused(failed.clone()))
         .expect("producer");
     let mut turn = 0usize;
+    let mut messages = Vec::with_capacity(lines.len());
     for line in lines {
         let (topic, key) = match route(line) {
             Some((s, key)) => (&topics[s.index()], key),
@@ -70,22 +76,78 @@ pub fn produce_with(brokers: &str, topics: &[String; 3], lines: &[Vec<u8>], keye
                 (&topics[turn % 3], None)
             }
         };
-        let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).payload(&line[..]);
-        if let Some(k) = key.as_ref().filter(|_| keyed) {
-            rec = rec.key(k.as_str());
+        messages.push(Outgoing {
+            topic: topic.clone(),
+            key: key.filter(|_| keyed),
+            payload: line.clone(),
+        });
+    }
+    // A message the broker refused (tansu answers some requests with an error while its
+    // storage is busy) is sent again: a test's data must arrive whole, or the test fails
+    // here naming why, never later as a count that falls short.
+    for attempt in 1..=5 {
+        for m in &messages {
+            send(&p, m);
         }
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+        p.flush(Duration::from_secs(120))
+            .expect("every message acknowledged");
+        messages = std::mem::take(&mut *failed.lock().expect("delivery reports"));
+        let Some(first) = messages.first() else {
+            return;
+        };
+        eprintln!(
+            "produce: {} messages refused (attempt {attempt}; first: {}), sending them again",
+            messages.len(),
+            first.topic
+        );
+    }
+    panic!("{} messages refused by the broker 5 times", messages.len());
+}
+
+/// A message to produce.
+struct Outgoing {
+    topic: String,
+    key: Option<String>,
+    payload: Vec<u8>,
+}
+
+/// Queues `m`, waiting while the producer's queue is full.
+fn send(p: &ThreadedProducer<Refused>, m: &Outgoing) {
+    let mut rec: BaseRecord<'_, str, [u8]> = BaseRecord::to(&m.topic).payload(&m.payload);
+    if let Some(k) = &m.key {
+        rec = rec.key(k.as_str());
+    }
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, r)) => {
+                rec = r;
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
     }
-    p.flush(Duration::from_secs(120))
-        .expect("every message acknowledged");
+}
+
+/// A producer context that keeps the messages whose delivery failed.
+struct Refused(Arc<Mutex<Vec<Outgoing>>>);
+
+impl ClientContext for Refused {}
+
+impl ProducerContext for Refused {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, m)) = result {
+            eprintln!("produce: delivery to {} failed: {e}", m.topic());
+            if let Ok(mut failed) = self.0.lock() {
+                failed.push(Outgoing {
+                    topic: m.topic().to_string(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+        }
+    }
 }
 
 /// One dead letter as read back.

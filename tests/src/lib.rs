@@ -509,43 +509,13 @@ impl Serve {
         watermarks: [Option<Nanos>; 3],
         timeout: Duration,
     ) -> Metrics {
-        let deadline = Instant::now() + timeout;
-        let mut last_written = -1.0;
-        loop {
-            assert!(
-                self.proc.running(),
-                "paceline serve exited:\n{}",
-                self.proc.log_text()
-            );
-            let m = self.metrics();
-            let counted = m.sum("paceline_events_total", &[]) as usize;
-            let marks_ok = Stream::ALL.iter().all(|s| {
-                watermarks[s.index()].is_none_or(|w| {
-                    m.sum(
-                        "paceline_watermark_timestamp_seconds",
-                        &[("stream", s.as_str())],
-                    ) * 1e9
-                        >= w as f64
-                })
-            });
-            let pending = m.sum("paceline_sink_pending_points", &[]);
-            let written = m.sum("paceline_sink_points_written_total", &[]);
-            if counted >= events
-                && marks_ok
-                && pending == 0.0
-                && written == last_written
-                && written > 0.0
-            {
-                return m;
-            }
-            last_written = written;
-            assert!(
-                Instant::now() < deadline,
-                "not drained after {timeout:?}: counted {counted}/{events}, watermarks ok {marks_ok}, pending {pending}, written {written}\n{}",
-                self.proc.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(1500));
-        }
+        let drained = wait_all_drained(
+            std::slice::from_mut(self),
+            events,
+            (watermarks, "paceline_watermark_timestamp_seconds"),
+            timeout,
+        );
+        drained.into_iter().next().expect("one process")
     }
 
     /// Stops with SIGTERM and asserts a graceful exit (code 0) and, given a secret, that
@@ -569,6 +539,59 @@ impl Serve {
         self.proc.signal("TERM");
         let code = self.proc.wait(Duration::from_secs(60));
         (code, self.proc.log_text())
+    }
+}
+
+/// Waits until `procs` together counted `events` messages, every stream's watermark
+/// (`marks.1`, the metric: a process's own or the cluster's) reached `marks.0` on each,
+/// nothing is pending and the points written stopped changing. Returns each one's final
+/// metrics; fails with every log when a process exits or `timeout` passes.
+pub fn wait_all_drained(
+    procs: &mut [Serve],
+    events: usize,
+    marks: ([Option<Nanos>; 3], &str),
+    timeout: Duration,
+) -> Vec<Metrics> {
+    let (watermarks, metric) = marks;
+    let deadline = Instant::now() + timeout;
+    let logs = |procs: &mut [Serve]| {
+        procs
+            .iter()
+            .map(|p| p.proc.log_text())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let mut last_written = -1.0;
+    loop {
+        if procs.iter_mut().any(|p| !p.proc.running()) {
+            panic!("paceline serve exited:\n{}", logs(procs));
+        }
+        let m: Vec<Metrics> = procs.iter().map(Serve::metrics).collect();
+        let total = |name: &str| m.iter().map(|m| m.sum(name, &[])).sum::<f64>();
+        let counted = total("paceline_events_total") as usize;
+        let marks_ok = m.iter().all(|m| {
+            Stream::ALL.iter().all(|s| {
+                watermarks[s.index()]
+                    .is_none_or(|w| m.sum(metric, &[("stream", s.as_str())]) * 1e9 >= w as f64)
+            })
+        });
+        let pending = total("paceline_sink_pending_points");
+        let written = total("paceline_sink_points_written_total");
+        if counted >= events
+            && marks_ok
+            && pending == 0.0
+            && written == last_written
+            && written > 0.0
+        {
+            return m;
+        }
+        last_written = written;
+        assert!(
+            Instant::now() < deadline,
+            "not drained after {timeout:?}: counted {counted}/{events}, watermarks ok {marks_ok}, pending {pending}, written {written}\n{}",
+            logs(procs)
+        );
+        std::thread::sleep(Duration::from_millis(1500));
     }
 }
 

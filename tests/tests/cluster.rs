@@ -17,7 +17,7 @@ use paceline_runtime::settings::{InfluxApi, Settings};
 use paceline_tests::services::{free_port, get, Influx1, Tansu, TempDir};
 use paceline_tests::{
     assert_no_loss, compare, create_topics, influx1_env, kafka, readback, run_side_by_side,
-    scenario_config, topics, Dataset, Metrics, Serve,
+    scenario_config, topics, wait_all_drained, Dataset, Metrics, Serve,
 };
 
 /// Two processes' configuration: `workers` each, checkpoints every second, watermarks
@@ -53,58 +53,8 @@ fn start_process(
     Serve::start_in(dir, config, &env)
 }
 
-/// Waits until the processes together counted `events`, every one's cluster watermarks
-/// reached `marks`, nothing is pending anywhere and the points written stopped changing;
-/// each one's final metrics.
-fn wait_cluster_drained(
-    procs: &mut [Serve],
-    events: usize,
-    marks: [Option<Nanos>; 3],
-) -> Vec<Metrics> {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut last_written = -1.0;
-    loop {
-        for p in procs.iter_mut() {
-            assert!(p.proc.running(), "a process exited:\n{}", p.proc.log_text());
-        }
-        let m: Vec<Metrics> = procs.iter().map(Serve::metrics).collect();
-        let counted: f64 = m.iter().map(|m| m.sum("paceline_events_total", &[])).sum();
-        let marks_ok = m.iter().all(|m| {
-            Stream::ALL.iter().all(|s| {
-                marks[s.index()].is_none_or(|w| {
-                    m.sum(
-                        "paceline_cluster_watermark_timestamp_seconds",
-                        &[("stream", s.as_str())],
-                    ) * 1e9
-                        >= w as f64
-                })
-            })
-        });
-        let pending: f64 = m
-            .iter()
-            .map(|m| m.sum("paceline_sink_pending_points", &[]))
-            .sum();
-        let written: f64 = m
-            .iter()
-            .map(|m| m.sum("paceline_sink_points_written_total", &[]))
-            .sum();
-        if counted as usize >= events
-            && marks_ok
-            && pending == 0.0
-            && written == last_written
-            && written > 0.0
-        {
-            return m;
-        }
-        last_written = written;
-        assert!(
-            Instant::now() < deadline,
-            "cluster not drained: counted {counted}/{events}, watermarks ok {marks_ok}, pending {pending}\n{}",
-            procs.iter().map(|p| p.proc.log_text()).collect::<Vec<_>>().join("\n---\n")
-        );
-        std::thread::sleep(Duration::from_millis(1500));
-    }
-}
+/// The watermark a cluster's processes close ticks on.
+const CLUSTER_MARK: &str = "paceline_cluster_watermark_timestamp_seconds";
 
 /// Where each stream's ticks are closed on every process (the cluster watermark).
 fn cluster_reach(m: &Metrics) -> [Nanos; 3] {
@@ -179,7 +129,12 @@ fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
     let mut procs: Vec<Serve> = (0..2)
         .map(|i| start_process(TempDir::new("cluster-eq"), i, &peers, &two, &env))
         .collect();
-    let m2 = wait_cluster_drained(&mut procs, data.lines.len(), data.final_watermarks(&two));
+    let m2 = wait_all_drained(
+        &mut procs,
+        data.lines.len(),
+        (data.final_watermarks(&two), CLUSTER_MARK),
+        Duration::from_secs(300),
+    );
     for (i, m) in m2.iter().enumerate() {
         let read = m.sum("paceline_events_total", &[]);
         assert!(read > 0.0, "process {i} reads partitions of its own");
@@ -289,7 +244,12 @@ fn killed_and_resumed(tansu: &Tansu, influx: &Influx1) {
             p.proc.log_text()
         );
     }
-    let m = wait_cluster_drained(&mut procs, 0, data.final_watermarks(&config));
+    let m = wait_all_drained(
+        &mut procs,
+        0,
+        (data.final_watermarks(&config), CLUSTER_MARK),
+        Duration::from_secs(300),
+    );
     let (expected, _) = data.replay(&config);
     let actual = readback::influx1(influx, db, &config.indicators.measurement);
     let diff = compare(&config, &data, &expected, &actual, cluster_reach(&m[0]));
