@@ -9,12 +9,35 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on loopback (bound, then released for the service to take).
+/// A free TCP port on loopback (bound, then released for the service to take), below
+/// Linux's ephemeral range (32768 and up): a port the kernel hands out for `:0` is also
+/// the local end of outgoing connections, and one of those taking it before the service
+/// binds it failed a start with "address in use" when tests ran side by side.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::collections::BTreeSet;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, OnceLock};
+    const LOW: u64 = 20_000;
+    const SPAN: u64 = 12_000;
+    // Random picks (keys random per process), so that test processes started together do
+    // not walk the same ports.
+    // Never the same port twice in a process: one handed out may not be bound yet.
+    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    static TRIES: AtomicU64 = AtomicU64::new(0);
+    let keys = KEYS.get_or_init(std::collections::hash_map::RandomState::new);
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..SPAN * 4 {
+        let mut h = keys.build_hasher();
+        h.write_u64(TRIES.fetch_add(1, Ordering::Relaxed));
+        let port = (LOW + h.finish() % SPAN) as u16;
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// Waits for `ready` up to `timeout`, polling; panics naming `what` on timeout.
