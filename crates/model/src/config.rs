@@ -353,6 +353,40 @@ impl LoadError {
     }
 }
 
+/// Parses the file's `text` as a `T` whose every key the file leaves out, at any depth, is
+/// the one of `defaults`: tables merge key by key, anything else (a value, an array such as
+/// `[[plan.items]]`) replaces the default whole. Unknown keys and wrong types are refused,
+/// named, with the file's line.
+pub fn from_toml_over<T>(text: &str, path: &str, defaults: &T) -> Result<T, LoadError>
+where
+    T: Serialize + serde::de::DeserializeOwned,
+{
+    // The file alone, parsed first as a `T`, so that shape errors point into the file
+    // (the merged table has no lines); a section's own `Default` only fills this check.
+    toml::from_str::<T>(text).map_err(|e| LoadError::parse(path, e))?;
+    let file: toml::Table = toml::from_str(text).map_err(|e| LoadError::parse(path, e))?;
+    let mut merged = toml::Table::try_from(defaults).map_err(|e| LoadError::Parse {
+        path: path.into(),
+        message: format!("cannot write the defaults out: {e}"),
+    })?;
+    merge_table(&mut merged, file);
+    toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e| LoadError::parse(path, e))
+}
+
+/// Lays `over` onto `base`: tables merge recursively, every other value replaces.
+fn merge_table(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_table(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 /// The pipeline's configuration as TOML text (every key written out; the deployment
 /// sections are written by `paceline_runtime::settings`).
 pub fn to_toml(config: &Config) -> String {
@@ -411,7 +445,7 @@ pub fn parse_series(s: &str) -> Result<SeriesKey, String> {
 impl Config {
     /// Parses TOML text (unknown keys and wrong types are errors) and validates it.
     pub fn from_toml(text: &str, path: &str) -> Result<Config, LoadError> {
-        let config: Config = toml::from_str(text).map_err(|e| LoadError::parse(path, e))?;
+        let config = from_toml_over(text, path, &Config::default())?;
         let errors = config.validate();
         LoadError::unless_invalid(config, errors, path)
     }

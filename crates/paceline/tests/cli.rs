@@ -522,3 +522,39 @@ fn print_config_shows_the_effective_configuration_without_secrets() {
         String::from_utf8_lossy(&check.stderr)
     );
 }
+
+#[test]
+fn a_two_line_stream_file_changes_one_key() {
+    let dir = tmp("two-lines");
+    let file = dir.join("telemetry.toml");
+    std::fs::write(&file, "[streams.telemetry]\ncorrection_horizon_days = 3\n").unwrap();
+    let check = bin().arg("check-config").arg(&file).output().unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let out = bin()
+        .arg("print-config")
+        .arg("--config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let telemetry = &printed["streams"]["telemetry"];
+    // Hand-written from config/paceline.toml: only the horizon differs.
+    assert_eq!(telemetry["correction_horizon_days"].as_integer(), Some(3));
+    assert_eq!(telemetry["topic"].as_str(), Some("platform-telemetry"));
+    assert_eq!(telemetry["idle_timeout_s"].as_integer(), Some(30));
+    assert_eq!(telemetry["max_out_of_orderness_s"].as_integer(), Some(300));
+    assert_eq!(
+        printed["streams"]["filings"]["correction_horizon_days"].as_integer(),
+        Some(400)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

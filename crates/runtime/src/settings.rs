@@ -9,7 +9,7 @@
 use std::ops::{Deref, DerefMut};
 
 pub use paceline_ingest::KafkaConfig;
-use paceline_model::config::{Config, ConfigError, LoadError};
+use paceline_model::config::{from_toml_over, Config, ConfigError, LoadError};
 use paceline_model::secret::Secret;
 use paceline_model::Stream;
 pub use paceline_sink::config::{InfluxApi, InfluxConfig, InfluxCredentials, Precision};
@@ -247,8 +247,8 @@ impl Settings {
     }
 
     fn parse(text: &str, path: &str) -> Result<Settings, LoadError> {
-        let pipeline: Config = toml::from_str(text).map_err(|e| LoadError::parse(path, e))?;
-        let d: Deployment = toml::from_str(text).map_err(|e| LoadError::parse(path, e))?;
+        let pipeline = from_toml_over(text, path, &Config::default())?;
+        let d = from_toml_over(text, path, &Deployment::default())?;
         Ok(Settings {
             pipeline,
             kafka: d.kafka,
@@ -472,6 +472,86 @@ mod tests {
         changed.streams.filings.idle_timeout_s = 3;
         let again = Settings::from_toml(&to_toml(&changed), "round trip").unwrap();
         assert_eq!(again, changed);
+    }
+
+    /// Every leaf key of `table` with its dotted path; arrays are leaves (they replace whole).
+    fn leaves(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+        for (k, v) in table {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) => leaves(&path, t, out),
+                other => out.push((path, other.clone())),
+            }
+        }
+    }
+
+    /// A valid value other than the shipped `value` of `key`.
+    fn changed(key: &str, value: &toml::Value) -> toml::Value {
+        use toml::Value::*;
+        match (key, value) {
+            ("service.http_addr", _) => String("127.0.0.1:9999".into()),
+            ("influx.url", _) => String("https://influx.example:8086".into()),
+            ("influx.api", _) => String("v1".into()),
+            ("influx.precision", _) => String("ms".into()),
+            ("kafka.brokers", _) => String("k1:9092,k2:9092".into()),
+            ("cluster.processes", _) => Array(vec![String("127.0.0.1:7000".into())]),
+            ("plan.items", Array(items)) => Array(items[..1].to_vec()),
+            (_, String(s)) => String(format!("{s}-changed")),
+            (_, Integer(i)) => Integer(i + 1),
+            (_, Float(f)) => Float(f / 2.0),
+            (_, Boolean(b)) => Boolean(!b),
+            (k, v) => panic!("no changed value for {k} = {v}"),
+        }
+    }
+
+    /// The one-key file that sets `path` to `value`: a table header and the key.
+    fn one_key_file(path: &str, value: &toml::Value) -> std::string::String {
+        let (section, key) = path.rsplit_once('.').expect("every key is in a section");
+        if path == "plan.items" {
+            let toml::Value::Array(items) = value else {
+                unreachable!()
+            };
+            let item = toml::to_string(&items[0]).unwrap();
+            return format!("[[plan.items]]\n{item}");
+        }
+        format!("[{section}]\n{key} = {value}\n")
+    }
+
+    #[test]
+    fn a_file_of_one_key_changes_that_key_alone() {
+        let shipped: toml::Table = toml::from_str(SHIPPED).unwrap();
+        let mut keys = Vec::new();
+        leaves("", &shipped, &mut keys);
+        assert!(keys.len() > 50, "only {} keys found", keys.len());
+        let defaults: toml::Table = toml::from_str(&to_toml(&Settings::default())).unwrap();
+        let mut default_leaves = Vec::new();
+        leaves("", &defaults, &mut default_leaves);
+        for (path, _) in &keys {
+            // The printed default, not the shipped text: `target = 10` prints as 10.0.
+            let (_, value) = default_leaves
+                .iter()
+                .find(|(k, _)| k == path)
+                .unwrap_or_else(|| panic!("{path} is shipped but not printed"));
+            let new = changed(path, value);
+            let file = one_key_file(path, &new);
+            let settings = Settings::from_toml(&file, "one key")
+                .unwrap_or_else(|e| panic!("a file of only `{path}` is refused: {e}\n{file}"));
+            let printed: toml::Table = toml::from_str(&to_toml(&settings)).unwrap();
+            let mut printed_leaves = Vec::new();
+            leaves("", &printed, &mut printed_leaves);
+            let differing: Vec<&str> = printed_leaves
+                .iter()
+                .filter(|leaf| !default_leaves.contains(leaf))
+                .map(|(k, _)| k.as_str())
+                .collect();
+            assert_eq!(differing, [path.as_str()], "file:\n{file}");
+            let shown = printed_leaves.iter().find(|(k, _)| k == path).unwrap();
+            assert_eq!(shown.1, new, "{path} as printed");
+        }
     }
 
     #[test]
