@@ -17,14 +17,16 @@ pub struct KafkaConfig {
     pub client_id: String,
     /// Topic rejected events are written to. Default `paceline-dead-letters`.
     pub dead_letter_topic: String,
-    /// How long to wait for topic metadata at start-up, in seconds. Default 60.
+    /// How long one request creating topics at start-up (`create_topics`) may take, in
+    /// seconds. Default 60.
     pub metadata_timeout_s: u64,
     /// Consumer group the service commits its positions to after each checkpoint, only so
     /// that lag tools see progress (the checkpoint stays the truth). Default `paceline`.
     pub group_id: String,
-    /// How long the brokers may stay unreachable, or a topic missing, before the service
-    /// stops with an error (exit 1), in seconds; meanwhile `/readyz` answers 503 with the
-    /// reason. Default 300.
+    /// How long the brokers may stay unreachable or refuse the client, or a topic stay
+    /// missing while running, before the service stops with an error (exit 1), in seconds,
+    /// from the first second of a start on; meanwhile `/readyz` answers 503 with the reason
+    /// and the log says it. Default 300.
     pub unavailable_timeout_s: u64,
     /// Create missing topics at start (the three input topics and the dead-letter topic)
     /// instead of failing. Default false.

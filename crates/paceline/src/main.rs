@@ -200,6 +200,23 @@ fn load_deployment(config: Option<PathBuf>) -> Result<(Settings, Secrets), ExitC
     Ok((config, secrets))
 }
 
+/// Neither a configuration file that sets a key nor any `PACELINE_*` variable: the
+/// service runs on its defaults alone, which a newcomer should be told.
+fn names_nothing(config: Option<&std::path::Path>) -> bool {
+    let file_sets_nothing = config.is_none_or(|p| {
+        std::fs::read_to_string(p).is_ok_and(|text| {
+            text.parse::<toml::Table>()
+                .is_ok_and(|table| table.is_empty())
+        })
+    });
+    // PACELINE_LOG sets the log's level, not the service.
+    let settings_var = |k: &std::ffi::OsStr| {
+        let k = k.to_string_lossy();
+        k.starts_with("PACELINE_") && k != "PACELINE_LOG"
+    };
+    file_sets_nothing && !std::env::vars_os().any(|(k, _)| settings_var(&k))
+}
+
 /// `check-config`: the file with the environment's overrides, and the secrets' rules; every
 /// error of both is listed before the exit code 2.
 fn check_config(file: &std::path::Path) -> ExitCode {
@@ -224,11 +241,27 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn serve(config: Option<PathBuf>, rebuild: bool) -> anyhow::Result<ExitCode> {
+    let nothing_set = names_nothing(config.as_deref());
     let (config, secrets) = match load_deployment(config) {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
     init_logging();
+    if nothing_set {
+        tracing::info!(
+            brokers = %config.kafka.brokers,
+            database = %config.influx.url,
+            state_dir = %config.service.state_dir,
+            http_addr = %config.service.http_addr,
+            "no configuration file and no PACELINE_* variable: serving with the defaults \
+             (Kafka at {}, InfluxDB at {}, state in {}, HTTP on {}); `paceline demo` runs \
+             without any service",
+            config.kafka.brokers,
+            config.influx.url,
+            config.service.state_dir,
+            config.service.http_addr,
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

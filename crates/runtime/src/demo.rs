@@ -8,6 +8,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use paceline_decode::Rejection;
 use paceline_model::config::Config;
@@ -21,6 +22,7 @@ use crate::board::{Board, Freshness};
 use crate::replay::{run, DeadLetterSink, Input, PointSink, ReplayError, ReplaySummary};
 use crate::serve::http::{router, HttpState};
 use crate::serve::metrics::ServeMetrics;
+use crate::serve::trouble::Trouble;
 
 /// What to simulate and where to serve.
 #[derive(Debug, Clone)]
@@ -232,7 +234,12 @@ fn http_state(
         registry,
         sink: Arc::new(health),
         sources_assigned: AtomicBool::new(true),
-        kafka: Default::default(),
+        // The demo has neither: nothing records trouble with them.
+        kafka: Arc::new(Trouble::new("Kafka", ("none in the demo", Duration::MAX))),
+        influx: Arc::new(Trouble::new(
+            "InfluxDB",
+            ("none in the demo", Duration::MAX),
+        )),
         dataflow: Mutex::new(None),
         sink_pending: sink.pending_points,
         board,

@@ -84,6 +84,10 @@ pub struct InfluxConfig {
     /// Keep retrying batches refused with a 4xx other than 429 (e.g. a bad token being
     /// rotated) instead of stopping the pipeline with an error. Default false.
     pub retry_client_errors: bool,
+    /// How long a starting service waits to reach the database (unreachable, or refusing
+    /// the credentials) before it stops with the reason, exit 1, in seconds. Once reached,
+    /// an outage is waited out with backpressure, however long. Default 300.
+    pub start_timeout_s: u64,
 }
 
 impl Default for InfluxConfig {
@@ -103,6 +107,7 @@ impl Default for InfluxConfig {
             retry_initial_ms: 200,
             retry_max_ms: 10_000,
             retry_client_errors: false,
+            start_timeout_s: 300,
         }
     }
 }
@@ -150,6 +155,9 @@ impl InfluxConfig {
         }
         if self.request_timeout_ms == 0 {
             err("influx.request_timeout_ms", "must be at least 1");
+        }
+        if self.start_timeout_s == 0 {
+            err("influx.start_timeout_s", "must be at least 1");
         }
         if self.retry_initial_ms == 0 || self.retry_max_ms < self.retry_initial_ms {
             err(

@@ -49,6 +49,7 @@ enum Api {
 /// Writes line-protocol bodies to one InfluxDB.
 pub struct InfluxWriter {
     api: Api,
+    base: String,
     http: reqwest::Client,
     ping_url: String,
     user: Option<String>,
@@ -66,10 +67,22 @@ fn classify(status: u16, body: String) -> WriteError {
     }
 }
 
-/// A network error's text without the URL's query (which may name a user).
+/// A network error's text with its causes (`connection refused`, a certificate not
+/// trusted, ...), without the URL's query (which may name a user).
 fn network(e: reqwest::Error) -> WriteError {
     let e = e.without_url();
-    WriteError::Retryable(format!("network error: {e}"))
+    let mut text = format!("network error: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        // hyper repeats its cause's text inside its own at times.
+        if !text.contains(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    WriteError::Retryable(text)
 }
 
 impl InfluxWriter {
@@ -130,6 +143,7 @@ impl InfluxWriter {
         };
         Ok(InfluxWriter {
             api,
+            base,
             http,
             ping_url,
             user: credentials.user.clone(),
@@ -182,6 +196,18 @@ impl InfluxWriter {
                 }
             }
         }
+    }
+
+    /// Whether the database takes writes from this writer: an empty write, which passes
+    /// through the database's checks of credentials and of the database or bucket before
+    /// it finds nothing to write.
+    pub async fn check(&self) -> Result<(), WriteError> {
+        self.write(String::new()).await
+    }
+
+    /// The database's base URL, as the log and `/readyz` name it.
+    pub fn url(&self) -> &str {
+        &self.base
     }
 
     /// Whether the database answers its health endpoint (`/health` for v2, `/ping` for v1).

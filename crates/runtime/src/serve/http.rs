@@ -34,7 +34,9 @@ pub struct HttpState {
     /// Sources are assigned their partitions.
     pub sources_assigned: AtomicBool,
     /// Kafka as the watch last saw it.
-    pub kafka: Arc<super::watch::KafkaHealth>,
+    pub kafka: Arc<super::trouble::Trouble>,
+    /// The database while the service starts (a running sink reports in `sink`).
+    pub influx: Arc<super::trouble::Trouble>,
     /// The dataflow's counters (its heartbeat).
     pub dataflow: Mutex<Option<Arc<RunnerStats>>>,
     /// Points pending in the sink (a blocked dataflow is not wedged while the sink holds
@@ -262,11 +264,12 @@ async fn healthz(State(s): State<Arc<HttpState>>) -> Response {
 
 /// Ready, or why not: sources assigned and the sink accepting writes.
 fn readiness(s: &HttpState) -> Result<(), String> {
+    // Trouble first: while starting, it is what the start waits for.
+    if let Some(why) = s.kafka.readiness().or_else(|| s.influx.readiness()) {
+        return Err(why);
+    }
     if !s.sources_assigned.load(Ordering::Relaxed) {
         return Err("sources not assigned yet".into());
-    }
-    if let Some((lasted, why)) = s.kafka.trouble() {
-        return Err(format!("Kafka: {why} (for {} s)", lasted.as_secs()));
     }
     if !s.sink.accepting.load(Ordering::Relaxed) {
         let why = s

@@ -13,6 +13,7 @@ pub mod http;
 pub mod metrics;
 mod pipeline;
 pub mod sources;
+pub mod trouble;
 pub mod watch;
 
 pub use paceline_dataflow::cluster::peer_of_thread;
@@ -26,12 +27,12 @@ use std::time::{Duration, Instant};
 use std::hash::{Hash, Hasher};
 
 use paceline_dataflow::cluster::{ClusterSpec, Connected, Placement};
-use paceline_ingest::{client_config, create_missing_topics, topic_partitions, NewTopicSpec};
+use paceline_ingest::{client_config, NewTopicSpec, TopicWatch};
 use paceline_model::config::Config;
 use paceline_model::point::Point;
 use paceline_model::{Indicator, Nanos, Stream};
 use paceline_sink::batcher::SinkHealth;
-use paceline_sink::influx::InfluxWriter;
+use paceline_sink::influx::{InfluxWriter, WriteError};
 use paceline_sink::metrics::SinkMetrics;
 use prometheus::Registry;
 
@@ -42,6 +43,7 @@ use coordinator::EpochLog;
 use http::HttpState;
 use metrics::ServeMetrics;
 use pipeline::Pipeline;
+use trouble::Trouble;
 
 /// A part of the running pipeline (a source, the coordinator, the dataflow, the checkpoint
 /// writer) failed for good.
@@ -210,7 +212,20 @@ impl Observed {
             registry,
             sink: Arc::new(SinkHealth::default()),
             sources_assigned: AtomicBool::new(false),
-            kafka: Default::default(),
+            kafka: Arc::new(Trouble::new(
+                "Kafka",
+                (
+                    "kafka.unavailable_timeout_s",
+                    Duration::from_secs(config.kafka.unavailable_timeout_s),
+                ),
+            )),
+            influx: Arc::new(Trouble::new(
+                "InfluxDB",
+                (
+                    "influx.start_timeout_s",
+                    Duration::from_secs(config.influx.start_timeout_s),
+                ),
+            )),
             dataflow: Mutex::new(None),
             sink_pending: sink_metrics.pending_points.clone(),
             board: Arc::new(Board::new(config.plan_specs())),
@@ -278,7 +293,8 @@ pub async fn serve(
     result
 }
 
-/// Restore, reach Kafka, start the pipeline, run it until stopped, shut it down.
+/// Restore (or join the cluster) while reaching Kafka and the database, start the
+/// pipeline, run it until stopped, shut it down.
 async fn run(
     config: Settings,
     secrets: Secrets,
@@ -290,18 +306,23 @@ async fn run(
     // Restore before reading anything: `/readyz` stays 503 until the sources are assigned.
     let store = Store::open(Path::new(&config.service.state_dir))
         .map_err(|e| ServeError::Setup(format!("service.state_dir: {e}")))?;
+    let kafka = client_config(&config.kafka, secrets.kafka_sasl_password.as_ref());
     let mut shutdown = std::pin::pin!(shutdown);
-    let (restored, cluster) = match cluster_spec(&config) {
-        None => (restore(&config, &store, options)?, None),
-        Some(spec) => {
-            let joined = tokio::select! {
-                j = join_cluster(&config, &store, options, spec) => j?,
-                _ = &mut shutdown => {
-                    tracing::info!("shutdown requested while the cluster was forming");
-                    return Ok(ServeReport::default());
-                }
-            };
-            (joined.1, Some(joined.0))
+    // From the first second, Kafka and the database are looked at as a running service
+    // looks at them: what the start waits for is on /readyz and in the log.
+    let start = async {
+        tokio::try_join!(
+            restore_or_join(&config, &store, options),
+            discover_partitions(&config, &kafka, &observed.state.kafka),
+            reach_influx(&writer, &observed.state.influx, &config),
+        )
+    };
+    // A shutdown while starting stops at once: nothing was read.
+    let ((restored, cluster), partitions, ()) = tokio::select! {
+        started = start => started?,
+        _ = &mut shutdown => {
+            tracing::info!("shutdown requested while starting");
+            return Ok(ServeReport::default());
         }
     };
     if let Some(c) = &restored {
@@ -311,15 +332,6 @@ async fn run(
             .checkpoint_last_success
             .set(c.taken_ms as f64 / 1e3);
     }
-    let kafka = client_config(&config.kafka, secrets.kafka_sasl_password.as_ref());
-    // A shutdown while Kafka is still being reached stops at once: nothing was read.
-    let partitions = tokio::select! {
-        p = discover_partitions(&config, &kafka) => p?,
-        _ = &mut shutdown => {
-            tracing::info!("shutdown requested before the sources were assigned");
-            return Ok(ServeReport::default());
-        }
-    };
     let mut pipeline = Pipeline::start(
         &config, &kafka, store, restored, partitions, &observed, writer, cluster,
     )?;
@@ -328,31 +340,76 @@ async fn run(
     pipeline.shut_down(early, timeout).await
 }
 
+/// The checkpoint to resume from, and the cluster when there is one.
+async fn restore_or_join(
+    config: &Settings,
+    store: &Store,
+    options: ServeOptions,
+) -> Result<(Option<Checkpoint>, Option<Connected>), ServeError> {
+    match cluster_spec(config) {
+        None => Ok((restore(config, store, options)?, None)),
+        Some(spec) => {
+            let (connected, restored) = join_cluster(config, store, options, spec).await?;
+            Ok((restored, Some(connected)))
+        }
+    }
+}
+
 /// The partitions of each stream's topic, creating missing topics first when
-/// `kafka.create_topics` says so; blocking requests, off the async threads.
+/// `kafka.create_topics` says so; the start's look of the Kafka watch.
 async fn discover_partitions(
     config: &Settings,
     kafka: &rdkafka::config::ClientConfig,
+    health: &Trouble,
 ) -> Result<[Vec<i32>; 3], ServeError> {
-    let kafka = kafka.clone();
-    let timeout = Duration::from_secs(config.kafka.metadata_timeout_s);
     let topics = Stream::ALL.map(|s| config.streams.get(s).topic.clone());
-    let create = config.kafka.create_topics.then(|| topics_to_create(config));
-    let kafka_error = |e: paceline_ingest::IngestError| ServeError::Kafka(e.to_string());
-    tokio::task::spawn_blocking(move || {
-        if let Some(specs) = create {
-            let created = create_missing_topics(&kafka, &specs, timeout).map_err(kafka_error)?;
-            if !created.is_empty() {
-                tracing::info!(?created, "topics created (kafka.create_topics)");
+    let watch =
+        TopicWatch::new(kafka, topics.to_vec()).map_err(|e| ServeError::Kafka(e.to_string()))?;
+    let create = config.kafka.create_topics.then(|| watch::ToCreate {
+        client: kafka.clone(),
+        topics: topics_to_create(config),
+        timeout: Duration::from_secs(config.kafka.metadata_timeout_s),
+    });
+    watch::first_look(watch, health, create).await
+}
+
+/// How often a starting service asks the database again.
+const INFLUX_LOOK_EVERY: Duration = Duration::from_secs(2);
+
+/// Waits until the database takes writes from this writer. Unreachable, failing, or
+/// refusing the credentials, it is trouble (on `/readyz`, in the log) until
+/// `influx.start_timeout_s`; any other refusal (a database or bucket that does not exist)
+/// stops the start at once, as a refused batch stops a running service, unless
+/// `influx.retry_client_errors`.
+async fn reach_influx(
+    writer: &InfluxWriter,
+    health: &Trouble,
+    config: &Settings,
+) -> Result<(), ServeError> {
+    let url = writer.url();
+    loop {
+        match writer.check().await {
+            // 400: the checks of credentials and database passed; only the empty body was
+            // refused (InfluxDB 2.x may refuse a write with no points).
+            Ok(()) | Err(WriteError::Refused { status: 400, .. }) => {
+                health.record(None);
+                return Ok(());
             }
+            Err(e @ WriteError::Refused { status: 401 | 403, .. }) => health.record(Some(format!(
+                "{url}: {e} (the credentials: PACELINE_INFLUX_TOKEN for api v2, PACELINE_INFLUX_USER and PACELINE_INFLUX_PASSWORD for v1, or their _FILE forms)"
+            ))),
+            Err(e @ WriteError::Refused { .. }) if !config.influx.retry_client_errors => {
+                return Err(ServeError::Sink(format!(
+                    "InfluxDB {url}: {e}; stopping at start (set influx.retry_client_errors = true to keep retrying)"
+                )));
+            }
+            Err(e) => health.record(Some(format!("{url}: {e}"))),
         }
-        let mut out: [Vec<i32>; 3] = Default::default();
-        for (s, topic) in Stream::ALL.iter().zip(&topics) {
-            out[s.index()] = topic_partitions(&kafka, topic, timeout).map_err(kafka_error)?;
+        if let Some(why) = health.past_bound() {
+            return Err(ServeError::Sink(format!("InfluxDB: {why}")));
         }
-        Ok(out)
-    })
-    .await?
+        tokio::time::sleep(INFLUX_LOOK_EVERY).await;
+    }
 }
 
 /// How to reach the other processes, when `[cluster]` lists several.

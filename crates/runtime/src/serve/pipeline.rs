@@ -442,7 +442,6 @@ fn start_watch(
             .map_err(|e| ServeError::Kafka(e.to_string()))?,
         known: known.clone(),
         placement,
-        unavailable_timeout: Duration::from_secs(config.kafka.unavailable_timeout_s),
         health: observed.state.kafka.clone(),
         spawner: spawner.clone(),
         stop: stop.clone(),

@@ -12,35 +12,86 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paceline_dataflow::cluster::Placement;
-use paceline_ingest::{partition_owner, TopicWatch};
+use paceline_ingest::{create_missing_topics, partition_owner, NewTopicSpec, TopicWatch};
 use paceline_model::Stream;
+use rdkafka::config::ClientConfig;
 
 use super::sources::Spawner;
+use super::trouble::Trouble;
 use super::{PipelineError, ServeError};
 
-/// Kafka as the watch last saw it: fine, or in trouble since when and why.
-#[derive(Debug, Default)]
-pub struct KafkaHealth {
-    trouble: Mutex<Option<(Instant, String)>>,
+/// Topics to create at start (`kafka.create_topics`): the client, the topics, and how long
+/// the request may take (`kafka.metadata_timeout_s`).
+pub struct ToCreate {
+    /// The client settings.
+    pub client: ClientConfig,
+    /// The three input topics and the dead letters.
+    pub topics: Vec<NewTopicSpec>,
+    /// `kafka.metadata_timeout_s`.
+    pub timeout: Duration,
 }
 
-impl KafkaHealth {
-    /// Records a look: `None` when all was well. Trouble keeps the time it began.
-    pub fn record(&self, trouble: Option<String>) {
-        if let Ok(mut t) = self.trouble.lock() {
-            *t = match (t.take(), trouble) {
-                (_, None) => None,
-                (Some((since, _)), Some(reason)) => Some((since, reason)),
-                (None, Some(reason)) => Some((Instant::now(), reason)),
-            };
+/// The start's look: from the first second, the same watch as a running service's. It
+/// looks until every topic is described (creating missing topics first when `create` says
+/// so) and returns their partitions; trouble meanwhile is on `/readyz` and in the log, and
+/// past `kafka.unavailable_timeout_s` it stops the start. A topic the brokers say does not
+/// exist stops it at once, named: nothing but a person fixes that.
+pub async fn first_look(
+    watch: TopicWatch,
+    health: &Trouble,
+    mut create: Option<ToCreate>,
+) -> Result<[Vec<i32>; 3], ServeError> {
+    let watch = Arc::new(watch);
+    loop {
+        let w = watch.clone();
+        let looked = tokio::task::spawn_blocking(move || w.look(LOOK_TIMEOUT)).await?;
+        let brokers_answer = looked
+            .as_ref()
+            .map_or_else(|e| e.missing_topic.is_some(), |_| true);
+        match (looked, create.take()) {
+            (_, Some(c)) if brokers_answer => {
+                let (client, topics, timeout) = (c.client.clone(), c.topics.clone(), c.timeout);
+                let created = tokio::task::spawn_blocking(move || {
+                    create_missing_topics(&client, &topics, timeout)
+                })
+                .await?;
+                match created {
+                    Ok(names) => {
+                        if !names.is_empty() {
+                            tracing::info!(created = ?names, "topics created (kafka.create_topics)");
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        health.record(Some(e.to_string()));
+                        create = Some(c);
+                        if let Some(why) = health.past_bound() {
+                            return Err(ServeError::Kafka(why));
+                        }
+                    }
+                }
+            }
+            (Ok(partitions), _) => {
+                health.record(None);
+                return partitions.try_into().map_err(|_| {
+                    ServeError::Kafka("the watch described another number of topics".into())
+                });
+            }
+            (Err(e), c) => {
+                create = c;
+                if e.missing_topic.is_some() {
+                    return Err(ServeError::Kafka(format!(
+                        "{} (create it first, or set kafka.create_topics = true)",
+                        e.reason
+                    )));
+                }
+                health.record(Some(e.reason));
+                if let Some(why) = health.past_bound() {
+                    return Err(ServeError::Kafka(why));
+                }
+            }
         }
-    }
-
-    /// The trouble and how long it has lasted, if any.
-    pub fn trouble(&self) -> Option<(Duration, String)> {
-        let t = self.trouble.lock().ok()?;
-        t.as_ref()
-            .map(|(since, why)| (since.elapsed(), why.clone()))
+        tokio::time::sleep(LOOK_EVERY).await;
     }
 }
 
@@ -58,10 +109,8 @@ pub struct Watch {
     pub known: Arc<Mutex<[Vec<i32>; 3]>>,
     /// The workers the partitions are divided among, and which of them run here.
     pub placement: Placement,
-    /// `kafka.unavailable_timeout_s`.
-    pub unavailable_timeout: Duration,
-    /// What `/readyz` reads.
-    pub health: Arc<KafkaHealth>,
+    /// What `/readyz` reads; it says the trouble in the log too.
+    pub health: Arc<Trouble>,
     /// Starts sources for added partitions.
     pub spawner: Arc<Spawner>,
     /// Raised at shutdown.
@@ -84,16 +133,11 @@ impl Watch {
                         return;
                     }
                 }
-                Err(reason) => {
-                    self.health.record(Some(reason));
-                    if let Some((lasted, why)) = self.health.trouble() {
-                        if lasted >= self.unavailable_timeout {
-                            let _ = self.fatal.send(ServeError::Kafka(format!(
-                                "unavailable for {} s (kafka.unavailable_timeout_s): {why}",
-                                lasted.as_secs()
-                            )));
-                            return;
-                        }
+                Err(e) => {
+                    self.health.record(Some(e.reason));
+                    if let Some(why) = self.health.past_bound() {
+                        let _ = self.fatal.send(ServeError::Kafka(why));
+                        return;
                     }
                 }
             }
@@ -142,26 +186,5 @@ impl Watch {
             known[s.index()].sort_unstable();
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trouble_keeps_its_start_until_a_good_look() {
-        let h = KafkaHealth::default();
-        assert!(h.trouble().is_none());
-        h.record(Some("brokers down".into()));
-        std::thread::sleep(Duration::from_millis(30));
-        h.record(Some("still down".into()));
-        let (lasted, why) = h.trouble().expect("in trouble");
-        assert!(lasted >= Duration::from_millis(30), "{lasted:?}");
-        assert_eq!(why, "still down");
-        h.record(None);
-        assert!(h.trouble().is_none());
-        h.record(Some("again".into()));
-        assert!(h.trouble().expect("again").0 < Duration::from_millis(30));
     }
 }
