@@ -1,5 +1,5 @@
 //! Per-entity state: how each enterprise, scenario, project and platform contributes to
-//! the indicator slots over time (docs/indicators.md, "Shared definitions" and "The 23 indicators").
+//! the indicator slots over time (docs/indicators.md, "Shared definitions" and "Catalogue").
 //!
 //! Each entity keeps its events; when they change, its contribution intervals are
 //! recomputed and the difference leaves as deltas. Windowed sums (heartbeats, usage) are
@@ -236,11 +236,14 @@ pub fn project_intervals(events: &[Event]) -> Vec<Interval> {
                 ProjectKind::DemonstrationProject
                     if delivered || *stage == ProjectStage::Underway =>
                 {
-                    contributions.push((
-                        slot(Indicator::DemonstrationProjectsUnderway, NO_TAG),
-                        0,
-                        1.0,
-                    ));
+                    // The plan's 28 are in the four key regions; `other` counts only by region.
+                    if region.is_key() {
+                        contributions.push((
+                            slot(Indicator::DemonstrationProjectsUnderway, NO_TAG),
+                            0,
+                            1.0,
+                        ));
+                    }
                     contributions.push((
                         slot(
                             Indicator::DemonstrationProjectsUnderwayByRegion,
@@ -278,8 +281,30 @@ pub fn scenario_timeline(stages: &[Event]) -> ScenarioTimeline {
     let mut sweep = Sweep::default();
     let mut contributions = Vec::new();
     let mut live_since: Option<Nanos> = None;
+    // Put in place from its first stage event of stage live on, whatever follows (that
+    // event need not be the latest of its instant).
+    let launched_at = stages
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.body,
+                Body::ScenarioStage {
+                    stage: ScenarioStage::Live,
+                    ..
+                }
+            )
+        })
+        .map(|e| e.at)
+        .min();
     each_instant(stages, |b, latest| {
         contributions.clear();
+        if launched_at.is_some_and(|at| b >= at) {
+            contributions.push((
+                slot(Indicator::ApplicationScenariosLaunched, NO_TAG),
+                0,
+                1.0,
+            ));
+        }
         if let Body::ScenarioStage { field, stage, .. } = &latest.body {
             let tag = field.index() as u8;
             if t.fields.last().map(|f| f.1) != Some(tag) {

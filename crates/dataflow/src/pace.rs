@@ -81,6 +81,7 @@ mod tests {
             start: ts(start),
             deadline: ts(deadline),
             tolerance: 0.9,
+            verdict_tick: i64::MAX,
         }
     }
 

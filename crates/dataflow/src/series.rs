@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use paceline_model::catalogue::{Part, SeriesKey, Slot, NO_TAG};
 use paceline_model::config::PlanSpec;
-use paceline_model::point::{Fields, Point};
+use paceline_model::point::{Fields, Point, VerdictFields};
 use paceline_model::time::{tick_after, tick_ceil, tick_floor};
 use paceline_model::{Indicator, Nanos};
 
@@ -38,6 +38,8 @@ struct Output {
     written: BTreeMap<Nanos, Fields>,
     /// Desired values per tick (planned series only: baseline and 90-day look-back).
     history: BTreeMap<Nanos, Option<f64>>,
+    /// The plan verdict written at its tick (planned series only).
+    verdict: Option<(Nanos, VerdictFields)>,
 }
 
 /// Counts from closing ticks.
@@ -67,6 +69,44 @@ pub struct Group {
     /// even when unchanged, since the stopped run may have written other values there
     /// after its last checkpoint.
     rewrite: Option<(Nanos, Nanos)>,
+}
+
+/// Writes the plan verdict of `key` judged at its verdict tick `t` on `value` (the series'
+/// value there, where it has one): when the tick is first closed, when a correction
+/// changed the value, and when a restore must write again what the stopped run may have
+/// written (`force`). A plan edit applies to verdicts not yet written, and to a rewrite.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    key: SeriesKey,
+    target: f64,
+    t: Nanos,
+    value: Option<f64>,
+    (is_new, force): (bool, bool),
+    output: &mut Output,
+    out: &mut Vec<Point>,
+    stats: &mut CloseStats,
+) {
+    if output.verdict.is_some_and(|(at, _)| at != t) {
+        // Judged already at another tick (the deadline was edited since): a plan edit
+        // applies to verdicts not yet written.
+        return;
+    }
+    let written = output.verdict.map(|(_, v)| v);
+    let changed = written.is_none_or(|w| w.value != value);
+    if !(is_new || force || changed) {
+        return;
+    }
+    let verdict = match written {
+        // The value did not change: the verdict written stands, whatever the plan says now.
+        Some(w) if !changed => w,
+        _ => VerdictFields::judge(value, target),
+    };
+    let correction = !is_new;
+    if correction && changed {
+        stats.corrections += 1;
+    }
+    output.verdict = Some((t, verdict));
+    out.push(Point::verdict(key, t, verdict, correction));
 }
 
 impl Group {
@@ -322,7 +362,12 @@ impl Group {
                 _ => Some(level(Part::Value, key.tag)),
             };
             debug_assert_eq!(key.indicator.group(), group);
-            let mut desired = value.filter(|v| v.is_finite()).map(Fields::value);
+            let value = value.filter(|v| v.is_finite());
+            let judged = output.plan.as_ref().filter(|p| p.verdict_tick == t);
+            if let Some(target) = judged.map(|p| p.target) {
+                judge(*key, target, t, value, (is_new, force), output, out, stats);
+            }
+            let mut desired = value.map(Fields::value);
             if let Some(plan) = &output.plan {
                 output.history.insert(t, desired.map(|f| f.value));
                 if let (Some(f), true) = (desired.as_mut(), t >= plan.start) {
@@ -347,12 +392,7 @@ impl Group {
                             stats.corrections += 1;
                         }
                         output.written.insert(t, f);
-                        out.push(Point {
-                            series: *key,
-                            tick: t,
-                            fields: f,
-                            correction: !is_new,
-                        });
+                        out.push(Point::indicator(*key, t, f, !is_new));
                     }
                 }
                 None => {

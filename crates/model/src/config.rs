@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalogue::{Indicator, SeriesKey, TagKind, NO_TAG};
 use crate::event::Stream;
-use crate::time::{parse_rfc3339, Nanos, DAY, SECOND};
+use crate::time::{parse_rfc3339, tick_ceil, Nanos, DAY, SECOND};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +70,8 @@ impl Default for Config {
 pub struct IndicatorsConfig {
     /// Measurement name of the points. Default `indicator`.
     pub measurement: String,
+    /// Measurement name of the plan verdicts' points. Default `plan_verdict`.
+    pub verdict_measurement: String,
     /// Filing lag in days: quarters count once they ended at or before T − lag. Default 45.
     pub filing_lag_days: u32,
     /// Cadence overrides in seconds, by indicator name. Default: daily for filing,
@@ -82,6 +84,7 @@ impl Default for IndicatorsConfig {
     fn default() -> Self {
         IndicatorsConfig {
             measurement: "indicator".into(),
+            verdict_measurement: "plan_verdict".into(),
             filing_lag_days: 45,
             cadence_s: BTreeMap::new(),
         }
@@ -232,7 +235,7 @@ impl Default for PlanConfig {
                 item("quasi_unicorns", Cumulative, 10.0, s22, d25),
                 item("srdi_enterprises", Cumulative, 80.0, s22, d25),
                 item("core_industry_revenue_cny", Cumulative, 5.5e9, s22, d25),
-                item("application_scenarios_live", Cumulative, 30.0, s22, d25),
+                item("application_scenarios_launched", Cumulative, 30.0, s22, d25),
                 item("scenario_fields_covered", Cumulative, 8.0, s22, d25),
                 item("data_zones_operational", Cumulative, 2.0, s22, d25),
                 item("benchmark_projects_delivered", Cumulative, 2.0, s22, d25),
@@ -408,6 +411,9 @@ pub struct PlanSpec {
     pub deadline: Nanos,
     /// Status tolerance.
     pub tolerance: f64,
+    /// The tick the goal is judged at: the first tick of the series' cadence at or after
+    /// the deadline plus the indicator's data lag (docs/indicators.md, "Verdicts").
+    pub verdict_tick: Nanos,
 }
 
 /// Parses a series name like `cluster_revenue_cny{cluster=cybersecurity}`.
@@ -469,6 +475,18 @@ impl Config {
             err(
                 "indicators.measurement".into(),
                 "must be non-empty, without spaces, commas or newlines".into(),
+            );
+        }
+        let verdicts = &self.indicators.verdict_measurement;
+        if verdicts.is_empty() || verdicts.contains([' ', ',', '\n']) {
+            err(
+                "indicators.verdict_measurement".into(),
+                "must be non-empty, without spaces, commas or newlines".into(),
+            );
+        } else if *verdicts == self.indicators.measurement {
+            err(
+                "indicators.verdict_measurement".into(),
+                "must differ from indicators.measurement".into(),
             );
         }
         if self.indicators.filing_lag_days > 3660 {
@@ -598,13 +616,17 @@ impl Config {
             .items
             .iter()
             .filter_map(|item| {
+                let series = parse_series(&item.series).ok()?;
+                let deadline = parse_rfc3339(&item.deadline).ok()?;
+                let judged_from = deadline.saturating_add(self.data_lag(series.indicator));
                 Some(PlanSpec {
-                    series: parse_series(&item.series).ok()?,
+                    series,
                     kind: item.kind,
                     target: item.target,
                     start: parse_rfc3339(&item.start).ok()?,
-                    deadline: parse_rfc3339(&item.deadline).ok()?,
+                    deadline,
                     tolerance: item.tolerance.unwrap_or(self.plan.default_tolerance),
+                    verdict_tick: tick_ceil(judged_from, self.cadence(series.indicator)),
                 })
             })
             .collect()
@@ -613,6 +635,16 @@ impl Config {
     /// Filing lag in nanoseconds.
     pub fn filing_lag(&self) -> Nanos {
         self.indicators.filing_lag_days as i64 * DAY
+    }
+
+    /// An indicator's data lag: how long after an instant its value there is complete
+    /// (the filing lag for the indicators computed from financials, else 0).
+    pub fn data_lag(&self, indicator: Indicator) -> Nanos {
+        if indicator.lags_filings() {
+            self.filing_lag()
+        } else {
+            0
+        }
     }
 }
 

@@ -107,6 +107,13 @@ string_enum!(
     }
 );
 
+impl Region {
+    /// Whether it is one of the four key regions of the plan (all but `other`).
+    pub fn is_key(self) -> bool {
+        self != Region::Other
+    }
+}
+
 string_enum!(
     /// The eight application-scenario fields.
     Field {

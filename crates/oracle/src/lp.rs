@@ -3,15 +3,26 @@
 use std::collections::BTreeMap;
 
 use paceline_model::catalogue::{Indicator, SeriesKey, NO_TAG};
-use paceline_model::point::{Fields, Status};
+use paceline_model::point::{Fields, Status, Verdict};
 use paceline_model::Nanos;
 
 /// The points of an output: per series, per timestamp, the last fields written.
 pub type Points = BTreeMap<SeriesKey, BTreeMap<Nanos, Fields>>;
 
-/// Parses line protocol written by paceline (measurement, `indicator` tag, one other tag).
+/// The plan verdicts of an output: per planned series, its verdict tick, value (where it
+/// has one), target and verdict, the last written.
+pub type Verdicts = BTreeMap<SeriesKey, (Nanos, Option<f64>, f64, Verdict)>;
+
+/// Parses line protocol written by paceline, leaving out the plan verdicts' lines.
 pub fn parse(text: &str) -> Result<Points, String> {
+    parse_all(text).map(|(points, _)| points)
+}
+
+/// Parses line protocol written by paceline (measurement, `indicator` tag, one other tag):
+/// the indicator points, and the plan verdicts (the lines with a `verdict` field).
+pub fn parse_all(text: &str) -> Result<(Points, Verdicts), String> {
     let mut out: Points = BTreeMap::new();
+    let mut verdicts = Verdicts::new();
     for (n, line) in text.lines().enumerate() {
         if line.is_empty() {
             continue;
@@ -38,6 +49,30 @@ pub fn parse(text: &str) -> Result<Points, String> {
             }
             None => NO_TAG,
         };
+        let ts: Nanos = ts.trim().parse().map_err(|_| err("bad timestamp"))?;
+        let key = SeriesKey { indicator, tag };
+        if fields.contains("verdict=") {
+            let (mut value, mut target, mut verdict) = (None, None, None);
+            for kv in fields.split(',') {
+                let (k, v) = kv.split_once('=').ok_or_else(|| err("bad field"))?;
+                let num = || v.parse::<f64>().map_err(|_| err("bad number"));
+                match k {
+                    "value" => value = Some(num()?),
+                    "target" => target = Some(num()?),
+                    "verdict" => verdict = Verdict::parse(v.trim_matches('"')),
+                    _ => return Err(err("unknown verdict field")),
+                }
+            }
+            let target = target.ok_or_else(|| err("verdict without target"))?;
+            let verdict = verdict.ok_or_else(|| err("bad verdict"))?;
+            if let Some((t, ..)) = verdicts.get(&key) {
+                if *t != ts {
+                    return Err(err("a second verdict tick for the series"));
+                }
+            }
+            verdicts.insert(key, (ts, value, target, verdict));
+            continue;
+        }
         let mut f = Fields::value(f64::NAN);
         for kv in fields.split(',') {
             let (k, v) = kv.split_once('=').ok_or_else(|| err("bad field"))?;
@@ -58,10 +93,7 @@ pub fn parse(text: &str) -> Result<Points, String> {
         if f.value.is_nan() {
             return Err(err("no value field"));
         }
-        let ts: Nanos = ts.trim().parse().map_err(|_| err("bad timestamp"))?;
-        out.entry(SeriesKey { indicator, tag })
-            .or_default()
-            .insert(ts, f);
+        out.entry(key).or_default().insert(ts, f);
     }
-    Ok(out)
+    Ok((out, verdicts))
 }

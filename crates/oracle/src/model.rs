@@ -5,12 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use paceline_model::catalogue::{Indicator, SeriesKey, NO_TAG, UNASSIGNED_FIELD};
 use paceline_model::config::{Config, PlanKind, PlanSpec};
-use paceline_model::event::{Field, PlatformStatus, ProjectKind, ProjectStage, ScenarioStage};
-use paceline_model::point::{Fields, Status};
+use paceline_model::event::{
+    Field, PlatformStatus, ProjectKind, ProjectStage, Region, ScenarioStage,
+};
+use paceline_model::point::{Fields, Status, Verdict};
 use paceline_model::time::{quarter_end, tick_after, DAY, HOUR};
 use paceline_model::{Body, Event, Nanos};
 
-use crate::lp::Points;
+use crate::lp::{Points, Verdicts};
 
 /// The latest of `events` (already filtered) by (`occurred_at`, `event_id`).
 fn latest<'a>(events: impl Iterator<Item = &'a Event>) -> Option<&'a Event> {
@@ -124,6 +126,12 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
             })
         };
     let live = |id: &str| stage_of(id).is_some_and(|(_, s)| s == ScenarioStage::Live);
+    // "Put in place": any stage event of stage live before T, whatever came after it.
+    let launched = |id: &str| {
+        before.iter().any(|e| {
+            matches!(&e.body, Body::ScenarioStage { scenario, stage: ScenarioStage::Live, .. } if scenario == id)
+        })
+    };
     let field_tag = |id: &str| stage_of(id).map_or(UNASSIGNED_FIELD, |(f, _)| f.index() as u8);
     let usage_in_week = |id: &str| {
         before
@@ -166,10 +174,10 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
             _ => unreachable!(),
         })
     };
-    let proj_count = |f: &dyn Fn(ProjectKind, u8, ProjectStage) -> bool| {
+    let proj_count = |f: &dyn Fn(ProjectKind, Region, ProjectStage) -> bool| {
         proj_ids
             .iter()
-            .filter(|id| proj(id).is_some_and(|(k, r, s)| f(k, r.index() as u8, s)))
+            .filter(|id| proj(id).is_some_and(|(k, r, s)| f(k, r, s)))
             .count() as f64
     };
     // Telemetry.
@@ -237,6 +245,7 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
             a / p - 1.0
         }
         ApplicationScenariosLive => scen_ids.iter().filter(|id| live(id)).count() as f64,
+        ApplicationScenariosLaunched => scen_ids.iter().filter(|id| launched(id)).count() as f64,
         ApplicationScenariosLiveByField => scen_ids
             .iter()
             .filter(|id| live(id) && field_tag(id) == tag)
@@ -255,13 +264,15 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
         BenchmarkProjectsDelivered => proj_count(&|k, _, s| {
             k == ProjectKind::BenchmarkProject && s == ProjectStage::Delivered
         }),
-        DemonstrationProjectsUnderway => proj_count(&|k, _, s| {
+        // In the four key regions: the latest stage event's region is not `other`.
+        DemonstrationProjectsUnderway => proj_count(&|k, r, s| {
             k == ProjectKind::DemonstrationProject
+                && r != Region::Other
                 && matches!(s, ProjectStage::Underway | ProjectStage::Delivered)
         }),
         DemonstrationProjectsUnderwayByRegion => proj_count(&|k, r, s| {
             k == ProjectKind::DemonstrationProject
-                && r == tag
+                && r.index() as u8 == tag
                 && matches!(s, ProjectStage::Underway | ProjectStage::Delivered)
         }),
         PlatformAvailability => {
@@ -450,6 +461,55 @@ pub fn run(config: &Config, events: &[Event]) -> Points {
                 t += cadence;
             }
         }
+    }
+    out
+}
+
+/// The plan verdicts for the accepted `events`, with replay's tick rules: a planned series
+/// is judged at the first tick of its cadence at or after its deadline plus its data lag
+/// (the filing lag for the four indicators computed from financials), once that tick is
+/// one of the series' closed ticks; met when its value there is at least the target
+/// (relative 1e-9), missed otherwise and without a value.
+pub fn verdicts(config: &Config, events: &[Event]) -> Verdicts {
+    let mut out = Verdicts::new();
+    let Some(global_max) = events.iter().map(|e| e.at).max() else {
+        return out;
+    };
+    for plan in config.plan_specs() {
+        let ind = plan.series.indicator;
+        let financial = matches!(
+            ind,
+            Indicator::CoreIndustryRevenueCny
+                | Indicator::ClusterRevenueCny
+                | Indicator::DigitalEconomyAddedValueCny
+                | Indicator::DigitalEconomyAddedValueGrowth
+        );
+        let data_lag = if financial { config.filing_lag() } else { 0 };
+        let cadence = config.cadence(ind);
+        let judged_from = plan.deadline + data_lag;
+        // The first tick at or after: ticks are tick_after's grid.
+        let tick = tick_after(judged_from - 1, cadence);
+        let stream_events: Vec<Event> = events
+            .iter()
+            .filter(|e| e.body.stream() == ind.stream())
+            .cloned()
+            .collect();
+        let Some(min) = stream_events.iter().map(|e| e.at).min() else {
+            continue;
+        };
+        if tick < tick_after(min, cadence) || tick > tick_after(global_max, cadence) {
+            continue;
+        }
+        let value = value_at(
+            ind,
+            plan.series.tag,
+            tick,
+            &stream_events,
+            config.filing_lag(),
+        );
+        let met = value.is_some_and(|v| v >= plan.target - 1e-9 * plan.target.abs());
+        let verdict = if met { Verdict::Met } else { Verdict::Missed };
+        out.insert(plan.series, (tick, value, plan.target, verdict));
     }
     out
 }

@@ -151,6 +151,18 @@ fn config(long: bool) -> Config {
         for ind in paceline_model::Indicator::ALL {
             c.indicators.cadence_s.insert(ind.name().into(), 86_400);
         }
+        // Deadlines inside the 600 days, so that goals are judged (the revenue ones 45
+        // days later), some met and some missed; targets the small sets can reach.
+        for (i, item) in c.plan.items.iter_mut().enumerate() {
+            item.start = "2021-12-01T00:00:00+08:00".into();
+            item.deadline =
+                ["2022-09-01T00:00:00+08:00", "2023-01-01T00:00:00+08:00"][i % 2].into();
+            item.target = match item.series.as_str() {
+                s if s.contains("revenue") => 2e8,
+                "digital_economy_added_value_growth" => 0.05,
+                _ => 1.0 + (i % 3) as f64,
+            };
+        }
     }
     c
 }
@@ -160,7 +172,7 @@ fn run(
     lines: &[String],
     workers: usize,
     tag: &str,
-) -> (lp::Points, ReplaySummary) {
+) -> (lp::Points, lp::Verdicts, ReplaySummary) {
     let dir = std::env::temp_dir().join(format!("paceline-compare-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input: PathBuf = dir.join("in.jsonl");
@@ -174,9 +186,10 @@ fn run(
         dead_letters: dir.join("dl.jsonl"),
     };
     let summary = replay(&config, &opts).unwrap();
-    let points = lp::parse(&std::fs::read_to_string(&opts.output).unwrap()).unwrap();
+    let (points, verdicts) =
+        lp::parse_all(&std::fs::read_to_string(&opts.output).unwrap()).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    (points, summary)
+    (points, verdicts, summary)
 }
 
 fn accepted(lines: &[String]) -> Vec<Event> {
@@ -209,16 +222,44 @@ fn compare(config: &Config, events: &[Event], a: &lp::Points, b: &lp::Points) ->
     )
 }
 
-fn check_seed(seed: u64, long: bool) -> u64 {
+/// The differences between two outputs' plan verdicts: the same series judged at the same
+/// ticks, values within a relative 1e-9, the same verdict unless the value lies within that
+/// tolerance of the target.
+fn verdict_differences(a: &lp::Verdicts, b: &lp::Verdicts) -> Vec<String> {
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
+    let mut out = Vec::new();
+    for key in a.keys().chain(b.keys()) {
+        let (x, y) = (a.get(key), b.get(key));
+        let same = match (x, y) {
+            (Some((tx, vx, gx, dx)), Some((ty, vy, gy, dy))) => {
+                let values = match (vx, vy) {
+                    (Some(p), Some(q)) => close(*p, *q),
+                    (None, None) => true,
+                    _ => false,
+                };
+                let borderline = vx.is_some_and(|v| close(v, *gx));
+                tx == ty && values && close(*gx, *gy) && (dx == dy || borderline)
+            }
+            _ => false,
+        };
+        if !same {
+            out.push(format!("verdict of {}: {x:?} vs {y:?}", key.display()));
+        }
+    }
+    out
+}
+
+fn check_seed(seed: u64, long: bool) -> (u64, usize) {
     let config = config(long);
     let ordered: Vec<String> = events(seed, long).into_iter().map(|(_, l)| l).collect();
     let evs = accepted(&ordered);
     let oracle = model::run(&config, &evs);
+    let judged = model::verdicts(&config, &evs);
     assert!(
         oracle.values().any(|m| m.values().any(|f| f.value != 0.0)),
         "seed {seed}: oracle is all zero"
     );
-    let (ours, summary) = run(&config, &ordered, 1, &format!("{seed}-{long}-o"));
+    let (ours, ours_verdicts, summary) = run(&config, &ordered, 1, &format!("{seed}-{long}-o"));
     assert_eq!(
         summary.rejected_total(),
         0,
@@ -230,6 +271,12 @@ fn check_seed(seed: u64, long: bool) -> u64 {
     assert!(
         diff.is_empty(),
         "seed {seed} long={long} in order: oracle vs replay:\n{}",
+        diff.join("\n")
+    );
+    let diff = verdict_differences(&judged, &ours_verdicts);
+    assert!(
+        diff.is_empty(),
+        "seed {seed} long={long} in order: verdicts, oracle vs replay:\n{}",
         diff.join("\n")
     );
 
@@ -258,7 +305,7 @@ fn check_seed(seed: u64, long: bool) -> u64 {
     }
     shuffled.sort_by_key(|(a, r, _)| (*a, *r));
     let shuffled: Vec<String> = shuffled.into_iter().map(|(_, _, l)| l).collect();
-    let (ours1, s1) = run(&config, &shuffled, 1, &format!("{seed}-{long}-s1"));
+    let (ours1, verdicts1, s1) = run(&config, &shuffled, 1, &format!("{seed}-{long}-s1"));
     assert_eq!(s1.rejected_total(), 0, "seed {seed}: {}", s1.render(false));
     assert!(s1.duplicates.iter().sum::<u64>() > 0 || shuffled.len() == ordered.len());
     let diff = compare(&config, &evs, &oracle, &ours1);
@@ -267,30 +314,45 @@ fn check_seed(seed: u64, long: bool) -> u64 {
         "seed {seed} long={long} shuffled: oracle vs replay:\n{}",
         diff.join("\n")
     );
-    let (ours4, _) = run(&config, &shuffled, 4, &format!("{seed}-{long}-s4"));
+    let diff = verdict_differences(&judged, &verdicts1);
+    assert!(
+        diff.is_empty(),
+        "seed {seed} long={long} shuffled: verdicts, oracle vs replay:\n{}",
+        diff.join("\n")
+    );
+    let (ours4, verdicts4, _) = run(&config, &shuffled, 4, &format!("{seed}-{long}-s4"));
+    let diff = verdict_differences(&judged, &verdicts4);
+    assert!(
+        diff.is_empty(),
+        "seed {seed} long={long} shuffled, 4 workers: verdicts, oracle vs replay:\n{}",
+        diff.join("\n")
+    );
     let diff = compare(&config, &evs, &ours1, &ours4);
     assert!(
         diff.is_empty(),
         "seed {seed} long={long}: 1 worker vs 4 workers:\n{}",
         diff.join("\n")
     );
-    s1.corrections.iter().sum()
+    (s1.corrections.iter().sum(), judged.len())
 }
 
 #[test]
 fn long_span_daily_cadence_matches_the_model() {
-    let mut corrections = 0;
+    let (mut corrections, mut judged) = (0, 0);
     for seed in 0..12 {
-        corrections += check_seed(seed, true);
+        let (c, j) = check_seed(seed, true);
+        corrections += c;
+        judged += j;
     }
     assert!(corrections > 0, "shuffling must cause corrections");
+    assert!(judged > 12, "goals must be judged: {judged} verdicts");
 }
 
 #[test]
 fn short_span_default_cadences_match_the_model() {
     let mut corrections = 0;
     for seed in 100..112 {
-        corrections += check_seed(seed, false);
+        corrections += check_seed(seed, false).0;
     }
     assert!(corrections > 0, "shuffling must cause corrections");
 }

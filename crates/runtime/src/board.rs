@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use paceline_model::config::PlanSpec;
-use paceline_model::point::{Fields, Point};
+use paceline_model::point::{Fields, Point, VerdictFields};
 use paceline_model::{Nanos, SeriesKey, Stream};
 
 /// Chart points kept per planned series across its plan period: finer than any chart is
@@ -63,6 +63,8 @@ pub struct Freshness {
 #[derive(Debug, Default)]
 struct State {
     latest: BTreeMap<SeriesKey, Point>,
+    /// Each planned series' verdict point, once written.
+    verdicts: BTreeMap<SeriesKey, Point>,
     charts: BTreeMap<SeriesKey, Chart>,
     streams: [Freshness; 3],
 }
@@ -76,6 +78,8 @@ pub struct PlannedView {
     pub latest: Option<Point>,
     /// `(tick, fields)` from the plan's start, in time order.
     pub chart: Vec<(Nanos, Fields)>,
+    /// The verdict and the tick it was judged at, once written.
+    pub verdict: Option<(Nanos, VerdictFields)>,
 }
 
 /// A consistent copy of the board.
@@ -120,14 +124,15 @@ impl Board {
     pub fn points(&self) -> Vec<Point> {
         let st = self.state();
         let charts = st.charts.iter().flat_map(|(series, chart)| {
-            chart.points.values().map(|(tick, fields)| Point {
-                series: *series,
-                tick: *tick,
-                fields: *fields,
-                correction: false,
-            })
+            chart
+                .points
+                .values()
+                .map(|(tick, fields)| Point::indicator(*series, *tick, *fields, false))
         });
-        charts.chain(st.latest.values().cloned()).collect()
+        charts
+            .chain(st.latest.values().cloned())
+            .chain(st.verdicts.values().cloned())
+            .collect()
     }
 
     /// Records written points. A point replaces a series' newest one unless it is for an
@@ -137,7 +142,7 @@ impl Board {
     }
 
     /// As [`Board::record`], calling `on_newest` with each point that became its series'
-    /// newest (serve sets the indicator gauges from it).
+    /// newest, and with each verdict point (serve sets the gauges from them).
     pub fn record_with<'a>(
         &self,
         points: impl IntoIterator<Item = &'a Point>,
@@ -145,6 +150,11 @@ impl Board {
     ) {
         let mut s = self.state();
         for p in points {
+            if p.verdict.is_some() {
+                s.verdicts.insert(p.series, p.clone());
+                on_newest(p);
+                continue;
+            }
             if let Some(chart) = s.charts.get_mut(&p.series) {
                 chart.record(p.tick, p.fields);
             }
@@ -164,6 +174,11 @@ impl Board {
     /// Every series' newest point.
     pub fn latest(&self) -> Vec<Point> {
         self.state().latest.values().cloned().collect()
+    }
+
+    /// Every planned series' verdict point written so far.
+    pub fn verdicts(&self) -> Vec<Point> {
+        self.state().verdicts.values().cloned().collect()
     }
 
     /// The planned series' newest points, in the plan's order (`None` where nothing was
@@ -190,6 +205,10 @@ impl Board {
                     .get(&p.series)
                     .map(|c| c.points.values().copied().collect())
                     .unwrap_or_default(),
+                verdict: s
+                    .verdicts
+                    .get(&p.series)
+                    .and_then(|v| Some((v.tick, v.verdict?))),
             })
             .collect();
         Snapshot {
@@ -215,16 +234,17 @@ mod tests {
             start: 0,
             deadline: 1000 * DAY,
             tolerance: 0.9,
+            verdict_tick: i64::MAX,
         }
     }
 
     fn point(tick: Nanos, value: f64) -> Point {
-        Point {
-            series: SeriesKey::plain(Indicator::QuasiUnicorns),
+        Point::indicator(
+            SeriesKey::plain(Indicator::QuasiUnicorns),
             tick,
-            fields: Fields::value(value),
-            correction: false,
-        }
+            Fields::value(value),
+            false,
+        )
     }
 
     #[test]

@@ -223,8 +223,8 @@ fn http_state(
     }
     metrics.unrepresentable.inc_by(summary.unrepresentable);
     sink.points_written.inc_by(summary.points);
-    for p in board.latest() {
-        metrics.set_indicator(&p);
+    for p in board.latest().iter().chain(&board.verdicts()) {
+        metrics.set_indicator(p);
     }
     let health = SinkHealth::default();
     health

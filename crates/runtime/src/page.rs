@@ -463,6 +463,7 @@ mod tests {
             start: 0,
             deadline: 100 * DAY,
             tolerance: 0.9,
+            verdict_tick: i64::MAX,
         };
         let board = Board::new(vec![plan]);
         let pts: Vec<Point> = (1..=50)
@@ -478,12 +479,14 @@ mod tests {
                     status: Some(Status::Behind),
                 },
                 correction: false,
+                verdict: None,
             })
             .chain([Point {
                 series: SeriesKey::tagged(Indicator::ClusterEnterprises, 0),
                 tick: 50 * DAY,
                 fields: Fields::value(42.0),
                 correction: false,
+                verdict: None,
             }])
             .collect();
         board.record(&pts);

@@ -415,8 +415,11 @@ pub fn replay(config: &Config, opts: &ReplayOptions) -> Result<ReplaySummary, Re
         });
     }
     let out_path = opts.output.display().to_string();
-    let lp =
-        LineProtocolFile::create(&out_path, &config.indicators.measurement).map_err(lp_error)?;
+    let lp = LineProtocolFile::create(
+        &out_path,
+        &paceline_sink::Measurements::from_config(&config.indicators),
+    )
+    .map_err(lp_error)?;
     let dl_path = opts.dead_letters.display().to_string();
     let dl_file =
         std::fs::File::create(&opts.dead_letters).map_err(|source| ReplayError::Output {

@@ -120,6 +120,7 @@ mod tests {
             start: 0,
             deadline: 1,
             tolerance: 0.9,
+            verdict_tick: i64::MAX,
         };
         let fields = Fields {
             value: 7.0,
@@ -129,12 +130,12 @@ mod tests {
             projected: Some(9.25),
             status: Some(Status::Behind),
         };
-        let p = Point {
-            series: SeriesKey::plain(Indicator::QuasiUnicorns),
-            tick: 1_715_270_400 * 1_000_000_000,
+        let p = Point::indicator(
+            SeriesKey::plain(Indicator::QuasiUnicorns),
+            1_715_270_400 * 1_000_000_000,
             fields,
-            correction: false,
-        };
+            false,
+        );
         let planned = vec![
             (plan(Indicator::QuasiUnicorns), Some(p)),
             (plan(Indicator::SrdiEnterprises), None),

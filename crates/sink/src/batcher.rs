@@ -30,7 +30,7 @@ use crate::metrics::SinkMetrics;
 #[derive(Debug, Clone)]
 pub struct BatchSettings {
     /// Measurement name.
-    pub measurement: String,
+    pub measurements: crate::Measurements,
     /// Points per request at most.
     pub batch_points: usize,
     /// How long a partial batch waits.
@@ -49,9 +49,9 @@ pub struct BatchSettings {
 
 impl BatchSettings {
     /// From the configuration.
-    pub fn from_config(measurement: &str, c: &InfluxConfig) -> Self {
+    pub fn from_config(measurements: crate::Measurements, c: &InfluxConfig) -> Self {
         BatchSettings {
-            measurement: measurement.into(),
+            measurements,
             batch_points: c.batch_points.max(1),
             linger: Duration::from_millis(c.linger_ms),
             max_pending: c.max_pending_points.max(c.batch_points),
@@ -104,18 +104,19 @@ pub fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duration {
 
 /// The body of the first `n` queued points: the last point of each (series, tick) only.
 fn body<'a>(
-    measurement: &str,
+    measurements: &crate::Measurements,
     divisor: i64,
     points: impl Iterator<Item = &'a Point> + Clone,
 ) -> String {
-    let mut last: HashMap<(SeriesKey, Nanos), usize> = HashMap::new();
+    // A verdict point shares its series and tick with the indicator's: a point of its own.
+    let mut last: HashMap<(SeriesKey, Nanos, bool), usize> = HashMap::new();
     for (i, p) in points.clone().enumerate() {
-        last.insert((p.series, p.tick), i);
+        last.insert((p.series, p.tick, p.verdict.is_some()), i);
     }
     let mut out = String::new();
     for (i, p) in points.enumerate() {
-        if last.get(&(p.series, p.tick)) == Some(&i) {
-            crate::format_point_in(measurement, p, divisor, &mut out);
+        if last.get(&(p.series, p.tick, p.verdict.is_some())) == Some(&i) {
+            crate::format_point_in(measurements, p, divisor, &mut out);
         }
     }
     out
@@ -154,7 +155,7 @@ pub async fn run(
             if !pending.is_empty() && (pending.len() >= settings.batch_points || due || closed) {
                 let n = pending.len().min(settings.batch_points);
                 let text = body(
-                    &settings.measurement,
+                    &settings.measurements,
                     writer.divisor,
                     pending.iter().take(n).map(|(_, p)| p),
                 );
@@ -240,14 +241,13 @@ mod tests {
     #[test]
     fn a_batch_sends_the_last_point_of_each_series_and_tick() {
         let s = SeriesKey::plain(Indicator::QuasiUnicorns);
-        let p = |tick, v| Point {
-            series: s,
-            tick,
-            fields: Fields::value(v),
-            correction: false,
+        let p = |tick, v| Point::indicator(s, tick, Fields::value(v), false);
+        let m = crate::Measurements {
+            points: "indicator".into(),
+            verdicts: "plan_verdict".into(),
         };
         let text = body(
-            "indicator",
+            &m,
             1_000_000_000,
             [
                 p(3_000_000_000, 1.0),

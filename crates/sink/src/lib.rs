@@ -8,23 +8,46 @@
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 
-use paceline_model::point::Point;
+use paceline_model::point::{Fields, Point, VerdictFields};
 
 pub mod batcher;
 pub mod config;
 pub mod influx;
 pub mod metrics;
 
+/// The measurements points are written to: the indicators' and the plan verdicts'
+/// (`indicators.measurement`, `indicators.verdict_measurement`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measurements {
+    /// Indicator points.
+    pub points: String,
+    /// Plan verdict points.
+    pub verdicts: String,
+}
+
+impl Measurements {
+    /// The measurements the configuration names.
+    pub fn from_config(c: &paceline_model::config::IndicatorsConfig) -> Measurements {
+        Measurements {
+            points: c.measurement.clone(),
+            verdicts: c.verdict_measurement.clone(),
+        }
+    }
+}
+
 /// Appends one point as a line-protocol line (with its newline) to `out`, its timestamp in
 /// nanoseconds.
-pub fn format_point(measurement: &str, p: &Point, out: &mut String) {
-    format_point_in(measurement, p, 1, out)
+pub fn format_point(measurements: &Measurements, p: &Point, out: &mut String) {
+    format_point_in(measurements, p, 1, out)
 }
 
 /// Like [`format_point`], with the timestamp in units of `divisor` nanoseconds (ticks are
 /// whole seconds, so every precision down to seconds is exact).
-pub fn format_point_in(measurement: &str, p: &Point, divisor: i64, out: &mut String) {
-    out.push_str(measurement);
+pub fn format_point_in(measurements: &Measurements, p: &Point, divisor: i64, out: &mut String) {
+    match &p.verdict {
+        Some(_) => out.push_str(&measurements.verdicts),
+        None => out.push_str(&measurements.points),
+    }
     out.push_str(",indicator=");
     out.push_str(p.series.indicator.name());
     if let Some((k, v)) = p.series.tag_pair() {
@@ -33,7 +56,14 @@ pub fn format_point_in(measurement: &str, p: &Point, divisor: i64, out: &mut Str
         out.push('=');
         out.push_str(v);
     }
-    let f = &p.fields;
+    match &p.verdict {
+        Some(v) => format_verdict_fields(v, out),
+        None => format_fields(&p.fields, out),
+    }
+    let _ = writeln!(out, " {}", p.tick / divisor.max(1));
+}
+
+fn format_fields(f: &Fields, out: &mut String) {
     let _ = write!(out, " value={}", f.value);
     for (name, v) in [
         ("target", f.target),
@@ -48,7 +78,15 @@ pub fn format_point_in(measurement: &str, p: &Point, divisor: i64, out: &mut Str
     if let Some(s) = f.status {
         let _ = write!(out, ",status=\"{}\"", s.as_str());
     }
-    let _ = writeln!(out, " {}", p.tick / divisor.max(1));
+}
+
+/// `target` and `verdict` always; `value` where the series had one at the verdict tick.
+fn format_verdict_fields(v: &VerdictFields, out: &mut String) {
+    let _ = write!(out, " target={}", v.target);
+    if let Some(value) = v.value {
+        let _ = write!(out, ",value={value}");
+    }
+    let _ = write!(out, ",verdict=\"{}\"", v.verdict.as_str());
 }
 
 /// Writing the output file failed.
@@ -65,7 +103,7 @@ pub struct SinkError {
 /// line of a series and timestamp is the one in force).
 pub struct LineProtocolFile {
     path: String,
-    measurement: String,
+    measurements: Measurements,
     out: BufWriter<std::fs::File>,
     buf: String,
     /// Points written so far.
@@ -74,14 +112,14 @@ pub struct LineProtocolFile {
 
 impl LineProtocolFile {
     /// Creates (truncates) the file.
-    pub fn create(path: &str, measurement: &str) -> Result<Self, SinkError> {
+    pub fn create(path: &str, measurements: &Measurements) -> Result<Self, SinkError> {
         let file = std::fs::File::create(path).map_err(|source| SinkError {
             path: path.into(),
             source,
         })?;
         Ok(LineProtocolFile {
             path: path.into(),
-            measurement: measurement.into(),
+            measurements: measurements.clone(),
             out: BufWriter::with_capacity(1 << 20, file),
             buf: String::new(),
             points: 0,
@@ -92,7 +130,7 @@ impl LineProtocolFile {
     pub fn write(&mut self, points: &[Point]) -> Result<(), SinkError> {
         self.buf.clear();
         for p in points {
-            format_point(&self.measurement, p, &mut self.buf);
+            format_point(&self.measurements, p, &mut self.buf);
         }
         self.points += points.len() as u64;
         self.out
@@ -139,20 +177,42 @@ mod tests {
                 status: Some(Status::AtRisk),
             },
             correction: false,
+            verdict: None,
         };
-        format_point("indicator", &p, &mut s);
+        let m = Measurements {
+            points: "indicator".into(),
+            verdicts: "plan_verdict".into(),
+        };
+        format_point(&m, &p, &mut s);
         assert_eq!(
             s,
             "indicator,indicator=cluster_revenue_cny,cluster=cybersecurity value=1500000000,target=10000000000,expected=2.5,projected=-0.25,status=\"at_risk\" 1640966400000000000\n"
         );
         s.clear();
-        let q = Point {
-            series: SeriesKey::plain(Indicator::ScenariosIdle),
-            tick: 7,
-            fields: Fields::value(0.0),
-            correction: true,
+        let q = Point::indicator(
+            SeriesKey::plain(Indicator::ScenariosIdle),
+            7,
+            Fields::value(0.0),
+            true,
+        );
+        format_point(&m, &q, &mut s);
+        assert_eq!(s, "indicator,indicator=scenarios_idle value=0 7\n");
+        // A plan verdict: its own measurement, the indicator's tags, value where it has one.
+        s.clear();
+        let series = SeriesKey::tagged(Indicator::ClusterRevenueCny, 1);
+        let met = VerdictFields {
+            value: Some(1.25e10),
+            target: 1e10,
+            verdict: paceline_model::point::Verdict::Met,
         };
-        format_point("m", &q, &mut s);
-        assert_eq!(s, "m,indicator=scenarios_idle value=0 7\n");
+        format_point(&m, &Point::verdict(series, 9, met, false), &mut s);
+        let none = VerdictFields::judge(None, 0.08);
+        let growth = SeriesKey::plain(Indicator::DigitalEconomyAddedValueGrowth);
+        format_point(&m, &Point::verdict(growth, 10, none, true), &mut s);
+        assert_eq!(
+            s,
+            "plan_verdict,indicator=cluster_revenue_cny,cluster=urban_technology target=10000000000,value=12500000000,verdict=\"met\" 9\n\
+             plan_verdict,indicator=digital_economy_added_value_growth target=0.08,verdict=\"missed\" 10\n"
+        );
     }
 }

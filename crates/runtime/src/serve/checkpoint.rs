@@ -34,7 +34,8 @@ use crate::board::Board;
 /// Bumped whenever the payload's layout changes: an older file is refused, named.
 /// 2: the series state is kept per shard (a group, or one tag of a group), not per group.
 /// 3: the process count, and the watermarks of every source in each worker's part.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: each planned series keeps the plan verdict it wrote.
+pub const FORMAT_VERSION: u32 = 4;
 const MAGIC: &[u8; 8] = b"PCLNCKPT";
 const HEADER: usize = 8 + 4 + 4 + 8;
 /// Checkpoints kept: the newest, and two to fall back on.

@@ -349,8 +349,37 @@ pub fn point_json(p: &Point) -> serde_json::Value {
     o.into()
 }
 
+/// A planned series' verdict, into its JSON: `verdict`, `verdict_tick` (and `_ns`), and
+/// `verdict_value` where the series had a value there.
+pub fn add_verdict(o: &mut serde_json::Value, v: &Point) {
+    let (Some(o), Some(f)) = (o.as_object_mut(), &v.verdict) else {
+        return;
+    };
+    o.insert("verdict".into(), f.verdict.as_str().into());
+    o.insert(
+        "verdict_tick".into(),
+        paceline_model::time::format_plan_time(v.tick).into(),
+    );
+    o.insert("verdict_tick_ns".into(), v.tick.into());
+    if let Some(value) = f.value {
+        o.insert("verdict_value".into(), value.into());
+    }
+}
+
 async fn indicators(State(s): State<Arc<HttpState>>) -> Response {
-    let series: Vec<serde_json::Value> = s.board.latest().iter().map(point_json).collect();
+    let verdicts = s.board.verdicts();
+    let series: Vec<serde_json::Value> = s
+        .board
+        .latest()
+        .iter()
+        .map(|p| {
+            let mut o = point_json(p);
+            if let Some(v) = verdicts.iter().find(|v| v.series == p.series) {
+                add_verdict(&mut o, v);
+            }
+            o
+        })
+        .collect();
     let Some(c) = &s.cluster else {
         return axum::Json(serde_json::json!({ "series": series })).into_response();
     };

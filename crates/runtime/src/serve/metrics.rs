@@ -62,6 +62,7 @@ pub struct ServeMetrics {
     projected: GaugeVec,
     status: GaugeVec,
     tick: GaugeVec,
+    verdict: GaugeVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -241,6 +242,11 @@ impl ServeMetrics {
                 "The newest tick written for the series.",
                 &INDICATOR_LABELS,
             )?,
+            verdict: gauge(
+                "paceline_plan_verdict",
+                "The planned series' verdict once its verdict tick is written: 1 met, 0 missed.",
+                &INDICATOR_LABELS,
+            )?,
         };
         m.start_at_zero();
         Ok(m)
@@ -276,13 +282,21 @@ impl ServeMetrics {
         }
     }
 
-    /// Sets the indicator gauges of one series to `p` (its newest tick written).
+    /// Sets the indicator gauges of one series to `p` (its newest tick written), or its
+    /// verdict gauge to a verdict point.
     pub fn set_indicator(&self, p: &Point) {
         let mut labels = [p.series.indicator.name(), "", "", "", ""];
         if let Some((k, v)) = p.series.tag_pair() {
             if let Some(i) = INDICATOR_LABELS.iter().position(|l| *l == k) {
                 labels[i] = v;
             }
+        }
+        if let Some(v) = &p.verdict {
+            let met = v.verdict == paceline_model::point::Verdict::Met;
+            self.verdict
+                .with_label_values(&labels)
+                .set(f64::from(u8::from(met)));
+            return;
         }
         let f: &Fields = &p.fields;
         self.value.with_label_values(&labels).set(f.value);

@@ -508,7 +508,10 @@ fn start_sink(
     epochs: Arc<EpochLog>,
     acked: Arc<AtomicU64>,
 ) -> TaskHandle<Result<u64, SinkStopped>> {
-    let settings = BatchSettings::from_config(&config.indicators.measurement, &config.influx);
+    let settings = BatchSettings::from_config(
+        paceline_sink::Measurements::from_config(&config.indicators),
+        &config.influx,
+    );
     let state = observed.state.clone();
     let metrics = observed.metrics.clone();
     let sink_metrics = observed.sink_metrics.clone();
