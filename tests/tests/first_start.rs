@@ -88,6 +88,18 @@ fn plaintext_listener() -> (TcpListener, u16) {
     (l, port)
 }
 
+/// The environment of a start against `brokers`, with InfluxDB on a closed port (the
+/// reason Kafka gives comes first on `/readyz`).
+fn nothing_but_brokers(brokers: &str) -> [(&'static str, String); 2] {
+    [
+        ("PACELINE_KAFKA_BROKERS", brokers.to_string()),
+        (
+            "PACELINE_INFLUX_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        ),
+    ]
+}
+
 fn mock_with_topics(
     prefix: &str,
 ) -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
@@ -110,13 +122,7 @@ fn brokers_on_a_closed_port_are_named_then_the_start_stops() {
     config.kafka.unavailable_timeout_s = 15;
     let port = free_port();
     let brokers = format!("127.0.0.1:{port}");
-    let env = [
-        ("PACELINE_KAFKA_BROKERS", brokers.clone()),
-        (
-            "PACELINE_INFLUX_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        ),
-    ];
+    let env = nothing_but_brokers(&brokers);
     let started = Instant::now();
     let serve = Serve::start(&config, &env);
     let why = red_within(&serve, started, &["Kafka:", &brokers, "Connection refused"]);
@@ -163,13 +169,7 @@ fn tls_to_a_plaintext_listener_names_the_handshake() {
         .options
         .insert("security.protocol".into(), "ssl".into());
     let brokers = format!("127.0.0.1:{port}");
-    let env = [
-        ("PACELINE_KAFKA_BROKERS", brokers.clone()),
-        (
-            "PACELINE_INFLUX_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        ),
-    ];
+    let env = nothing_but_brokers(&brokers);
     let started = Instant::now();
     let serve = Serve::start(&config, &env);
     let why = red_within(&serve, started, &["Kafka:", &brokers, "SSL"]);

@@ -265,18 +265,36 @@ fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
     serve.stop_cleanly(Some(TOKEN));
 }
 
-/// A batch the database refuses (4xx: here a database that does not exist) stops the
-/// pipeline with a clear error and exit code 1; nothing is skipped.
+/// A batch the database refuses (4xx: here a database dropped while the service runs)
+/// stops the pipeline with a clear error and exit code 1; nothing is skipped. A database
+/// missing at start stops the start at once, named.
 fn refused_batch_stops(tansu: &Tansu, influx: &Influx1) {
     let prefix = "e2e-refused";
     create_topics(tansu, prefix, 1);
+    let mut config = scenario_config(prefix);
+    config.influx.api = InfluxApi::V1;
+    let (code, log) = Serve::run_to_exit(
+        &paceline_tests::services::TempDir::new("serve-no-db"),
+        &config,
+        &influx1_env(tansu, influx, "no_such_database"),
+        &[],
+    );
+    assert_eq!(code, Some(1), "a missing database stops the start:\n{log}");
+    for words in [
+        "refused with HTTP 404",
+        "no_such_database",
+        "retry_client_errors",
+    ] {
+        assert!(log.contains(words), "the error says `{words}`:\n{log}");
+    }
+    influx.query("", "CREATE DATABASE e2e_refused");
+    let serve = Serve::start(&config, &influx1_env(tansu, influx, "e2e_refused"));
+    paceline_tests::eventually("ready", 120, || serve.ready() == 200);
+    influx.query("", "DROP DATABASE e2e_refused");
     let data = Dataset::new(23, 50, false, &[]);
     let (t, _) = topics(prefix);
     kafka::produce(&tansu.brokers(), &t, &data.lines);
-    let mut config = scenario_config(prefix);
-    config.influx.api = InfluxApi::V1;
-    let env = influx1_env(tansu, influx, "no_such_database");
-    let mut serve = Serve::start(&config, &env);
+    let mut serve = serve;
     let code = serve.proc.wait(Duration::from_secs(120));
     let log = serve.proc.log_text();
     assert_eq!(code, Some(1), "a refused batch stops the pipeline:\n{log}");
@@ -429,6 +447,7 @@ fn produce_then_serve(tansu: &Tansu, influx: &Influx1) {
 /// waiting for `kafka.metadata_timeout_s` (30 s here).
 fn missing_topic_fails_fast(tansu: &Tansu, influx: &Influx1) {
     let config = scenario_config("e2e-absent");
+    influx.query("", "CREATE DATABASE e2e_absent");
     let env = influx1_env(tansu, influx, "e2e_absent");
     let dir = paceline_tests::services::TempDir::new("serve-absent");
     let started = std::time::Instant::now();

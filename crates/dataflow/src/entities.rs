@@ -272,8 +272,10 @@ pub struct ScenarioTimeline {
     pub intervals: Vec<Interval>,
 }
 
-/// The stage timeline of a scenario from its stage events sorted by (`occurred_at`, `event_id`).
-pub fn scenario_timeline(stages: &[Event]) -> ScenarioTimeline {
+/// The stage timeline of a scenario from its stage events sorted by (`occurred_at`,
+/// `event_id`), and the time of its first stage event of stage live (`launched_at`: kept
+/// by the scenario, since folding drops the events before it).
+pub fn scenario_timeline(stages: &[Event], launched_at: Option<Nanos>) -> ScenarioTimeline {
     let mut t = ScenarioTimeline {
         fields: vec![(Nanos::MIN, UNASSIGNED_FIELD)],
         ..Default::default()
@@ -281,23 +283,10 @@ pub fn scenario_timeline(stages: &[Event]) -> ScenarioTimeline {
     let mut sweep = Sweep::default();
     let mut contributions = Vec::new();
     let mut live_since: Option<Nanos> = None;
-    // Put in place from its first stage event of stage live on, whatever follows (that
-    // event need not be the latest of its instant).
-    let launched_at = stages
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.body,
-                Body::ScenarioStage {
-                    stage: ScenarioStage::Live,
-                    ..
-                }
-            )
-        })
-        .map(|e| e.at)
-        .min();
     each_instant(stages, |b, latest| {
         contributions.clear();
+        // Put in place from its first stage event of stage live on, whatever follows
+        // (that event need not be the latest of its instant).
         if launched_at.is_some_and(|at| b >= at) {
             contributions.push((
                 slot(Indicator::ApplicationScenariosLaunched, NO_TAG),
@@ -533,13 +522,16 @@ struct Scenario {
     coverage: BTreeMap<Nanos, Nanos>,
     idle: Vec<Interval>,
     from: Option<Nanos>,
+    /// Its first stage event of stage live, ever (folding may drop that event).
+    launched_at: Option<Nanos>,
 }
 
 impl Default for Scenario {
     fn default() -> Self {
         Scenario {
             stages: Vec::new(),
-            timeline: scenario_timeline(&[]),
+            timeline: scenario_timeline(&[], None),
+            launched_at: None,
             usage: BTreeMap::new(),
             coverage: BTreeMap::new(),
             idle: Vec::new(),
@@ -564,8 +556,15 @@ impl Scenario {
 
     fn stage(&mut self, event: Event, n: &mut Netting) {
         let changed_from = event.at;
+        if let Body::ScenarioStage {
+            stage: ScenarioStage::Live,
+            ..
+        } = event.body
+        {
+            self.launched_at = Some(self.launched_at.map_or(event.at, |at| at.min(event.at)));
+        }
         insert_sorted(&mut self.stages, event);
-        let mut timeline = scenario_timeline(&self.stages);
+        let mut timeline = scenario_timeline(&self.stages, self.launched_at);
         let mut intervals = std::mem::take(&mut timeline.intervals);
         clip(&mut intervals, self.from);
         replace_intervals(&mut self.timeline.intervals, intervals, n);
@@ -597,7 +596,7 @@ impl Scenario {
         }
         // The stored field periods must be the ones later re-filings are computed with:
         // old and new then share everything before the change, which nets to nothing.
-        let timeline = scenario_timeline(&self.stages);
+        let timeline = scenario_timeline(&self.stages, self.launched_at);
         self.timeline.fields = timeline.fields;
         self.timeline.live = timeline.live;
         clip(&mut self.timeline.intervals, self.from);

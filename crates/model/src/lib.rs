@@ -10,6 +10,7 @@ pub mod catalogue;
 pub mod config;
 pub mod event;
 pub mod failpoint;
+pub mod names;
 pub mod point;
 pub mod secret;
 pub mod time;

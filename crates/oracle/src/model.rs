@@ -419,6 +419,17 @@ fn pace(
     }
 }
 
+/// The events of `stream`, and the earliest `occurred_at` among them (none without any).
+fn of_stream(events: &[Event], stream: paceline_model::Stream) -> Option<(Vec<Event>, Nanos)> {
+    let of: Vec<Event> = events
+        .iter()
+        .filter(|e| e.body.stream() == stream)
+        .cloned()
+        .collect();
+    let min = of.iter().map(|e| e.at).min()?;
+    Some((of, min))
+}
+
 /// Every series at every tick for the accepted `events`, with replay's tick rules: a
 /// stream's ticks run from the first tick after its earliest event to the first tick after
 /// the greatest `occurred_at` of any stream. Points are written at every tick with a value.
@@ -430,12 +441,7 @@ pub fn run(config: &Config, events: &[Event]) -> Points {
         return out;
     };
     for ind in Indicator::ALL {
-        let stream_events: Vec<Event> = events
-            .iter()
-            .filter(|e| e.body.stream() == ind.stream())
-            .cloned()
-            .collect();
-        let Some(min) = stream_events.iter().map(|e| e.at).min() else {
+        let Some((stream_events, min)) = of_stream(events, ind.stream()) else {
             continue;
         };
         let cadence = config.cadence(*ind);
@@ -489,12 +495,7 @@ pub fn verdicts(config: &Config, events: &[Event]) -> Verdicts {
         let judged_from = plan.deadline + data_lag;
         // The first tick at or after: ticks are tick_after's grid.
         let tick = tick_after(judged_from - 1, cadence);
-        let stream_events: Vec<Event> = events
-            .iter()
-            .filter(|e| e.body.stream() == ind.stream())
-            .cloned()
-            .collect();
-        let Some(min) = stream_events.iter().map(|e| e.at).min() else {
+        let Some((stream_events, min)) = of_stream(events, ind.stream()) else {
             continue;
         };
         if tick < tick_after(min, cadence) || tick > tick_after(global_max, cadence) {

@@ -418,9 +418,19 @@ fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(get("/healthz").unwrap().0, 200);
-    let (code, body) = get("/readyz").unwrap();
-    assert_eq!(code, 503);
-    assert!(body.contains("sources not assigned"), "{body}");
+    // What it waits for, named within seconds: the broker's address and why.
+    let brokers = format!("127.0.0.1:{kafka_port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (code, body) = get("/readyz").unwrap();
+        assert_eq!(code, 503);
+        assert!(!body.contains("tok-never-shown"));
+        if body.starts_with("Kafka:") && body.contains(&brokers) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let (code, metrics) = get("/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(metrics.contains("paceline_sink_pending_points"));

@@ -59,7 +59,7 @@ pub struct InfluxWriter {
 }
 
 fn classify(status: u16, body: String) -> WriteError {
-    let body: String = body.chars().take(500).collect();
+    let body: String = body.trim().chars().take(500).collect();
     if status == 429 || status >= 500 {
         WriteError::Retryable(format!("HTTP {status}: {body}"))
     } else {

@@ -326,6 +326,11 @@ pub fn point_json(p: &Point) -> serde_json::Value {
         tags.insert(k.into(), v.into());
     }
     o.insert("tags".into(), tags.into());
+    // The names people read, from the catalogue: the identifiers above stay the keys.
+    use paceline_model::names::Lang;
+    o.insert("title_en".into(), p.series.title(Lang::En).into());
+    o.insert("title_zh".into(), p.series.title(Lang::Zh).into());
+    o.insert("unit".into(), p.series.indicator.unit().code().into());
     o.insert(
         "tick".into(),
         paceline_model::time::format_plan_time(p.tick).into(),
