@@ -5,7 +5,7 @@
 //! person a name takes it from here.
 
 use crate::catalogue::{Indicator, SeriesKey, TagKind, UNASSIGNED_FIELD};
-use crate::event::{Cluster, Field, PlatformKind, Region};
+use crate::event::{Cluster, Field, PlatformKind, Region, Stream};
 use crate::point::{Status, Verdict};
 
 /// A language people read.
@@ -37,6 +37,28 @@ impl Lang {
             "zh" => Some(Lang::Zh),
             _ => None,
         }
+    }
+
+    /// The language a browser's `Accept-Language` header prefers among ours: the highest
+    /// `q` (1 when absent), the first listed among equals; `None` when it names neither.
+    pub fn from_accept_language(header: &str) -> Option<Lang> {
+        let mut best: Option<(f64, Lang)> = None;
+        for part in header.split(',') {
+            let mut pieces = part.split(';');
+            let Some(lang) = pieces.next().and_then(Lang::parse) else {
+                continue;
+            };
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .map_or(Some(1.0), |q| q.trim().parse::<f64>().ok())
+                .filter(|q| q.is_finite() && *q > 0.0);
+            if let Some(q) = q {
+                if best.is_none_or(|(b, _)| q > b) {
+                    best = Some((q, lang));
+                }
+            }
+        }
+        best.map(|(_, lang)| lang)
     }
 }
 
@@ -376,9 +398,22 @@ impl SeriesKey {
         match self.indicator.tag_kind().title(self.tag) {
             Some(tag) => match lang {
                 Lang::En => format!("{base} — {}", tag.en),
+                // A title already ending in a parenthesis takes its tag after a colon.
+                Lang::Zh if base.ends_with('）') => format!("{base}：{}", tag.zh),
                 Lang::Zh => format!("{base}（{}）", tag.zh),
             },
             None => base.to_string(),
+        }
+    }
+}
+
+impl Stream {
+    /// The stream's title.
+    pub fn title(self) -> Title {
+        match self {
+            Stream::Filings => t("Enterprise filings", "企业申报数据"),
+            Stream::Telemetry => t("Platform telemetry", "平台运行数据"),
+            Stream::Scenarios => t("Scenario and project records", "应用场景与项目数据"),
         }
     }
 }
@@ -471,5 +506,24 @@ mod tests {
         assert_eq!(Lang::parse("zh-CN"), Some(Lang::Zh));
         assert_eq!(Lang::parse("en_GB"), Some(Lang::En));
         assert_eq!(Lang::parse("fr"), None);
+    }
+
+    #[test]
+    fn accept_language_picks_the_preferred_of_ours() {
+        assert_eq!(
+            Lang::from_accept_language("zh-CN,zh;q=0.9,en;q=0.8"),
+            Some(Lang::Zh)
+        );
+        assert_eq!(
+            Lang::from_accept_language("fr-FR, en-GB;q=0.7, zh;q=0.5"),
+            Some(Lang::En)
+        );
+        assert_eq!(
+            Lang::from_accept_language("en;q=0.3, zh-TW;q=0.6"),
+            Some(Lang::Zh)
+        );
+        assert_eq!(Lang::from_accept_language("en-US,zh"), Some(Lang::En));
+        assert_eq!(Lang::from_accept_language("zh;q=0, fr"), None);
+        assert_eq!(Lang::from_accept_language(""), None);
     }
 }

@@ -49,6 +49,10 @@ enum Command {
         /// Timely worker threads (default: `dataflow.workers` of the configuration).
         #[arg(long)]
         workers: Option<usize>,
+        /// The table's language, and the status page's unless its address names one
+        /// (default: the table in English, the page in the browser's language).
+        #[arg(long, value_enum)]
+        lang: Option<LangArg>,
     },
     /// Replays JSON Lines event files into a line-protocol file and a dead-letter file.
     Replay {
@@ -370,6 +374,24 @@ fn produce(config: Option<PathBuf>, opts: paceline_runtime::produce::ProduceOpti
     }
 }
 
+/// A language people read, as the command line names it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LangArg {
+    /// English.
+    En,
+    /// Chinese (简体中文).
+    Zh,
+}
+
+impl From<LangArg> for paceline_model::names::Lang {
+    fn from(l: LangArg) -> Self {
+        match l {
+            LangArg::En => paceline_model::names::Lang::En,
+            LangArg::Zh => paceline_model::names::Lang::Zh,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     exit_on_panic();
     let cli = Cli::parse();
@@ -381,6 +403,7 @@ fn main() -> ExitCode {
             until_done,
             config,
             workers,
+            lang,
         } => {
             let config = match load_for_run(config.as_ref(), workers) {
                 Ok(c) => c,
@@ -398,6 +421,7 @@ fn main() -> ExitCode {
                 scale,
                 http_addr,
                 until_done,
+                lang: lang.map(Into::into),
             };
             demo(config, opts).unwrap_or_else(|e| {
                 eprintln!("paceline demo: {e:#}");

@@ -35,6 +35,9 @@ pub struct DemoOptions {
     pub http_addr: SocketAddr,
     /// Print the table and exit instead of serving.
     pub until_done: bool,
+    /// The table's language, and the status page's when its address names none (`None`:
+    /// the table in English, the page in the browser's language).
+    pub lang: Option<paceline_model::names::Lang>,
 }
 
 /// The demo failed.
@@ -177,6 +180,7 @@ fn http_state(
     config: &Config,
     summary: &ReplaySummary,
     board: Arc<Board>,
+    language: Option<paceline_model::names::Lang>,
 ) -> Result<HttpState, DemoError> {
     let registry = Registry::new();
     let metrics = ServeMetrics::register(&registry)?;
@@ -245,6 +249,7 @@ fn http_state(
         board,
         mode: "demo",
         cluster: None,
+        language,
     })
 }
 
@@ -290,12 +295,17 @@ pub async fn demo(
         summary.corrections.iter().sum::<u64>(),
     )?;
     writeln!(out, "Planned indicators at their last tick:")?;
-    write!(out, "{}", crate::table::render(&summary.planned, color))?;
+    let lang = opts.lang.unwrap_or(paceline_model::names::Lang::En);
+    write!(
+        out,
+        "{}",
+        crate::table::render(&summary.planned, &summary.verdicts, lang, color)
+    )?;
     let Some(listener) = listener else {
         out.flush()?;
         return Ok(summary);
     };
-    let state = Arc::new(http_state(&config, &summary, board)?);
+    let state = Arc::new(http_state(&config, &summary, board, opts.lang)?);
     let addr = listener.local_addr()?;
     writeln!(
         out,

@@ -90,6 +90,8 @@ pub struct ReplaySummary {
     pub watermarks: [Option<Nanos>; 3],
     /// The planned series and their newest points, in the plan's order.
     pub planned: Vec<(PlanSpec, Option<Point>)>,
+    /// The verdicts written.
+    pub verdicts: Vec<Point>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -140,7 +142,12 @@ impl ReplaySummary {
         ));
         if !self.planned.is_empty() {
             s.push_str("\nplanned indicators at their last tick:\n");
-            s.push_str(&crate::table::render(&self.planned, color));
+            s.push_str(&crate::table::render(
+                &self.planned,
+                &self.verdicts,
+                paceline_model::names::Lang::En,
+                color,
+            ));
         }
         s
     }
@@ -698,6 +705,7 @@ pub fn run(
         .unrepresentable
         .load(std::sync::atomic::Ordering::Relaxed);
     summary.planned = board.planned_latest();
+    summary.verdicts = board.verdicts();
     summary.elapsed = started.elapsed();
     Ok(summary)
 }

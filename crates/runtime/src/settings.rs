@@ -38,6 +38,9 @@ pub struct ServiceConfig {
     /// The longest an HTTP request's header may take to arrive, and an idle keep-alive
     /// connection may stay open, in seconds. Default 10.
     pub http_header_timeout_s: u64,
+    /// The status page's language when the address names none (`?lang=`): `en`, `zh`, or
+    /// `auto` for the browser's `Accept-Language`. Default `auto`.
+    pub language: String,
 }
 
 impl Default for ServiceConfig {
@@ -51,6 +54,7 @@ impl Default for ServiceConfig {
             checkpoint_interval_s: 10,
             http_max_connections: 1024,
             http_header_timeout_s: 10,
+            language: "auto".into(),
         }
     }
 }
@@ -90,6 +94,18 @@ impl ServiceConfig {
         }
         if self.epoch_linger_ms == 0 || self.epoch_linger_ms > 60_000 {
             err("service.epoch_linger_ms", "must be between 1 and 60000");
+        }
+        if self.language != "auto" && self.page_language().is_none() {
+            err("service.language", "must be en, zh or auto");
+        }
+    }
+
+    /// The configured page language; `None` for `auto` (the browser's).
+    pub fn page_language(&self) -> Option<paceline_model::names::Lang> {
+        match self.language.as_str() {
+            "en" => Some(paceline_model::names::Lang::En),
+            "zh" => Some(paceline_model::names::Lang::Zh),
+            _ => None,
         }
     }
 }
@@ -497,6 +513,7 @@ mod tests {
             ("influx.url", _) => String("https://influx.example:8086".into()),
             ("influx.api", _) => String("v1".into()),
             ("influx.precision", _) => String("ms".into()),
+            ("service.language", _) => String("zh".into()),
             ("kafka.brokers", _) => String("k1:9092,k2:9092".into()),
             ("cluster.processes", _) => Array(vec![String("127.0.0.1:7000".into())]),
             ("plan.items", Array(items)) => Array(items[..1].to_vec()),

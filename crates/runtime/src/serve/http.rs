@@ -48,6 +48,8 @@ pub struct HttpState {
     pub mode: &'static str,
     /// This process's place in a cluster of several (None: alone).
     pub cluster: Option<ClusterView>,
+    /// The status page's language when the address names none (`None`: the browser's).
+    pub language: Option<paceline_model::names::Lang>,
 }
 
 /// A cluster as the endpoints show it: each process shows the series it writes, and
@@ -291,7 +293,25 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> Response {
     }
 }
 
-async fn page(State(s): State<Arc<HttpState>>) -> Response {
+/// The `lang` parameter of a query string (`?lang=zh`).
+fn lang_param(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("lang="))
+}
+
+async fn page(
+    State(s): State<Arc<HttpState>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let lang = crate::page::choose_language(
+        lang_param(query.as_deref()),
+        s.language,
+        headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let snapshot = s.board.snapshot();
     let health = match liveness(&s).and_then(|()| readiness(&s)) {
         Ok(()) => crate::page::Health {
@@ -313,8 +333,10 @@ async fn page(State(s): State<Arc<HttpState>>) -> Response {
         now,
         refresh_s: PAGE_REFRESH_S,
         cluster: s.cluster.as_ref(),
+        lang,
     });
-    Html(html).into_response()
+    // The answer depends on the request's language: caches must keep them apart.
+    ([(axum::http::header::VARY, "Accept-Language")], Html(html)).into_response()
 }
 
 /// One series' newest point as JSON.

@@ -230,6 +230,7 @@ impl Observed {
             sink_pending: sink_metrics.pending_points.clone(),
             board: Arc::new(Board::new(config.plan_specs())),
             mode: "serve",
+            language: config.service.page_language(),
             cluster: cluster_spec(config).map(|spec| http::ClusterView {
                 placement: spec.placement,
                 addresses: spec.addresses,
