@@ -2,20 +2,25 @@
 //!
 //! - Structure: valid JSON with a title, a uid, a schema version, and panels that each name
 //!   a data source and have queries.
-//! - "Plan pace" (InfluxQL): a real run's output (`paceline replay` of a generated district)
-//!   is written to a real InfluxDB 1.x; the template variable's query runs as is, every
-//!   panel query runs with Grafana's macros (`$timeFilter`, `$__interval`) and the
-//!   variable substituted for each planned indicator, and returns data; every measurement,
-//!   field, tag and indicator it names is one that run wrote (asked of the database, not
-//!   taken from the project's constants).
+//! - "Plan pace" (InfluxQL), in English and Chinese: a real run's output (`paceline replay`
+//!   of a generated district) is written to a real InfluxDB 1.x; every panel query of both
+//!   variants runs with Grafana's macros (`$timeFilter`, `$__interval`) substituted and
+//!   returns data; every measurement, field, tag, indicator and tag value it names is one
+//!   that run wrote (asked of the database, not taken from the project's constants); the
+//!   goal tables return each planned series at its own newest tick (the run's, read from
+//!   its output), and the verdicts table the run's verdicts; the indicator columns map
+//!   identifiers to the catalogue's titles. That the files equal what `paceline
+//!   dashboards` writes is checked in `crates/paceline/tests/cli.rs`.
 //! - "Pipeline" (PromQL): every expression parses in `promtool` with Grafana's variables
 //!   substituted; the metric names it reads are checked against a real serve's `/metrics`
 //!   in `serve_end_to_end`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use paceline_model::names::Lang;
+use paceline_model::Indicator;
 use paceline_runtime::settings::Settings;
 use paceline_runtime::ReplayOptions;
 use paceline_tests::services::{http, Influx1, TempDir};
@@ -67,7 +72,11 @@ fn dashboards_are_well_formed() {
         );
         let panels = d["panels"].as_array().expect("panels");
         assert!(panels.len() >= 5, "{name}: panels");
-        for p in panels {
+        // Rows and text panels hold no query.
+        for p in panels
+            .iter()
+            .filter(|p| p["type"] != "row" && p["type"] != "text")
+        {
             let title = p["title"].as_str().unwrap_or_default();
             assert!(
                 p["datasource"]["uid"].as_str().is_some(),
@@ -78,16 +87,15 @@ fn dashboards_are_well_formed() {
         }
         n += 1;
     }
-    assert_eq!(n, 2, "Plan pace and Pipeline");
+    assert_eq!(n, 3, "Plan pace (English, Chinese) and Pipeline");
 }
 
 /// Grafana's `$timeFilter` for the whole plan period and beyond.
 const TIME_FILTER: &str = "time >= 1630454400000ms and time <= 1798761600000ms";
 
-fn substitute(q: &str, indicator: &str) -> String {
+fn substitute(q: &str) -> String {
     q.replace("$timeFilter", TIME_FILTER)
         .replace("$__interval", "1d")
-        .replace("$indicator", indicator)
 }
 
 fn series_of(answer: &serde_json::Value) -> Vec<serde_json::Value> {
@@ -123,6 +131,74 @@ fn write_lines(influx: &Influx1, db: &str, text: &str) {
     }
 }
 
+/// The names a query uses: `"quoted"` identifiers (aliases after AS aside), `'quoted'`
+/// values, and the alternatives of `/^(a|b)$/` regexes.
+fn names_in(q: &str) -> (Vec<String>, Vec<String>) {
+    let aliases: BTreeSet<&str> = q
+        .split(" AS ")
+        .skip(1)
+        .filter_map(|s| s.split('"').nth(1))
+        .collect();
+    let identifiers = q
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|n| !aliases.contains(n))
+        .map(String::from)
+        .collect();
+    let mut values: Vec<String> = q.split('\'').skip(1).step_by(2).map(String::from).collect();
+    for regex in q.split("/^(").skip(1) {
+        let inner = regex.split(")$/").next().unwrap_or_default();
+        values.extend(inner.split('|').map(String::from));
+    }
+    (identifiers, values)
+}
+
+/// `(time, tags, columns by name)` of every row of an answer in table form.
+fn rows_of(
+    answer: &serde_json::Value,
+) -> Vec<(
+    i64,
+    BTreeMap<String, String>,
+    BTreeMap<String, serde_json::Value>,
+)> {
+    let mut out = Vec::new();
+    for s in series_of(answer) {
+        let tags: BTreeMap<String, String> = s["tags"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        let columns: Vec<String> = s["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(String::from))
+            .collect();
+        for row in s["values"].as_array().into_iter().flatten() {
+            let cells: BTreeMap<String, serde_json::Value> = columns
+                .iter()
+                .cloned()
+                .zip(row.as_array().cloned().unwrap_or_default())
+                .collect();
+            let time = cells["time"].as_i64().expect("epoch=ns times");
+            out.push((time, tags.clone(), cells));
+        }
+    }
+    out
+}
+
+/// A series' display name (`name{k=v}`) from a row's tags.
+fn display_of(tags: &BTreeMap<String, String>) -> String {
+    let ind = tags.get("indicator").cloned().unwrap_or_default();
+    match tags.iter().find(|(k, _)| k.as_str() != "indicator") {
+        Some((k, v)) => format!("{ind}{{{k}={v}}}"),
+        None => ind,
+    }
+}
+
 #[test]
 fn plan_pace_queries_return_data_from_a_real_run() {
     let dir = TempDir::new("dashboards");
@@ -136,6 +212,7 @@ fn plan_pace_queries_return_data_from_a_real_run() {
     };
     paceline_runtime::replay(&config, &opts).expect("replay");
     let lp = std::fs::read_to_string(&opts.output).expect("output");
+    let (points, verdicts) = paceline_oracle::lp::parse_all(&lp).expect("line protocol");
 
     let influx = Influx1::start();
     influx.query("", "CREATE DATABASE dash");
@@ -149,71 +226,135 @@ fn plan_pace_queries_return_data_from_a_real_run() {
         .filter_map(|row| row[0].as_str().map(String::from))
         .collect();
     let tags = last_column_strings(&influx.query("dash", "SHOW TAG KEYS"));
-    let indicators = last_column_strings(&influx.query(
-        "dash",
-        r#"SHOW TAG VALUES FROM "indicator" WITH KEY = "indicator""#,
-    ));
+    let mut tag_values = BTreeSet::new();
+    for key in &tags {
+        tag_values.extend(last_column_strings(
+            &influx.query("dash", &format!(r#"SHOW TAG VALUES WITH KEY = "{key}""#)),
+        ));
+    }
     assert!(
-        measurements.contains("indicator") && fields.contains("value"),
+        measurements.contains("indicator")
+            && measurements.contains("plan_verdict")
+            && fields.contains("value"),
         "{measurements:?} {fields:?}"
     );
+    let plans = config.plan_specs();
+    assert!(!verdicts.is_empty(), "the run reaches verdict ticks");
 
-    let d = load("plan-pace.json");
-    // The template variable lists every indicator written.
-    let var = d["templating"]["list"][0]["query"]
-        .as_str()
-        .expect("variable query");
-    let listed = last_column_strings(&influx.query("dash", var));
-    assert_eq!(listed, indicators);
-    let planned: BTreeSet<String> = config
-        .plan_specs()
-        .iter()
-        .map(|p| p.series.indicator.name().to_string())
-        .collect();
-    assert!(
-        planned.is_subset(&listed),
-        "planned indicators are offered: {planned:?}"
-    );
-
-    let qs = queries(&d, "query");
-    assert!(qs.len() >= 9, "{qs:?}");
-    for (title, q) in &qs {
-        // Every name the query uses is one the run wrote (aliases after AS aside).
-        let aliases: BTreeSet<&str> = q
-            .split(" AS ")
-            .skip(1)
-            .filter_map(|s| s.split('"').nth(1))
-            .collect();
-        for name in q.split('"').skip(1).step_by(2) {
-            let known = measurements.contains(name) || fields.contains(name) || tags.contains(name);
-            assert!(
-                known || aliases.contains(name),
-                "{title}: \"{name}\" was not written"
-            );
-        }
-        for name in q.split('\'').skip(1).step_by(2) {
-            assert!(
-                indicators.contains(name),
-                "{title}: indicator '{name}' was not written"
-            );
-        }
-        let values: Vec<String> = if q.contains("$indicator") {
-            planned.iter().cloned().collect()
-        } else {
-            vec![String::new()]
-        };
-        for ind in values {
-            let sql = substitute(q, &ind);
+    for lang in ["en", "zh"] {
+        let d = load(&format!("plan-pace-{lang}.json"));
+        let qs = queries(&d, "query");
+        assert!(qs.len() >= plans.len() + 10, "{lang}: {qs:?}");
+        for (title, q) in &qs {
+            let (identifiers, values) = names_in(q);
+            for name in identifiers {
+                let known =
+                    measurements.contains(&name) || fields.contains(&name) || tags.contains(&name);
+                assert!(known, "{lang} {title}: \"{name}\" was not written");
+            }
+            for value in values {
+                assert!(
+                    tag_values.contains(&value),
+                    "{lang} {title}: '{value}' was not written"
+                );
+            }
+            let sql = substitute(q);
             let answer = influx.query("dash", &sql);
             assert!(
                 answer["results"][0]["error"].is_null(),
-                "{title}: {sql}\n{answer}"
+                "{lang} {title}: {sql}\n{answer}"
             );
-            let rows: usize = series_of(&answer)
+            let rows = rows_of(&answer);
+            assert!(!rows.is_empty(), "{lang} {title} returns no data: {sql}");
+        }
+
+        // The goal tables: every planned series once, at its own newest tick, with the
+        // run's newest fields there.
+        let tables: Vec<&serde_json::Value> = d["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .filter(|p| p["type"] == "table")
+            .collect();
+        let mut seen = BTreeSet::new();
+        for table in &tables {
+            let q = table["targets"][0]["query"].as_str().expect("query");
+            let answer = influx.query("dash", &substitute(q));
+            for (time, row_tags, cells) in rows_of(&answer) {
+                let name = display_of(&row_tags);
+                let plan = plans
+                    .iter()
+                    .find(|p| p.series.display() == name)
+                    .unwrap_or_else(|| panic!("{lang}: {name} is not planned"));
+                if q.contains("plan_verdict") {
+                    let (tick, _, target, verdict) = verdicts[&plan.series];
+                    assert_eq!(time, tick, "{lang}: {name}'s verdict tick");
+                    assert_eq!(cells["verdict"].as_str(), Some(verdict.as_str()));
+                    assert_eq!(cells["target"].as_f64(), Some(target));
+                    continue;
+                }
+                let (tick, f) = points[&plan.series].iter().next_back().expect("points");
+                assert_eq!(
+                    time, *tick,
+                    "{lang}: {name}'s newest tick, not the range's start"
+                );
+                assert_eq!(cells["value"].as_f64(), Some(f.value), "{lang}: {name}");
+                assert_eq!(cells["expected"].as_f64(), f.expected, "{lang}: {name}");
+                assert_eq!(
+                    cells["status"].as_str(),
+                    f.status.map(|s| s.as_str()),
+                    "{lang}: {name}"
+                );
+                assert!(seen.insert(name.clone()), "{lang}: {name} twice");
+            }
+        }
+        let written: BTreeSet<String> = plans
+            .iter()
+            .filter(|p| points.contains_key(&p.series))
+            .map(|p| p.series.display())
+            .collect();
+        assert_eq!(
+            seen, written,
+            "{lang}: the goal tables hold every planned series"
+        );
+
+        // Identifiers are shown by title: each goal table maps every indicator it holds
+        // to its title (hand-typed for two, the catalogue's for the rest).
+        let hand_typed = |ind: &str| match (lang, ind) {
+            ("en", "quasi_unicorns") => Some("Quasi-unicorn enterprises"),
+            ("zh", "quasi_unicorns") => Some("准独角兽企业"),
+            ("zh", "core_industry_revenue_cny") => Some("数字经济核心产业营业收入（近四个季度）"),
+            _ => None,
+        };
+        let the_lang = if lang == "zh" { Lang::Zh } else { Lang::En };
+        let mut mapped = BTreeSet::new();
+        for table in &tables {
+            let overrides = table["fieldConfig"]["overrides"]
+                .as_array()
+                .expect("overrides");
+            let indicator = overrides
                 .iter()
-                .map(|s| s["values"].as_array().map_or(0, Vec::len))
-                .sum();
-            assert!(rows > 0, "{title} ({ind}) returns no data: {sql}");
+                .find(|o| o["matcher"]["options"] == "indicator")
+                .expect("an indicator column override");
+            let options = &indicator["properties"]
+                .as_array()
+                .expect("properties")
+                .iter()
+                .find(|p| p["id"] == "mappings")
+                .expect("mappings")["value"][0]["options"];
+            for (id, entry) in options.as_object().expect("options") {
+                let ind = Indicator::parse(id).expect("an indicator");
+                let want = hand_typed(id).unwrap_or(ind.title().get(the_lang));
+                assert_eq!(entry["text"].as_str(), Some(want), "{lang}: {id}");
+                mapped.insert(id.clone());
+            }
+        }
+        for plan in &plans {
+            assert!(
+                mapped.contains(plan.series.indicator.name()),
+                "{lang}: {}",
+                plan.series.display()
+            );
         }
     }
 }

@@ -107,10 +107,23 @@ fn every_alert_is_labelled_and_links_its_runbook() {
     for a in alerts() {
         let name = a["alert"].as_str().expect("name");
         let severity = a["labels"]["severity"].as_str().unwrap_or_default();
-        assert!(
-            severity == "critical" || severity == "warning",
-            "{name}: severity {severity:?}"
-        );
+        let audience = a["labels"]["audience"].as_str().unwrap_or_default();
+        // Two audiences, never mixed: the plan's owners are told ("info", never paged);
+        // on-call is paged for "critical" and the data team told of "warning".
+        match audience {
+            "plan" => assert_eq!(severity, "info", "{name}: plan alerts never page"),
+            "pipeline" => assert!(
+                severity == "critical" || severity == "warning",
+                "{name}: severity {severity:?}"
+            ),
+            other => panic!("{name}: audience {other:?}"),
+        }
+        if audience == "plan" {
+            let text = serde_yaml::to_string(&a["annotations"]).unwrap_or_default();
+            for label in ["title_en", "title_zh", "deadline", "status_page"] {
+                assert!(text.contains(label), "{name}: its text names {label}");
+            }
+        }
         for key in ["summary", "description", "runbook_url"] {
             assert!(
                 a["annotations"][key]
@@ -132,7 +145,7 @@ fn every_alert_is_labelled_and_links_its_runbook() {
 }
 
 #[test]
-fn alertmanager_routes_by_severity() {
+fn alertmanager_routes_plan_alerts_to_owners_and_pipeline_alerts_to_on_call() {
     let config = root().join("deploy/alertmanager/alertmanager.yml");
     let check = run(Command::new("amtool").arg("check-config").arg(&config));
     assert!(check.contains("SUCCESS"), "{check}");
@@ -147,36 +160,68 @@ fn alertmanager_routes_by_severity() {
             .trim()
             .to_string()
     };
-    assert_eq!(
+    // Two owners, two receivers; a plan alert never reaches on-call, even if someone
+    // labels it critical.
+    for (owner, receiver) in [
+        ("plan-office", "owner-plan-office"),
+        ("industry-bureau", "owner-industry-bureau"),
+    ] {
+        for severity in ["info", "critical"] {
+            assert_eq!(
+                route(&[
+                    "audience=plan",
+                    &format!("severity={severity}"),
+                    "alertname=PacelineGoalBehind",
+                    "indicator=quasi_unicorns",
+                    &format!("owner={owner}"),
+                ]),
+                receiver
+            );
+        }
+    }
+    assert_ne!(
         route(&[
-            "severity=critical",
-            "alertname=PacelineIndicatorBehindPace",
-            "indicator=quasi_unicorns"
+            "audience=plan",
+            "alertname=PacelineGoalMissed",
+            "owner=someone-else"
         ]),
         "on-call"
     );
     assert_eq!(
-        route(&["severity=warning", "alertname=PacelineLagGrowing"]),
+        route(&[
+            "audience=pipeline",
+            "severity=critical",
+            "alertname=PacelineStreamSilent",
+            "stream=filings"
+        ]),
+        "on-call"
+    );
+    assert_eq!(
+        route(&[
+            "audience=pipeline",
+            "severity=warning",
+            "alertname=PacelineLagGrowing"
+        ]),
         "data-team"
     );
-    // Alerts are grouped per indicator and its tags.
+    // Plan alerts: one notification a day per owner at most, repeated weekly.
     let am = yaml(&config);
-    let group_by: Vec<&str> = am["route"]["group_by"]
+    let plan = am["route"]["routes"]
         .as_sequence()
-        .expect("group_by")
+        .expect("routes")
         .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
-    for label in [
-        "alertname",
-        "indicator",
-        "cluster",
-        "field",
-        "region",
-        "platform_kind",
-    ] {
-        assert!(group_by.contains(&label), "grouped by {label}");
-    }
+        .find(|r| {
+            serde_yaml::to_string(&r["matchers"])
+                .unwrap_or_default()
+                .contains(r#"audience = "plan""#)
+        })
+        .expect("a plan route");
+    assert_eq!(plan["group_by"][0].as_str(), Some("owner"));
+    assert_eq!(plan["group_interval"].as_str(), Some("24h"));
+    assert_eq!(plan["repeat_interval"].as_str(), Some("168h"));
+    // A silent or stalled stream holds back the plan alerts of its indicators.
+    let inhibits = serde_yaml::to_string(&am["inhibit_rules"]).unwrap_or_default();
+    assert!(inhibits.contains("PacelineStreamSilent") && inhibits.contains(r#"audience = "plan""#));
 }
 
 #[test]

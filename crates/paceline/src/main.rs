@@ -122,6 +122,20 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Writes the "Plan pace" Grafana dashboard of the configuration's plan, with titles,
+    /// units and value mappings from the catalogue of names: `plan-pace-en.json` and
+    /// `plan-pace-zh.json` (or the one `--lang` names) in `--out`.
+    Dashboards {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// One language only (default: both).
+        #[arg(long, value_enum)]
+        lang: Option<LangArg>,
+        /// Configuration file (default: the shipped defaults; the plan comes from it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// The demo's default scale: the district as designed (about a million events, some
@@ -455,6 +469,28 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Dashboards { out, lang, config } => {
+            let config = match load_for_run(config.as_ref(), None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let langs: Vec<paceline_model::names::Lang> = match lang {
+                Some(l) => vec![l.into()],
+                None => paceline_model::names::Lang::ALL.to_vec(),
+            };
+            match paceline_runtime::dashboards::write(&config, &langs, &out) {
+                Ok(paths) => {
+                    for p in paths {
+                        println!("{}", p.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("paceline dashboards: {}: {e}", out.display());
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Replay {
             inputs,
             output,

@@ -568,3 +568,42 @@ fn a_two_line_stream_file_changes_one_key() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The dashboards checked in under `deploy/grafana/dashboards/` are exactly what
+/// `paceline dashboards` writes from the shipped configuration: the names in them cannot
+/// drift from the catalogue. `--lang` writes one language only.
+#[test]
+fn checked_in_dashboards_are_what_the_command_writes() {
+    let dir = tmp("dashboards");
+    let out = bin()
+        .args(["dashboards", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/dashboards");
+    for name in ["plan-pace-en.json", "plan-pace-zh.json"] {
+        let generated = std::fs::read_to_string(dir.join(name)).unwrap();
+        let checked_in = std::fs::read_to_string(shipped.join(name)).unwrap();
+        assert!(
+            generated == checked_in,
+            "deploy/grafana/dashboards/{name} differs from `paceline dashboards`: run `paceline dashboards --out deploy/grafana/dashboards`"
+        );
+    }
+    let one = tmp("dashboards-zh");
+    let out = bin()
+        .args(["dashboards", "--lang", "zh", "--out"])
+        .arg(&one)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let files: Vec<String> = std::fs::read_dir(&one)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["plan-pace-zh.json"]);
+}

@@ -10,6 +10,7 @@
 //! status page ([`page`]), the planned-indicator table ([`table`]) and the JSON API.
 
 pub mod board;
+pub mod dashboards;
 pub mod decoders;
 pub mod demo;
 pub mod page;
