@@ -477,7 +477,8 @@ impl Prometheus {
             "--storage.tsdb.path={}",
             dir.join("data").display()
         ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-lifecycle");
         let proc = Proc::spawn(cmd, &dir.join("prometheus.log"));
         let url = format!("http://127.0.0.1:{port}/-/ready");
         wait_for("prometheus /-/ready", Duration::from_secs(60), || {
@@ -512,7 +513,28 @@ pub struct Alertmanager {
     _proc: Proc,
 }
 
+impl Prometheus {
+    /// Reloads its configuration and rule files (after a test rewrote a rule file).
+    pub fn reload(&self) {
+        let r = http()
+            .post(format!("http://127.0.0.1:{}/-/reload", self.port))
+            .send()
+            .expect("prometheus reload");
+        assert!(r.status().is_success(), "reload: {}", r.status());
+    }
+}
+
 impl Alertmanager {
+    /// Every alert it holds, as `/api/v2/alerts` answers (each with its `status.state`:
+    /// `active`, `suppressed`, ...).
+    pub fn alerts(&self) -> Vec<serde_json::Value> {
+        let r = http()
+            .get(format!("http://127.0.0.1:{}/api/v2/alerts", self.port))
+            .send()
+            .expect("alertmanager alerts");
+        r.json().expect("alertmanager answers JSON")
+    }
+
     /// Starts it with `config` (YAML text) and waits for `/-/ready`.
     pub fn start(config: &str) -> Alertmanager {
         let dir = TempDir::new("alertmanager");

@@ -4,8 +4,13 @@
 //! durations shortened), a real Alertmanager with `deploy/alertmanager/alertmanager.yml`
 //! (receivers pointed at this test).
 //!
-//! - The on-call receiver gets the behind-pace alert for exactly the planned series that
-//!   `paceline replay` of the same events marks `behind` at its last tick, and no other.
+//! - Plan alerts reach the goals' owners, never on-call: the owners' receivers (two owners)
+//!   get the behind alert for exactly the planned series that `paceline replay` of the
+//!   same events marks `behind` over its last 3 days of ticks, each at its owner's, with
+//!   their titles; on-call gets none of them.
+//! - Then the filings stream's expected silence is shortened (rules reloaded): on-call gets
+//!   `PacelineStreamSilent` for filings, and Alertmanager holds back (suppresses) the plan
+//!   alerts of the indicators filings feed while the others stay active.
 //! - Every PromQL expression of the rules and of the "Pipeline" dashboard returns data from
 //!   this Prometheus, or is listed below as empty on a healthy run, with the reason.
 
@@ -23,7 +28,7 @@ fn deploy(path: &str) -> String {
 }
 
 /// Expressions that return nothing on a healthy, drained run, and why.
-const EMPTY_ON_A_HEALTHY_RUN: [(&str, &str); 9] = [
+const EMPTY_ON_A_HEALTHY_RUN: [(&str, &str); 11] = [
     (
         "PacelineIndicatorTickStalled",
         "every planned series keeps up with its watermark",
@@ -48,7 +53,21 @@ const EMPTY_ON_A_HEALTHY_RUN: [(&str, &str); 9] = [
         "PacelineOffsetReset",
         "the topics keep every message until it is read",
     ),
+    (
+        "PacelineStreamSilent",
+        "every stream had an event within its expected silence",
+    ),
+    ("PacelineNotReady", "the service is ready"),
 ];
+
+/// Each plan item's owner in this test: the cluster goals belong to a second office.
+fn owner_of(series: &str) -> &'static str {
+    if series.starts_with("cluster_revenue_cny") {
+        "industry-bureau"
+    } else {
+        "plan-office"
+    }
+}
 
 /// Firing alerts received, by alert name: the `indicator{tag=value}` names and receivers.
 fn received(hook: &Webhook) -> BTreeMap<String, BTreeSet<(String, String)>> {
@@ -76,24 +95,37 @@ fn received(hook: &Webhook) -> BTreeMap<String, BTreeSet<(String, String)>> {
     out
 }
 
-/// The planned series whose newest point in `points` has `status`.
+/// The planned series whose newest points in `points` have had `status` over at least
+/// `held` seconds of ticks (from the first tick of that final run to the newest).
 fn with_status(
     config: &paceline_model::config::Config,
     points: &paceline_oracle::lp::Points,
     status: Status,
+    held: i64,
 ) -> BTreeSet<String> {
     config
         .plan_specs()
         .iter()
         .filter(|p| {
-            points
-                .get(&p.series)
-                .and_then(|m| m.values().next_back())
-                .is_some_and(|f| f.status == Some(status))
+            let Some(ticks) = points.get(&p.series) else {
+                return false;
+            };
+            let mut run = ticks
+                .iter()
+                .rev()
+                .take_while(|(_, f)| f.status == Some(status));
+            let Some((newest, _)) = run.next() else {
+                return false;
+            };
+            let first = run.last().map_or(*newest, |(t, _)| *t);
+            newest - first >= held * 1_000_000_000
         })
         .map(|p| p.series.display())
         .collect()
 }
+
+/// Three days: how long a goal must hold a status before its owner is told.
+const SUSTAINED_S: i64 = 3 * 86_400;
 
 #[test]
 fn alerts_and_dashboard_queries_on_a_real_run() {
@@ -106,13 +138,18 @@ fn alerts_and_dashboard_queries_on_a_real_run() {
     let data = Dataset::new(41, 8, true, &[]);
     let mut config = scenario_config(prefix);
     config.influx.api = InfluxApi::V1;
+    for item in &mut config.pipeline.plan.items {
+        if owner_of(&item.series) != "plan-office" {
+            item.owner = Some(owner_of(&item.series).to_string());
+        }
+    }
     // Ticks stop where the data stops, as in replay, so statuses are comparable.
     config.service.idle_watermark_follows_clock = false;
 
     // What replay says is behind at its last tick.
-    let (replayed, _) = data.replay(&config);
-    let behind = with_status(&config, &replayed, Status::Behind);
-    let at_risk = with_status(&config, &replayed, Status::AtRisk);
+    let (replayed, summary) = data.replay(&config);
+    let behind = with_status(&config, &replayed, Status::Behind, SUSTAINED_S);
+    let at_risk = with_status(&config, &replayed, Status::AtRisk, SUSTAINED_S);
     assert!(
         !behind.is_empty(),
         "the district has indicators behind pace"
@@ -152,32 +189,44 @@ fn alerts_and_dashboard_queries_on_a_real_run() {
             "http://chat-gateway.example:9096/paceline",
             &format!("http://127.0.0.1:{}/data-team", hook.port),
         )
+        .replace(
+            "http://mail-gateway.example:9097/",
+            &format!("http://127.0.0.1:{}/", hook.port),
+        )
         .replace("group_wait: 30s", "group_wait: 1s")
-        .replace("group_interval: 5m", "group_interval: 2s");
+        .replace("group_wait: 5m", "group_wait: 1s")
+        .replace("group_interval: 5m", "group_interval: 2s")
+        .replace("group_interval: 24h", "group_interval: 2s");
     let am = Alertmanager::start(&am_config);
     let target = serve.http.trim_start_matches("http://").to_string();
     let prom = Prometheus::start(
         &target,
-        &[rules_path],
+        &[rules_path.clone()],
         Some(&format!("127.0.0.1:{}", am.port)),
     );
 
-    // The behind-pace alerts reach on-call for exactly replay's behind series.
+    // The behind alerts reach each goal's owner for exactly replay's series behind for
+    // three days of ticks; nothing of the plan reaches on-call.
     let expected: BTreeSet<(String, String)> = behind
         .iter()
-        .map(|b| (b.clone(), "on-call".to_string()))
+        .map(|b| (b.clone(), format!("owner-{}", owner_of(b))))
         .collect();
+    assert!(
+        expected.iter().any(|(_, r)| r == "owner-industry-bureau")
+            && expected.iter().any(|(_, r)| r == "owner-plan-office"),
+        "both owners have a goal behind: {expected:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let got = received(&hook)
-            .remove("PacelineIndicatorBehindPace")
+            .remove("PacelineGoalBehind")
             .unwrap_or_default();
         if got.is_superset(&expected) {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "behind-pace alerts received {got:?}, expected {expected:?}"
+            "behind alerts received {got:?}, expected {expected:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -185,17 +234,54 @@ fn alerts_and_dashboard_queries_on_a_real_run() {
     std::thread::sleep(Duration::from_secs(8));
     let all = received(&hook);
     assert_eq!(
-        all.get("PacelineIndicatorBehindPace"),
+        all.get("PacelineGoalBehind"),
         Some(&expected),
-        "exactly the behind series page on-call"
+        "exactly the series behind for three days, each to its owner"
+    );
+    for (alert, got) in &all {
+        assert!(
+            got.iter().all(|(_, r)| r != "on-call") || !alert.starts_with("PacelineGoal"),
+            "{alert} reached on-call: {got:?}"
+        );
+    }
+    // The owner's text carries the titles in both languages.
+    let bodies = hook.bodies().concat();
+    assert!(
+        bodies.contains("Quasi-unicorn enterprises") || !behind.contains("quasi_unicorns"),
+        "titles in the notification"
+    );
+    assert!(
+        bodies.contains("title_zh"),
+        "Chinese titles in the notification"
     );
 
     // Every expression returns data, or is known to be empty on a healthy run.
     let mut empty: BTreeMap<&str, &str> = EMPTY_ON_A_HEALTHY_RUN.into_iter().collect();
     if at_risk.is_empty() {
         empty.insert(
-            "PacelineIndicatorAtRisk",
-            "no planned series ends at risk in this district (replay agrees)",
+            "PacelineGoalAtRisk",
+            "no planned series ends at risk for three days in this district (replay agrees)",
+        );
+    }
+    let projected_short = config.plan_specs().iter().any(|p| {
+        replayed
+            .get(&p.series)
+            .and_then(|m| m.iter().next_back())
+            .is_some_and(|(t, f)| *t < p.deadline && f.projected.is_some_and(|v| v < p.target))
+    });
+    if !projected_short {
+        empty.insert(
+            "PacelineGoalProjectedShort",
+            "no goal before its deadline is projected short (replay agrees)",
+        );
+    }
+    if !summary.verdicts.iter().any(|v| {
+        v.verdict
+            .is_some_and(|f| f.verdict == paceline_model::point::Verdict::Missed)
+    }) {
+        empty.insert(
+            "PacelineGoalMissed",
+            "no goal judged missed in this district (replay agrees)",
         );
     }
     let mut checked = 0;
@@ -237,5 +323,69 @@ fn alerts_and_dashboard_queries_on_a_real_run() {
         checked += 1;
     }
     assert!(checked >= 30, "{checked} expressions");
+
+    // Filings fall silent: with its expected silence shortened to 5 s, on-call gets the
+    // silent-stream alert and the plan alerts of the indicators filings feed are held back.
+    let rules = std::fs::read_to_string(&rules_path)
+        .expect("rules")
+        .replace(
+            r#"label_replace(vector(259200), "stream", "filings", "", "")"#,
+            r#"label_replace(vector(5), "stream", "filings", "", "")"#,
+        );
+    std::fs::write(&rules_path, rules).expect("rules");
+    prom.reload();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let silent = received(&hook)
+            .remove("PacelineStreamSilent")
+            .unwrap_or_default();
+        if silent.iter().any(|(_, r)| r == "on-call") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no silent-stream page: {:?}",
+            received(&hook)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let held_back = |state: &str| -> BTreeSet<String> {
+        am.alerts()
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == "PacelineGoalBehind")
+            .filter(|a| a["status"]["state"] == state)
+            .map(|a| {
+                a["labels"]["indicator"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let fed_by_filings: BTreeSet<String> = behind
+        .iter()
+        .map(|b| b.split('{').next().unwrap_or_default().to_string())
+        .filter(|ind| {
+            paceline_model::Indicator::parse(ind)
+                .is_some_and(|i| i.stream() == paceline_model::Stream::Filings)
+        })
+        .collect();
+    assert!(
+        !fed_by_filings.is_empty(),
+        "some goal behind is fed by filings"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while held_back("suppressed") != fed_by_filings {
+        assert!(
+            Instant::now() < deadline,
+            "suppressed {:?}, expected {fed_by_filings:?}",
+            held_back("suppressed")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        held_back("active").is_disjoint(&fed_by_filings),
+        "the other goals stay active"
+    );
     serve.stop_cleanly(None);
 }

@@ -182,6 +182,9 @@ pub struct PlanConfig {
     /// Status tolerance of items that set none: `at_risk` from this pace ratio, `behind`
     /// below. Default 0.9.
     pub default_tolerance: f64,
+    /// The office told about the goals of items that name no `owner` (their plan alerts
+    /// carry it as the `owner` label). Default `plan-office`.
+    pub default_owner: String,
     /// The planned series. Default: the action plan's table (docs/indicators.md, "The default plan").
     pub items: Vec<PlanItem>,
 }
@@ -213,6 +216,10 @@ pub struct PlanItem {
     /// Status tolerance for this item (default: `plan.default_tolerance`).
     #[serde(default)]
     pub tolerance: Option<f64>,
+    /// The office accountable for this goal, told when it falls behind (default:
+    /// `plan.default_owner`).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl Default for PlanConfig {
@@ -224,6 +231,7 @@ impl Default for PlanConfig {
             start: start.into(),
             deadline: deadline.into(),
             tolerance: None,
+            owner: None,
         };
         let s22 = "2022-01-01T00:00:00+08:00";
         let d25 = "2025-01-01T00:00:00+08:00";
@@ -231,6 +239,7 @@ impl Default for PlanConfig {
         use PlanKind::*;
         PlanConfig {
             default_tolerance: 0.9,
+            default_owner: "plan-office".into(),
             items: vec![
                 item("quasi_unicorns", Cumulative, 10.0, s22, d25),
                 item("srdi_enterprises", Cumulative, 80.0, s22, d25),
@@ -548,6 +557,9 @@ impl Config {
         if !(tol.is_finite() && tol > 0.0 && tol <= 1.0) {
             err("plan.default_tolerance".into(), "must be in (0, 1]".into());
         }
+        if let Some(why) = owner_error(&self.plan.default_owner) {
+            err("plan.default_owner".into(), why.into());
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, item) in self.plan.items.iter().enumerate() {
             let key = |k: &str| format!("plan.items[{i}].{k}");
@@ -592,6 +604,9 @@ impl Config {
                     err(key("tolerance"), "must be in (0, 1]".into());
                 }
             }
+            if let Some(why) = item.owner.as_deref().and_then(owner_error) {
+                err(key("owner"), why.into());
+            }
         }
         if self.dataflow.workers == 0 || self.dataflow.workers > 256 {
             err("dataflow.workers".into(), "must be 1 to 256".into());
@@ -632,6 +647,19 @@ impl Config {
             .collect()
     }
 
+    /// Each planned series' owner, in the plan's order (call after [`Config::validate`]).
+    pub fn plan_owners(&self) -> Vec<(SeriesKey, String)> {
+        self.plan
+            .items
+            .iter()
+            .filter_map(|item| {
+                let series = parse_series(&item.series).ok()?;
+                let owner = item.owner.as_ref().unwrap_or(&self.plan.default_owner);
+                Some((series, owner.clone()))
+            })
+            .collect()
+    }
+
     /// Filing lag in nanoseconds.
     pub fn filing_lag(&self) -> Nanos {
         self.indicators.filing_lag_days as i64 * DAY
@@ -645,6 +673,18 @@ impl Config {
         } else {
             0
         }
+    }
+}
+
+/// Why an owner's name cannot route alerts, if it cannot: it is a label value Alertmanager
+/// matches on, so it must be a short, printable name.
+fn owner_error(owner: &str) -> Option<&'static str> {
+    if owner.trim().is_empty() {
+        Some("must not be empty")
+    } else if owner.len() > 128 || owner.chars().any(char::is_control) {
+        Some("must be a printable name of at most 128 bytes")
+    } else {
+        None
     }
 }
 

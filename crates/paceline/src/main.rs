@@ -14,10 +14,18 @@ use paceline_runtime::settings::{Secrets, Settings};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `--version`: the version and the git revision it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PACELINE_REVISION"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "paceline",
-    version,
+    version = VERSION,
     about = "Tracks a district's digital economy against its plan, live."
 )]
 struct Cli {
@@ -119,6 +127,26 @@ enum Command {
     /// secrets are never printed, only whether each is set.
     PrintConfig {
         /// Configuration file (default: the shipped defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Writes the plan's briefing for leadership: a printable HTML page (A4, one or two
+    /// pages) of every planned goal as the database holds it at `--as-of`, compared with
+    /// `--since`, read with the `[influx]` settings and secrets `serve` uses.
+    Report {
+        /// The briefing's date: `YYYY-MM-DD` (midnight, +08:00) or an RFC 3339 instant.
+        #[arg(long = "as-of")]
+        as_of: String,
+        /// The earlier date compared with (default: 30 days before `--as-of`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Its language (default English).
+        #[arg(long, value_enum)]
+        lang: Option<LangArg>,
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Configuration file (default: the shipped defaults, then the environment).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -388,6 +416,75 @@ fn produce(config: Option<PathBuf>, opts: paceline_runtime::produce::ProduceOpti
     }
 }
 
+/// `paceline report`: exit 0 written, 1 the database failed or holds nothing for the date,
+/// 2 a bad argument or configuration.
+fn report(
+    as_of: String,
+    since: Option<String>,
+    lang: Option<LangArg>,
+    out: PathBuf,
+    config: Option<PathBuf>,
+) -> ExitCode {
+    use paceline_runtime::report::{parse_date, ReportOptions};
+    let Some(as_of_t) = parse_date(&as_of) else {
+        eprintln!("--as-of: `{as_of}` is not a date like 2025-06-30 or an RFC 3339 instant");
+        return ExitCode::from(2);
+    };
+    let since_t = match since.as_deref() {
+        None => as_of_t - 30 * paceline_model::time::DAY,
+        Some(s) => match parse_date(s) {
+            Some(t) if t < as_of_t => t,
+            Some(_) => {
+                eprintln!("--since: `{s}` must be before --as-of");
+                return ExitCode::from(2);
+            }
+            None => {
+                eprintln!("--since: `{s}` is not a date like 2025-05-31 or an RFC 3339 instant");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let (settings, secrets) = match load_deployment(config) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let opts = ReportOptions {
+        as_of: as_of_t,
+        since: since_t,
+        lang: lang.map_or(paceline_model::names::Lang::En, Into::into),
+        out,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("paceline report: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(paceline_runtime::report::report(
+        &settings,
+        &secrets.influx,
+        &opts,
+    )) {
+        Ok(b) => {
+            println!(
+                "{}: {} goals as of {}",
+                opts.out.display(),
+                b.entries.len(),
+                paceline_runtime::present::day(opts.as_of)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("paceline report: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// A language people read, as the command line names it.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum LangArg {
@@ -408,6 +505,7 @@ impl From<LangArg> for paceline_model::names::Lang {
 
 fn main() -> ExitCode {
     exit_on_panic();
+    paceline_runtime::build::set_revision(env!("PACELINE_REVISION"));
     let cli = Cli::parse();
     match cli.command {
         Command::Demo {
@@ -469,6 +567,13 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Report {
+            as_of,
+            since,
+            lang,
+            out,
+            config,
+        } => report(as_of, since, lang, out, config),
         Command::Dashboards { out, lang, config } => {
             let config = match load_for_run(config.as_ref(), None) {
                 Ok(c) => c,

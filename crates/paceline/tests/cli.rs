@@ -607,3 +607,28 @@ fn checked_in_dashboards_are_what_the_command_writes() {
         .collect();
     assert_eq!(files, ["plan-pace-zh.json"]);
 }
+
+/// `--version` names the version and the git revision the binary was built from (the
+/// checkout's HEAD, read here independently with git; `unknown` without git).
+#[test]
+fn version_names_the_revision() {
+    let out = bin().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let revision = std::env::var("PACELINE_REVISION")
+        .ok()
+        .filter(|r| !r.is_empty())
+        .or(head)
+        .unwrap_or_else(|| "unknown".into());
+    assert_eq!(
+        text,
+        format!("paceline {} ({revision})", env!("CARGO_PKG_VERSION"))
+    );
+}

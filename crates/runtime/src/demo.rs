@@ -185,6 +185,7 @@ fn http_state(
     let registry = Registry::new();
     let metrics = ServeMetrics::register(&registry)?;
     metrics.set_cadences(config);
+    metrics.set_plan(config, "");
     let sink = SinkMetrics::register(&registry)?;
     for s in Stream::ALL {
         let st = s.as_str();
@@ -250,6 +251,7 @@ fn http_state(
         mode: "demo",
         cluster: None,
         language,
+        ready: metrics.ready.clone(),
     })
 }
 

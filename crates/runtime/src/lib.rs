@@ -10,6 +10,7 @@
 //! status page ([`page`]), the planned-indicator table ([`table`]) and the JSON API.
 
 pub mod board;
+pub mod build;
 pub mod dashboards;
 pub mod decoders;
 pub mod demo;
@@ -18,6 +19,7 @@ pub mod present;
 pub mod produce;
 pub mod progress;
 pub mod replay;
+pub mod report;
 pub mod serve;
 pub mod settings;
 pub mod table;

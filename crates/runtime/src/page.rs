@@ -361,7 +361,9 @@ fn pace_line(view: &PlannedView) -> Vec<(Nanos, f64)> {
     }
 }
 
-fn chart(view: &PlannedView, lang: Lang) -> String {
+/// A planned series' chart: its value against the plan's pace line (the briefing draws it
+/// too).
+pub(crate) fn chart(view: &PlannedView, lang: Lang) -> String {
     let plan = &view.plan;
     let values: Vec<(Nanos, f64)> = view.chart.iter().map(|(t, f)| (*t, f.value)).collect();
     let pace = pace_line(view);

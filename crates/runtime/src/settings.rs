@@ -41,6 +41,9 @@ pub struct ServiceConfig {
     /// The status page's language when the address names none (`?lang=`): `en`, `zh`, or
     /// `auto` for the browser's `Accept-Language`. Default `auto`.
     pub language: String,
+    /// The address people open the status page at (e.g. `https://paceline.example.gov/`),
+    /// named in the plan alerts' text; empty: `http://<scraped address>/`. Default empty.
+    pub public_url: String,
 }
 
 impl Default for ServiceConfig {
@@ -55,6 +58,7 @@ impl Default for ServiceConfig {
             http_max_connections: 1024,
             http_header_timeout_s: 10,
             language: "auto".into(),
+            public_url: String::new(),
         }
     }
 }
@@ -94,6 +98,13 @@ impl ServiceConfig {
         }
         if self.epoch_linger_ms == 0 || self.epoch_linger_ms > 60_000 {
             err("service.epoch_linger_ms", "must be between 1 and 60000");
+        }
+        let url = &self.public_url;
+        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+            err(
+                "service.public_url",
+                "must be empty or an http:// or https:// address",
+            );
         }
         if self.language != "auto" && self.page_language().is_none() {
             err("service.language", "must be en, zh or auto");
@@ -514,6 +525,7 @@ mod tests {
             ("influx.api", _) => String("v1".into()),
             ("influx.precision", _) => String("ms".into()),
             ("service.language", _) => String("zh".into()),
+            ("service.public_url", _) => String("https://paceline.example/".into()),
             ("kafka.brokers", _) => String("k1:9092,k2:9092".into()),
             ("cluster.processes", _) => Array(vec![String("127.0.0.1:7000".into())]),
             ("plan.items", Array(items)) => Array(items[..1].to_vec()),

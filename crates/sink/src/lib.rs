@@ -14,6 +14,7 @@ pub mod batcher;
 pub mod config;
 pub mod influx;
 pub mod metrics;
+pub mod read;
 
 /// The measurements points are written to: the indicators' and the plan verdicts'
 /// (`indicators.measurement`, `indicators.verdict_measurement`).

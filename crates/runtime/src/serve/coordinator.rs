@@ -597,6 +597,9 @@ fn take_batch(
             }
         }
     }
+    if !accepted.is_empty() {
+        metrics.event_read(stream);
+    }
     Ok(accepted)
 }
 

@@ -50,6 +50,8 @@ pub struct HttpState {
     pub cluster: Option<ClusterView>,
     /// The status page's language when the address names none (`None`: the browser's).
     pub language: Option<paceline_model::names::Lang>,
+    /// `paceline_ready`, set at each scrape.
+    pub ready: prometheus::IntGauge,
 }
 
 /// A cluster as the endpoints show it: each process shows the series it writes, and
@@ -225,6 +227,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
 }
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {
+    let ready = liveness(&s).and_then(|()| readiness(&s)).is_ok();
+    s.ready.set(i64::from(ready));
     let encoder = TextEncoder::new();
     let mut buf = Vec::new();
     match encoder.encode(&s.registry.gather(), &mut buf) {

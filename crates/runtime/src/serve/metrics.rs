@@ -2,8 +2,12 @@
 //! health (events, lag, watermarks, corrections, latency, checkpoints) and the indicator
 //! gauges. The sink's own metrics are declared in `paceline-sink`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use paceline_model::names::Lang;
 use paceline_model::point::{Fields, Point, Status};
-use paceline_model::{Nanos, Stream};
+use paceline_model::{Nanos, SeriesKey, Stream};
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry,
@@ -63,6 +67,40 @@ pub struct ServeMetrics {
     status: GaugeVec,
     tick: GaugeVec,
     verdict: GaugeVec,
+    /// `paceline_indicator_status_since_timestamp_seconds`: the first tick of the run of
+    /// ticks holding the series' current status, so that rules can ask how long (in event
+    /// time) a goal has been behind.
+    status_since: GaugeVec,
+    /// Each series' status and the tick it began at, behind `status_since`.
+    since: Arc<Mutex<HashMap<SeriesKey, (Status, Nanos)>>>,
+    /// `paceline_plan_item_info{indicator,<tags>,owner,title_en,title_zh,deadline,status_page}`:
+    /// 1 per planned series, for rules to join owners and titles onto the gauges.
+    plan_info: GaugeVec,
+    /// `paceline_plan_item_deadline_timestamp_seconds`: each planned series' deadline.
+    plan_deadline: GaugeVec,
+    /// `paceline_stream_last_event_timestamp_seconds{stream}`: when the stream's newest
+    /// accepted event was read (wall clock); the process's start until one is.
+    pub last_event: GaugeVec,
+    /// `paceline_ready`: 1 while `/readyz` answers 200, as of the last scrape.
+    pub ready: IntGauge,
+}
+
+/// The labels of a series on the indicator gauges: its indicator and its tag's slot.
+fn series_labels(series: &SeriesKey) -> [&'static str; 5] {
+    let mut labels = [series.indicator.name(), "", "", "", ""];
+    if let Some((k, v)) = series.tag_pair() {
+        if let Some(i) = INDICATOR_LABELS.iter().position(|l| *l == k) {
+            labels[i] = v;
+        }
+    }
+    labels
+}
+
+/// The wall clock in seconds since the Unix epoch.
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -113,6 +151,8 @@ impl ServeMetrics {
         };
         let mut status_labels = INDICATOR_LABELS.to_vec();
         status_labels.push("status");
+        let mut info_labels = INDICATOR_LABELS.to_vec();
+        info_labels.extend(["owner", "title_en", "title_zh", "deadline", "status_page"]);
         let m = ServeMetrics {
             events: counter(
                 "paceline_events_total",
@@ -247,9 +287,79 @@ impl ServeMetrics {
                 "The planned series' verdict once its verdict tick is written: 1 met, 0 missed.",
                 &INDICATOR_LABELS,
             )?,
+            status_since: gauge(
+                "paceline_indicator_status_since_timestamp_seconds",
+                "The first tick of the series' current run of ticks with its current status (as far as this process has seen).",
+                &INDICATOR_LABELS,
+            )?,
+            since: Arc::new(Mutex::new(HashMap::new())),
+            plan_info: gauge(
+                "paceline_plan_item_info",
+                "1 per planned series: its owner, titles, deadline (plan-local day) and the status page's address.",
+                &info_labels,
+            )?,
+            plan_deadline: gauge(
+                "paceline_plan_item_deadline_timestamp_seconds",
+                "The planned series' deadline.",
+                &INDICATOR_LABELS,
+            )?,
+            last_event: gauge(
+                "paceline_stream_last_event_timestamp_seconds",
+                "Wall-clock time at which the stream's newest accepted event was read (the process's start until one is).",
+                &["stream"],
+            )?,
+            ready: {
+                let g = IntGauge::new(
+                    "paceline_ready",
+                    "1 while the service is ready (/readyz answers 200), as of the last scrape.",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
         };
+        let build = gauge(
+            "paceline_build_info",
+            "Always 1: the build's version and git revision.",
+            &["version", "revision"],
+        )?;
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::build::revision()])
+            .set(1.0);
+        register_process_metrics(r)?;
         m.start_at_zero();
         Ok(m)
+    }
+
+    /// Publishes `paceline_plan_item_info` and the deadlines of `config`'s plan;
+    /// `status_page` is the page's public address (may be empty).
+    pub fn set_plan(&self, config: &paceline_model::config::Config, status_page: &str) {
+        let owners: HashMap<SeriesKey, String> = config.plan_owners().into_iter().collect();
+        for plan in config.plan_specs() {
+            let labels = series_labels(&plan.series);
+            let owner = owners.get(&plan.series).map_or("", String::as_str);
+            let deadline = crate::present::day(plan.deadline);
+            let en = plan.series.title(Lang::En);
+            let zh = plan.series.title(Lang::Zh);
+            let mut info: Vec<&str> = labels.to_vec();
+            info.extend([
+                owner,
+                en.as_str(),
+                zh.as_str(),
+                deadline.as_str(),
+                status_page,
+            ]);
+            self.plan_info.with_label_values(&info).set(1.0);
+            self.plan_deadline
+                .with_label_values(&labels)
+                .set(plan.deadline as f64 / 1e9);
+        }
+    }
+
+    /// Marks an accepted event of `stream` read now.
+    pub fn event_read(&self, stream: Stream) {
+        self.last_event
+            .with_label_values(&[stream.as_str()])
+            .set(now_s());
     }
 
     /// Creates the per-stream counters at 0, so that rates and dashboards show a stream
@@ -262,6 +372,9 @@ impl ServeMetrics {
             }
             self.corrections.with_label_values(&[st]);
             self.dead_letters.with_label_values(&[st]);
+            // No event yet: as if one came at the start, so that a stream silent since a
+            // start alerts once its silence is longer than it may be.
+            self.last_event.with_label_values(&[st]).set(now_s());
         }
         self.set_entities(paceline_dataflow::entities::EntityCounts::default());
     }
@@ -285,12 +398,7 @@ impl ServeMetrics {
     /// Sets the indicator gauges of one series to `p` (its newest tick written), or its
     /// verdict gauge to a verdict point.
     pub fn set_indicator(&self, p: &Point) {
-        let mut labels = [p.series.indicator.name(), "", "", "", ""];
-        if let Some((k, v)) = p.series.tag_pair() {
-            if let Some(i) = INDICATOR_LABELS.iter().position(|l| *l == k) {
-                labels[i] = v;
-            }
-        }
+        let labels = series_labels(&p.series);
         if let Some(v) = &p.verdict {
             let met = v.verdict == paceline_model::point::Verdict::Met;
             self.verdict
@@ -316,6 +424,7 @@ impl ServeMetrics {
                 }
             }
         }
+        self.set_status_since(p, &labels);
         for s in Status::ALL {
             let mut l = labels.to_vec();
             l.push(s.as_str());
@@ -329,5 +438,125 @@ impl ServeMetrics {
                 }
             }
         }
+    }
+
+    /// Keeps the tick since which the series holds its status: a new status starts a run
+    /// at this tick, the same one carries it on.
+    fn set_status_since(&self, p: &Point, labels: &[&str; 5]) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        match p.fields.status {
+            Some(status) => {
+                let run = since.entry(p.series).or_insert((status, p.tick));
+                if run.0 != status {
+                    *run = (status, p.tick);
+                }
+                self.status_since
+                    .with_label_values(labels)
+                    .set(run.1 as f64 / 1e9);
+            }
+            None => {
+                since.remove(&p.series);
+                let _ = self.status_since.remove_label_values(labels);
+            }
+        }
+    }
+}
+
+/// The standard `process_*` metrics (CPU, resident memory, open file descriptors, start
+/// time), where the platform has them.
+fn register_process_metrics(r: &Registry) -> Result<(), prometheus::Error> {
+    #[cfg(target_os = "linux")]
+    r.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = r;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paceline_model::config::Config;
+    use paceline_model::Indicator;
+
+    /// The samples of `name` as (labels, value).
+    fn samples(r: &Registry, name: &str) -> Vec<(HashMap<String, String>, f64)> {
+        r.gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().to_vec())
+            .map(|m| {
+                let labels = m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name().to_string(), l.value().to_string()))
+                    .collect();
+                (labels, m.get_gauge().get_value())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plan_items_carry_owner_titles_and_deadline() {
+        let r = Registry::new();
+        let m = ServeMetrics::register(&r).unwrap();
+        let mut config = Config::default();
+        config.plan.items[8].owner = Some("industry-bureau".into());
+        m.set_plan(&config, "https://paceline.example/");
+        let info = samples(&r, "paceline_plan_item_info");
+        assert_eq!(info.len(), config.plan.items.len());
+        let unicorns = info
+            .iter()
+            .find(|(l, _)| l["indicator"] == "quasi_unicorns")
+            .expect("quasi_unicorns");
+        // Hand-written: the default owner, the contract's titles, the plan's deadline.
+        assert_eq!(unicorns.0["owner"], "plan-office");
+        assert_eq!(unicorns.0["title_zh"], "准独角兽企业");
+        assert_eq!(unicorns.0["deadline"], "2025-01-01");
+        assert_eq!(unicorns.0["status_page"], "https://paceline.example/");
+        assert_eq!(unicorns.1, 1.0);
+        let cyber = info
+            .iter()
+            .find(|(l, _)| l.get("cluster").is_some_and(|c| c == "cybersecurity"))
+            .expect("cluster goal");
+        assert_eq!(cyber.0["owner"], "industry-bureau");
+        assert_eq!(
+            cyber.0["title_en"],
+            "Industry cluster revenue, last four quarters — Cybersecurity"
+        );
+        let build = samples(&r, "paceline_build_info");
+        assert_eq!(build.len(), 1);
+        assert_eq!(build[0].0["version"], env!("CARGO_PKG_VERSION"));
+        assert!(r
+            .gather()
+            .iter()
+            .any(|f| f.name() == "process_resident_memory_bytes"));
+        assert_eq!(
+            samples(&r, "paceline_stream_last_event_timestamp_seconds").len(),
+            3,
+            "every stream has a freshness from the start"
+        );
+    }
+
+    #[test]
+    fn status_since_is_the_first_tick_of_the_current_run() {
+        let r = Registry::new();
+        let m = ServeMetrics::register(&r).unwrap();
+        let series = SeriesKey::plain(Indicator::QuasiUnicorns);
+        let point = |tick: Nanos, status| {
+            let mut f = Fields::value(1.0);
+            f.status = Some(status);
+            Point::indicator(series, tick * 1_000_000_000, f, false)
+        };
+        let since = || samples(&r, "paceline_indicator_status_since_timestamp_seconds")[0].1;
+        m.set_indicator(&point(100, Status::Behind));
+        m.set_indicator(&point(200, Status::Behind));
+        assert_eq!(since(), 100.0);
+        m.set_indicator(&point(300, Status::AtRisk));
+        assert_eq!(since(), 300.0);
+        m.set_indicator(&point(400, Status::Behind));
+        m.set_indicator(&point(500, Status::Behind));
+        assert_eq!(since(), 400.0);
     }
 }

@@ -207,6 +207,7 @@ impl Observed {
         let setup = |e: prometheus::Error| ServeError::Setup(e.to_string());
         let metrics = ServeMetrics::register(&registry).map_err(setup)?;
         metrics.set_cadences(config);
+        metrics.set_plan(config, &config.service.public_url);
         let sink_metrics = SinkMetrics::register(&registry).map_err(setup)?;
         let state = Arc::new(HttpState {
             registry,
@@ -231,6 +232,7 @@ impl Observed {
             board: Arc::new(Board::new(config.plan_specs())),
             mode: "serve",
             language: config.service.page_language(),
+            ready: metrics.ready.clone(),
             cluster: cluster_spec(config).map(|spec| http::ClusterView {
                 placement: spec.placement,
                 addresses: spec.addresses,
