@@ -513,6 +513,42 @@ pub struct Alertmanager {
     _proc: Proc,
 }
 
+impl Influx1 {
+    /// Writes line protocol (nanosecond timestamps) into database `db`, in batches.
+    pub fn write_lines(&self, db: &str, text: &str) {
+        let lines: Vec<&str> = text.lines().collect();
+        for chunk in lines.chunks(5000) {
+            let r = http()
+                .post(format!("{}/write", self.url()))
+                .query(&[("db", db), ("precision", "ns")])
+                .body(chunk.join("\n"))
+                .send()
+                .expect("write");
+            assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap_or_default());
+        }
+    }
+}
+
+/// Headless Chromium (`PACELINE_CHROMIUM`, else Debian's `chromium`) with the flags a
+/// closed machine needs, its profile in `profile`; add the action and the address.
+pub fn chromium(profile: &Path) -> Command {
+    let mut cmd =
+        Command::new(std::env::var("PACELINE_CHROMIUM").unwrap_or_else(|_| "chromium".into()));
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
 impl Prometheus {
     /// Reloads its configuration and rule files (after a test rewrote a rule file).
     pub fn reload(&self) {

@@ -23,7 +23,7 @@ use paceline_model::names::Lang;
 use paceline_model::Indicator;
 use paceline_runtime::settings::Settings;
 use paceline_runtime::ReplayOptions;
-use paceline_tests::services::{http, Influx1, TempDir};
+use paceline_tests::services::{Influx1, TempDir};
 
 fn dashboards() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dashboards")
@@ -117,20 +117,6 @@ fn last_column_strings(answer: &serde_json::Value) -> BTreeSet<String> {
         .collect()
 }
 
-/// Writes a replay's line protocol into database `db`.
-fn write_lines(influx: &Influx1, db: &str, text: &str) {
-    let lines: Vec<&str> = text.lines().collect();
-    for chunk in lines.chunks(5000) {
-        let r = http()
-            .post(format!("{}/write", influx.url()))
-            .query(&[("db", db), ("precision", "ns")])
-            .body(chunk.join("\n"))
-            .send()
-            .expect("write");
-        assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap_or_default());
-    }
-}
-
 /// The names a query uses: `"quoted"` identifiers (aliases after AS aside), `'quoted'`
 /// values, and the alternatives of `/^(a|b)$/` regexes.
 fn names_in(q: &str) -> (Vec<String>, Vec<String>) {
@@ -216,7 +202,7 @@ fn plan_pace_queries_return_data_from_a_real_run() {
 
     let influx = Influx1::start();
     influx.query("", "CREATE DATABASE dash");
-    write_lines(&influx, "dash", &lp);
+    influx.write_lines("dash", &lp);
 
     // What the run wrote, asked of the database.
     let measurements = last_column_strings(&influx.query("dash", "SHOW MEASUREMENTS"));

@@ -223,35 +223,16 @@ impl Drop for Killed {
     }
 }
 
-fn chromium() -> String {
-    std::env::var("PACELINE_CHROMIUM").unwrap_or_else(|_| "chromium".into())
-}
-
 /// Runs headless Chromium with `args` on `url`; its standard output.
 fn chromium_run(args: &[String], url: &str, profile: &Path) -> String {
-    let mut cmd = Command::new(chromium());
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()))
-    .args(args)
-    .arg(url)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    let child = cmd.spawn().unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (scripts/test installs Debian's chromium)",
-            chromium()
-        )
-    });
+    let mut cmd = paceline_tests::services::chromium(profile);
+    cmd.args(args)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("chromium: {e} (scripts/test installs Debian's chromium)"));
     let mut child = Killed(child);
     let mut stdout = child.0.stdout.take().expect("piped");
     let reader = std::thread::spawn(move || {

@@ -14,7 +14,7 @@ use paceline_model::config::Config;
 use paceline_model::point::Status;
 use paceline_model::time::parse_rfc3339;
 use paceline_tests::page::strip_tags;
-use paceline_tests::services::{free_port, http, Influx1, TempDir};
+use paceline_tests::services::{chromium, free_port, Influx1, TempDir};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_paceline"))
@@ -33,16 +33,7 @@ fn load(influx: &Influx1, dir: &Path, db: &str) -> String {
         .expect("replay");
     let lp = std::fs::read_to_string(&opts.output).expect("output");
     influx.query("", &format!("CREATE DATABASE {db}"));
-    let lines: Vec<&str> = lp.lines().collect();
-    for chunk in lines.chunks(5000) {
-        let r = http()
-            .post(format!("{}/write", influx.url()))
-            .query(&[("db", db), ("precision", "ns")])
-            .body(chunk.join("\n"))
-            .send()
-            .expect("write");
-        assert_eq!(r.status().as_u16(), 204);
-    }
+    influx.write_lines(db, &lp);
     lp
 }
 
@@ -85,19 +76,8 @@ fn pdf_pages(html: &Path, dir: &Path) -> usize {
         "{}.pdf",
         html.file_stem().unwrap().to_string_lossy()
     ));
-    let mut child = Command::new(std::env::var("PACELINE_CHROMIUM").unwrap_or("chromium".into()))
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-pdf-header-footer",
-        ])
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+    let mut child = chromium(&dir.join("profile"))
+        .arg("--no-pdf-header-footer")
         .arg(format!("--print-to-pdf={}", pdf.display()))
         .arg(format!("file://{}", html.display()))
         .stdout(Stdio::null())
@@ -233,27 +213,14 @@ fn the_briefing_shows_the_database_at_its_date() {
         assert!((1..=2).contains(&pages), "{lang}: {pages} A4 pages");
         // `PACELINE_BRIEFING_SHOT_OUT=docs/briefing.png` refreshes the README's picture.
         if let (Ok(shot), "en") = (std::env::var("PACELINE_BRIEFING_SHOT_OUT"), lang) {
-            let status =
-                Command::new(std::env::var("PACELINE_CHROMIUM").unwrap_or("chromium".into()))
-                    .args([
-                        "--headless",
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--no-first-run",
-                        "--disable-background-networking",
-                        "--hide-scrollbars",
-                        "--window-size=900,1270",
-                    ])
-                    .arg(format!(
-                        "--user-data-dir={}",
-                        dir.join("profile-shot").display()
-                    ))
-                    .arg(format!("--screenshot={shot}"))
-                    .arg(format!("file://{}", out.display()))
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .expect("chromium");
+            let status = chromium(&dir.join("profile-shot"))
+                .arg("--window-size=900,1270")
+                .arg(format!("--screenshot={shot}"))
+                .arg(format!("file://{}", out.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("chromium");
             assert!(status.success());
         }
     }

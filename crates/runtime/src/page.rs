@@ -250,7 +250,8 @@ ul.streams { padding-left: 1.2rem; margin: .3rem 0; }
 }
 "#;
 
-fn escape(s: &str) -> String {
+/// Text made safe inside HTML elements and attribute values.
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -16,6 +16,7 @@ use paceline_sink::config::InfluxCredentials;
 use paceline_sink::read::{InfluxReader, ReadError, Series};
 
 use crate::board::PlannedView;
+use crate::page::escape;
 use crate::present::{day, has_verdict_date, shown, shown_pace, status_title, verdict_basis};
 use crate::settings::Settings;
 
@@ -371,13 +372,6 @@ svg .projection { fill: none; stroke: #59636e; stroke-width: 1.5; stroke-dasharr
 svg .axis { fill: #59636e; font-size: 10px; }
 ul { margin: 2px 0 4px; padding-left: 16px; }
 "#;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 fn status_badge(s: Option<Status>, lang: Lang) -> String {
     format!(

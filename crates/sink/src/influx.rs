@@ -70,9 +70,13 @@ fn classify(status: u16, body: String) -> WriteError {
 /// A network error's text with its causes (`connection refused`, a certificate not
 /// trusted, ...), without the URL's query (which may name a user).
 fn network(e: reqwest::Error) -> WriteError {
-    let e = e.without_url();
-    let mut text = format!("network error: {e}");
-    let mut cause = std::error::Error::source(&e);
+    WriteError::Retryable(format!("network error: {}", error_chain(&e.without_url())))
+}
+
+/// An error's text followed by its causes' (`connection refused`, ...), each once.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
     while let Some(c) = cause {
         let c_text = c.to_string();
         // hyper repeats its cause's text inside its own at times.
@@ -82,7 +86,7 @@ fn network(e: reqwest::Error) -> WriteError {
         }
         cause = c.source();
     }
-    WriteError::Retryable(text)
+    text
 }
 
 impl InfluxWriter {

@@ -138,7 +138,7 @@ impl InfluxReader {
         }
         let resp = req.send().await.map_err(|e| ReadError::Unreachable {
             url: self.base.clone(),
-            reason: error_chain(&e.without_url()),
+            reason: crate::influx::error_chain(&e.without_url()),
         })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
@@ -184,19 +184,4 @@ impl InfluxReader {
             })
             .collect())
     }
-}
-
-/// An error's text with its causes (`connection refused`, ...).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let c_text = c.to_string();
-        if !text.contains(&c_text) {
-            text.push_str(": ");
-            text.push_str(&c_text);
-        }
-        cause = c.source();
-    }
-    text
 }
