@@ -5,7 +5,9 @@
 //!   included, and the added partitions report their lag.
 //! - Retention passed: messages deleted below a stopped service's position; on restart
 //!   the skipped range is counted (`paceline_source_offset_resets_total`) and logged as an
-//!   error with the partition and the range.
+//!   error with the partition and the range; a real Prometheus with the deploy kit's rules
+//!   (windows shortened from 1 h to 30 s) fires `PacelineOffsetReset`, which then resolves
+//!   by itself.
 //! - Topics created: with `kafka.create_topics`, a broker without the topics gets them
 //!   (partitions as configured) and the service reads what is produced to them.
 //!
@@ -14,7 +16,7 @@
 //! librdkafka, so those run on librdkafka's mock cluster.
 
 use paceline_runtime::settings::Settings;
-use paceline_tests::services::{Influx1, Tansu};
+use paceline_tests::services::{Influx1, Prometheus, Tansu, TempDir};
 use paceline_tests::{
     create_topics, drain_and_compare_influx1, eventually, influx1_env, kafka, scenario_config,
     topics, Dataset, Serve,
@@ -136,7 +138,32 @@ fn retention_passed(tansu: &Tansu, influx: &Influx1) {
         log.contains("ERROR") && log.contains(&format!("offsets {stopped_at}..{}", stopped_at + 5)),
         "the reset is logged as an error with its range:\n{log}"
     );
+    offset_reset_alert_fires_then_resolves(&serve);
     serve.stop_cleanly(None);
+}
+
+/// The deploy kit's `PacelineOffsetReset` on a real Prometheus scraping `serve`: firing,
+/// then resolved once the reset is older than the (shortened) window.
+fn offset_reset_alert_fires_then_resolves(serve: &Serve) {
+    let rules = std::fs::read_to_string(format!(
+        "{}/../deploy/prometheus/paceline-rules.yml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("rules")
+    .replace("[1h]", "[30s]")
+    .replace("offset 1h", "offset 30s");
+    let dir = TempDir::new("offset-reset-rules");
+    let path = dir.join("rules.yml");
+    std::fs::write(&path, rules).expect("rules");
+    let target = serve.http.trim_start_matches("http://").to_string();
+    let prom = Prometheus::start(&target, &[path], None);
+    let firing = || {
+        !prom
+            .query(r#"ALERTS{alertname="PacelineOffsetReset",alertstate="firing"}"#)
+            .is_empty()
+    };
+    eventually("PacelineOffsetReset fires", 60, firing);
+    eventually("PacelineOffsetReset resolves by itself", 120, || !firing());
 }
 
 fn topics_created(tansu: &Tansu, influx: &Influx1) {
