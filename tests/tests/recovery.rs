@@ -82,6 +82,19 @@ impl Lcg {
     }
 }
 
+/// When `serve` first counted an event, within `within` (`None`: it read nothing, as when
+/// everything produced was read before).
+fn first_event_read(serve: &Serve, within: Duration) -> Option<u128> {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if serve.metrics().sum("paceline_events_total", &[]) >= 1.0 {
+            return Some(now_ms());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
 fn killed_ten_times(tansu: &Tansu, influx: &Influx1) {
     let prefix = "rec-kill";
     let db = "rec_kill";
@@ -108,7 +121,11 @@ fn killed_ten_times(tansu: &Tansu, influx: &Influx1) {
             if run > 0 {
                 assert_resumed(&serve);
             }
-            serve.wait_checkpoint_after(started, Duration::from_secs(120));
+            // Each killed run carries the reading forward: it waits for a checkpoint taken
+            // after it read something (while anything is left), however slowly a loaded
+            // machine starts it; otherwise ten runs may checkpoint only what they restored.
+            let read_at = first_event_read(&serve, Duration::from_secs(30)).unwrap_or(started);
+            serve.wait_checkpoint_after(read_at, Duration::from_secs(120));
             std::thread::sleep(Duration::from_millis(rng.below(1500)));
             dir = serve.kill();
             assert!(!Serve::checkpoints(&dir).is_empty());
