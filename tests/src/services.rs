@@ -32,12 +32,50 @@ pub fn free_port() -> u16 {
         let mut h = keys.build_hasher();
         h.write_u64(TRIES.fetch_add(1, Ordering::Relaxed));
         let port = (LOW + h.finish() % SPAN) as u16;
-        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port)
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && reserve_port(port)
+        {
             given.insert(port);
             return port;
         }
     }
     panic!("no free port in {LOW}..{}", LOW + SPAN)
+}
+
+/// Claims `port` for this process among every test process of the machine: a file named
+/// for it holding our pid, taken over only from a process that is gone. A service stopped
+/// for an outage leaves its port unbound for a while, and another test process must not
+/// pick it then (an InfluxDB restarted on a port taken meanwhile never answered).
+fn reserve_port(port: u16) -> bool {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join("paceline-test-ports");
+    if std::fs::create_dir_all(&dir).is_err() {
+        return true;
+    }
+    let path = dir.join(port.to_string());
+    let me = std::process::id();
+    let claim = |create_new: bool| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(create_new)
+            .truncate(!create_new)
+            .open(&path)
+            .and_then(|mut f| write!(f, "{me}"))
+            .is_ok()
+    };
+    if claim(true) {
+        return true;
+    }
+    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+    let alive = holder
+        .trim()
+        .parse::<u32>()
+        .is_ok_and(|pid| pid == me || Path::new(&format!("/proc/{pid}")).exists());
+    // Two processes taking over the same stale claim: the pid read back says who won.
+    !alive
+        && claim(false)
+        && std::fs::read_to_string(&path).is_ok_and(|h| h.trim() == me.to_string())
 }
 
 /// Waits for `ready` up to `timeout`, polling; panics naming `what` on timeout.
@@ -142,6 +180,25 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Waits up to `timeout` for `ready`; fails at once, with the log, if the process
+    /// exits meanwhile, and with the log on timeout.
+    pub fn wait_ready(&mut self, what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !ready() {
+            assert!(
+                self.running(),
+                "{what}: the process exited:\n{}",
+                self.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not after {timeout:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The log so far.
     pub fn log_text(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
@@ -217,22 +274,16 @@ impl Tansu {
             .arg("sqlite://tansu.db")
             .current_dir(&self.dir.0)
             .env("RUST_LOG", "warn");
-        self.proc = Some(Proc::spawn(cmd, &self.dir.join("tansu.log")));
+        let mut proc = Proc::spawn(cmd, &self.dir.join("tansu.log"));
         let port = self.port;
-        let log = self.dir.join("tansu.log");
-        let proc = self.proc.as_mut().expect("just started");
-        wait_for("tansu to listen", Duration::from_secs(60), || {
-            assert!(
-                proc.running(),
-                "tansu exited: {}",
-                String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default())
-            );
+        proc.wait_ready("tansu to listen", Duration::from_secs(90), || {
             port_open(port)
         });
         let brokers = self.brokers();
-        wait_for("tansu to answer metadata", Duration::from_secs(60), || {
+        proc.wait_ready("tansu to answer metadata", Duration::from_secs(90), || {
             crate::kafka::metadata_ok(&brokers)
         });
+        self.proc = Some(proc);
     }
 
     /// Stops the broker (SIGKILL, as a crash would).
@@ -354,11 +405,12 @@ impl Influx1 {
         cmd.arg("run")
             .arg("-config")
             .arg(self.dir.join("influxdb.conf"));
-        self.proc = Some(Proc::spawn(cmd, &self.dir.join("influxd.log")));
+        let mut proc = Proc::spawn(cmd, &self.dir.join("influxd.log"));
         let url = format!("{}/ping", self.url());
-        wait_for("influxd /ping", Duration::from_secs(60), || {
+        proc.wait_ready("influxd /ping", Duration::from_secs(90), || {
             get(&url).is_some_and(|(s, _)| s == 204)
         });
+        self.proc = Some(proc);
     }
 
     /// Stops the process.
@@ -432,11 +484,12 @@ impl Victoria {
         .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
         .arg("-retentionPeriod=100y")
         .arg("-loggerLevel=ERROR");
-        self.proc = Some(Proc::spawn(cmd, &self.dir.join("vm.log")));
+        let mut proc = Proc::spawn(cmd, &self.dir.join("vm.log"));
         let url = format!("{}/health", self.url());
-        wait_for("victoria-metrics /health", Duration::from_secs(60), || {
+        proc.wait_ready("victoria-metrics /health", Duration::from_secs(90), || {
             get(&url).is_some_and(|(s, _)| s == 200)
         });
+        self.proc = Some(proc);
     }
 }
 
@@ -479,9 +532,9 @@ impl Prometheus {
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--web.enable-lifecycle");
-        let proc = Proc::spawn(cmd, &dir.join("prometheus.log"));
+        let mut proc = Proc::spawn(cmd, &dir.join("prometheus.log"));
         let url = format!("http://127.0.0.1:{port}/-/ready");
-        wait_for("prometheus /-/ready", Duration::from_secs(60), || {
+        proc.wait_ready("prometheus /-/ready", Duration::from_secs(90), || {
             get(&url).is_some_and(|(s, _)| s == 200)
         });
         Prometheus {
@@ -584,9 +637,9 @@ impl Alertmanager {
         .arg(format!("--storage.path={}", dir.join("data").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--cluster.listen-address=");
-        let proc = Proc::spawn(cmd, &dir.join("alertmanager.log"));
+        let mut proc = Proc::spawn(cmd, &dir.join("alertmanager.log"));
         let url = format!("http://127.0.0.1:{port}/-/ready");
-        wait_for("alertmanager /-/ready", Duration::from_secs(60), || {
+        proc.wait_ready("alertmanager /-/ready", Duration::from_secs(90), || {
             get(&url).is_some_and(|(s, _)| s == 200)
         });
         Alertmanager {

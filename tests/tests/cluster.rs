@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use paceline_model::{Nanos, Stream};
+use paceline_model::Stream;
 use paceline_runtime::settings::{InfluxApi, Settings};
 use paceline_tests::services::{free_port, get, Influx1, Tansu, TempDir};
 use paceline_tests::{
@@ -55,16 +55,6 @@ fn start_process(
 
 /// The watermark a cluster's processes close ticks on.
 const CLUSTER_MARK: &str = "paceline_cluster_watermark_timestamp_seconds";
-
-/// Where each stream's ticks are closed on every process (the cluster watermark).
-fn cluster_reach(m: &Metrics) -> [Nanos; 3] {
-    Stream::ALL.map(|s| {
-        (m.sum(
-            "paceline_cluster_watermark_timestamp_seconds",
-            &[("stream", s.as_str())],
-        ) * 1e9) as Nanos
-    })
-}
 
 /// The series a process shows at `/api/v1/indicators` (it shows those it writes).
 fn series_shown(serve: &Serve) -> BTreeSet<String> {
@@ -143,7 +133,7 @@ fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
             "process {i} reads only its own partitions"
         );
     }
-    let r2 = cluster_reach(&m2[0]);
+    let r2 = paceline_tests::reach(&m2[0]);
     assert_no_loss(&Metrics::merged(m2), &summary);
     let shown: Vec<BTreeSet<String>> = procs.iter().map(series_shown).collect();
     assert!(
@@ -252,7 +242,13 @@ fn killed_and_resumed(tansu: &Tansu, influx: &Influx1) {
     );
     let (expected, _) = data.replay(&config);
     let actual = readback::influx1(influx, db, &config.indicators.measurement);
-    let diff = compare(&config, &data, &expected, &actual, cluster_reach(&m[0]));
+    let diff = compare(
+        &config,
+        &data,
+        &expected,
+        &actual,
+        paceline_tests::reach(&m[0]),
+    );
     assert!(
         diff.is_empty(),
         "after the kill the database differs from replay:\n{}",

@@ -2,8 +2,10 @@
 //! `promtool test rules`: every alert fires after its `for:` and not before, and has a case
 //! where it does not fire), the Alertmanager configuration (`amtool check-config`,
 //! `amtool config routes test`), every alert's severity, summary, description and runbook
-//! link into `docs/runbooks.md`; the Dockerfile (`hadolint`) and the Kubernetes manifests
-//! (`kubernetes-validate --strict`), whose PrometheusRule carries exactly the rules file.
+//! link into `docs/runbooks.md`; the Dockerfile (`hadolint`, `checkov`), the compose kit
+//! (`docker-compose config` and its properties read from the file) and each Kubernetes
+//! overlay as `kubectl kustomize` renders it (`kubernetes-validate --strict`, `checkov`,
+//! its properties), whose PrometheusRule carries exactly the rules file.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -225,49 +227,163 @@ fn alertmanager_routes_plan_alerts_to_owners_and_pipeline_alerts_to_on_call() {
 }
 
 #[test]
-fn dockerfile_passes_hadolint() {
+fn dockerfile_passes_hadolint_and_checkov() {
     let dockerfile = root().join("deploy/docker/Dockerfile");
     run(Command::new("hadolint").arg(&dockerfile));
+    let out = run(Command::new("checkov")
+        .args([
+            "--quiet",
+            "--compact",
+            "--skip-download",
+            "--framework",
+            "dockerfile",
+            "-f",
+        ])
+        .arg(&dockerfile));
+    assert!(out.contains("Passed checks"), "{out}");
     let text = std::fs::read_to_string(&dockerfile).expect("Dockerfile");
-    assert!(text.contains("\nUSER "), "runs as a non-root user");
+    assert!(text.contains("\nUSER 10001"), "runs as a non-root user");
     assert!(
         text.lines().filter(|l| l.starts_with("FROM ")).count() >= 2,
         "multi-stage"
     );
+    assert!(
+        text.contains("--mount=type=cache,target=/usr/local/cargo/registry"),
+        "dependencies cached between builds"
+    );
+    assert!(
+        text.contains("CARGO_PROFILE_RELEASE_DEBUG=0"),
+        "no debug info in the image"
+    );
+    for label in ["version", "revision", "source"] {
+        assert!(
+            text.contains(&format!("org.opencontainers.image.{label}=")),
+            "OCI label {label}"
+        );
+    }
+    let health = text
+        .lines()
+        .skip_while(|l| !l.starts_with("HEALTHCHECK"))
+        .take(2)
+        .collect::<String>();
+    assert!(
+        health.contains("\"healthcheck\""),
+        "the health check is the binary's own: {health}"
+    );
     assert!(root().join(".dockerignore").exists());
 }
 
-/// Every document of a multi-document YAML file.
-fn documents(path: &Path) -> Vec<serde_yaml::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::Deserializer::from_str(&text)
+/// Every document of a multi-document YAML text.
+fn documents_of(text: &str, origin: &str) -> Vec<serde_yaml::Value> {
+    serde_yaml::Deserializer::from_str(text)
         .map(|d| {
             let mut v = <serde_yaml::Value as serde::Deserialize>::deserialize(d)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                .unwrap_or_else(|e| panic!("{origin}: {e}"));
             v.apply_merge().expect("merge keys");
             v
         })
         .collect()
 }
 
-#[test]
-fn kubernetes_manifests_validate() {
-    let dir = root().join("deploy/kubernetes");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("deploy/kubernetes")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 5, "{files:?}");
-    let out = run(Command::new("kubernetes-validate")
-        .arg("--strict")
-        .args(&files));
-    assert!(!out.contains("ERROR") && !out.contains("failed"), "{out}");
+/// An overlay as `kubectl kustomize` renders it, written to a file for the linters, and its
+/// documents.
+fn render_overlay(overlay: &str) -> (PathBuf, Vec<serde_yaml::Value>) {
+    let dir = root().join("deploy/kubernetes/overlays").join(overlay);
+    let text = run(Command::new("kubectl").arg("kustomize").arg(&dir));
+    let out = std::env::temp_dir().join(format!(
+        "paceline-kustomize-{overlay}-{}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&out, &text).expect("rendered overlay");
+    let docs = documents_of(&text, overlay);
+    (out, docs)
+}
 
-    let all: Vec<serde_yaml::Value> = files.iter().flat_map(|f| documents(f)).collect();
-    let kind = |k: &str| all.iter().find(|d| d["kind"].as_str() == Some(k)).cloned();
-    let set = kind("StatefulSet").expect("a StatefulSet");
+#[test]
+fn kubernetes_overlays_render_and_validate() {
+    for (overlay, processes) in [("single", 1u64), ("cluster", 2)] {
+        let (file, all) = render_overlay(overlay);
+        let out = run(Command::new("kubernetes-validate")
+            .arg("--strict")
+            .arg(&file));
+        assert!(!out.contains("ERROR") && !out.contains("failed"), "{out}");
+        let kind = |k: &str| all.iter().find(|d| d["kind"].as_str() == Some(k)).cloned();
+        let set = kind("StatefulSet").expect("a StatefulSet");
+        assert_eq!(
+            set["spec"]["replicas"].as_u64(),
+            Some(processes),
+            "{overlay}"
+        );
+        assert_pod_hardened(&set);
+        assert_probes_and_secrets(&set);
+        assert_cluster_of_pods(&all, &set);
+        assert_network_policy(&all, &set);
+        // The ConfigMap's configuration loads and validates.
+        let toml = kind("ConfigMap").expect("ConfigMap")["data"]["paceline.toml"]
+            .as_str()
+            .expect("paceline.toml")
+            .to_string();
+        let config = paceline_runtime::settings::Settings::from_toml(&toml, "configmap.yaml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.validate().is_empty());
+        // The PrometheusRule is the rules file, and the Operator's default selectors
+        // (`release`) find it and the ServiceMonitor.
+        let rule = kind("PrometheusRule").expect("a PrometheusRule");
+        assert_eq!(rule["spec"]["groups"], yaml(&rules_path())["groups"]);
+        let monitor = kind("ServiceMonitor").expect("a ServiceMonitor");
+        for m in [&rule, &monitor] {
+            assert!(
+                m["metadata"]["labels"]["release"].as_str().is_some(),
+                "{m:?} carries a release label"
+            );
+        }
+        std::fs::remove_file(&file).ok();
+    }
+}
+
+#[test]
+fn kubernetes_overlays_pass_checkov() {
+    for overlay in ["single", "cluster"] {
+        let (file, _) = render_overlay(overlay);
+        let out = run(Command::new("checkov")
+            .args([
+                "--quiet",
+                "--compact",
+                "--skip-download",
+                "--framework",
+                "kubernetes",
+                "-f",
+            ])
+            .arg(&file));
+        assert!(out.contains("Passed checks"), "{out}");
+        std::fs::remove_file(&file).ok();
+    }
+}
+
+/// The restricted Pod Security level: non-root, no privilege escalation, every capability
+/// dropped, the runtime's seccomp profile, a read-only root; no service account token; one
+/// pod per node where possible.
+fn assert_pod_hardened(set: &serde_yaml::Value) {
+    let pod = &set["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"].as_str(),
+        Some("RuntimeDefault")
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let c = &pod["containers"][0]["securityContext"];
+    assert_eq!(c["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(c["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(c["capabilities"]["drop"][0].as_str(), Some("ALL"));
+    let anti = &pod["affinity"]["podAntiAffinity"];
+    let term = &anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"];
+    assert_eq!(
+        term["labelSelector"]["matchLabels"], set["spec"]["selector"]["matchLabels"],
+        "spread over the StatefulSet's own pods"
+    );
+}
+
+fn assert_probes_and_secrets(set: &serde_yaml::Value) {
     let container = &set["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(
         container["livenessProbe"]["httpGet"]["path"].as_str(),
@@ -291,25 +407,59 @@ fn kubernetes_manifests_validate() {
             .any(|e| e["name"].as_str() == Some("PACELINE_INFLUX_TOKEN")),
         "no token in the manifest"
     );
-    assert_cluster_of_pods(&all, &set);
-    assert!(kind("ConfigMap").is_some());
-    // The ConfigMap's configuration loads and validates.
-    let toml = kind("ConfigMap").expect("ConfigMap")["data"]["paceline.toml"]
-        .as_str()
-        .expect("paceline.toml")
-        .to_string();
-    let config = paceline_runtime::settings::Settings::from_toml(&toml, "configmap.yaml")
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(config.validate().is_empty());
-    // The PrometheusRule is the rules file.
-    let rule = kind("PrometheusRule").expect("a PrometheusRule");
-    assert_eq!(rule["spec"]["groups"], yaml(&rules_path())["groups"]);
-    assert!(kind("ServiceMonitor").is_some());
+}
+
+/// The dataflow port admits paceline's own pods alone, the HTTP port one namespace (the
+/// monitoring one), and the policy covers the StatefulSet's pods.
+fn assert_network_policy(all: &[serde_yaml::Value], set: &serde_yaml::Value) {
+    let policy = all
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("NetworkPolicy"))
+        .expect("a NetworkPolicy");
+    let own = &set["spec"]["selector"]["matchLabels"];
+    assert_eq!(&policy["spec"]["podSelector"]["matchLabels"], own);
+    let rules = policy["spec"]["ingress"].as_sequence().expect("ingress");
+    let ports = set["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_sequence()
+        .expect("ports");
+    let port_of = |name: &str| {
+        ports
+            .iter()
+            .find(|p| p["name"].as_str() == Some(name))
+            .and_then(|p| p["containerPort"].as_u64())
+            .unwrap_or_else(|| panic!("port {name}"))
+    };
+    let admitting = |port: u64| -> Vec<&serde_yaml::Value> {
+        rules
+            .iter()
+            .filter(|r| {
+                r["ports"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["port"].as_u64() == Some(port))
+            })
+            .collect()
+    };
+    let peers = admitting(port_of("timely"));
+    assert_eq!(peers.len(), 1, "one rule admits the dataflow port");
+    let from = peers[0]["from"].as_sequence().expect("from");
+    assert_eq!(from.len(), 1);
+    assert_eq!(&from[0]["podSelector"]["matchLabels"], own, "own pods only");
+    assert!(from[0].get("namespaceSelector").is_none());
+    let http = admitting(port_of("http"));
+    assert_eq!(http.len(), 1, "one rule admits the HTTP port");
+    assert!(
+        http[0]["from"][0]["namespaceSelector"]["matchLabels"]
+            .as_mapping()
+            .is_some_and(|m| !m.is_empty()),
+        "from one namespace, selected by label"
+    );
 }
 
 /// The StatefulSet forms one cluster: pods started together, a state volume each, the
-/// peer list naming every pod under the headless Service on the timely port, and a
-/// disruption budget over the same pods.
+/// peer list derived from one pattern and the replicas (naming every pod under the
+/// headless Service on the timely port), and a disruption budget over the same pods.
 fn assert_cluster_of_pods(all: &[serde_yaml::Value], set: &serde_yaml::Value) {
     let spec = &set["spec"];
     assert_eq!(spec["podManagementPolicy"].as_str(), Some("Parallel"));
@@ -345,17 +495,18 @@ fn assert_cluster_of_pods(all: &[serde_yaml::Value], set: &serde_yaml::Value) {
             .and_then(|v| v["value"].as_str())
             .map(String::from)
     };
+    assert_eq!(env("PACELINE_PEERS"), None, "no list written by hand");
     let set_name = set["metadata"]["name"].as_str().expect("name");
     let replicas = spec["replicas"].as_u64().expect("replicas");
+    assert_eq!(
+        env("PACELINE_CLUSTER_SIZE"),
+        Some(replicas.to_string()),
+        "the size is the replicas"
+    );
     let expected: Vec<String> = (0..replicas)
         .map(|i| format!("{set_name}-{i}.{headless_name}:{port}"))
         .collect();
-    assert_eq!(
-        env("PACELINE_PEERS"),
-        Some(expected.join(",")),
-        "one peer per pod"
-    );
-    // Each pod's settings load, taking its index from its host name.
+    // Each pod's settings load, listing every pod and taking its index from its host name.
     for i in 0..replicas {
         let host = format!("{set_name}-{i}");
         let vars = |k: &str| match k {
@@ -365,7 +516,10 @@ fn assert_cluster_of_pods(all: &[serde_yaml::Value], set: &serde_yaml::Value) {
         };
         let s = paceline_runtime::settings::Settings::load_with_env(None, &vars)
             .unwrap_or_else(|e| panic!("{host}: {e}"));
-        assert_eq!(s.cluster.process_index, Some(i as usize), "{host}");
+        assert_eq!(s.cluster.processes, expected, "{host}: one peer per pod");
+        if replicas > 1 {
+            assert_eq!(s.cluster.process_index, Some(i as usize), "{host}");
+        }
     }
     let ports = container["ports"].as_sequence().expect("ports");
     assert!(ports
@@ -389,17 +543,23 @@ fn compose_kit_is_valid_and_complete() {
         .current_dir(&dir));
     let compose = yaml(&dir.join("compose.yaml"));
     let services = compose["services"].as_mapping().expect("services");
+    let service = |name: &str| {
+        services
+            .get(name)
+            .unwrap_or_else(|| panic!("compose has {name}"))
+    };
     for name in [
         "kafka",
         "kafka-topics",
         "influxdb",
+        "influxdb-setup",
         "paceline",
         "feeder",
         "prometheus",
         "alertmanager",
         "grafana",
     ] {
-        assert!(services.contains_key(name), "compose has {name}");
+        service(name);
     }
     // Every file it mounts from the repository exists.
     for (name, svc) in services {
@@ -414,7 +574,177 @@ fn compose_kit_is_valid_and_complete() {
             }
         }
     }
-    // The feeder publishes the generated district with `paceline produce`.
-    let feeder = serde_yaml::to_string(&services["feeder"]).expect("feeder");
-    assert!(feeder.contains("paceline produce"), "{feeder}");
+    assert_compose_survives_restarts(&compose);
+    assert_compose_exposes_loopback_only(&compose);
+    assert_compose_credentials(&compose);
+    assert_compose_feeds_once(&compose);
+    // paceline's compose configuration loads, and the backfill does not follow the clock.
+    let text = std::fs::read_to_string(dir.join("paceline.toml")).expect("paceline.toml");
+    let config = paceline_runtime::settings::Settings::from_toml(&text, "paceline.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.validate().is_empty());
+    assert!(!config.service.idle_watermark_follows_clock);
+    let command = serde_yaml::to_string(&service("paceline")["command"]).expect("command");
+    assert!(command.contains("compose.toml"), "{command}");
+}
+
+/// One-shot services never restart; every other one restarts unless stopped; everything
+/// with state keeps it on a named volume.
+fn assert_compose_survives_restarts(compose: &serde_yaml::Value) {
+    let one_shot = ["kafka-topics", "influxdb-setup", "feeder"];
+    let services = compose["services"].as_mapping().expect("services");
+    for (name, svc) in services {
+        let name = name.as_str().expect("name");
+        let restart = svc["restart"].as_str();
+        if one_shot.contains(&name) {
+            assert_eq!(restart, Some("no"), "{name} runs once");
+        } else {
+            assert_eq!(restart, Some("unless-stopped"), "{name} restarts");
+        }
+    }
+    let declared = compose["volumes"].as_mapping().expect("named volumes");
+    for (name, path) in [
+        ("kafka", "/var/lib/kafka/data"),
+        ("influxdb", "/var/lib/influxdb2"),
+        ("prometheus", "/prometheus"),
+        ("paceline", "/var/lib/paceline"),
+        ("feeder", "/var/lib/feeder"),
+        ("grafana", "/var/lib/grafana"),
+    ] {
+        let volume = services[name]["volumes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .find_map(|v| v.strip_suffix(&format!(":{path}")))
+            .unwrap_or_else(|| panic!("{name} keeps {path} on a volume"));
+        assert!(
+            declared.contains_key(volume),
+            "{name}: {volume} is a named volume"
+        );
+    }
+    assert_eq!(
+        services["kafka"]["environment"]["KAFKA_LOG_DIRS"].as_str(),
+        Some("/var/lib/kafka/data"),
+        "Kafka's log is on its volume"
+    );
+}
+
+fn assert_compose_exposes_loopback_only(compose: &serde_yaml::Value) {
+    for (name, svc) in compose["services"].as_mapping().expect("services") {
+        for p in svc["ports"].as_sequence().into_iter().flatten() {
+            let p = p.as_str().expect("port as text");
+            assert!(p.starts_with("127.0.0.1:"), "{name:?} publishes {p}");
+        }
+    }
+}
+
+/// The admin token is for InfluxDB and its setup alone; paceline writes with a token of
+/// its own made at setup; Grafana's administrator password is a secret; the secrets
+/// directory is never committed nor sent to a build, and its script makes each secret once.
+fn assert_compose_credentials(compose: &serde_yaml::Value) {
+    let services = compose["services"].as_mapping().expect("services");
+    for (name, svc) in services {
+        let name = name.as_str().expect("name");
+        let text = serde_yaml::to_string(svc).expect("service");
+        if !["influxdb", "influxdb-setup"].contains(&name) {
+            assert!(
+                !text.contains("influx-admin"),
+                "{name} sees an admin secret"
+            );
+        }
+    }
+    let paceline = &services["paceline"];
+    assert_eq!(
+        paceline["environment"]["PACELINE_INFLUX_TOKEN_FILE"].as_str(),
+        Some("/run/tokens/paceline-write")
+    );
+    let setup = serde_yaml::to_string(&services["influxdb-setup"]).expect("setup");
+    assert!(
+        setup.contains("--write-bucket") && setup.contains("/tokens/paceline-write"),
+        "setup makes paceline's write-only token: {setup}"
+    );
+    assert!(
+        paceline["read_only"].as_bool() == Some(true),
+        "read-only root"
+    );
+    let grafana = &services["grafana"]["environment"];
+    assert!(grafana["GF_SECURITY_ADMIN_PASSWORD__FILE"]
+        .as_str()
+        .is_some());
+    assert!(
+        grafana.get("GF_SECURITY_ADMIN_PASSWORD").is_none(),
+        "no password in the file"
+    );
+
+    let dir = root().join("deploy/compose");
+    let ignore = std::fs::read_to_string(dir.join("secrets/.gitignore")).expect("git ignore");
+    assert!(ignore.lines().any(|l| l.trim() == "*"), "{ignore}");
+    let docker_ignore =
+        std::fs::read_to_string(root().join(".dockerignore")).expect(".dockerignore");
+    assert!(docker_ignore
+        .lines()
+        .any(|l| l.trim() == "deploy/compose/secrets/"));
+    // The script, in a directory of its own: makes every secret the file names, then keeps
+    // them.
+    let tmp = std::env::temp_dir().join(format!("paceline-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("temp dir");
+    std::fs::copy(dir.join("make-secrets"), tmp.join("make-secrets")).expect("copy");
+    run(Command::new("sh").arg(tmp.join("make-secrets")));
+    let named: Vec<String> = compose["secrets"]
+        .as_mapping()
+        .expect("secrets")
+        .values()
+        .map(|s| {
+            s["file"]
+                .as_str()
+                .expect("file")
+                .trim_start_matches("./")
+                .to_string()
+        })
+        .collect();
+    let first: Vec<String> = named
+        .iter()
+        .map(|f| std::fs::read_to_string(tmp.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")))
+        .collect();
+    assert!(
+        first.iter().all(|s| s.trim().len() >= 32),
+        "long random secrets"
+    );
+    run(Command::new("sh").arg(tmp.join("make-secrets")));
+    let second: Vec<String> = named
+        .iter()
+        .map(|f| std::fs::read_to_string(tmp.join(f)).expect("secret"))
+        .collect();
+    assert_eq!(first, second, "a second run keeps them");
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+/// The feeder publishes once (a marker on its volume), after paceline is healthy and then
+/// ready.
+fn assert_compose_feeds_once(compose: &serde_yaml::Value) {
+    let feeder = &compose["services"]["feeder"];
+    assert_eq!(
+        feeder["depends_on"]["paceline"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    let script = feeder["command"][0].as_str().expect("script");
+    let marker = "/var/lib/feeder/published";
+    let check = script
+        .find(&format!("[ -e {marker} ]"))
+        .expect("checks the marker");
+    let produce = script.find("paceline produce").expect("publishes");
+    let mark = script
+        .find(&format!("> {marker}"))
+        .expect("writes the marker");
+    let ready = script
+        .find("healthcheck --ready")
+        .expect("waits for readiness");
+    assert!(
+        check < ready && ready < produce && produce < mark,
+        "{script}"
+    );
+    let health = serde_yaml::to_string(&compose["services"]["paceline"]["healthcheck"]["test"])
+        .expect("healthcheck");
+    assert!(health.contains("healthcheck"), "{health}");
 }

@@ -150,6 +150,24 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Asks a running service's /healthz (for a container's HEALTHCHECK): exit 0 when it
+    /// answers 200, 1 with the reason otherwise. The address is `--addr`, else
+    /// `service.http_addr` of the configuration (and `PACELINE_HTTP_ADDR`), a wildcard
+    /// address asked on loopback.
+    Healthcheck {
+        /// The service's HTTP address.
+        #[arg(long)]
+        addr: Option<String>,
+        /// Configuration file (default: the shipped defaults, then the environment).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How long to wait for the answer, in seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+        /// Ask /readyz instead: ready to take events (for a feeder that waits for it).
+        #[arg(long)]
+        ready: bool,
+    },
     /// Writes the "Plan pace" Grafana dashboard of the configuration's plan, with titles,
     /// units and value mappings from the catalogue of names: `plan-pace-en.json` and
     /// `plan-pace-zh.json` (or the one `--lang` names) in `--out`.
@@ -244,6 +262,43 @@ fn load_deployment(config: Option<PathBuf>) -> Result<(Settings, Secrets), ExitC
         ExitCode::from(2)
     })?;
     Ok((config, secrets))
+}
+
+/// `paceline healthcheck`: configuration errors exit 2, an unhealthy or absent service 1.
+fn healthcheck(
+    addr: Option<String>,
+    config: Option<PathBuf>,
+    timeout: u64,
+    ready: bool,
+) -> ExitCode {
+    use paceline_runtime::healthcheck::{check, target_of, Probe};
+    let probe = if ready { Probe::Ready } else { Probe::Alive };
+    let listen = match addr {
+        Some(a) => a,
+        None => {
+            let env = |k: &str| std::env::var(k).ok();
+            let path = config.map(|p| p.display().to_string());
+            match Settings::load_with_env(path.as_deref(), &env) {
+                Ok(c) => c.service.http_addr,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let result =
+        target_of(&listen).and_then(|a| check(a, probe, std::time::Duration::from_secs(timeout)));
+    match result {
+        Ok(body) => {
+            println!("{body}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("paceline healthcheck: {:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Neither a configuration file that sets a key nor any `PACELINE_*` variable: the
@@ -556,6 +611,12 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig { file } => check_config(&file),
+        Command::Healthcheck {
+            addr,
+            config,
+            timeout,
+            ready,
+        } => healthcheck(addr, config, timeout, ready),
         Command::PrintConfig { config } => match load_deployment(config) {
             Ok((config, secrets)) => {
                 print!("{}", paceline_runtime::settings::to_toml(&config));

@@ -431,9 +431,32 @@ fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
         assert!(std::time::Instant::now() < deadline, "{body}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // `paceline healthcheck`, as the image's HEALTHCHECK runs it: the address from the
+    // environment; alive, but not ready, with the reason.
+    let health = |args: &[&str]| {
+        bin()
+            .arg("healthcheck")
+            .args(args)
+            .env("PACELINE_HTTP_ADDR", format!("0.0.0.0:{port}"))
+            .output()
+            .unwrap()
+    };
+    let alive = health(&[]);
+    assert_eq!(alive.status.code(), Some(0), "{alive:?}");
+    let ready = health(&["--ready"]);
+    assert_eq!(ready.status.code(), Some(1), "{ready:?}");
+    let why = String::from_utf8_lossy(&ready.stderr);
+    assert!(why.contains("503") && why.contains(&brokers), "{why}");
+    let elsewhere = health(&["--addr", &format!("127.0.0.1:{kafka_port}")]);
+    assert_eq!(elsewhere.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&elsewhere.stderr).contains("cannot reach"),
+        "{elsewhere:?}"
+    );
     let (code, metrics) = get("/metrics").unwrap();
     assert_eq!(code, 200);
     assert!(metrics.contains("paceline_sink_pending_points"));
+    assert!(metrics.contains("paceline_dataflow_points_total"));
     assert!(!metrics.contains("tok-never-shown"));
     let status = Command::new("kill")
         .arg("-TERM")

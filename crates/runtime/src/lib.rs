@@ -14,6 +14,7 @@ pub mod build;
 pub mod dashboards;
 pub mod decoders;
 pub mod demo;
+pub mod healthcheck;
 pub mod page;
 pub mod present;
 pub mod produce;

@@ -134,6 +134,13 @@ pub struct ClusterConfig {
     pub process_index: Option<usize>,
     /// How long to wait at start for every process to answer, in seconds. Default 120.
     pub connect_timeout_s: u64,
+    /// The processes' addresses as one pattern, `{i}` standing for the index
+    /// (`paceline-{i}.paceline-peers:7000`), with `size`: the list a StatefulSet's
+    /// `replicas` implies, so that resizing is one edit. Instead of `processes`. Env
+    /// `PACELINE_PEER_PATTERN`.
+    pub peer_pattern: String,
+    /// How many processes `peer_pattern` makes. Env `PACELINE_CLUSTER_SIZE`.
+    pub size: usize,
 }
 
 impl Default for ClusterConfig {
@@ -142,9 +149,14 @@ impl Default for ClusterConfig {
             processes: Vec::new(),
             process_index: None,
             connect_timeout_s: 120,
+            peer_pattern: String::new(),
+            size: 0,
         }
     }
 }
+
+/// Most processes `cluster.size` may ask for.
+const MAX_PROCESSES: usize = 256;
 
 /// The ordinal that ends a StatefulSet pod's host name (`paceline-2` → 2).
 pub fn ordinal_of_host(host: &str) -> Option<usize> {
@@ -156,6 +168,54 @@ impl ClusterConfig {
     /// Several processes form the cluster.
     pub fn is_cluster(&self) -> bool {
         self.processes.len() > 1
+    }
+
+    /// Fills `processes` from `peer_pattern` and `size`; an error names the key at fault.
+    /// A list equal to the pattern's (as `print-config` writes it back) is no conflict.
+    pub fn derive_processes(&mut self) -> Result<(), ConfigError> {
+        let err = |key: &str, reason: &str| ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+        };
+        match (self.peer_pattern.is_empty(), self.size) {
+            (true, 0) => return Ok(()),
+            (true, _) => {
+                return Err(err(
+                    "cluster.peer_pattern",
+                    "not set: cluster.size needs the pattern of the processes' addresses",
+                ))
+            }
+            (false, 0) => {
+                return Err(err(
+                    "cluster.size",
+                    "not set: cluster.peer_pattern needs the number of processes",
+                ))
+            }
+            _ => {}
+        }
+        if !self.peer_pattern.contains("{i}") {
+            return Err(err(
+                "cluster.peer_pattern",
+                "must contain `{i}`, which stands for each process's index",
+            ));
+        }
+        if self.size > MAX_PROCESSES {
+            return Err(err(
+                "cluster.size",
+                &format!("must be between 1 and {MAX_PROCESSES}"),
+            ));
+        }
+        let derived: Vec<String> = (0..self.size)
+            .map(|i| self.peer_pattern.replace("{i}", &i.to_string()))
+            .collect();
+        if !self.processes.is_empty() && self.processes != derived {
+            return Err(err(
+                "cluster.processes",
+                "set together with cluster.peer_pattern: give the list or the pattern, not both",
+            ));
+        }
+        self.processes = derived;
+        Ok(())
     }
 
     /// Every error of the `[cluster]` section, pushed with its key.
@@ -288,8 +348,8 @@ impl Settings {
     /// Applies the deployment overrides of the environment (`PACELINE_KAFKA_BROKERS`,
     /// `PACELINE_INFLUX_API`, `PACELINE_INFLUX_URL`, `PACELINE_INFLUX_ORG`,
     /// `PACELINE_INFLUX_BUCKET`, `PACELINE_INFLUX_DB`, `PACELINE_HTTP_ADDR`,
-    /// `PACELINE_STATE_DIR`, `PACELINE_WORKERS`, `PACELINE_PEERS`, `PACELINE_PROCESS_INDEX`,
-    /// and, for the process index when neither sets it, `HOSTNAME`'s ordinal). Returns the
+    /// `PACELINE_STATE_DIR`, `PACELINE_WORKERS`, `PACELINE_PEERS`, `PACELINE_PEER_PATTERN`,
+    /// `PACELINE_CLUSTER_SIZE`, `PACELINE_PROCESS_INDEX`, and, for the process index when neither sets it, `HOSTNAME`'s ordinal). Returns the
     /// errors of values that cannot apply.
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigError> {
         let mut errors = Vec::new();
@@ -349,6 +409,16 @@ impl Settings {
                 .filter(|p| !p.is_empty())
                 .map(String::from)
                 .collect();
+        }
+        if let Some(pattern) = env("PACELINE_PEER_PATTERN") {
+            self.cluster.peer_pattern = pattern;
+        }
+        if let Some(n) = number("PACELINE_CLUSTER_SIZE") {
+            self.cluster.size = n;
+        }
+        if let Err(e) = self.cluster.derive_processes() {
+            errors.push(e);
+            return;
         }
         if self.cluster.process_index.is_none() && self.cluster.is_cluster() {
             let Some(host) = env("HOSTNAME") else { return };
@@ -686,6 +756,62 @@ mod tests {
         );
         let bad = keys(&[("PACELINE_WORKERS", "two")]);
         assert_eq!(bad[0], "PACELINE_WORKERS: `two` is not a whole number");
+
+        // The list from a pattern and a size, as a StatefulSet's replicas imply it.
+        let pattern = "paceline-{i}.paceline-peers:7000";
+        let derived = Settings::load_with_env(
+            None,
+            &env(&[
+                ("PACELINE_PEER_PATTERN", pattern),
+                ("PACELINE_CLUSTER_SIZE", "3"),
+                ("HOSTNAME", "paceline-2"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            derived.cluster.processes,
+            [
+                "paceline-0.paceline-peers:7000",
+                "paceline-1.paceline-peers:7000",
+                "paceline-2.paceline-peers:7000"
+            ]
+        );
+        assert_eq!(derived.cluster.process_index, Some(2));
+        // What print-config writes loads again: the list it carries is the pattern's.
+        let again = Settings::load_with_env(None, &env(&[]))
+            .map(|mut d| {
+                d.cluster = derived.cluster.clone();
+                d.cluster.derive_processes()
+            })
+            .expect("defaults");
+        assert!(again.is_ok(), "{again:?}");
+        let size_alone = keys(&[("PACELINE_CLUSTER_SIZE", "2")]);
+        assert!(
+            size_alone[0].starts_with("cluster.peer_pattern: not set"),
+            "{size_alone:?}"
+        );
+        let pattern_alone = keys(&[("PACELINE_PEER_PATTERN", pattern)]);
+        assert!(
+            pattern_alone[0].starts_with("cluster.size: not set"),
+            "{pattern_alone:?}"
+        );
+        let no_index = keys(&[
+            ("PACELINE_PEER_PATTERN", "paceline.peers:7000"),
+            ("PACELINE_CLUSTER_SIZE", "2"),
+        ]);
+        assert!(
+            no_index[0].starts_with("cluster.peer_pattern: must contain `{i}`"),
+            "{no_index:?}"
+        );
+        let both = keys(&[
+            ("PACELINE_PEERS", "a:1,b:1"),
+            ("PACELINE_PEER_PATTERN", pattern),
+            ("PACELINE_CLUSTER_SIZE", "2"),
+        ]);
+        assert!(
+            both[0].starts_with("cluster.processes: set together with cluster.peer_pattern"),
+            "{both:?}"
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct ServeMetrics {
     pub end_to_end: Histogram,
     /// `paceline_tick_latency_seconds`: the watermark passing ticks to the sink's ack.
     pub tick_latency: Histogram,
+    /// `paceline_dataflow_points_total`: points the dataflow handed to the sink; less
+    /// `paceline_sink_points_written_total` and the sink's pending points, what is between.
+    pub dataflow_points: IntCounter,
     /// `paceline_dead_letters_total{stream}`: rejected events written to the dead-letter topic.
     pub dead_letters: IntCounterVec,
     /// `paceline_indicator_cadence_seconds{indicator,stream}`: each indicator's cadence and
@@ -237,6 +240,14 @@ impl ServeMetrics {
                 "paceline_tick_latency_seconds",
                 "From the watermark passing ticks to the sink's acknowledgement of their points.",
             )?,
+            dataflow_points: {
+                let c = IntCounter::new(
+                    "paceline_dataflow_points_total",
+                    "Points the dataflow handed to the sink (each is written once acknowledged).",
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
             dead_letters: counter(
                 "paceline_dead_letters_total",
                 "Rejected events written to the dead-letter topic.",

@@ -370,11 +370,13 @@ fn start_dataflow(
     let (points_tx, points) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(64);
     let sent = Arc::new(AtomicU64::new(0));
     let counted = sent.clone();
+    let handed = observed.metrics.dataflow_points.clone();
     let out: PointsOut = Arc::new(move |epoch, points| {
         let n = points.len() as u64;
         // Blocks while the sink is full; fails only when the sink has stopped.
         if points_tx.blocking_send((epoch, points)).is_ok() {
             counted.fetch_add(n, Ordering::SeqCst);
+            handed.inc_by(n);
         }
     });
     let mut settings = DataflowSettings::from_config(config);
