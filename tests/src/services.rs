@@ -704,3 +704,76 @@ impl Webhook {
         self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
     }
 }
+
+/// A TLS-terminating proxy (Debian's `stunnel`) in front of a loopback port, with a
+/// certificate for `localhost` signed by a CA this test made: a database behind a private
+/// CA, as districts run them.
+pub struct TlsProxy {
+    dir: TempDir,
+    /// The TLS port.
+    pub port: u16,
+    _proc: Proc,
+}
+
+impl TlsProxy {
+    /// Makes the CA and the server's certificate, starts the proxy to `target` and waits
+    /// until it accepts connections.
+    pub fn start(target: u16) -> TlsProxy {
+        let dir = TempDir::new("tls-proxy");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir.0)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let subject = |cn: &str| format!("/CN={cn}");
+        openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.pem", "-days", "2", "-subj", &subject("paceline test CA"),
+        ]);
+        openssl(&[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
+            "server.csr", "-subj", &subject("localhost"),
+        ]);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("extensions");
+        openssl(&[
+            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
+        ]);
+        let port = free_port();
+        let d = dir.0.display();
+        std::fs::write(
+            dir.join("stunnel.conf"),
+            format!(
+                "foreground = yes\npid =\n[db]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{target}\ncert = {d}/server.pem\nkey = {d}/server.key\n"
+            ),
+        )
+        .expect("stunnel config");
+        let mut cmd = Command::new("stunnel");
+        cmd.arg(dir.join("stunnel.conf"));
+        let mut proc = Proc::spawn(cmd, &dir.join("stunnel.log"));
+        proc.wait_ready("stunnel to listen", Duration::from_secs(30), || {
+            port_open(port)
+        });
+        TlsProxy {
+            dir,
+            port,
+            _proc: proc,
+        }
+    }
+
+    /// The CA's certificate (PEM), what a client must trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+}

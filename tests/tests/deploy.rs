@@ -748,3 +748,64 @@ fn assert_compose_feeds_once(compose: &serde_yaml::Value) {
         .expect("healthcheck");
     assert!(health.contains("healthcheck"), "{health}");
 }
+
+/// `scripts/release` agrees with itself: the version of Cargo.toml, the CHANGELOG, the
+/// image's label and the kit's image tags; any other version is refused naming each place;
+/// the tarball holds the binary (printing the version) and the kit, never a secret.
+#[test]
+fn release_checks_the_version_everywhere_and_packs_the_kit() {
+    let script = root().join("scripts/release");
+    let ok = run(Command::new(&script).arg("--check"));
+    assert!(ok.contains("agree"), "{ok}");
+    let out = Command::new(&script)
+        .args(["--check", "99.0.0"])
+        .output()
+        .expect("release");
+    assert_eq!(out.status.code(), Some(1));
+    let why = String::from_utf8_lossy(&out.stderr);
+    for place in [
+        "Cargo.toml",
+        "CHANGELOG.md",
+        "deploy/docker/Dockerfile",
+        "deploy/compose/compose.yaml",
+        "deploy/kubernetes/base/statefulset.yaml",
+    ] {
+        assert!(why.contains(place), "names {place}: {why}");
+    }
+
+    let dist = std::env::temp_dir().join(format!("paceline-dist-{}", std::process::id()));
+    let binary = root().join("target/release/paceline");
+    run(Command::new(&script)
+        .env("PACELINE_RELEASE_BINARY", &binary)
+        .env("PACELINE_RELEASE_DIST", &dist));
+    let tarball = std::fs::read_dir(&dist)
+        .expect("dist")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .expect("a tarball");
+    let listing = run(Command::new("tar").arg("tzf").arg(&tarball));
+    for member in [
+        "/bin/paceline",
+        "/deploy/kubernetes/overlays/cluster/kustomization.yaml",
+        "/deploy/compose/compose.yaml",
+        "/config/paceline.toml",
+        "/CHANGELOG.md",
+    ] {
+        assert!(
+            listing.lines().any(|l| l.ends_with(member)),
+            "{member} in:\n{listing}"
+        );
+    }
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.contains("compose/secrets/") && !l.ends_with('/') && !l.ends_with(".gitignore")),
+        "no secret shipped:\n{listing}"
+    );
+    let sum = run(Command::new("sha256sum")
+        .arg("-c")
+        .arg(format!("{}.sha256", tarball.display()))
+        .current_dir(&dist));
+    assert!(sum.contains("OK"), "{sum}");
+    std::fs::remove_dir_all(&dist).ok();
+}

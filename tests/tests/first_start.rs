@@ -3,7 +3,9 @@
 //! InfluxDB that refuses the credentials. Each reason is on `/readyz` (503) and in a WARN
 //! line within seconds, naming the address and librdkafka's or the HTTP client's own
 //! error; past the bound (`kafka.unavailable_timeout_s`, `influx.start_timeout_s`) the
-//! process exits 1 with the reason.
+//! process exits 1 with the reason. And InfluxDB behind a TLS proxy whose certificate a
+//! private CA signed: refused without `influx.ca_file`, the certificate named; with it,
+//! ready and writing.
 //!
 //! The brokers that answer are librdkafka's mock cluster, in this test process.
 
@@ -12,8 +14,8 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use paceline_runtime::settings::{InfluxApi, Settings};
-use paceline_tests::services::free_port;
-use paceline_tests::{scenario_config, topics, Serve};
+use paceline_tests::services::{free_port, Influx1, TlsProxy};
+use paceline_tests::{eventually, kafka, scenario_config, topics, Dataset, Serve};
 use rdkafka::mocking::MockCluster;
 
 /// Deadline for a reason to show on `/readyz`, counted from the start of the process.
@@ -265,4 +267,57 @@ fn influxdb_refusing_the_credentials_is_named() {
         seen.load(std::sync::atomic::Ordering::Relaxed) >= 1,
         "the database was asked"
     );
+}
+
+#[test]
+fn influxdb_behind_a_private_ca_needs_the_ca_file() {
+    let influx = Influx1::start();
+    influx.query("", "CREATE DATABASE tls");
+    let proxy = TlsProxy::start(influx.port);
+    let prefix = "first-private-ca";
+    let mock = mock_with_topics(prefix);
+    let mut config = scenario_config(prefix);
+    v1(&mut config);
+    config.service.idle_watermark_follows_clock = false;
+    let url = format!("https://localhost:{}", proxy.port);
+    let mut env = vec![
+        ("PACELINE_KAFKA_BROKERS", mock.bootstrap_servers()),
+        ("PACELINE_INFLUX_URL", url.clone()),
+        ("PACELINE_INFLUX_DB", "tls".to_string()),
+    ];
+    // The system's roots alone: the certificate is refused, and said so.
+    let started = Instant::now();
+    let serve = Serve::start(&config, &env);
+    let why = red_within(&serve, started, &["InfluxDB:", &url]);
+    assert!(
+        why.to_lowercase().contains("certificate"),
+        "the certificate is named: {why}"
+    );
+    let _ = serve.stop();
+
+    // Trusting the CA: ready, and the points arrive through the proxy.
+    env.push((
+        "PACELINE_INFLUX_CA_FILE",
+        proxy.ca_file().display().to_string(),
+    ));
+    let serve = Serve::start(&config, &env);
+    eventually("ready through TLS", 60, || serve.ready() == 200);
+    let (t, _) = topics(prefix);
+    let data = Dataset::new(23, 8, true, &[]);
+    kafka::produce(&mock.bootstrap_servers(), &t, &data.lines[..200]);
+    eventually("points written through TLS", 120, || {
+        serve
+            .metrics()
+            .sum("paceline_sink_points_written_total", &[])
+            > 0.0
+    });
+    let answer = influx.query(
+        "tls",
+        &format!("SELECT count(value) FROM {}", config.indicators.measurement),
+    );
+    let count = answer["results"][0]["series"][0]["values"][0][1]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(count > 0.0, "InfluxDB holds the points: {answer}");
+    let _ = serve.stop();
 }

@@ -88,6 +88,14 @@ pub struct InfluxConfig {
     /// the credentials) before it stops with the reason, exit 1, in seconds. Once reached,
     /// an outage is waited out with backpressure, however long. Default 300.
     pub start_timeout_s: u64,
+    /// A PEM file of CA certificates trusted for `https://` besides the system's (a
+    /// private or government CA). Default empty: the system's alone.
+    pub ca_file: String,
+    /// A PEM client certificate (with its chain) for databases that ask for one; needs
+    /// `client_key_file`. Default empty.
+    pub client_cert_file: String,
+    /// The client certificate's private key (PEM, PKCS#8 or RSA). Default empty.
+    pub client_key_file: String,
 }
 
 impl Default for InfluxConfig {
@@ -108,11 +116,90 @@ impl Default for InfluxConfig {
             retry_max_ms: 10_000,
             retry_client_errors: false,
             start_timeout_s: 300,
+            ca_file: String::new(),
+            client_cert_file: String::new(),
+            client_key_file: String::new(),
         }
     }
 }
 
+/// What `https://` trusts and presents beyond the defaults, read from the configured files.
+#[derive(Default)]
+pub struct TlsFiles {
+    /// Extra trusted CAs.
+    pub roots: Vec<reqwest::Certificate>,
+    /// The client certificate and key.
+    pub identity: Option<reqwest::Identity>,
+}
+
+impl TlsFiles {
+    /// Adds the files' roots and identity to a client builder.
+    pub fn apply(self, mut builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        for root in self.roots {
+            builder = builder.add_root_certificate(root);
+        }
+        if let Some(identity) = self.identity {
+            builder = builder.identity(identity);
+        }
+        builder
+    }
+}
+
 impl InfluxConfig {
+    /// Reads `ca_file` and the client certificate files; an error names the key.
+    pub fn tls_files(&self) -> Result<TlsFiles, ConfigError> {
+        let read = |key: &str, path: &str| {
+            std::fs::read(path).map_err(|e| ConfigError {
+                key: key.into(),
+                reason: format!("cannot read {path}: {e}"),
+            })
+        };
+        let invalid = |key: &str, what: &str, e: reqwest::Error| ConfigError {
+            key: key.into(),
+            reason: format!("not {what}: {e}"),
+        };
+        let mut files = TlsFiles::default();
+        if !self.ca_file.is_empty() {
+            let pem = read("influx.ca_file", &self.ca_file)?;
+            files.roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| invalid("influx.ca_file", "PEM certificates", e))?;
+            if files.roots.is_empty() {
+                return Err(ConfigError {
+                    key: "influx.ca_file".into(),
+                    reason: format!("{} holds no PEM certificate", self.ca_file),
+                });
+            }
+        }
+        match (
+            self.client_cert_file.is_empty(),
+            self.client_key_file.is_empty(),
+        ) {
+            (true, true) => {}
+            (false, true) => {
+                return Err(ConfigError {
+                    key: "influx.client_key_file".into(),
+                    reason: "must be set with influx.client_cert_file".into(),
+                })
+            }
+            (true, false) => {
+                return Err(ConfigError {
+                    key: "influx.client_cert_file".into(),
+                    reason: "must be set with influx.client_key_file".into(),
+                })
+            }
+            (false, false) => {
+                // reqwest takes the chain and the key as one PEM.
+                let mut pem = read("influx.client_cert_file", &self.client_cert_file)?;
+                pem.push(b'\n');
+                pem.extend(read("influx.client_key_file", &self.client_key_file)?);
+                files.identity = Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    invalid("influx.client_key_file", "a PEM certificate and key", e)
+                })?);
+            }
+        }
+        Ok(files)
+    }
+
     /// Every error of the `[influx]` section, pushed with its key.
     pub fn validate(&self, errors: &mut Vec<ConfigError>) {
         let mut err = |key: &str, reason: &str| {
@@ -143,6 +230,9 @@ impl InfluxConfig {
                     err("influx.database", "must not be empty with api = \"v1\"");
                 }
             }
+        }
+        if let Err(e) = self.tls_files() {
+            err(&e.key, &e.reason);
         }
         if self.batch_points == 0 {
             err("influx.batch_points", "must be at least 1");
@@ -189,6 +279,76 @@ pub struct InfluxCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A self-signed certificate and its key made for this test alone (they sign nothing
+    /// anywhere else): `openssl req -x509 -newkey ec ... -days 36500`.
+    const TEST_CERT: &str = "-----BEGIN CERTIFICATE-----
+MIIBkDCCATegAwIBAgIUNbDismaRbYIdCTxlTaV995s5sO4wCgYIKoZIzj0EAwIw
+HTEbMBkGA1UEAwwScGFjZWxpbmUgdW5pdCB0ZXN0MCAXDTI2MTIwMjEwMjU1MloY
+DzIxMjYxMTA4MTAyNTUyWjAdMRswGQYDVQQDDBJwYWNlbGluZSB1bml0IHRlc3Qw
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAATaa4x68Z2waqpu0XgTzvrotFXvlovW
+UrUzR15LlxgXvQT8wZv1G/9zminVmHp6qXzmqYXjpiCwRDjib1dROW7po1MwUTAd
+BgNVHQ4EFgQUR6cqA/K9rkOCAyheXc8nT42c0+kwHwYDVR0jBBgwFoAUR6cqA/K9
+rkOCAyheXc8nT42c0+kwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNHADBE
+AiBNOkZ+0MmER7cBdyFg35kRKwuLoXtTP3yXoEUqi9E/dwIgEPs3i3rTZCcYXN3a
+KixnQpeDG2yedDKOVuthrDp10tI=
+-----END CERTIFICATE-----
+";
+    const TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgG+A6uZ75Kx1biSpP
+2xqUdVTP08nsHr9iunUompv00TChRANCAATaa4x68Z2waqpu0XgTzvrotFXvlovW
+UrUzR15LlxgXvQT8wZv1G/9zminVmHp6qXzmqYXjpiCwRDjib1dROW7p
+-----END PRIVATE KEY-----
+";
+
+    #[test]
+    fn tls_files_are_read_at_load_and_each_fault_names_its_key() {
+        let dir = std::env::temp_dir().join(format!("paceline-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let cert = file("cert.pem", TEST_CERT);
+        let key = file("key.pem", TEST_KEY);
+        let empty = file("empty.pem", "no certificate here\n");
+        let errors_of = |c: &InfluxConfig| {
+            let mut e = Vec::new();
+            c.validate(&mut e);
+            e.iter()
+                .map(|e| format!("{}: {}", e.key, e.reason))
+                .collect::<Vec<_>>()
+        };
+        let mut ok = InfluxConfig::default();
+        ok.ca_file = cert.clone();
+        ok.client_cert_file = cert.clone();
+        ok.client_key_file = key.clone();
+        assert!(errors_of(&ok).is_empty(), "{:?}", errors_of(&ok));
+        let files = ok.tls_files().unwrap();
+        assert_eq!(files.roots.len(), 1);
+        assert!(files.identity.is_some());
+
+        let mut missing = InfluxConfig::default();
+        missing.ca_file = dir.join("absent.pem").display().to_string();
+        let e = errors_of(&missing);
+        assert!(e[0].starts_with("influx.ca_file: cannot read"), "{e:?}");
+        let mut no_cert = InfluxConfig::default();
+        no_cert.ca_file = empty;
+        let e = errors_of(&no_cert);
+        assert!(e[0].starts_with("influx.ca_file:"), "{e:?}");
+        let mut half = InfluxConfig::default();
+        half.client_cert_file = cert.clone();
+        assert!(errors_of(&half)[0].starts_with("influx.client_key_file: must be set"));
+        let mut other_half = InfluxConfig::default();
+        other_half.client_key_file = key;
+        assert!(errors_of(&other_half)[0].starts_with("influx.client_cert_file: must be set"));
+        let mut no_key = InfluxConfig::default();
+        no_key.client_cert_file = cert.clone();
+        no_key.client_key_file = cert;
+        assert!(errors_of(&no_key)[0].starts_with("influx.client_key_file: not a PEM"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn influx_errors_name_their_keys_and_refuse_credentials_in_the_url() {

@@ -99,10 +99,11 @@ impl InfluxWriter {
         };
         reqwest::Url::parse(&base).map_err(|e| bad(e.to_string()))?;
         let timeout = Duration::from_millis(config.request_timeout_ms);
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| bad(e.to_string()))?;
+        let builder = || -> Result<reqwest::ClientBuilder, BuildError> {
+            let tls = config.tls_files().map_err(|e| bad(e.to_string()))?;
+            Ok(tls.apply(reqwest::Client::builder().timeout(timeout)))
+        };
+        let http = builder()?.build().map_err(|e| bad(e.to_string()))?;
         let (api, ping_url) = match config.api {
             InfluxApi::V2 => {
                 let token = credentials
@@ -111,7 +112,7 @@ impl InfluxWriter {
                     .map(|t| t.expose().to_string())
                     .unwrap_or_default();
                 let client = influxdb2::ClientBuilder::with_builder(
-                    reqwest::Client::builder().timeout(timeout),
+                    builder()?,
                     base.clone(),
                     config.org.clone(),
                     token,

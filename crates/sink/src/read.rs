@@ -90,7 +90,9 @@ impl InfluxReader {
             reason,
         };
         reqwest::Url::parse(&base).map_err(|e| build(e.to_string()))?;
-        let http = reqwest::Client::builder()
+        let tls = config.tls_files().map_err(|e| build(e.to_string()))?;
+        let http = tls
+            .apply(reqwest::Client::builder())
             .timeout(Duration::from_millis(config.request_timeout_ms.max(1000)))
             .build()
             .map_err(|e| build(e.to_string()))?;
