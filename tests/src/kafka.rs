@@ -256,3 +256,18 @@ pub fn produce_tombstone(brokers: &str, topic: &str, key: &str) {
     p.send(rec).map_err(|(e, _)| e).expect("queued");
     p.flush(Duration::from_secs(60)).expect("acknowledged");
 }
+
+/// Creates a consumer with the client settings `serve` builds from `kafka` (and a SASL
+/// password): librdkafka checks every property and loads the files they name. Its refusal.
+pub fn librdkafka_accepts(
+    kafka: &paceline_ingest::config::KafkaConfig,
+    sasl_password: Option<&str>,
+) -> Result<(), String> {
+    let secret = sasl_password.map(|p| paceline_model::secret::Secret::new(p.to_string()));
+    let mut config = paceline_ingest::client_config(kafka, secret.as_ref());
+    config.set("group.id", "paceline-docs-check");
+    config
+        .create::<rdkafka::consumer::BaseConsumer>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

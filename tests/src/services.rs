@@ -705,6 +705,72 @@ impl Webhook {
     }
 }
 
+/// Makes, in `dir`, a private CA (`ca.pem`, `ca.key`) and a certificate it signs for
+/// `localhost` and 127.0.0.1 (`server.pem`, `server.key`), with the `openssl` command.
+pub fn make_pki(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=paceline test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+}
+
 /// A TLS-terminating proxy (Debian's `stunnel`) in front of a loopback port, with a
 /// certificate for `localhost` signed by a CA this test made: a database behind a private
 /// CA, as districts run them.
@@ -720,36 +786,7 @@ impl TlsProxy {
     /// until it accepts connections.
     pub fn start(target: u16) -> TlsProxy {
         let dir = TempDir::new("tls-proxy");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir.0)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let subject = |cn: &str| format!("/CN={cn}");
-        openssl(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
-            "ca.pem", "-days", "2", "-subj", &subject("paceline test CA"),
-        ]);
-        openssl(&[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out",
-            "server.csr", "-subj", &subject("localhost"),
-        ]);
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-        )
-        .expect("extensions");
-        openssl(&[
-            "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "server.ext",
-        ]);
+        make_pki(&dir.0);
         let port = free_port();
         let d = dir.0.display();
         std::fs::write(

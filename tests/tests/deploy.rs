@@ -797,9 +797,9 @@ fn release_checks_the_version_everywhere_and_packs_the_kit() {
         );
     }
     assert!(
-        !listing
-            .lines()
-            .any(|l| l.contains("compose/secrets/") && !l.ends_with('/') && !l.ends_with(".gitignore")),
+        !listing.lines().any(|l| l.contains("compose/secrets/")
+            && !l.ends_with('/')
+            && !l.ends_with(".gitignore")),
         "no secret shipped:\n{listing}"
     );
     let sum = run(Command::new("sha256sum")

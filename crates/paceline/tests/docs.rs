@@ -108,18 +108,40 @@ fn every_relative_link_resolves() {
     assert!(checked >= 30, "only {checked} links checked");
 }
 
+/// Every TOML example of docs/configuration.md loads and validates, the files it names
+/// under `/etc/paceline/tls/` replaced by a test CA and certificate; the Kafka examples'
+/// options are taken by librdkafka as `serve` passes them (TLS, SASL/SCRAM).
 #[test]
 fn configuration_examples_load() {
     let text = std::fs::read_to_string(root().join("docs/configuration.md")).expect("docs");
+    let pki = paceline_tests::services::TempDir::new("docs-pki");
+    paceline_tests::services::make_pki(&pki.0);
+    for (name, from) in [
+        ("kafka-ca.pem", "ca.pem"),
+        ("influx-ca.pem", "ca.pem"),
+        ("paceline.pem", "server.pem"),
+        ("paceline.key", "server.key"),
+    ] {
+        std::fs::copy(pki.join(from), pki.join(name)).expect("test PKI");
+    }
     let mut blocks = 0;
+    let mut kafka_blocks = 0;
     for block in text.split("```toml\n").skip(1) {
         let toml = block.split("```").next().expect("a block");
-        let config = paceline_runtime::settings::Settings::from_toml(toml, "docs/configuration.md")
-            .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let toml = toml.replace("/etc/paceline/tls/", &format!("{}/", pki.0.display()));
+        let config =
+            paceline_runtime::settings::Settings::from_toml(&toml, "docs/configuration.md")
+                .unwrap_or_else(|e| panic!("{e}\n{toml}"));
         assert!(config.validate().is_empty(), "{toml}");
+        if !config.kafka.options.is_empty() {
+            paceline_tests::kafka::librdkafka_accepts(&config.kafka, Some("example-password"))
+                .unwrap_or_else(|e| panic!("librdkafka refuses {toml}: {e}"));
+            kafka_blocks += 1;
+        }
         blocks += 1;
     }
-    assert!(blocks >= 1);
+    assert!(blocks >= 4, "{blocks} examples");
+    assert!(kafka_blocks >= 2, "TLS and SASL examples: {kafka_blocks}");
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
