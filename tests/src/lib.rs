@@ -389,7 +389,12 @@ impl Serve {
     ) -> (Proc, u16) {
         let path = dir.join("paceline.toml");
         std::fs::write(&path, toml_of(config)).expect("config file");
-        let port = free_port();
+        // An address given (a cluster's processes know each other's) is used as it is.
+        let port = env
+            .iter()
+            .find(|(k, _)| *k == "PACELINE_HTTP_ADDR")
+            .and_then(|(_, v)| v.rsplit_once(':')?.1.parse().ok())
+            .unwrap_or_else(free_port);
         let mut cmd = Command::new(paceline_bin());
         cmd.arg("serve")
             .arg("--config")

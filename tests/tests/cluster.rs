@@ -9,7 +9,7 @@
 //!   equivalent; then SIGTERM to one: it exits 0, and the other 1, naming it.
 //! - A peer that never comes up: start fails within the timeout, naming it (no services).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use paceline_model::Stream;
@@ -56,41 +56,142 @@ fn start_process(
 /// The watermark a cluster's processes close ticks on.
 const CLUSTER_MARK: &str = "paceline_cluster_watermark_timestamp_seconds";
 
-/// The series a process shows at `/api/v1/indicators` (it shows those it writes).
-fn series_shown(serve: &Serve) -> BTreeSet<String> {
-    let (status, body) = get(&format!("{}/api/v1/indicators", serve.http)).expect("answers");
-    assert_eq!(status, 200);
+/// The series in `path`'s answer of a process, each with its newest numbers.
+fn series_at(serve: &Serve, path: &str) -> BTreeMap<String, serde_json::Value> {
+    let (status, body) = get(&format!("{}{path}", serve.http)).expect("answers");
+    assert_eq!(status, 200, "{path}: {body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    v["series"]
-        .as_array()
-        .expect("series")
-        .iter()
-        .map(|s| format!("{} {}", s["indicator"], s["tags"]))
+    let list = if path.ends_with("/board") {
+        // Points: charts, newest and verdicts alike; the series are what counts.
+        v.as_array().cloned().expect("points")
+    } else {
+        v["series"].as_array().cloned().expect("series")
+    };
+    list.into_iter()
+        .map(|s| {
+            let key = match s.get("series") {
+                // A point of the board: its series key as JSON.
+                Some(k) => k.to_string(),
+                None => format!("{} {}", s["indicator"], s["tags"]),
+            };
+            (key, s)
+        })
         .collect()
 }
 
-/// Process 0 names process 1 for every series process 1 shows, at `/api/v1/indicators`
-/// and on its status page.
-fn assert_points_to_the_writer(serve: &Serve, theirs: &BTreeSet<String>, peers: &[String]) {
-    let (_, body) = get(&format!("{}/api/v1/indicators", serve.http)).expect("answers");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(v["cluster"]["process"], 0);
-    assert_eq!(v["cluster"]["processes"], 2);
-    let named: BTreeSet<String> = v["cluster"]["elsewhere"]
-        .as_array()
-        .expect("elsewhere")
+/// The series a process shows at `/api/v1/indicators`, with their numbers.
+fn series_shown(serve: &Serve) -> BTreeMap<String, serde_json::Value> {
+    series_at(serve, "/api/v1/indicators")
+}
+
+/// The numbers of a series as the API shows them.
+fn numbers(v: &serde_json::Value) -> Vec<serde_json::Value> {
+    [
+        "tick_ns",
+        "value",
+        "expected",
+        "target",
+        "pace_ratio",
+        "projected",
+        "status",
+        "verdict",
+    ]
+    .iter()
+    .map(|k| v.get(*k).cloned().unwrap_or_default())
+    .collect()
+}
+
+/// Every process shows the whole cluster: its API lists every series of one process's run
+/// with the same numbers, and its page every planned row with data and no process missing.
+/// Each process's own share (`/api/v1/board`) is its alone: disjoint, together the whole.
+fn assert_every_page_shows_the_cluster(
+    procs: &[Serve],
+    single: &BTreeMap<String, serde_json::Value>,
+    addresses: (&[String], &[String]),
+) {
+    let shares: Vec<BTreeSet<String>> = procs
         .iter()
-        .filter(|e| e["process"] == 1 && e["address"] == peers[1].as_str())
-        .map(|e| format!("{} {}", e["indicator"], e["tags"]))
+        .map(|p| series_at(p, "/api/v1/board").into_keys().collect())
         .collect();
-    let missing: Vec<&String> = theirs.difference(&named).collect();
-    assert!(missing.is_empty(), "not pointed to process 1: {missing:?}");
-    let (_, page) = get(&format!("{}/", serve.http)).expect("the page answers");
-    assert!(page.contains("Process 0 of a cluster of 2"), "{page}");
     assert!(
-        page.contains(&format!("written by process 1 ({})", peers[1])),
-        "a planned row of process 1 names it"
+        shares[0].is_disjoint(&shares[1]),
+        "a series written by both processes"
     );
+    assert!(
+        !shares[0].is_empty() && !shares[1].is_empty(),
+        "both processes write series"
+    );
+    for (i, p) in procs.iter().enumerate() {
+        let shown = series_shown(p);
+        let differing: Vec<&String> = single
+            .iter()
+            .filter(|(k, v)| shown.get(*k).map(numbers) != Some(numbers(v)))
+            .map(|(k, _)| k)
+            .collect();
+        assert!(
+            differing.is_empty() && shown.len() == single.len(),
+            "process {i} shows {} series, one process {}; differing: {differing:?}",
+            shown.len(),
+            single.len()
+        );
+        let (_, page) = get(&format!("{}/", p.http)).expect("the page answers");
+        assert!(
+            page.contains(&format!("Process {i} of a cluster of 2")),
+            "{page}"
+        );
+        assert!(!page.contains("unanswered"), "process {i}: {page}");
+        assert!(
+            !page.contains(r#"data-tick="""#),
+            "process {i}: a planned row without data"
+        );
+        for (j, (h, dataflow)) in addresses.0.iter().zip(addresses.1).enumerate() {
+            assert!(
+                page.contains(&format!(r#"href="http://{h}/""#)),
+                "process {i} links process {j}'s page"
+            );
+            assert!(!page.contains(dataflow.as_str()), "a dataflow port shown");
+        }
+    }
+}
+
+/// Process 1 frozen (SIGSTOP: its connections stay open, it answers nothing): process 0's
+/// API and page name it within the deadline and list what is missing; thawed, all is back.
+fn assert_a_silent_process_is_named(procs: &[Serve], http: &[String]) {
+    procs[1].proc.signal("STOP");
+    let started = std::time::Instant::now();
+    let (status, body) = get(&format!("{}/api/v1/indicators", procs[0].http)).expect("answers");
+    let took = started.elapsed();
+    procs[1].proc.signal("CONT");
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let unanswered = &v["cluster"]["unanswered"];
+    assert_eq!(unanswered[0]["process"], 1, "{v}");
+    assert_eq!(unanswered[0]["address"], http[1].as_str());
+    assert!(
+        unanswered[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("within 2 s")),
+        "{unanswered}"
+    );
+    assert!(
+        v["cluster"]["missing"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty() && m.iter().all(|e| e["process"] == 1)),
+        "{v}"
+    );
+    procs[1].proc.signal("STOP");
+    let (_, page) = get(&format!("{}/", procs[0].http)).expect("the page answers");
+    procs[1].proc.signal("CONT");
+    assert!(
+        page.contains(r#"class="health bad unanswered" data-process="1""#)
+            && page.contains(&http[1]),
+        "{page}"
+    );
+    assert!(page.contains("not shown: written by process 1"), "{page}");
+    let (_, body) = get(&format!("{}/api/v1/indicators", procs[0].http)).expect("answers");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(v["cluster"]["unanswered"], serde_json::json!([]), "thawed");
 }
 
 fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
@@ -115,9 +216,15 @@ fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
     influx.query("", "CREATE DATABASE cl_two");
     let two = cluster_config(prefix, 2);
     let peers = addresses(2);
-    let env = influx1_env(tansu, influx, "cl_two");
+    let http = addresses(2);
+    let mut env = influx1_env(tansu, influx, "cl_two").to_vec();
+    env.push(("PACELINE_HTTP_PEERS", http.join(",")));
     let mut procs: Vec<Serve> = (0..2)
-        .map(|i| start_process(TempDir::new("cluster-eq"), i, &peers, &two, &env))
+        .map(|i| {
+            let mut env = env.clone();
+            env.push(("PACELINE_HTTP_ADDR", http[i].clone()));
+            start_process(TempDir::new("cluster-eq"), i, &peers, &two, &env)
+        })
         .collect();
     let m2 = wait_all_drained(
         &mut procs,
@@ -135,22 +242,8 @@ fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
     }
     let r2 = paceline_tests::reach(&m2[0]);
     assert_no_loss(&Metrics::merged(m2), &summary);
-    let shown: Vec<BTreeSet<String>> = procs.iter().map(series_shown).collect();
-    assert!(
-        shown[0].is_disjoint(&shown[1]),
-        "a series written by both processes: {:?}",
-        shown[0].intersection(&shown[1]).collect::<Vec<_>>()
-    );
-    assert!(
-        !shown[0].is_empty() && !shown[1].is_empty(),
-        "both processes write series"
-    );
-    assert_points_to_the_writer(&procs[0], &shown[1], &peers);
-    let union: BTreeSet<String> = shown[0].union(&shown[1]).cloned().collect();
-    assert_eq!(
-        union, single_series,
-        "together they write what one process writes"
-    );
+    assert_every_page_shows_the_cluster(&procs, &single_series, (&http, &peers));
+    assert_a_silent_process_is_named(&procs, &http);
 
     let measurement = &two.indicators.measurement;
     let one_db = readback::influx1(influx, "cl_one", measurement);

@@ -135,6 +135,16 @@ impl Board {
             .collect()
     }
 
+    /// A board of the same plan holding this one's points and `others` (the other
+    /// processes' shares of a cluster: each series is written by one process, so none
+    /// overlap), with this one's stream freshness.
+    pub fn merged_with(&self, others: &[Vec<Point>]) -> Board {
+        let merged = Board::new(self.plans.clone());
+        merged.record(self.points().iter().chain(others.iter().flatten()));
+        merged.state().streams = self.state().streams;
+        merged
+    }
+
     /// Records written points. A point replaces a series' newest one unless it is for an
     /// earlier tick (a correction further back changes the chart, not the newest point).
     pub fn record<'a>(&self, points: impl IntoIterator<Item = &'a Point>) {
@@ -265,6 +275,35 @@ mod tests {
         // A correction at the newest tick replaces it.
         board.record(&[point(2 * DAY, 3.0)]);
         assert_eq!(board.latest()[0].fields.value, 3.0);
+    }
+
+    #[test]
+    fn a_cluster_board_is_each_process_share_together() {
+        let own = Board::new(vec![plan()]);
+        own.record(&[point(DAY, 1.0), point(2 * DAY, 2.0)]);
+        own.set_stream(
+            Stream::Filings,
+            Freshness {
+                watermark: Some(3 * DAY),
+                lag: Some(0),
+            },
+        );
+        let other = Point::indicator(
+            SeriesKey::plain(Indicator::SrdiEnterprises),
+            2 * DAY,
+            Fields::value(7.0),
+            false,
+        );
+        let merged = own.merged_with(&[vec![other.clone()]]);
+        let snap = merged.snapshot();
+        assert_eq!(snap.latest.len(), 2);
+        assert!(snap.latest.contains(&other));
+        assert_eq!(snap.planned[0].chart.len(), 2, "the chart came along");
+        assert_eq!(
+            snap.streams[Stream::Filings.index()].watermark,
+            Some(3 * DAY)
+        );
+        assert_eq!(own.latest().len(), 1, "the own board is unchanged");
     }
 
     #[test]

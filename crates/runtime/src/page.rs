@@ -46,11 +46,54 @@ pub struct PageInput<'a> {
     pub now: Nanos,
     /// Seconds between refreshes.
     pub refresh_s: u32,
-    /// This process's place in a cluster: its page shows the series it writes and names
-    /// the process of each other one.
+    /// This process's place in a cluster (the snapshot holds every process's share that
+    /// answered).
     pub cluster: Option<&'a crate::serve::http::ClusterView>,
+    /// The processes whose share is missing, and why.
+    pub unanswered: &'a [crate::serve::peers::Unanswered],
     /// The language of the page.
     pub lang: Lang,
+}
+
+/// Which process of how many made the page, a link to every process's own page, and each
+/// process that did not answer (its series are missing).
+fn cluster_note(
+    out: &mut String,
+    c: &crate::serve::http::ClusterView,
+    unanswered: &[crate::serve::peers::Unanswered],
+    lang: Lang,
+) {
+    let links: Vec<String> = c
+        .http
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!(r#"<a href="http://{0}/">{i}</a>"#, escape(a)))
+        .collect();
+    let links = links.join(" · ");
+    let (me, all) = (c.placement.process, c.placement.processes);
+    let _ = match lang {
+        Lang::En => write!(
+            out,
+            r#"<p class="meta" id="cluster">Process {me} of a cluster of {all}: every process's series, gathered for this page. Each process's own page: {links}</p>"#
+        ),
+        Lang::Zh => write!(
+            out,
+            r#"<p class="meta" id="cluster">集群共 {all} 个进程，本页由进程 {me} 生成，汇集了所有进程的数据。各进程的页面：{links}</p>"#
+        ),
+    };
+    for u in unanswered {
+        let (p, a, why) = (u.process, escape(&u.address), escape(&u.reason));
+        let _ = match lang {
+            Lang::En => write!(
+                out,
+                r#"<p class="health bad unanswered" data-process="{p}">Process {p} ({a}) did not answer ({why}): the series it writes are not shown.</p>"#
+            ),
+            Lang::Zh => write!(
+                out,
+                r#"<p class="health bad unanswered" data-process="{p}">进程 {p}（{a}）未应答（{why}）：它写入的指标未显示。</p>"#
+            ),
+        };
+    }
 }
 
 /// The page's language: `?lang=` first, then the configured default
@@ -121,7 +164,7 @@ const EN: Words = Words {
     ],
     target_by: "target by",
     as_of: "as of",
-    written_by: "written by",
+    written_by: "not shown: written by process",
     no_data: "no data yet",
     judged_on: "judged on",
     against_pace: "against the plan's pace",
@@ -161,7 +204,7 @@ const ZH: Words = Words {
     ],
     target_by: "目标截止",
     as_of: "数据截至",
-    written_by: "由其他进程写入：",
+    written_by: "未显示：写入它的进程",
     no_data: "暂无数据",
     judged_on: "评定日",
     against_pace: "与计划进度对比",
@@ -475,7 +518,7 @@ fn planned_row(out: &mut String, view: &PlannedView, elsewhere: Option<&str>, la
     );
     let as_of = match (&view.latest, elsewhere) {
         (Some(p), _) => format!("{} {}", w.as_of, tick(p.tick)),
-        (None, Some(other)) => format!("{} {}", w.written_by, escape(other)),
+        (None, Some(other)) => format!("{} {other}", w.written_by),
         (None, None) => w.no_data.to_string(),
     };
     // The identifier, small, for those who query the data; a tagged one may wrap before
@@ -658,11 +701,7 @@ pub fn render(input: &PageInput<'_>) -> String {
         input.refresh_s
     );
     if let Some(c) = input.cluster {
-        let _ = write!(
-            out,
-            r#"<p class="meta" id="cluster">Process {} of a cluster of {}: this page shows the series this process writes; each other planned row names the process that writes it (every process has this page).</p>"#,
-            c.placement.process, c.placement.processes
-        );
+        cluster_note(&mut out, c, input.unanswered, lang);
     }
     let _ = write!(
         out,
@@ -685,10 +724,13 @@ pub fn render(input: &PageInput<'_>) -> String {
     }
     out.push_str("</tr></thead><tbody>");
     for view in &snap.planned {
+        // A row without data whose process did not answer says so; the others show
+        // what their process sent.
         let elsewhere = input
             .cluster
             .and_then(|c| c.elsewhere(view.plan.series))
-            .map(|(_, name)| name);
+            .filter(|p| input.unanswered.iter().any(|u| u.process == *p))
+            .map(|p| p.to_string());
         planned_row(&mut out, view, elsewhere.as_deref(), lang);
     }
     out.push_str("</tbody></table></div>");
@@ -796,6 +838,7 @@ mod tests {
             now: 0,
             refresh_s: 15,
             cluster: None,
+            unanswered: &[],
             lang,
         })
     }

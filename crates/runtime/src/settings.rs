@@ -141,6 +141,11 @@ pub struct ClusterConfig {
     pub peer_pattern: String,
     /// How many processes `peer_pattern` makes. Env `PACELINE_CLUSTER_SIZE`.
     pub size: usize,
+    /// Every process's HTTP address (`host:port`), by index: each process's page and API
+    /// show the whole cluster's series, fetching the others' from here. Empty: each
+    /// process's host from `processes` with this process's `service.http_addr` port, as in
+    /// a StatefulSet. Env `PACELINE_HTTP_PEERS` (comma-separated).
+    pub http_peers: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -151,6 +156,7 @@ impl Default for ClusterConfig {
             connect_timeout_s: 120,
             peer_pattern: String::new(),
             size: 0,
+            http_peers: Vec::new(),
         }
     }
 }
@@ -168,6 +174,22 @@ impl ClusterConfig {
     /// Several processes form the cluster.
     pub fn is_cluster(&self) -> bool {
         self.processes.len() > 1
+    }
+
+    /// Each process's HTTP address: `http_peers`, else each process's host with the port
+    /// of `http_addr` (this process's own, the same on every process of a StatefulSet).
+    pub fn http_addresses(&self, http_addr: &str) -> Vec<String> {
+        if !self.http_peers.is_empty() {
+            return self.http_peers.clone();
+        }
+        let port = http_addr.rsplit_once(':').map_or("9898", |(_, p)| p);
+        self.processes
+            .iter()
+            .map(|a| {
+                let host = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
+                format!("{host}:{port}")
+            })
+            .collect()
     }
 
     /// Fills `processes` from `peer_pattern` and `size`; an error names the key at fault.
@@ -255,6 +277,16 @@ impl ClusterConfig {
                 "not set: set it, or PACELINE_PROCESS_INDEX, or run under a host name that ends in -<ordinal>".into(),
             ),
             _ => {}
+        }
+        if !self.http_peers.is_empty() && self.http_peers.len() != self.processes.len() {
+            err(
+                "cluster.http_peers",
+                format!(
+                    "lists {} addresses for {} processes: one per process, in the same order",
+                    self.http_peers.len(),
+                    self.processes.len()
+                ),
+            );
         }
         if self.connect_timeout_s == 0 || self.connect_timeout_s > 3600 {
             err(
@@ -349,7 +381,7 @@ impl Settings {
     /// `PACELINE_INFLUX_API`, `PACELINE_INFLUX_URL`, `PACELINE_INFLUX_ORG`,
     /// `PACELINE_INFLUX_BUCKET`, `PACELINE_INFLUX_DB`, `PACELINE_INFLUX_CA_FILE`, `PACELINE_HTTP_ADDR`,
     /// `PACELINE_STATE_DIR`, `PACELINE_WORKERS`, `PACELINE_PEERS`, `PACELINE_PEER_PATTERN`,
-    /// `PACELINE_CLUSTER_SIZE`, `PACELINE_PROCESS_INDEX`, and, for the process index when neither sets it, `HOSTNAME`'s ordinal). Returns the
+    /// `PACELINE_CLUSTER_SIZE`, `PACELINE_HTTP_PEERS`, `PACELINE_PROCESS_INDEX`, and, for the process index when neither sets it, `HOSTNAME`'s ordinal). Returns the
     /// errors of values that cannot apply.
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigError> {
         let mut errors = Vec::new();
@@ -405,6 +437,14 @@ impl Settings {
         }
         if let Some(peers) = env("PACELINE_PEERS") {
             self.cluster.processes = peers
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect();
+        }
+        if let Some(peers) = env("PACELINE_HTTP_PEERS") {
+            self.cluster.http_peers = peers
                 .split(',')
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
@@ -636,6 +676,10 @@ mod tests {
             if path.starts_with("influx.") && path.ends_with("_file") {
                 continue;
             }
+            // One address per process: set with `cluster.processes`, never alone.
+            if path == "cluster.http_peers" {
+                continue;
+            }
             // The printed default, not the shipped text: `target = 10` prints as 10.0.
             let (_, value) = default_leaves
                 .iter()
@@ -783,6 +827,37 @@ mod tests {
             ]
         );
         assert_eq!(derived.cluster.process_index, Some(2));
+        assert_eq!(
+            derived.cluster.http_addresses("0.0.0.0:9898"),
+            [
+                "paceline-0.paceline-peers:9898",
+                "paceline-1.paceline-peers:9898",
+                "paceline-2.paceline-peers:9898"
+            ],
+            "each pod's host, the HTTP port"
+        );
+        let listed = Settings::load_with_env(
+            None,
+            &env(&[
+                ("PACELINE_PEERS", "127.0.0.1:7000,127.0.0.1:7001"),
+                ("PACELINE_HTTP_PEERS", "127.0.0.1:9000, 127.0.0.1:9001"),
+                ("PACELINE_PROCESS_INDEX", "1"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(
+            listed.cluster.http_addresses("127.0.0.1:9001"),
+            ["127.0.0.1:9000", "127.0.0.1:9001"]
+        );
+        let short = keys(&[
+            ("PACELINE_PEERS", "a:1,b:1"),
+            ("PACELINE_HTTP_PEERS", "a:2"),
+            ("PACELINE_PROCESS_INDEX", "0"),
+        ]);
+        assert!(
+            short[0].starts_with("cluster.http_peers: lists 1 addresses for 2 processes"),
+            "{short:?}"
+        );
         // What print-config writes loads again: the list it carries is the pattern's.
         let again = Settings::load_with_env(None, &env(&[]))
             .map(|mut d| {

@@ -74,7 +74,7 @@ fn network(e: reqwest::Error) -> WriteError {
 }
 
 /// An error's text followed by its causes' (`connection refused`, ...), each once.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

@@ -54,45 +54,58 @@ pub struct HttpState {
     pub ready: prometheus::IntGauge,
 }
 
-/// A cluster as the endpoints show it: each process shows the series it writes, and
-/// names the process that writes each of the others.
+/// A cluster as the endpoints show it: each process holds the series it writes, and its
+/// page and API fetch the others' share from their HTTP addresses ([`super::peers`]).
 #[derive(Debug, Clone)]
 pub struct ClusterView {
     /// The layout.
     pub placement: Placement,
-    /// Every process's address, by index.
-    pub addresses: Vec<String>,
+    /// Every process's HTTP address, by index.
+    pub http: Vec<String>,
+    /// The client that asks them.
+    pub client: reqwest::Client,
 }
 
 impl ClusterView {
-    /// The process that writes `series`, when it is another one, as `process <i> (<address>)`.
-    pub fn elsewhere(&self, series: SeriesKey) -> Option<(usize, String)> {
-        let p = &self.placement;
-        let process = p.process_of(writer_of(series, p.total()));
-        (process != p.process).then(|| {
-            let address = self.addresses.get(process).cloned().unwrap_or_default();
-            (process, format!("process {process} ({address})"))
-        })
+    /// The view of `placement` with the processes' HTTP addresses.
+    pub fn new(placement: Placement, http: Vec<String>) -> ClusterView {
+        ClusterView {
+            placement,
+            http,
+            // The deadline is the gather's; connecting is bounded by it too.
+            client: reqwest::Client::builder()
+                .connect_timeout(super::peers::PEER_DEADLINE)
+                .build()
+                .unwrap_or_default(),
+        }
     }
 
-    /// Every series of the catalogue another process writes, as JSON.
-    fn elsewhere_json(&self) -> Vec<serde_json::Value> {
+    /// The process that writes `series`, when it is another one.
+    pub fn elsewhere(&self, series: SeriesKey) -> Option<usize> {
+        let p = &self.placement;
+        let process = p.process_of(writer_of(series, p.total()));
+        (process != p.process).then_some(process)
+    }
+
+    /// Every series of the catalogue that one of `processes` writes, as JSON: what a page
+    /// is missing while they do not answer.
+    fn missing_json(&self, processes: &[usize]) -> Vec<serde_json::Value> {
         let mut out = Vec::new();
         for ind in Indicator::ALL {
             for tag in ind.tag_kind().tags() {
                 let key = SeriesKey::tagged(*ind, tag);
-                if let Some((process, _)) = self.elsewhere(key) {
-                    let mut tags = serde_json::Map::new();
-                    if let Some((k, v)) = key.tag_pair() {
-                        tags.insert(k.into(), v.into());
-                    }
-                    out.push(serde_json::json!({
-                        "indicator": ind.name(),
-                        "tags": tags,
-                        "process": process,
-                        "address": self.addresses.get(process),
-                    }));
+                let Some(process) = self.elsewhere(key).filter(|p| processes.contains(p)) else {
+                    continue;
+                };
+                let mut tags = serde_json::Map::new();
+                if let Some((k, v)) = key.tag_pair() {
+                    tags.insert(k.into(), v.into());
                 }
+                out.push(serde_json::json!({
+                    "indicator": ind.name(),
+                    "tags": tags,
+                    "process": process,
+                }));
             }
         }
         out
@@ -223,6 +236,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/indicators", get(indicators))
+        .route("/api/v1/board", get(board_share))
         .with_state(state)
 }
 
@@ -316,7 +330,13 @@ async fn page(
             .get(axum::http::header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
-    let snapshot = s.board.snapshot();
+    let gathered = match &s.cluster {
+        Some(c) => Some(super::peers::gather(c, &s.board).await),
+        None => None,
+    };
+    let snapshot = gathered
+        .as_ref()
+        .map_or_else(|| s.board.snapshot(), |g| g.board.snapshot());
     let health = match liveness(&s).and_then(|()| readiness(&s)) {
         Ok(()) => crate::page::Health {
             ready: true,
@@ -337,6 +357,7 @@ async fn page(
         now,
         refresh_s: PAGE_REFRESH_S,
         cluster: s.cluster.as_ref(),
+        unanswered: gathered.as_ref().map_or(&[], |g| &g.unanswered),
         lang,
     });
     // The answer depends on the request's language: caches must keep them apart.
@@ -397,10 +418,15 @@ pub fn add_verdict(o: &mut serde_json::Value, v: &Point) {
     }
 }
 
+/// Every series with its newest numbers: in a cluster, every process's, gathered.
 async fn indicators(State(s): State<Arc<HttpState>>) -> Response {
-    let verdicts = s.board.verdicts();
-    let series: Vec<serde_json::Value> = s
-        .board
+    let gathered = match &s.cluster {
+        Some(c) => Some(super::peers::gather(c, &s.board).await),
+        None => None,
+    };
+    let board = gathered.as_ref().map_or(&*s.board, |g| &g.board);
+    let verdicts = board.verdicts();
+    let series: Vec<serde_json::Value> = board
         .latest()
         .iter()
         .map(|p| {
@@ -411,19 +437,38 @@ async fn indicators(State(s): State<Arc<HttpState>>) -> Response {
             o
         })
         .collect();
-    let Some(c) = &s.cluster else {
+    let (Some(c), Some(g)) = (&s.cluster, &gathered) else {
         return axum::Json(serde_json::json!({ "series": series })).into_response();
     };
+    let silent: Vec<usize> = g.unanswered.iter().map(|u| u.process).collect();
+    let unanswered: Vec<serde_json::Value> = g
+        .unanswered
+        .iter()
+        .map(|u| {
+            serde_json::json!({
+                "process": u.process,
+                "address": u.address,
+                "reason": u.reason,
+            })
+        })
+        .collect();
     axum::Json(serde_json::json!({
         "series": series,
         "cluster": {
             "process": c.placement.process,
             "processes": c.placement.processes,
-            "addresses": c.addresses,
-            "elsewhere": c.elsewhere_json(),
+            "http": c.http,
+            "unanswered": unanswered,
+            "missing": c.missing_json(&silent),
         },
     }))
     .into_response()
+}
+
+/// This process's own share of the board, as points (what the other processes of its
+/// cluster gather for their pages); never fans out.
+async fn board_share(State(s): State<Arc<HttpState>>) -> Response {
+    axum::Json(s.board.points()).into_response()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod coordinator;
 pub mod http;
 pub mod metrics;
+pub mod peers;
 mod pipeline;
 pub mod sources;
 pub mod trouble;
@@ -233,9 +234,11 @@ impl Observed {
             mode: "serve",
             language: config.service.page_language(),
             ready: metrics.ready.clone(),
-            cluster: cluster_spec(config).map(|spec| http::ClusterView {
-                placement: spec.placement,
-                addresses: spec.addresses,
+            cluster: cluster_spec(config).map(|spec| {
+                http::ClusterView::new(
+                    spec.placement,
+                    config.cluster.http_addresses(&config.service.http_addr),
+                )
             }),
         });
         Ok(Observed {
