@@ -481,6 +481,65 @@ fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
 }
 
 #[test]
+fn an_http_token_guards_everything_but_the_probes() {
+    let port = paceline_tests::services::free_port();
+    let kafka_port = paceline_tests::services::free_port();
+    let dir = tmp("serve-token");
+    let token = "tok-3f1e9a-never-shown";
+    let token_file = dir.join("http-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let mut child = bin()
+        .arg("serve")
+        .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("PACELINE_KAFKA_BROKERS", format!("127.0.0.1:{kafka_port}"))
+        .env("PACELINE_INFLUX_URL", "http://127.0.0.1:9")
+        .env("PACELINE_HTTP_TOKEN_FILE", &token_file)
+        .env("PACELINE_STATE_DIR", dir.join("state"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ask = |path: &str, bearer: Option<&str>| -> u16 {
+        let mut r = paceline_tests::services::http().get(format!("http://127.0.0.1:{port}{path}"));
+        if let Some(b) = bearer {
+            r = r.bearer_auth(b);
+        }
+        r.send().map(|a| a.status().as_u16()).unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ask("/healthz", None) != 200 {
+        assert!(std::time::Instant::now() < deadline, "no /healthz");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(ask("/readyz", None), 503, "the probes need no token");
+    for path in ["/", "/metrics", "/api/v1/indicators", "/api/v1/board"] {
+        assert_eq!(ask(path, None), 401, "{path} without a token");
+        assert_eq!(ask(path, Some("wrong")), 401, "{path} with a wrong token");
+        assert_eq!(ask(path, Some(token)), 200, "{path} with the token");
+    }
+    let metrics = paceline_tests::services::http()
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(!metrics.contains(token));
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let err = stderr_of(&mut child);
+    assert!(!err.contains(token), "the token leaked: {err}");
+}
+
+#[test]
 fn check_config_applies_the_environment_and_lists_every_error() {
     let dir = tmp("check-config-env");
     let file = dir.join("bad.toml");

@@ -252,6 +252,8 @@ fn http_state(
         cluster: None,
         language,
         ready: metrics.ready.clone(),
+        // The demo serves on loopback, for the one who runs it.
+        token: None,
     })
 }
 

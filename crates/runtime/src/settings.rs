@@ -525,12 +525,16 @@ pub struct Secrets {
     pub influx: InfluxCredentials,
     /// Kafka SASL password (`PACELINE_KAFKA_SASL_PASSWORD` or `..._FILE`).
     pub kafka_sasl_password: Option<Secret>,
+    /// The bearer token HTTP clients must present for everything but `/healthz` and
+    /// `/readyz` (`PACELINE_HTTP_TOKEN` or `..._FILE`); none: open, on the address
+    /// `service.http_addr` binds.
+    pub http_token: Option<Secret>,
 }
 
 impl Secrets {
     /// Which secrets are set, by the variable that carries each (their values never leave
     /// this type but through [`Secret::expose`]).
-    pub fn presence(&self) -> [(&'static str, bool); 4] {
+    pub fn presence(&self) -> [(&'static str, bool); 5] {
         [
             ("PACELINE_INFLUX_TOKEN", self.influx.token.is_some()),
             ("PACELINE_INFLUX_USER", self.influx.user.is_some()),
@@ -539,6 +543,7 @@ impl Secrets {
                 "PACELINE_KAFKA_SASL_PASSWORD",
                 self.kafka_sasl_password.is_some(),
             ),
+            ("PACELINE_HTTP_TOKEN", self.http_token.is_some()),
         ]
     }
 }
@@ -584,6 +589,7 @@ impl Secrets {
                 password: secret(env, "PACELINE_INFLUX_PASSWORD", &mut errors),
             },
             kafka_sasl_password: secret(env, "PACELINE_KAFKA_SASL_PASSWORD", &mut errors),
+            http_token: secret(env, "PACELINE_HTTP_TOKEN", &mut errors),
         };
         if errors.is_empty() {
             Ok(s)

@@ -52,6 +52,8 @@ pub struct HttpState {
     pub language: Option<paceline_model::names::Lang>,
     /// `paceline_ready`, set at each scrape.
     pub ready: prometheus::IntGauge,
+    /// The bearer token every endpoint but the probes asks for (`None`: open).
+    pub token: Option<paceline_model::secret::Secret>,
 }
 
 /// A cluster as the endpoints show it: each process holds the series it writes, and its
@@ -64,14 +66,21 @@ pub struct ClusterView {
     pub http: Vec<String>,
     /// The client that asks them.
     pub client: reqwest::Client,
+    /// The cluster's HTTP bearer token, presented to the others (they ask for the same).
+    pub token: Option<paceline_model::secret::Secret>,
 }
 
 impl ClusterView {
     /// The view of `placement` with the processes' HTTP addresses.
-    pub fn new(placement: Placement, http: Vec<String>) -> ClusterView {
+    pub fn new(
+        placement: Placement,
+        http: Vec<String>,
+        token: Option<paceline_model::secret::Secret>,
+    ) -> ClusterView {
         ClusterView {
             placement,
             http,
+            token,
             // The deadline is the gather's; connecting is bounded by it too.
             client: reqwest::Client::builder()
                 .connect_timeout(super::peers::PEER_DEADLINE)
@@ -230,14 +239,53 @@ async fn until_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
 
 /// The router.
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
+    // The probes stay open: the kubelet and a container's health check carry no token,
+    // and they show no data.
+    let guarded = Router::new()
         .route("/", get(page))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
         .route("/api/v1/indicators", get(indicators))
         .route("/api/v1/board", get(board_share))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
         .with_state(state)
+}
+
+/// Lets a request through when no token is configured or it carries
+/// `Authorization: Bearer <token>`; 401 otherwise.
+async fn require_token(
+    State(s): State<Arc<HttpState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = &s.token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given.is_some_and(|g| same_secret(g.as_bytes(), token.expose().as_bytes())) {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"paceline\"")],
+        "a bearer token is required (Authorization: Bearer ...)\n",
+    )
+        .into_response()
+}
+
+/// Equal, compared in time independent of where they differ (the length aside).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn metrics(State(s): State<Arc<HttpState>>) -> Response {

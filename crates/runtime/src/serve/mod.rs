@@ -203,7 +203,10 @@ pub(crate) struct Observed {
 }
 
 impl Observed {
-    fn register(config: &Settings) -> Result<Observed, ServeError> {
+    fn register(
+        config: &Settings,
+        http_token: Option<paceline_model::secret::Secret>,
+    ) -> Result<Observed, ServeError> {
         let registry = Registry::new();
         let setup = |e: prometheus::Error| ServeError::Setup(e.to_string());
         let metrics = ServeMetrics::register(&registry).map_err(setup)?;
@@ -238,8 +241,10 @@ impl Observed {
                 http::ClusterView::new(
                     spec.placement,
                     config.cluster.http_addresses(&config.service.http_addr),
+                    http_token.clone(),
                 )
             }),
+            token: http_token,
         });
         Ok(Observed {
             state,
@@ -289,7 +294,7 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ServeReport, ServeError> {
-    let observed = Observed::register(&config)?;
+    let observed = Observed::register(&config, secrets.http_token.clone())?;
     let writer = InfluxWriter::new(&config.influx, &secrets.influx)
         .map_err(|e| ServeError::Setup(e.to_string()))?;
     // HTTP first, so that probes answer (not ready) while Kafka is being reached.

@@ -40,8 +40,9 @@ pub async fn gather(view: &ClusterView, own: &Board) -> Gathered {
     for process in (0..view.placement.processes).filter(|i| *i != view.placement.process) {
         let address = view.http.get(process).cloned().unwrap_or_default();
         let client = view.client.clone();
+        let token = view.token.as_ref().map(|t| t.expose().to_string());
         asks.spawn(async move {
-            let answer = fetch_share(&client, &address).await;
+            let answer = fetch_share(&client, &address, token.as_deref()).await;
             (process, address, answer)
         });
     }
@@ -68,11 +69,18 @@ pub async fn gather(view: &ClusterView, own: &Board) -> Gathered {
 }
 
 /// One process's points, or why not, within [`PEER_DEADLINE`].
-async fn fetch_share(client: &reqwest::Client, address: &str) -> Result<Vec<Point>, String> {
+async fn fetch_share(
+    client: &reqwest::Client,
+    address: &str,
+    token: Option<&str>,
+) -> Result<Vec<Point>, String> {
     let url = format!("http://{address}/api/v1/board");
     let ask = async {
-        let answer = client
-            .get(&url)
+        let mut request = client.get(&url);
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        let answer = request
             .send()
             .await
             .map_err(|e| paceline_sink::influx::error_chain(&e))?;
