@@ -134,7 +134,8 @@ pub struct HttpLimits {
     /// Connections open at once; beyond it new ones wait in the listen backlog.
     pub max_connections: usize,
     /// The longest a request's header may take to arrive, from the connection's first
-    /// byte or the previous response: slow or idle clients are dropped after it.
+    /// byte or the previous response, and the longest a response may wait for the client
+    /// to read: slow, idle or never-reading clients are dropped after it.
     pub header_timeout: Duration,
 }
 
@@ -221,7 +222,13 @@ async fn connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(super::write_deadline::WriteDeadline::new(
+                stream,
+                limits.header_timeout,
+            )),
+            service,
+        );
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -524,6 +531,51 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
+
+    /// A client that asks and never reads holds its connection no longer than the limit:
+    /// with a cap of one connection, the next client is served after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_never_reads_is_dropped() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Answers far larger than the socket buffers.
+        let big = "x".repeat(4 << 20);
+        let app = Router::new().route("/", get(move || async move { big.clone() }));
+        let limits = HttpLimits {
+            max_connections: 1,
+            header_timeout: Duration::from_secs(1),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run_server(listener, app, limits, async {
+            let _ = stop_rx.await;
+        }));
+        let mut hog = TcpStream::connect(addr).await.unwrap();
+        for _ in 0..8 {
+            hog.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer))
+            .await
+            .expect("served once the hog was dropped")
+            .unwrap();
+        assert!(answer.starts_with(b"HTTP/1.0 200"), "{:?}", &answer[..20]);
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "not before the hog's limit: {:?}",
+            started.elapsed()
+        );
+        drop(hog);
+        let _ = stop_tx.send(());
+        server.await.unwrap();
+    }
 
     /// Beyond the cap a connection waits (unanswered) until one closes; at shutdown a
     /// client stalled mid-header does not hold the server beyond the grace.

@@ -16,6 +16,7 @@ mod pipeline;
 pub mod sources;
 pub mod trouble;
 pub mod watch;
+pub mod write_deadline;
 
 pub use paceline_dataflow::cluster::peer_of_thread;
 
