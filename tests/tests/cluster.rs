@@ -307,6 +307,32 @@ fn killed_and_resumed(tansu: &Tansu, influx: &Influx1) {
         )),
         "the message names the lost process:\n{log}"
     );
+    // State directories swapped between the processes: each refuses, naming the index
+    // its directory belongs to, before reaching the other.
+    let swapped: Vec<(Option<i32>, String, TempDir)> = [victim_dir, survivor_dir]
+        .into_iter()
+        .enumerate()
+        .map(|(i, dir)| {
+            start_process(dir, i, &peers, &config, &env).wait_exit(Duration::from_secs(60))
+        })
+        .collect();
+    let mut dirs = Vec::new();
+    for (i, (code, log, dir)) in swapped.into_iter().enumerate() {
+        assert_eq!(
+            code,
+            Some(2),
+            "process {i} on the other's state refuses:\n{log}"
+        );
+        assert!(
+            log.contains(
+                "cluster.process_index (the process the state directory belongs to): checkpoint"
+            ),
+            "the refusal names the process index:\n{log}"
+        );
+        dirs.push(dir);
+    }
+    let victim_dir = dirs.remove(0);
+    let survivor_dir = dirs.remove(0);
     kafka::produce(&tansu.brokers(), &t, &data.lines[half..]);
     let mut procs: Vec<Serve> = [survivor_dir, victim_dir]
         .into_iter()
@@ -317,7 +343,7 @@ fn killed_and_resumed(tansu: &Tansu, influx: &Influx1) {
         paceline_tests::eventually("the restart logs where it resumes", 60, || {
             let log = p.proc.log_text();
             log.contains("resumes from the newest checkpoint every process holds")
-                || log.contains("no checkpoint every process holds")
+                || log.contains("no checkpoint every process of the cluster holds")
         });
         assert!(
             p.proc

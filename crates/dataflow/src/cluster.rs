@@ -100,6 +100,8 @@ pub struct Connected {
     pub placement: Placement,
     /// The newest checkpoint every process holds, if any.
     pub resume_from: Option<u64>,
+    /// The checkpoints each process holds, by index.
+    pub held: Vec<Vec<u64>>,
 }
 
 /// The cluster could not be formed.
@@ -216,13 +218,18 @@ pub fn connect(spec: &ClusterSpec, checkpoints: &[u64]) -> Result<Connected, Clu
     }
     let mut resume: Vec<u64> = checkpoints.to_vec();
     let mut sockets = Vec::new();
+    let mut held = Vec::new();
     for entry in found {
         match entry {
             Some((stream, peer)) => {
                 resume.retain(|c| peer.checkpoints.contains(c));
+                held.push(peer.checkpoints);
                 sockets.push(Some(stream));
             }
-            None => sockets.push(None),
+            None => {
+                held.push(checkpoints.to_vec());
+                sockets.push(None);
+            }
         }
     }
     let _ = PEERS.set(spec.addresses.clone());
@@ -230,6 +237,7 @@ pub fn connect(spec: &ClusterSpec, checkpoints: &[u64]) -> Result<Connected, Clu
         sockets,
         placement: spec.placement,
         resume_from: resume.into_iter().max(),
+        held,
     })
 }
 

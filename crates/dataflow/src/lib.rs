@@ -20,6 +20,6 @@ mod runner;
 pub mod series;
 
 pub use runner::{
-    writer_of, DataflowSettings, Epoch, PointsOut, Runner, RunnerError, RunnerStats,
-    WatermarkReport,
+    stable_hash, writer_of, DataflowSettings, Epoch, PointsOut, Runner, RunnerError, RunnerStats,
+    WatermarkReport, ROUTING_VERSION,
 };

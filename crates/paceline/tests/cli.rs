@@ -480,6 +480,97 @@ fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
     assert!(!err.contains("tok-never-shown"), "the token leaked: {err}");
 }
 
+/// A serve on `state` with unreachable services; its child.
+fn serve_on(state: &std::path::Path, port: u16, kafka_port: u16) -> std::process::Child {
+    bin()
+        .arg("serve")
+        .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("PACELINE_KAFKA_BROKERS", format!("127.0.0.1:{kafka_port}"))
+        .env("PACELINE_INFLUX_URL", "http://127.0.0.1:9")
+        .env("PACELINE_STATE_DIR", state)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits up to `secs` for the child's exit; its code and stderr.
+fn exit_of(mut child: std::process::Child, secs: u64) -> (Option<i32>, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return (s.code(), stderr_of(&mut child));
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running after {secs} s: {}", stderr_of(&mut child));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The state directory is checked at start, before anything is read: a second process on
+/// it, a checkpoint of another format, a directory that cannot be written each stop the
+/// start with exit 2, named.
+#[test]
+fn the_state_directory_is_checked_at_start() {
+    use paceline_tests::services::free_port;
+    let dir = tmp("state-checks");
+    let state = dir.join("state");
+    let first = serve_on(&state, free_port(), free_port());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !state.join("paceline.lock").exists() {
+        assert!(std::time::Instant::now() < deadline, "no lock taken");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (code, err) = exit_of(serve_on(&state, free_port(), free_port()), 30);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("in use by another paceline process")
+            && err.contains(&format!("pid {}", first.id())),
+        "{err}"
+    );
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(first.id().to_string())
+        .status()
+        .unwrap();
+    let (code, err) = exit_of(first, 30);
+    assert_eq!(code, Some(0), "{err}");
+
+    // A checkpoint an older build wrote (format 4): refused, never skipped.
+    let payload = b"an older build's state";
+    let mut file = b"PCLNCKPT".to_vec();
+    file.extend_from_slice(&4u32.to_le_bytes());
+    file.extend_from_slice(&[0; 4]);
+    file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    file.extend_from_slice(payload);
+    std::fs::write(state.join("checkpoint-00000000000000000009.bin"), &file).unwrap();
+    let (code, err) = exit_of(serve_on(&state, free_port(), free_port()), 30);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("checkpoint format 4, and this build reads format 5")
+            && err.contains("--rebuild"),
+        "{err}"
+    );
+
+    // Nowhere to write: named before anything is read.
+    let (code, err) = exit_of(
+        serve_on(
+            std::path::Path::new("/proc/paceline-state"),
+            free_port(),
+            free_port(),
+        ),
+        30,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("service.state_dir") && err.contains("/proc/paceline-state"),
+        "{err}"
+    );
+}
+
 #[test]
 fn an_http_token_guards_everything_but_the_probes() {
     let port = paceline_tests::services::free_port();

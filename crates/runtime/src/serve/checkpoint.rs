@@ -11,7 +11,12 @@
 //! (bincode). Written to a temporary file, fsynced, renamed, the directory fsynced: a
 //! checkpoint is either whole or absent, and one torn or garbled anyway (a disk fault, a
 //! copy gone wrong) fails its length or checksum and is skipped for the one before. The
-//! last [`KEEP`] are kept.
+//! newest [`KEEP`] valid files are kept; invalid ones never count among them. A file of
+//! another format version is never skipped: the start is refused, naming the versions.
+//!
+//! The directory belongs to one process at a time: an exclusive lock on `paceline.lock`
+//! (holding its pid) is taken when the store opens, and the directory is proven writable
+//! then, not at the first checkpoint.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -35,7 +40,8 @@ use crate::board::Board;
 /// 2: the series state is kept per shard (a group, or one tag of a group), not per group.
 /// 3: the process count, and the watermarks of every source in each worker's part.
 /// 4: each planned series keeps the plan verdict it wrote.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: the process index and the routing version among the settings it depends on.
+pub const FORMAT_VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"PCLNCKPT";
 const HEADER: usize = 8 + 4 + 4 + 8;
 /// Checkpoints kept: the newest, and two to fall back on.
@@ -72,6 +78,25 @@ pub enum CheckpointError {
     /// State could not be serialized.
     #[error("cannot serialize the checkpoint: {0}")]
     Encode(String),
+    /// A checkpoint of another format version: never skipped, since starting without it
+    /// would re-read the topics from their beginning unasked.
+    #[error("{path}: checkpoint format {found}, and this build reads format {reads}; start with `paceline serve --rebuild` to rebuild the state from the topics' beginning, or run the paceline version that wrote it")]
+    OtherFormat {
+        /// The file.
+        path: PathBuf,
+        /// Its format version.
+        found: u32,
+        /// The version this build reads.
+        reads: u32,
+    },
+    /// Another process holds the state directory.
+    #[error("{dir} is in use by another paceline process ({holder}): each process needs a state directory of its own")]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+        /// Who holds it, from the lock file.
+        holder: String,
+    },
 }
 
 /// The settings a checkpoint's state depends on: a checkpoint taken with other values is
@@ -80,6 +105,10 @@ pub enum CheckpointError {
 pub struct Compatibility {
     /// `dataflow.workers`: entities and groups are divided by worker.
     pub workers: usize,
+    /// This process's index in its cluster (0 alone): its part of the state is its own.
+    pub process: usize,
+    /// How entities and series are placed on workers ([`paceline_dataflow::ROUTING_VERSION`]).
+    pub routing: u32,
     /// Processes of the cluster (`cluster.processes`; 1 alone): so are they.
     pub processes: usize,
     /// Cadence per indicator.
@@ -95,10 +124,12 @@ pub struct Compatibility {
 }
 
 impl Compatibility {
-    /// The settings of `config`, run as `processes` processes.
-    pub fn of(config: &Config, processes: usize) -> Self {
+    /// The settings of `config`, run as process `process` of `processes`.
+    pub fn of(config: &Config, process: usize, processes: usize) -> Self {
         Compatibility {
             workers: config.dataflow.workers.max(1),
+            process,
+            routing: paceline_dataflow::ROUTING_VERSION,
             processes: processes.max(1),
             cadences: Indicator::ALL
                 .iter()
@@ -134,6 +165,17 @@ impl Compatibility {
             "cluster.processes (count)".into(),
             self.processes.to_string(),
             now.processes.to_string(),
+        );
+        // State directories swapped between processes: each holds another's share.
+        differ(
+            "cluster.process_index (the process the state directory belongs to)".into(),
+            self.process.to_string(),
+            now.process.to_string(),
+        );
+        differ(
+            "routing version (this build places entities differently)".into(),
+            self.routing.to_string(),
+            now.routing.to_string(),
         );
         let pairs = |v: &[(String, Nanos)], k: &str| {
             v.iter()
@@ -212,16 +254,104 @@ pub struct Checkpoint {
     pub board: Vec<paceline_model::point::Point>,
 }
 
-/// The checkpoint files of a state directory.
+/// The checkpoint files of a state directory, locked for this process.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// Held for as long as any clone of the store lives.
+    _lock: Arc<File>,
+}
+
+/// The lock file of a state directory.
+const LOCK_FILE: &str = "paceline.lock";
+
+/// What a cheap look at a checkpoint file's header says.
+enum Header {
+    /// This format, the length matching the file's size.
+    Plausible,
+    /// Another format version.
+    OtherFormat(u32),
+    /// Not a whole checkpoint (torn, garbled, foreign).
+    Invalid,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// Locks `dir` for this process (`paceline.lock`, holding the pid), or says who holds it.
+fn lock_dir(dir: &Path) -> Result<File, CheckpointError> {
+    let path = dir.join(LOCK_FILE);
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "pid unknown".to_string(),
+                pid => format!("pid {pid}"),
+            };
+            return Err(CheckpointError::Locked {
+                dir: dir.to_path_buf(),
+                holder,
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+    }
+    file.set_len(0).map_err(io(&path))?;
+    writeln!(file, "{}", std::process::id()).map_err(io(&path))?;
+    Ok(file)
+}
+
+/// Writes, syncs and removes a probe file: a read-only or full directory is found now,
+/// not at the first checkpoint.
+fn prove_writable(dir: &Path) -> Result<(), CheckpointError> {
+    let probe = dir.join(".paceline-write-probe");
+    let result = File::create(&probe)
+        .and_then(|mut f| {
+            f.write_all(&[0u8; 64 * 1024])?;
+            f.sync_all()
+        })
+        .and_then(|()| fs::remove_file(&probe));
+    if result.is_err() {
+        let _ = fs::remove_file(&probe);
+    }
+    result.map_err(io(dir))
+}
+
+/// A look at a file's header and size, without reading the payload.
+fn header_of(path: &Path) -> Header {
+    let mut head = [0u8; HEADER];
+    let read = File::open(path).and_then(|mut f| {
+        f.read_exact(&mut head)?;
+        f.metadata()
+    });
+    let Ok(meta) = read else {
+        return Header::Invalid;
+    };
+    if &head[..8] != MAGIC {
+        return Header::Invalid;
+    }
+    let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    if version != FORMAT_VERSION {
+        return Header::OtherFormat(version);
+    }
+    let mut len = [0u8; 8];
+    len.copy_from_slice(&head[16..24]);
+    if meta.len() == HEADER as u64 + u64::from_le_bytes(len) {
+        Header::Plausible
+    } else {
+        Header::Invalid
     }
 }
 
@@ -236,12 +366,64 @@ fn sequence_of(path: &Path) -> Option<u64> {
 }
 
 impl Store {
-    /// The store in `dir`, created if missing.
+    /// The store in `dir`, created if missing: locked for this process, proven writable,
+    /// and cleared of temporary files a killed write left behind.
     pub fn open(dir: &Path) -> Result<Store, CheckpointError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
-        Ok(Store {
+        let lock = lock_dir(dir)?;
+        prove_writable(dir)?;
+        let store = Store {
             dir: dir.to_path_buf(),
-        })
+            _lock: Arc::new(lock),
+        };
+        store.remove_leftovers()?;
+        Ok(store)
+    }
+
+    /// Removes `*.tmp` files: writes a kill interrupted before their rename.
+    fn remove_leftovers(&self) -> Result<(), CheckpointError> {
+        for entry in fs::read_dir(&self.dir).map_err(io(&self.dir))?.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                tracing::info!(file = %path.display(), "removing a checkpoint write that never finished");
+                fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a directory holding a checkpoint of another format version (the newest
+    /// file decides; older ones of this format behind it are its own history).
+    pub fn check_format(&self) -> Result<(), CheckpointError> {
+        for path in self.files()? {
+            match header_of(&path) {
+                Header::OtherFormat(found) => {
+                    return Err(CheckpointError::OtherFormat {
+                        path,
+                        found,
+                        reads: FORMAT_VERSION,
+                    })
+                }
+                Header::Plausible => return Ok(()),
+                // A torn newest file: the one before it decides.
+                Header::Invalid => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the checkpoints numbered above `sequence`: a cluster resuming from it
+    /// abandons them (its processes number the next ones from it, alike).
+    pub fn discard_after(&self, sequence: u64) -> Result<usize, CheckpointError> {
+        let newer: Vec<PathBuf> = self
+            .files()?
+            .into_iter()
+            .filter(|p| sequence_of(p).is_some_and(|s| s > sequence))
+            .collect();
+        for p in &newer {
+            fs::remove_file(p).map_err(io(p))?;
+        }
+        Ok(newer.len())
     }
 
     /// Checkpoint files, newest first.
@@ -289,10 +471,24 @@ impl Store {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io(&self.dir))?;
-        for old in self.files()?.into_iter().skip(KEEP) {
-            fs::remove_file(&old).map_err(io(&old))?;
-        }
+        self.retain(&path)?;
         Ok((HEADER + payload.len()) as u64)
+    }
+
+    /// Keeps `written` and the newest valid files up to [`KEEP`] in all; removes the
+    /// rest, invalid files included (they never count among those kept).
+    fn retain(&self, written: &Path) -> Result<(), CheckpointError> {
+        let mut kept = 0;
+        for file in self.files()? {
+            let keep =
+                kept < KEEP && (file == written || matches!(header_of(&file), Header::Plausible));
+            if keep {
+                kept += 1;
+            } else {
+                fs::remove_file(&file).map_err(io(&file))?;
+            }
+        }
+        Ok(())
     }
 
     /// Reads and checks one checkpoint file.
@@ -313,9 +509,11 @@ impl Store {
         };
         let version = word(8);
         if version != FORMAT_VERSION {
-            return Err(invalid(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
-            )));
+            return Err(CheckpointError::OtherFormat {
+                path: path.to_path_buf(),
+                found: version,
+                reads: FORMAT_VERSION,
+            });
         }
         let crc = word(12);
         let mut len = [0u8; 8];
@@ -492,7 +690,7 @@ mod tests {
 
     fn checkpoint(sequence: u64, config: &Config) -> Checkpoint {
         Checkpoint {
-            compatibility: Compatibility::of(config, 1),
+            compatibility: Compatibility::of(config, 0, 1),
             sequence,
             taken_ms: 1,
             coordinator: CoordinatorState {
@@ -565,20 +763,111 @@ mod tests {
     }
 
     #[test]
+    fn invalid_files_never_count_among_those_kept_and_numbers_go_on_above_them() {
+        let dir = temp_dir("retain");
+        let store = Store::open(&dir).unwrap();
+        let config = Config::default();
+        for s in 1..=3 {
+            store.write(&checkpoint(s, &config)).unwrap();
+        }
+        let newest = store.files().unwrap()[0].clone();
+        let bytes = fs::read(&newest).unwrap();
+        fs::write(&newest, &bytes[..bytes.len() / 2]).unwrap();
+        assert_eq!(store.next_sequence().unwrap(), 4, "above the torn file");
+        for s in 4..=5 {
+            store.write(&checkpoint(s, &config)).unwrap();
+        }
+        let kept: Vec<u64> = store
+            .files()
+            .unwrap()
+            .iter()
+            .filter_map(|p| sequence_of(p))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![5, 4, 2],
+            "the torn 3 is not among the three kept"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn another_format_is_refused_by_name_never_skipped() {
+        let dir = temp_dir("format");
+        let store = Store::open(&dir).unwrap();
+        let config = Config::default();
+        for s in 1..=2 {
+            store.write(&checkpoint(s, &config)).unwrap();
+        }
+        let files = store.files().unwrap();
+        // An older file of another format behind a current newest: its own history.
+        let mut older = fs::read(&files[1]).unwrap();
+        older[8..12].copy_from_slice(&4u32.to_le_bytes());
+        fs::write(&files[1], &older).unwrap();
+        store.check_format().unwrap();
+        // The newest of another format: refused, both versions named.
+        let mut newest = fs::read(&files[0]).unwrap();
+        newest[8..12].copy_from_slice(&4u32.to_le_bytes());
+        fs::write(&files[0], &newest).unwrap();
+        let e = store.check_format().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CheckpointError::OtherFormat {
+                    found: 4,
+                    reads: FORMAT_VERSION,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("format 4") && text.contains("--rebuild"),
+            "{text}"
+        );
+        assert!(matches!(
+            Store::read(&files[0]),
+            Err(CheckpointError::OtherFormat { found: 4, .. })
+        ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_directory_is_one_process_s_and_leftovers_go() {
+        let dir = temp_dir("lock");
+        fs::create_dir_all(&dir).unwrap();
+        let leftover = dir.join("checkpoint-00000000000000000007.tmp");
+        fs::write(&leftover, b"half a checkpoint").unwrap();
+        let store = Store::open(&dir).unwrap();
+        assert!(!leftover.exists(), "a killed write's file is removed");
+        let e = Store::open(&dir).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(e, CheckpointError::Locked { .. })
+                && text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(store);
+        Store::open(&dir).expect("free again once the holder is gone");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn differences_name_the_settings() {
         let a = Config::default();
         let mut b = Config::default();
         b.dataflow.workers = a.dataflow.workers + 3;
         b.streams.telemetry.topic = "other".into();
-        let d = Compatibility::of(&a, 1).differences(&Compatibility::of(&b, 1));
+        let d = Compatibility::of(&a, 0, 1).differences(&Compatibility::of(&b, 0, 1));
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d[0].starts_with("dataflow.workers: checkpoint"), "{d:?}");
         assert!(
             d[1].starts_with("streams.telemetry.topic: checkpoint"),
             "{d:?}"
         );
-        assert!(Compatibility::of(&a, 1)
-            .differences(&Compatibility::of(&a, 1))
+        assert!(Compatibility::of(&a, 0, 1)
+            .differences(&Compatibility::of(&a, 0, 1))
             .is_empty());
     }
 }

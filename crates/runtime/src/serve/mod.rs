@@ -119,6 +119,10 @@ pub enum ServeError {
     /// The state directory holds a checkpoint this configuration cannot continue from.
     #[error("{0}")]
     Incompatible(String),
+    /// The state directory cannot be used: another process holds it, it cannot be
+    /// written, or it holds checkpoints of another format.
+    #[error("service.state_dir: {0}")]
+    StateDir(#[source] CheckpointError),
     /// The cluster could not be formed.
     #[error("{0}")]
     Cluster(#[from] paceline_dataflow::cluster::ClusterError),
@@ -316,8 +320,7 @@ async fn run(
     writer: InfluxWriter,
 ) -> Result<ServeReport, ServeError> {
     // Restore before reading anything: `/readyz` stays 503 until the sources are assigned.
-    let store = Store::open(Path::new(&config.service.state_dir))
-        .map_err(|e| ServeError::Setup(format!("service.state_dir: {e}")))?;
+    let store = Store::open(Path::new(&config.service.state_dir)).map_err(ServeError::StateDir)?;
     let kafka = client_config(&config.kafka, secrets.kafka_sasl_password.as_ref());
     let mut shutdown = std::pin::pin!(shutdown);
     // From the first second, Kafka and the database are looked at as a running service
@@ -462,7 +465,8 @@ async fn join_cluster(
             "rebuild: this process's checkpoints discarded; the cluster starts over"
         );
     }
-    let now = Compatibility::of(config, spec.placement.processes);
+    store.check_format().map_err(ServeError::StateDir)?;
+    let now = Compatibility::of(config, spec.placement.process, spec.placement.processes);
     // Every valid checkpoint is read once: the newest is kept (the one the cluster
     // resumes from unless a peer lacks it), the others only for their sequences.
     let mut newest = None;
@@ -486,9 +490,27 @@ async fn join_cluster(
         tokio::task::spawn_blocking(move || paceline_dataflow::cluster::connect(&spec, &held))
             .await??;
     let Some(sequence) = connected.resume_from else {
-        tracing::info!("no checkpoint every process holds: starting from the topics' beginning");
+        // Some process holds checkpoints, but none every process holds: starting over
+        // would re-read every topic from its beginning, which nobody asked for.
+        if connected.held.iter().any(|h| !h.is_empty()) {
+            return Err(ServeError::Incompatible(format!(
+                "no checkpoint every process of the cluster holds ({}); start every process with `paceline serve --rebuild` to rebuild the state from the topics' beginning",
+                holdings(&connected.held)
+            )));
+        }
+        tracing::info!("no checkpoint on any process: starting from the topics' beginning");
         return Ok((connected, None));
     };
+    // Checkpoints past the one resumed from are abandoned: the cluster numbers its next
+    // ones by the clock alike on every process.
+    let abandoned = store.discard_after(sequence).map_err(setup)?;
+    if abandoned > 0 {
+        tracing::info!(
+            abandoned,
+            sequence,
+            "removed checkpoints newer than the one the cluster resumes from"
+        );
+    }
     let (path, checkpoint) = match newest {
         Some((path, c)) if c.sequence == sequence => (path, c),
         _ => {
@@ -503,6 +525,23 @@ async fn join_cluster(
         "the cluster resumes from the newest checkpoint every process holds"
     );
     Ok((connected, Some(checkpoint)))
+}
+
+/// What each process of a cluster holds, for a refusal: `process 0 holds 12, 13; process
+/// 1 holds none`.
+fn holdings(held: &[Vec<u64>]) -> String {
+    held.iter()
+        .enumerate()
+        .map(|(i, h)| {
+            if h.is_empty() {
+                format!("process {i} holds none")
+            } else {
+                let list: Vec<String> = h.iter().map(u64::to_string).collect();
+                format!("process {i} holds {}", list.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The newest valid checkpoint to start from, checked against the configuration; None
@@ -521,11 +560,12 @@ fn restore(
         );
         return Ok(None);
     }
+    store.check_format().map_err(ServeError::StateDir)?;
     let Some((path, checkpoint)) = store.load_newest().map_err(setup)? else {
         tracing::info!(state_dir = %config.service.state_dir, "no valid checkpoint: starting from the topics' beginning");
         return Ok(None);
     };
-    check_compatible(&path, &checkpoint, &Compatibility::of(config, 1))?;
+    check_compatible(&path, &checkpoint, &Compatibility::of(config, 0, 1))?;
     let positions: usize = checkpoint.coordinator.offsets.iter().map(Vec::len).sum();
     tracing::info!(
         checkpoint = %path.display(),

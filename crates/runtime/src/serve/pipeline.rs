@@ -88,10 +88,14 @@ impl Pipeline {
         let placement = cluster
             .as_ref()
             .map_or(Placement::single(config.dataflow.workers), |c| c.placement);
-        let (restored_workers, restored_coordinator, next_sequence) = match restored {
+        let (restored_workers, restored_coordinator, restored_next) = match restored {
             Some(c) => (Some(c.workers), Some(c.coordinator), c.sequence + 1),
             None => (None, None, 1),
         };
+        // Above every file present (one restored from, invalid ones skipped): a new
+        // checkpoint numbered below them would be the first the retention removes.
+        let next_sequence =
+            restored_next.max(store.next_sequence().map_err(|e| PipelineError::from(e))?);
         let dataflow = start_dataflow(config, restored_workers, observed, cluster)?;
         let dead = DeadLetterProducer::new(kafka, &config.kafka.dead_letter_topic)
             .map_err(|e| ServeError::Kafka(e.to_string()))?;
@@ -149,7 +153,7 @@ impl Pipeline {
                 busy: ckpt.busy,
                 interval: Duration::from_secs(config.service.checkpoint_interval_s),
                 next_sequence,
-                compatibility: Compatibility::of(config, placement.processes),
+                compatibility: Compatibility::of(config, placement.process, placement.processes),
                 points_sent: dataflow.sent,
             },
             placement,
