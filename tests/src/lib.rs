@@ -329,11 +329,22 @@ impl Serve {
         dir
     }
 
-    /// The checkpoint files in the state directory, newest first.
+    /// The checkpoint files in the state directory, newest first (listed, not opened: a
+    /// running process holds the directory's lock).
     pub fn checkpoints(dir: &TempDir) -> Vec<PathBuf> {
-        paceline_runtime::serve::checkpoint::Store::open(&dir.join("state"))
-            .and_then(|store| store.files())
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("state"))
             .expect("the state directory can be listed")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("checkpoint-") && n.ends_with(".bin"))
+            })
+            .collect();
+        // Zero-padded numbers: the names sort as the sequences do.
+        files.sort();
+        files.reverse();
+        files
     }
 
     /// Waits until a checkpoint newer than `after_ms` (milliseconds since the Unix epoch)
