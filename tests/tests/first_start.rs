@@ -321,3 +321,23 @@ fn influxdb_behind_a_private_ca_needs_the_ca_file() {
     assert!(count > 0.0, "InfluxDB holds the points: {answer}");
     let _ = serve.stop();
 }
+
+#[test]
+fn a_missing_dead_letter_topic_stops_the_start_named() {
+    let prefix = "first-no-dead";
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let (t, dl) = topics(prefix);
+    for name in &t {
+        mock.create_topic(name, 1, 1).expect("topic");
+    }
+    let mut config = scenario_config(prefix);
+    v1(&mut config);
+    let env = nothing_but_brokers(&mock.bootstrap_servers());
+    let serve = Serve::start(&config, &env);
+    let (code, log, _) = serve.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains(&dl) && log.contains("create it first"),
+        "{log}"
+    );
+}

@@ -40,6 +40,11 @@ pub struct KafkaConfig {
     /// everything: the state is rebuilt from them). At least the telemetry correction
     /// horizon. Default 168.
     pub telemetry_retention_h: u64,
+    /// The largest dead letter written, in bytes (value, key and headers): a rejected
+    /// message larger than this is cut to fit, its original size and SHA-256 in headers.
+    /// Below the dead-letter topic's `max.message.bytes`, which the start reads from the
+    /// brokers where they tell it (the smaller of the two applies). Default 1000000.
+    pub dead_letter_max_bytes: usize,
     /// Extra librdkafka properties passed through to consumers and producer (TLS, SASL), e.g.
     /// `"security.protocol" = "SASL_SSL"`. Passwords are refused here: use
     /// `PACELINE_KAFKA_SASL_PASSWORD` or `PACELINE_KAFKA_SASL_PASSWORD_FILE`. Default empty.
@@ -59,10 +64,14 @@ impl Default for KafkaConfig {
             topic_partitions: 3,
             topic_replication_factor: 1,
             telemetry_retention_h: 168,
+            dead_letter_max_bytes: 1_000_000,
             options: BTreeMap::new(),
         }
     }
 }
+
+/// The smallest dead-letter limit: room for the headers and the start of the payload.
+pub const MIN_DEAD_LETTER_BYTES: usize = 16 * 1024;
 
 impl KafkaConfig {
     /// Every error of the `[kafka]` section, pushed with its key.
@@ -90,6 +99,17 @@ impl KafkaConfig {
         }
         if !(1..=32).contains(&self.topic_replication_factor) {
             err("kafka.topic_replication_factor", "must be between 1 and 32");
+        }
+        if !(MIN_DEAD_LETTER_BYTES..=crate::DEAD_LETTER_MAX_BYTES)
+            .contains(&self.dead_letter_max_bytes)
+        {
+            err(
+                "kafka.dead_letter_max_bytes",
+                &format!(
+                    "must be between {MIN_DEAD_LETTER_BYTES} and {}",
+                    crate::DEAD_LETTER_MAX_BYTES
+                ),
+            );
         }
         if self.telemetry_retention_h == 0 {
             err("kafka.telemetry_retention_h", "must be at least 1");

@@ -209,6 +209,27 @@ pub fn create_missing_topics(
     Ok(created)
 }
 
+/// The topic's `max.message.bytes` as the brokers describe it; `None` where they do not
+/// say (a broker without DescribeConfigs, or no answer within `timeout`).
+pub fn topic_max_message_bytes(
+    config: &ClientConfig,
+    topic: &str,
+    timeout: Duration,
+) -> Option<usize> {
+    let admin: AdminClient<DefaultClientContext> = config.create().ok()?;
+    let options = AdminOptions::new().request_timeout(Some(timeout));
+    let described = block_on(
+        admin.describe_configs(&[rdkafka::admin::ResourceSpecifier::Topic(topic)], &options),
+    )
+    .ok()?;
+    described
+        .into_iter()
+        .flatten()
+        .flat_map(|resource| resource.entries)
+        .find(|e| e.name == "max.message.bytes")
+        .and_then(|e| e.value?.parse().ok())
+}
+
 /// Runs a future to completion on this thread (the admin client's futures are completed
 /// by its own background thread; no async runtime is needed, and a blocking caller may be
 /// inside one).
@@ -725,11 +746,35 @@ pub struct DeadLetterProducer {
     deliveries: Arc<Deliveries>,
     closing: Arc<AtomicBool>,
     topic: String,
+    max_bytes: usize,
+}
+
+/// What a record adds besides its key, value and headers' keys and values (lengths,
+/// offsets, timestamps, attributes), with room to spare.
+const RECORD_OVERHEAD: usize = 512;
+
+/// A dead letter's value: the rejected message, or its start when the whole would not fit
+/// in `room` bytes; the headers that say so.
+fn cut_to_fit(payload: &[u8], room: usize) -> (&[u8], Vec<(&'static str, String)>) {
+    if payload.len() <= room {
+        return (payload, Vec::new());
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, payload);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    (
+        &payload[..room],
+        vec![
+            ("truncated", "true".to_string()),
+            ("original_size", payload.len().to_string()),
+            ("original_sha256", hex),
+        ],
+    )
 }
 
 impl DeadLetterProducer {
-    /// Creates the producer.
-    pub fn new(base: &ClientConfig, topic: &str) -> Result<Self, IngestError> {
+    /// Creates the producer; dead letters are cut to `max_bytes` in all (see
+    /// `kafka.dead_letter_max_bytes`).
+    pub fn new(base: &ClientConfig, topic: &str, max_bytes: usize) -> Result<Self, IngestError> {
         let mut c = base.clone();
         c.set("message.timeout.ms", "0")
             .set("enable.idempotence", "false")
@@ -756,6 +801,7 @@ impl DeadLetterProducer {
             deliveries,
             closing: Arc::new(AtomicBool::new(false)),
             topic: topic.into(),
+            max_bytes,
         })
     }
 
@@ -770,7 +816,27 @@ impl DeadLetterProducer {
     ) -> Result<(), IngestError> {
         let partition = origin.partition.to_string();
         let offset = origin.offset.to_string();
-        let headers = OwnedHeaders::new()
+        let key = format!("{}/{}/{}", origin.topic, origin.partition, origin.offset);
+        // A message near or above the topic's limit would be refused by the broker every
+        // time, and the service would stop before it again at each restart: cut it.
+        let fixed: usize = [
+            ("reason", reason),
+            ("stream", origin.stream.as_str()),
+            ("topic", origin.topic.as_str()),
+            ("partition", partition.as_str()),
+            ("offset", offset.as_str()),
+            ("detail", detail),
+        ]
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+        // The cut's own headers: three keys and at most 20 digits, 64 hex digits, "true".
+        let cut_headers = 9 + 13 + 15 + 4 + 20 + 64;
+        let room = self
+            .max_bytes
+            .saturating_sub(RECORD_OVERHEAD + key.len() + fixed + cut_headers);
+        let (value, cut) = cut_to_fit(payload, room);
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "reason",
                 value: Some(reason),
@@ -795,8 +861,13 @@ impl DeadLetterProducer {
                 key: "detail",
                 value: Some(detail),
             });
-        let key = format!("{}/{}/{}", origin.topic, origin.partition, origin.offset);
-        self.produce(payload, key.as_bytes(), headers, None)
+        for (k, v) in &cut {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_str()),
+            });
+        }
+        self.produce(value, key.as_bytes(), headers, None)
     }
 
     /// Sends one message, tracked from now until its delivery report.

@@ -39,7 +39,7 @@ fn refused_dead_letters_are_retried_then_reported() {
     mock.create_topic("dead", 1, 1).expect("topic");
     let mut base = ClientConfig::new();
     base.set("bootstrap.servers", mock.bootstrap_servers());
-    let dead = DeadLetterProducer::new(&base, "dead").expect("producer");
+    let dead = DeadLetterProducer::new(&base, "dead", 1_000_000).expect("producer");
 
     // Refused twice (a non-retriable error), then accepted: delivered, in order.
     mock.request_errors(
@@ -66,4 +66,85 @@ fn refused_dead_letters_are_retried_then_reported() {
         "{err}"
     );
     assert!(!dead.delivered_below(dead.next_sequence()));
+}
+
+/// A rejected message larger than the limit is dead-lettered cut to fit, whole record
+/// included, with its original size and SHA-256 (`sha256sum`'s, computed apart) in
+/// headers; a small one goes whole, without them.
+#[test]
+fn a_large_rejected_message_is_cut_to_the_limit() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic("dead", 1, 1).expect("topic");
+    let mut base = ClientConfig::new();
+    base.set("bootstrap.servers", mock.bootstrap_servers());
+    let limit = 100_000;
+    let dead = DeadLetterProducer::new(&base, "dead", limit).expect("producer");
+    // 1.5 MB of a repeated line, as a batch that inflated would give.
+    let big: Vec<u8> = b"{\"event_id\":\"x\"}\n".repeat(90_000);
+    let dir = std::env::temp_dir().join(format!("paceline-dl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("big"), &big).unwrap();
+    let sum = std::process::Command::new("sha256sum")
+        .arg(dir.join("big"))
+        .output()
+        .expect("sha256sum");
+    let expected_sha = String::from_utf8_lossy(&sum.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    dead.send(&big, "oversized", "1620000 bytes", &origin(3))
+        .expect("queued");
+    dead.send(b"short", "malformed_json", "detail", &origin(4))
+        .expect("queued");
+    settle(&dead).expect("delivered");
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", "check")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["dead"]).expect("subscribe");
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while got.len() < 2 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            got.push(m.detach());
+        }
+    }
+    assert_eq!(got.len(), 2, "both dead letters arrive");
+    let header = |m: &rdkafka::message::OwnedMessage, k: &str| {
+        m.headers().and_then(|h| {
+            h.iter()
+                .find(|x| x.key == k)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        })
+    };
+    let cut = &got[0];
+    let value = cut.payload().unwrap_or_default();
+    let record = value.len()
+        + cut.key().map_or(0, <[u8]>::len)
+        + cut.headers().map_or(0, |h| {
+            h.iter()
+                .map(|x| x.key.len() + x.value.map_or(0, <[u8]>::len))
+                .sum()
+        });
+    assert!(record <= limit, "the record fits: {record} bytes");
+    assert!(
+        value.len() > limit / 2,
+        "most of the room is the message's start"
+    );
+    assert_eq!(value, &big[..value.len()], "the message's start, unchanged");
+    assert_eq!(header(cut, "truncated").as_deref(), Some("true"));
+    assert_eq!(header(cut, "original_size"), Some(big.len().to_string()));
+    assert_eq!(header(cut, "original_sha256"), Some(expected_sha));
+    assert_eq!(header(cut, "reason").as_deref(), Some("oversized"));
+    let whole = &got[1];
+    assert_eq!(whole.payload(), Some(&b"short"[..]));
+    assert_eq!(header(whole, "truncated"), None);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -340,6 +340,7 @@ async fn run(
             return Ok(ServeReport::default());
         }
     };
+    let config = with_dead_letter_limit(config, &kafka).await?;
     if let Some(c) = &restored {
         observed.state.board.record(&c.board);
         observed
@@ -378,14 +379,41 @@ async fn discover_partitions(
     health: &Trouble,
 ) -> Result<[Vec<i32>; 3], ServeError> {
     let topics = Stream::ALL.map(|s| config.streams.get(s).topic.clone());
-    let watch =
-        TopicWatch::new(kafka, topics.to_vec()).map_err(|e| ServeError::Kafka(e.to_string()))?;
+    // The dead-letter topic is looked at like the inputs: a missing one fails the start,
+    // named, rather than the first rejection.
+    let mut looked_at = topics.to_vec();
+    looked_at.push(config.kafka.dead_letter_topic.clone());
+    let watch = TopicWatch::new(kafka, looked_at).map_err(|e| ServeError::Kafka(e.to_string()))?;
     let create = config.kafka.create_topics.then(|| watch::ToCreate {
         client: kafka.clone(),
         topics: topics_to_create(config),
         timeout: Duration::from_secs(config.kafka.metadata_timeout_s),
     });
     watch::first_look(watch, health, create).await
+}
+
+/// The configuration with `kafka.dead_letter_max_bytes` lowered to what the dead-letter
+/// topic takes (its `max.message.bytes`), where the brokers say.
+async fn with_dead_letter_limit(
+    mut config: Settings,
+    kafka: &rdkafka::config::ClientConfig,
+) -> Result<Settings, ServeError> {
+    let (client, topic) = (kafka.clone(), config.kafka.dead_letter_topic.clone());
+    let timeout = Duration::from_secs(config.kafka.metadata_timeout_s.min(10));
+    let topic_max = tokio::task::spawn_blocking(move || {
+        paceline_ingest::topic_max_message_bytes(&client, &topic, timeout)
+    })
+    .await?;
+    let configured = config.kafka.dead_letter_max_bytes;
+    let limit = topic_max.map_or(configured, |t| configured.min(t));
+    tracing::info!(
+        topic = %config.kafka.dead_letter_topic,
+        topic_max_message_bytes = ?topic_max,
+        dead_letter_max_bytes = limit,
+        "dead letters larger than this are cut, their original size and SHA-256 in headers"
+    );
+    config.kafka.dead_letter_max_bytes = limit;
+    Ok(config)
 }
 
 /// How often a starting service asks the database again.

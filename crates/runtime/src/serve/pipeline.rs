@@ -97,8 +97,12 @@ impl Pipeline {
         let next_sequence =
             restored_next.max(store.next_sequence().map_err(|e| PipelineError::from(e))?);
         let dataflow = start_dataflow(config, restored_workers, observed, cluster)?;
-        let dead = DeadLetterProducer::new(kafka, &config.kafka.dead_letter_topic)
-            .map_err(|e| ServeError::Kafka(e.to_string()))?;
+        let dead = DeadLetterProducer::new(
+            kafka,
+            &config.kafka.dead_letter_topic,
+            config.kafka.dead_letter_max_bytes,
+        )
+        .map_err(|e| ServeError::Kafka(e.to_string()))?;
         let stop = Arc::new(AtomicBool::new(false));
         // A part failing for good stops the service.
         let (fatal_tx, fatal) = tokio::sync::mpsc::unbounded_channel::<ServeError>();

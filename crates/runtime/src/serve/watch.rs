@@ -71,8 +71,11 @@ pub async fn first_look(
                     }
                 }
             }
-            (Ok(partitions), _) => {
+            (Ok(mut partitions), _) => {
                 health.record(None);
+                // The three input topics come first; any after them (the dead-letter
+                // topic) only had to exist.
+                partitions.truncate(3);
                 return partitions.try_into().map_err(|_| {
                     ServeError::Kafka("the watch described another number of topics".into())
                 });
