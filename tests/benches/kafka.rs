@@ -115,6 +115,10 @@ impl Bench {
                 if processes > 1 {
                     env.push(("PACELINE_PEERS", peers.join(",")));
                     env.push(("PACELINE_PROCESS_INDEX", i.to_string()));
+                    env.push((
+                        "PACELINE_CLUSTER_SECRET",
+                        "bench-cluster-secret".to_string(),
+                    ));
                 }
                 Serve::start(&config, &env)
             })

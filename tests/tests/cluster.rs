@@ -39,6 +39,9 @@ fn addresses(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The secret the test clusters' processes share.
+const CLUSTER_SECRET: &str = "test-cluster-secret-4b1d";
+
 /// Starts process `index` of the cluster in `dir`.
 fn start_process(
     dir: TempDir,
@@ -50,6 +53,7 @@ fn start_process(
     let mut env = env.to_vec();
     env.push(("PACELINE_PEERS", peers.join(",")));
     env.push(("PACELINE_PROCESS_INDEX", index.to_string()));
+    env.push(("PACELINE_CLUSTER_SECRET", CLUSTER_SECRET.to_string()));
     Serve::start_in(dir, config, &env)
 }
 

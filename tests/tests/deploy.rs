@@ -407,6 +407,16 @@ fn assert_probes_and_secrets(set: &serde_yaml::Value) {
             .any(|e| e["name"].as_str() == Some("PACELINE_INFLUX_TOKEN")),
         "no token in the manifest"
     );
+    assert!(
+        env.iter()
+            .any(|e| e["name"].as_str() == Some("PACELINE_CLUSTER_SECRET_FILE")),
+        "the cluster secret comes from a mounted Secret file"
+    );
+    assert!(
+        !env.iter()
+            .any(|e| e["name"].as_str() == Some("PACELINE_CLUSTER_SECRET")),
+        "no cluster secret in the manifest"
+    );
 }
 
 /// The dataflow port admits paceline's own pods alone, the HTTP port one namespace (the

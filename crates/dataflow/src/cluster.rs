@@ -1,11 +1,23 @@
 //! One timely cluster across processes: where each worker is, connecting the processes
-//! within a deadline, and the handshake in which they check that they run the same layout
-//! and configuration and agree on the checkpoint to resume from.
+//! within a deadline, and the handshake in which they prove they belong to the cluster,
+//! check that they run the same build, layout and configuration, and agree on the
+//! checkpoint to resume from.
 //!
 //! The connections are made here, not by timely (which retries for ever and reports a
 //! missing peer only on standard output), and handed to timely once every process has
 //! answered. Process `i` connects to every process before it and accepts every process
-//! after it, as timely does; each connection opens with one [`Hello`] each way.
+//! after it, as timely does. Each connection first proves knowledge of the cluster secret
+//! both ways, before anything else crosses it: the connecting side sends a fresh nonce,
+//! the accepting side answers with its own nonce and an HMAC-SHA256 of both under the
+//! secret, the connecting side checks it and answers with its own HMAC (the roles in the
+//! MAC, so that neither proof can be reflected; fresh nonces, so that none can be
+//! replayed). Only then one [`Hello`] goes each way. Each accepted connection is
+//! handshaken on a thread of its own within [`HANDSHAKE_TIMEOUT`]: a connection that says
+//! nothing cannot hold up the cluster's start.
+//!
+//! Once formed, every connection gets TCP keepalive and a user timeout from
+//! `peer_timeout`: a peer that vanishes without closing (a machine lost, a cut link) breaks
+//! the connection within it, and the process stops, naming the peer.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -60,7 +72,7 @@ impl Placement {
 }
 
 /// How to reach the other processes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClusterSpec {
     /// The layout.
     pub placement: Placement,
@@ -71,9 +83,29 @@ pub struct ClusterSpec {
     /// A digest of the settings every process must share (a process configured
     /// differently is refused).
     pub fingerprint: u64,
+    /// The shared secret every connection proves knowledge of.
+    pub secret: Vec<u8>,
+    /// This build (version and revision): processes of different builds are refused.
+    pub build: String,
+    /// How long a silent peer may go unnoticed once the cluster runs.
+    pub peer_timeout: Duration,
 }
 
-/// What each process tells each peer first.
+impl std::fmt::Debug for ClusterSpec {
+    // The secret is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSpec")
+            .field("placement", &self.placement)
+            .field("addresses", &self.addresses)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("fingerprint", &self.fingerprint)
+            .field("build", &self.build)
+            .field("peer_timeout", &self.peer_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What each process tells each peer once both proved the secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Hello {
     magic: [u8; 8],
@@ -81,11 +113,26 @@ struct Hello {
     processes: u32,
     workers: u32,
     fingerprint: u64,
+    /// The build, `version (revision)`.
+    build: String,
     /// The checkpoints this process holds, by sequence.
     checkpoints: Vec<u64>,
 }
 
 const MAGIC: [u8; 8] = *b"PCLNHELO";
+
+/// The handshake's and the hello's version: a process speaking another is refused, named.
+pub const PROTOCOL: u32 = 2;
+const OPEN_MAGIC: [u8; 8] = *b"PCLNOPEN";
+const NONCE: usize = 32;
+const PROOF: usize = 32;
+/// `Open`: magic, protocol, the connecting side's nonce.
+const OPEN_LEN: usize = 8 + 4 + NONCE;
+/// `Challenge`: magic, protocol, the accepting side's nonce, its proof.
+const CHALLENGE_LEN: usize = 8 + 4 + NONCE + PROOF;
+/// How long one connection may take to prove itself and say hello; a connection silent
+/// for longer is dropped (its own thread: the others go on).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A hello is a few numbers and at most a handful of checkpoint sequences.
 const MAX_HELLO: u32 = 64 * 1024;
 
@@ -173,6 +220,7 @@ pub fn connect(spec: &ClusterSpec, checkpoints: &[u64]) -> Result<Connected, Clu
         processes: spec.placement.processes as u32,
         workers: spec.placement.workers as u32,
         fingerprint: spec.fingerprint,
+        build: spec.build.clone(),
         checkpoints: checkpoints.to_vec(),
     };
     let listener = listen(spec)?;
@@ -190,7 +238,7 @@ pub fn connect(spec: &ClusterSpec, checkpoints: &[u64]) -> Result<Connected, Clu
         };
         std::thread::Builder::new()
             .name("cluster-accept".into())
-            .spawn(move || accept_later(&spec, listener, &hello, &found, &until))
+            .spawn(move || accept_later(&spec, listener, &hello, found, &until))
     };
     let connected = connect_earlier(spec, &hello, &found, deadline);
     // A peer refused while connecting is the answer: the later ones need not be awaited.
@@ -224,6 +272,7 @@ pub fn connect(spec: &ClusterSpec, checkpoints: &[u64]) -> Result<Connected, Clu
             Some((stream, peer)) => {
                 resume.retain(|c| peer.checkpoints.contains(c));
                 held.push(peer.checkpoints);
+                notice_silence(&stream, spec.peer_timeout);
                 sockets.push(Some(stream));
             }
             None => {
@@ -275,6 +324,154 @@ fn listen(spec: &ClusterSpec) -> Result<TcpListener, ClusterError> {
 /// How long to wait between attempts to reach a peer that is not up yet.
 const RETRY: Duration = Duration::from_millis(200);
 
+/// Keepalive probes and a user timeout, so that a peer gone without closing (a machine
+/// lost, a link cut) fails the connection within `timeout`: idle a third of it, then
+/// three probes a sixth apart; unacknowledged data for the whole of it.
+fn notice_silence(stream: &TcpStream, timeout: Duration) {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time((timeout / 3).max(Duration::from_secs(1)))
+        .with_interval((timeout / 6).max(Duration::from_secs(1)))
+        .with_retries(3);
+    let set = socket
+        .set_tcp_keepalive(&keepalive)
+        .and_then(|()| socket.set_tcp_user_timeout(Some(timeout)));
+    if let Err(e) = set {
+        tracing::warn!(error = %e, "cannot set keepalive on a cluster connection: a vanished peer is noticed only when TCP gives up");
+    }
+}
+
+/// How a handshake failed: worth another attempt (the peer restarting, a network hiccup),
+/// or for good (the peer does not know the secret, or speaks another protocol).
+enum Handshake {
+    Retry,
+    Refused(String),
+}
+
+fn hmac_key(spec: &ClusterSpec) -> ring::hmac::Key {
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &spec.secret)
+}
+
+/// The proof of one side: the HMAC of its role and both nonces, the peer's first.
+fn proof(key: &ring::hmac::Key, role: &[u8], first: &[u8], second: &[u8]) -> ring::hmac::Tag {
+    let mut ctx = ring::hmac::Context::with_key(key);
+    ctx.update(role);
+    ctx.update(first);
+    ctx.update(second);
+    ctx.sign()
+}
+
+fn verify(key: &ring::hmac::Key, role: &[u8], first: &[u8], second: &[u8], tag: &[u8]) -> bool {
+    let mut message = Vec::with_capacity(role.len() + first.len() + second.len());
+    message.extend_from_slice(role);
+    message.extend_from_slice(first);
+    message.extend_from_slice(second);
+    ring::hmac::verify(key, &message, tag).is_ok()
+}
+
+fn nonce() -> Result<[u8; NONCE], Handshake> {
+    use ring::rand::SecureRandom;
+    let mut n = [0u8; NONCE];
+    ring::rand::SystemRandom::new()
+        .fill(&mut n)
+        .map_err(|_| Handshake::Refused("no random numbers for a nonce".into()))?;
+    Ok(n)
+}
+
+/// The connecting side's part of the proof, before any hello.
+fn prove_as_connector(
+    stream: &mut TcpStream,
+    spec: &ClusterSpec,
+    deadline: Instant,
+) -> Result<(), Handshake> {
+    let key = hmac_key(spec);
+    let mine = nonce()?;
+    let mut open = Vec::with_capacity(OPEN_LEN);
+    open.extend_from_slice(&OPEN_MAGIC);
+    open.extend_from_slice(&PROTOCOL.to_le_bytes());
+    open.extend_from_slice(&mine);
+    stream.write_all(&open).map_err(|_| Handshake::Retry)?;
+    let challenge =
+        read_exactly::<CHALLENGE_LEN>(stream, deadline).map_err(|_| Handshake::Retry)?;
+    if challenge[..8] != OPEN_MAGIC {
+        return Err(Handshake::Refused(
+            "is not a paceline cluster process".into(),
+        ));
+    }
+    let protocol = u32::from_le_bytes([challenge[8], challenge[9], challenge[10], challenge[11]]);
+    if protocol != PROTOCOL {
+        return Err(Handshake::Refused(format!(
+            "speaks cluster protocol {protocol}, this process {PROTOCOL}: every process must run the same paceline build"
+        )));
+    }
+    let theirs = &challenge[12..12 + NONCE];
+    let their_proof = &challenge[12 + NONCE..];
+    if !verify(&key, b"accept", &mine, theirs, their_proof) {
+        return Err(Handshake::Refused(
+            "proves another cluster secret: every process needs the same PACELINE_CLUSTER_SECRET"
+                .into(),
+        ));
+    }
+    stream
+        .write_all(proof(&key, b"connect", theirs, &mine).as_ref())
+        .map_err(|_| Handshake::Retry)?;
+    stream.flush().map_err(|_| Handshake::Retry)
+}
+
+/// The accepting side's part of the proof; `Err` says why the connection was refused.
+fn prove_as_acceptor(
+    stream: &mut TcpStream,
+    spec: &ClusterSpec,
+    deadline: Instant,
+) -> Result<(), String> {
+    let open = read_exactly::<OPEN_LEN>(stream, deadline)
+        .map_err(|e| format!("no opening within the handshake's time ({e})"))?;
+    if open[..8] != OPEN_MAGIC {
+        return Err("not a paceline cluster process".into());
+    }
+    let protocol = u32::from_le_bytes([open[8], open[9], open[10], open[11]]);
+    let key = hmac_key(spec);
+    let mine = nonce().map_err(|_| "no random numbers for a nonce".to_string())?;
+    let theirs = &open[12..];
+    let mut challenge = Vec::with_capacity(CHALLENGE_LEN);
+    challenge.extend_from_slice(&OPEN_MAGIC);
+    challenge.extend_from_slice(&PROTOCOL.to_le_bytes());
+    challenge.extend_from_slice(&mine);
+    if protocol == PROTOCOL {
+        challenge.extend_from_slice(proof(&key, b"accept", theirs, &mine).as_ref());
+    } else {
+        // No proof for a protocol this build does not speak: only the version, so that
+        // the other side can name it.
+        challenge.extend_from_slice(&[0u8; PROOF]);
+    }
+    stream
+        .write_all(&challenge)
+        .map_err(|e| format!("closed during the handshake ({e})"))?;
+    if protocol != PROTOCOL {
+        return Err(format!(
+            "speaks cluster protocol {protocol}, this process {PROTOCOL}"
+        ));
+    }
+    let their_proof = read_exactly::<PROOF>(stream, deadline)
+        .map_err(|e| format!("no proof within the handshake's time ({e})"))?;
+    if !verify(&key, b"connect", &mine, theirs, &their_proof) {
+        return Err("it does not prove the cluster secret".into());
+    }
+    Ok(())
+}
+
+/// Reads exactly `N` bytes before `deadline`.
+fn read_exactly<const N: usize>(
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> std::io::Result<[u8; N]> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    stream.set_read_timeout(Some(left.max(Duration::from_millis(10))))?;
+    let mut buf = [0u8; N];
+    stream.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
 /// Connects to every process before this one, retrying until the deadline.
 fn connect_earlier(
     spec: &ClusterSpec,
@@ -288,12 +485,28 @@ fn connect_earlier(
                 std::thread::sleep(RETRY);
                 continue;
             };
-            // A peer that accepts but breaks off the handshake (restarting) is tried again.
+            let step = deadline.min(Instant::now() + HANDSHAKE_TIMEOUT);
+            match prove_as_connector(&mut stream, spec, step) {
+                Ok(()) => {}
+                // A peer that accepts but breaks off the handshake (restarting) is tried
+                // again.
+                Err(Handshake::Retry) => {
+                    std::thread::sleep(RETRY);
+                    continue;
+                }
+                Err(Handshake::Refused(what)) => {
+                    return Err(ClusterError::Mismatch {
+                        index,
+                        address: spec.addresses[index].clone(),
+                        what,
+                    })
+                }
+            }
             if write_hello(&mut stream, hello).is_err() {
                 std::thread::sleep(RETRY);
                 continue;
             }
-            let Ok(peer) = read_hello(&mut stream, deadline) else {
+            let Ok(peer) = read_hello(&mut stream, step) else {
                 std::thread::sleep(RETRY);
                 continue;
             };
@@ -328,51 +541,103 @@ impl Until {
     }
 }
 
-/// Accepts every process after this one until the deadline.
+/// Accepts every process after this one until the deadline, each connection handshaken on
+/// a thread of its own; a peer that proved the secret but runs another build, layout or
+/// configuration fails the start.
 fn accept_later(
     spec: &ClusterSpec,
     listener: TcpListener,
     hello: &Hello,
-    found: &Found,
+    found: Arc<Found>,
     until: &Until,
 ) -> Result<(), ClusterError> {
     let me = spec.placement.process;
     let later = spec.addresses.len() - me - 1;
-    let deadline = until.deadline;
-    let mut accepted = 0;
-    while accepted < later && !until.passed() {
-        let mut stream = match listener.accept() {
-            Ok((s, _)) => s,
+    let refused: Arc<Mutex<Option<ClusterError>>> = Arc::new(Mutex::new(None));
+    let answered = |found: &Found| {
+        found
+            .lock()
+            .map_or(0, |f| f.iter().skip(me + 1).filter(|e| e.is_some()).count())
+    };
+    while answered(&found) < later && !until.passed() {
+        if let Some(e) = refused.lock().ok().and_then(|mut r| r.take()) {
+            return Err(e);
+        }
+        let (stream, from) = match listener.accept() {
+            Ok(accepted) => accepted,
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
         };
-        if stream.set_nonblocking(false).is_err() || stream.set_nodelay(true).is_err() {
-            continue;
-        }
-        let Ok(peer) = read_hello(&mut stream, deadline) else {
-            continue;
-        };
-        // Answered before checking, so that a peer configured differently learns it too.
-        if write_hello(&mut stream, hello).is_err() {
-            continue;
-        }
-        let index = peer.process as usize;
-        if index <= me || index >= spec.addresses.len() {
-            // Not a process after this one: a peer configured with another index, named
-            // when its own side checks this process's hello.
-            continue;
-        }
-        check_peer(spec, index, &peer)?;
-        if let Ok(mut f) = found.lock() {
-            if f[index].is_none() {
-                accepted += 1;
-            }
-            f[index] = Some((stream, peer));
-        }
+        let (spec, hello, found, refused) =
+            (spec.clone(), hello.clone(), found.clone(), refused.clone());
+        let deadline = until.deadline;
+        let _ = std::thread::Builder::new()
+            .name("cluster-handshake".into())
+            .spawn(move || {
+                let step = deadline.min(Instant::now() + HANDSHAKE_TIMEOUT);
+                match handshake_accepted(stream, &spec, &hello, step) {
+                    Ok(Some((index, stream, peer))) => {
+                        if let Ok(mut f) = found.lock() {
+                            f[index] = Some((stream, peer));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        if let Ok(mut r) = refused.lock() {
+                            r.get_or_insert(e);
+                        }
+                    }
+                }
+                let _ = from;
+            });
     }
-    Ok(())
+    match refused.lock().ok().and_then(|mut r| r.take()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One accepted connection: the proof, then the hellos. `Ok(None)`: refused and logged (a
+/// stranger, a silent or wrong-secret connection, a process that is not one after this
+/// one); `Err`: a proven peer of another build or configuration.
+fn handshake_accepted(
+    mut stream: TcpStream,
+    spec: &ClusterSpec,
+    hello: &Hello,
+    deadline: Instant,
+) -> Result<Option<(usize, TcpStream, Hello)>, ClusterError> {
+    let from = stream
+        .peer_addr()
+        .map_or_else(|_| "an unknown address".to_string(), |a| a.to_string());
+    let refuse = |why: String| {
+        tracing::warn!(peer = %from, reason = %why, "refused a connection to the cluster port");
+        Ok(None)
+    };
+    if stream.set_nonblocking(false).is_err() || stream.set_nodelay(true).is_err() {
+        return Ok(None);
+    }
+    if let Err(why) = prove_as_acceptor(&mut stream, spec, deadline) {
+        return refuse(why);
+    }
+    let peer = match read_hello(&mut stream, deadline) {
+        Ok(p) => p,
+        Err(e) => return refuse(format!("no hello after the proof ({e})")),
+    };
+    // Answered before checking, so that a peer configured differently learns it too.
+    if write_hello(&mut stream, hello).is_err() {
+        return Ok(None);
+    }
+    let me = spec.placement.process;
+    let index = peer.process as usize;
+    if index <= me || index >= spec.addresses.len() {
+        // Not a process after this one: a peer configured with another index, named
+        // when its own side checks this process's hello.
+        return refuse(format!("it says it is process {index}"));
+    }
+    check_peer(spec, index, &peer)?;
+    Ok(Some((index, stream, peer)))
 }
 
 fn write_hello(stream: &mut TcpStream, hello: &Hello) -> std::io::Result<()> {
@@ -410,6 +675,12 @@ fn check_peer(spec: &ClusterSpec, index: usize, peer: &Hello) -> Result<(), Clus
         what,
     };
     let p = &spec.placement;
+    if peer.build != spec.build {
+        return Err(mismatch(format!(
+            "runs paceline {}, this process {}: every process must run the same build",
+            peer.build, spec.build
+        )));
+    }
     if peer.process as usize != index {
         return Err(mismatch(format!(
             "answers as process {}: check cluster.process_index (PACELINE_PROCESS_INDEX) of each process",
@@ -451,6 +722,9 @@ mod tests {
             addresses: addresses.to_vec(),
             connect_timeout: Duration::from_secs(10),
             fingerprint,
+            secret: b"the test cluster's secret".to_vec(),
+            build: "0.1.0 (test)".into(),
+            peer_timeout: Duration::from_secs(30),
         }
     }
 
@@ -505,6 +779,112 @@ mod tests {
             text.contains(&format!("process 1 ({})", addresses[1])),
             "{text}"
         );
+    }
+
+    /// Two processes' addresses on loopback.
+    fn pair() -> Vec<String> {
+        (0..2)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect()
+    }
+
+    /// Forms the pair `a`, `b` (process 0 and 1) side by side.
+    fn form(
+        a: ClusterSpec,
+        b: ClusterSpec,
+    ) -> (
+        Result<Connected, ClusterError>,
+        Result<Connected, ClusterError>,
+    ) {
+        let h = std::thread::spawn(move || connect(&a, &[]));
+        let rb = connect(&b, &[]);
+        (h.join().expect("no panic"), rb)
+    }
+
+    /// An idle connection to the cluster port and a stranger that replays a captured
+    /// handshake do not keep the real pair from forming; the stranger is refused.
+    #[test]
+    fn an_idle_connection_and_a_replayed_handshake_hold_nothing_up() {
+        let addresses = pair();
+        let a = spec(0, &addresses, 7);
+        let b = spec(1, &addresses, 7);
+        let key = hmac_key(&a);
+        let started = Instant::now();
+        let h = std::thread::spawn(move || connect(&a, &[]));
+        // Process 0 listens: hold an idle connection, then replay a handshake.
+        let mut idle = loop {
+            if let Ok(s) = TcpStream::connect(&addresses[0]) {
+                break s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stranger = TcpStream::connect(&addresses[0]).expect("connects");
+        // What a listener could have captured of an earlier session: its opening, and the
+        // proof that answered that session's challenge.
+        let old_nonces = ([1u8; NONCE], [2u8; NONCE]);
+        let mut open = OPEN_MAGIC.to_vec();
+        open.extend_from_slice(&PROTOCOL.to_le_bytes());
+        open.extend_from_slice(&old_nonces.0);
+        stranger.write_all(&open).expect("open");
+        let challenge =
+            read_exactly::<CHALLENGE_LEN>(&mut stranger, Instant::now() + Duration::from_secs(5))
+                .expect("a challenge, fresh");
+        assert_ne!(
+            &challenge[12..12 + NONCE],
+            &old_nonces.1,
+            "the nonce is new"
+        );
+        let replayed = proof(&key, b"connect", &old_nonces.1, &old_nonces.0);
+        stranger.write_all(replayed.as_ref()).expect("proof");
+        let mut rest = Vec::new();
+        let _ = stranger.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "refused: closed without a hello");
+        let rb = connect(&b, &[]);
+        let ra = h.join().expect("no panic");
+        ra.expect("process 0 forms the cluster");
+        rb.expect("process 1 forms the cluster");
+        // Sooner than the idle connection's own handshake gives up: it held nothing.
+        assert!(
+            started.elapsed() < HANDSHAKE_TIMEOUT - Duration::from_secs(1),
+            "held up by the idle connection: {:?}",
+            started.elapsed()
+        );
+        let _ = idle.write_all(b"");
+    }
+
+    #[test]
+    fn a_process_without_the_secret_is_refused_named() {
+        let addresses = pair();
+        let mut a = spec(0, &addresses, 7);
+        a.connect_timeout = Duration::from_secs(3);
+        let mut b = spec(1, &addresses, 7);
+        b.secret = b"another secret".to_vec();
+        let (ra, rb) = form(a, b);
+        let e = rb.expect_err("the secrets differ").to_string();
+        assert!(
+            e.contains("process 0") && e.contains("PACELINE_CLUSTER_SECRET"),
+            "{e}"
+        );
+        let e = ra.expect_err("process 1 never proves itself").to_string();
+        assert!(
+            e.contains("process 1") && e.contains("did not connect"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn another_build_is_refused_named() {
+        let addresses = pair();
+        let a = spec(0, &addresses, 7);
+        let mut b = spec(1, &addresses, 7);
+        b.build = "0.2.0 (f00dfeed)".into();
+        let (ra, rb) = form(a, b);
+        let e = rb.expect_err("builds differ").to_string();
+        assert!(
+            e.contains("runs paceline 0.1.0 (test), this process 0.2.0 (f00dfeed)"),
+            "{e}"
+        );
+        assert!(ra.is_err(), "process 0 refuses too");
     }
 
     #[test]

@@ -922,10 +922,14 @@ impl WorkerRun<'_> {
                 .probe_with(&probe);
         });
         let mut epoch: u64 = 0;
+        // A worker that steps is alive, waiting for a slow peer included: only one stuck
+        // inside a step stops the heartbeat (and turns /healthz red).
+        let beat = || stats.last_step_ms.store(now_ms(), Ordering::Relaxed);
         loop {
-            stats.last_step_ms.store(now_ms(), Ordering::Relaxed);
+            beat();
             while probe.less_than(&epoch.saturating_sub(2)) {
                 worker.step_or_park(Some(IDLE_PARK));
+                beat();
             }
             match rx.try_recv() {
                 Ok(Feed::Epoch(msg)) => {
@@ -943,6 +947,7 @@ impl WorkerRun<'_> {
                 Ok(Feed::Snapshot(reply)) => {
                     while probe.less_than(&epoch) {
                         worker.step_or_park(Some(IDLE_PARK));
+                        beat();
                     }
                     let ent = entities.borrow();
                     stats.set_entities(local, ent.counts());

@@ -385,7 +385,8 @@ fn serve(config: Option<PathBuf>, rebuild: bool) -> anyhow::Result<ExitCode> {
             // A checkpoint this configuration cannot continue from is a configuration error.
             let code = match e {
                 paceline_runtime::serve::ServeError::Incompatible(_)
-                | paceline_runtime::serve::ServeError::StateDir(_) => 2,
+                | paceline_runtime::serve::ServeError::StateDir(_)
+                | paceline_runtime::serve::ServeError::Config(_) => 2,
                 _ => 1,
             };
             Ok(ExitCode::from(code))

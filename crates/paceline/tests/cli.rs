@@ -322,8 +322,16 @@ fn serve_refuses_bad_environment() {
     let dir = tmp("serve-env");
     let token_file = dir.join("token");
     std::fs::write(&token_file, "from-file\n").unwrap();
-    let cases: [(&[(&str, &str)], &str); 3] = [
+    let cases: [(&[(&str, &str)], &str); 4] = [
         (&[("PACELINE_INFLUX_API", "v3")], "PACELINE_INFLUX_API"),
+        // Several processes and no secret for them to prove.
+        (
+            &[
+                ("PACELINE_PEERS", "127.0.0.1:1,127.0.0.1:2"),
+                ("PACELINE_PROCESS_INDEX", "0"),
+            ],
+            "PACELINE_CLUSTER_SECRET",
+        ),
         (&[("PACELINE_HTTP_ADDR", "localhost")], "service.http_addr"),
         (
             &[

@@ -134,6 +134,10 @@ pub struct ClusterConfig {
     pub process_index: Option<usize>,
     /// How long to wait at start for every process to answer, in seconds. Default 120.
     pub connect_timeout_s: u64,
+    /// How long a peer that vanished without closing its connections (a machine lost, a
+    /// cut link) may go unnoticed, in seconds: TCP keepalive and a user timeout on every
+    /// connection. Default 30.
+    pub peer_timeout_s: u64,
     /// The processes' addresses as one pattern, `{i}` standing for the index
     /// (`paceline-{i}.paceline-peers:7000`), with `size`: the list a StatefulSet's
     /// `replicas` implies, so that resizing is one edit. Instead of `processes`. Env
@@ -154,6 +158,7 @@ impl Default for ClusterConfig {
             processes: Vec::new(),
             process_index: None,
             connect_timeout_s: 120,
+            peer_timeout_s: 30,
             peer_pattern: String::new(),
             size: 0,
             http_peers: Vec::new(),
@@ -286,6 +291,12 @@ impl ClusterConfig {
                     self.http_peers.len(),
                     self.processes.len()
                 ),
+            );
+        }
+        if !(3..=3600).contains(&self.peer_timeout_s) {
+            err(
+                "cluster.peer_timeout_s",
+                "must be between 3 and 3600".into(),
             );
         }
         if self.connect_timeout_s == 0 || self.connect_timeout_s > 3600 {
@@ -525,6 +536,9 @@ pub struct Secrets {
     pub influx: InfluxCredentials,
     /// Kafka SASL password (`PACELINE_KAFKA_SASL_PASSWORD` or `..._FILE`).
     pub kafka_sasl_password: Option<Secret>,
+    /// The secret a cluster's processes prove to each other (`PACELINE_CLUSTER_SECRET` or
+    /// `..._FILE`); required with several processes.
+    pub cluster_secret: Option<Secret>,
     /// The bearer token HTTP clients must present for everything but `/healthz` and
     /// `/readyz` (`PACELINE_HTTP_TOKEN` or `..._FILE`); none: open, on the address
     /// `service.http_addr` binds.
@@ -534,7 +548,7 @@ pub struct Secrets {
 impl Secrets {
     /// Which secrets are set, by the variable that carries each (their values never leave
     /// this type but through [`Secret::expose`]).
-    pub fn presence(&self) -> [(&'static str, bool); 5] {
+    pub fn presence(&self) -> [(&'static str, bool); 6] {
         [
             ("PACELINE_INFLUX_TOKEN", self.influx.token.is_some()),
             ("PACELINE_INFLUX_USER", self.influx.user.is_some()),
@@ -544,6 +558,7 @@ impl Secrets {
                 self.kafka_sasl_password.is_some(),
             ),
             ("PACELINE_HTTP_TOKEN", self.http_token.is_some()),
+            ("PACELINE_CLUSTER_SECRET", self.cluster_secret.is_some()),
         ]
     }
 }
@@ -590,6 +605,7 @@ impl Secrets {
             },
             kafka_sasl_password: secret(env, "PACELINE_KAFKA_SASL_PASSWORD", &mut errors),
             http_token: secret(env, "PACELINE_HTTP_TOKEN", &mut errors),
+            cluster_secret: secret(env, "PACELINE_CLUSTER_SECRET", &mut errors),
         };
         if errors.is_empty() {
             Ok(s)

@@ -26,8 +26,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use std::hash::{Hash, Hasher};
-
 use paceline_dataflow::cluster::{ClusterSpec, Connected, Placement};
 use paceline_ingest::{client_config, NewTopicSpec, TopicWatch};
 use paceline_model::config::Config;
@@ -119,6 +117,9 @@ pub enum ServeError {
     /// The state directory holds a checkpoint this configuration cannot continue from.
     #[error("{0}")]
     Incompatible(String),
+    /// A setting or secret is missing or wrong (named), found at start.
+    #[error("{0}")]
+    Config(String),
     /// The state directory cannot be used: another process holds it, it cannot be
     /// written, or it holds checkpoints of another format.
     #[error("service.state_dir: {0}")]
@@ -242,9 +243,9 @@ impl Observed {
             mode: "serve",
             language: config.service.page_language(),
             ready: metrics.ready.clone(),
-            cluster: cluster_spec(config).map(|spec| {
+            cluster: placement_of(config).map(|placement| {
                 http::ClusterView::new(
-                    spec.placement,
+                    placement,
                     config.cluster.http_addresses(&config.service.http_addr),
                     http_token.clone(),
                 )
@@ -299,12 +300,14 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ServeReport, ServeError> {
+    // A cluster without its secret is a configuration error: found before anything starts.
+    let spec = cluster_spec(&config, secrets.cluster_secret.as_ref())?;
     let observed = Observed::register(&config, secrets.http_token.clone())?;
     let writer = InfluxWriter::new(&config.influx, &secrets.influx)
         .map_err(|e| ServeError::Setup(e.to_string()))?;
     // HTTP first, so that probes answer (not ready) while Kafka is being reached.
     let http = Http::start(&config, observed.state.clone()).await?;
-    let result = run(config, secrets, options, shutdown, observed, writer).await;
+    let result = run(config, secrets, options, spec, shutdown, observed, writer).await;
     http.stop().await;
     result
 }
@@ -315,6 +318,7 @@ async fn run(
     config: Settings,
     secrets: Secrets,
     options: ServeOptions,
+    spec: Option<ClusterSpec>,
     shutdown: impl Future<Output = ()>,
     observed: Observed,
     writer: InfluxWriter,
@@ -327,7 +331,7 @@ async fn run(
     // looks at them: what the start waits for is on /readyz and in the log.
     let start = async {
         tokio::try_join!(
-            restore_or_join(&config, &store, options),
+            restore_or_join(&config, &store, options, spec),
             discover_partitions(&config, &kafka, &observed.state.kafka),
             reach_influx(&writer, &observed.state.influx, &config),
         )
@@ -361,8 +365,9 @@ async fn restore_or_join(
     config: &Settings,
     store: &Store,
     options: ServeOptions,
+    spec: Option<ClusterSpec>,
 ) -> Result<(Option<Checkpoint>, Option<Connected>), ServeError> {
-    match cluster_spec(config) {
+    match spec {
         None => Ok((restore(config, store, options)?, None)),
         Some(spec) => {
             let (connected, restored) = join_cluster(config, store, options, spec).await?;
@@ -455,26 +460,60 @@ async fn reach_influx(
     }
 }
 
-/// How to reach the other processes, when `[cluster]` lists several.
-fn cluster_spec(config: &Settings) -> Option<ClusterSpec> {
+/// This process's place in the cluster, when `[cluster]` lists several processes.
+fn placement_of(config: &Settings) -> Option<Placement> {
     let c = &config.cluster;
-    if !c.is_cluster() {
-        return None;
-    }
-    // Every setting the state depends on, and the plan: processes configured differently
-    // would compute different series.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    paceline_model::config::to_toml(&config.pipeline).hash(&mut h);
-    Some(ClusterSpec {
-        placement: Placement {
-            process: c.process_index.unwrap_or(0),
-            processes: c.processes.len(),
-            workers: config.dataflow.workers.max(1),
-        },
+    c.is_cluster().then(|| Placement {
+        process: c.process_index.unwrap_or(0),
+        processes: c.processes.len(),
+        workers: config.dataflow.workers.max(1),
+    })
+}
+
+/// How to reach the other processes and prove this one of them, when `[cluster]` lists
+/// several; the secret is required then.
+fn cluster_spec(
+    config: &Settings,
+    secret: Option<&paceline_model::secret::Secret>,
+) -> Result<Option<ClusterSpec>, ServeError> {
+    let Some(placement) = placement_of(config) else {
+        return Ok(None);
+    };
+    let c = &config.cluster;
+    let secret = secret.ok_or_else(|| {
+        ServeError::Config(format!(
+            "PACELINE_CLUSTER_SECRET (or PACELINE_CLUSTER_SECRET_FILE): required with several processes (cluster.processes lists {}); the same on every process",
+            c.processes.len()
+        ))
+    })?;
+    Ok(Some(ClusterSpec {
+        placement,
         addresses: c.processes.clone(),
         connect_timeout: Duration::from_secs(c.connect_timeout_s),
-        fingerprint: h.finish(),
-    })
+        fingerprint: fingerprint(config),
+        secret: secret.expose().as_bytes().to_vec(),
+        build: format!(
+            "{} ({})",
+            env!("CARGO_PKG_VERSION"),
+            crate::build::revision()
+        ),
+        peer_timeout: Duration::from_secs(c.peer_timeout_s),
+    }))
+}
+
+/// A digest of every setting the processes of a cluster must share: the pipeline's
+/// (cadences, horizons, topics, the plan: processes configured differently would compute
+/// different series) and the epochs' (linger, checkpoint interval, the clock rule: they
+/// must advance and checkpoint together). A fixed hash: the processes may be of builds
+/// that differ only in the toolchain.
+fn fingerprint(config: &Settings) -> u64 {
+    let pipeline = paceline_model::config::to_toml(&config.pipeline);
+    let s = &config.service;
+    let epochs = format!(
+        "epoch_linger_ms={}\ncheckpoint_interval_s={}\nidle_watermark_follows_clock={}\n",
+        s.epoch_linger_ms, s.checkpoint_interval_s, s.idle_watermark_follows_clock
+    );
+    paceline_dataflow::stable_hash([pipeline.as_bytes(), epochs.as_bytes()])
 }
 
 /// Connects to the other processes, and agrees with them on the newest checkpoint every
