@@ -8,6 +8,14 @@
 //! the sources stop reading. A refused batch (4xx other than 429) stops the loop with an
 //! error unless configured to keep retrying. While idle the database is pinged so that
 //! readiness follows it.
+//!
+//! A failed write may still be applied by the database later (a request that timed out
+//! on the client but not on the server): it would then put back older values over a
+//! correction written after the retry. So the points of every write that failed so (any
+//! failure but a refusal) are kept "in doubt" with the newest value written for each, and
+//! once no write has failed for `doubt_rewrite` they are written once more. The late
+//! original must land within that time; the rewrite is not counted as points written
+//! (it is not the dataflow's output, and no checkpoint waits for it).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -45,6 +53,8 @@ pub struct BatchSettings {
     pub retry_client_errors: bool,
     /// How often to ping while idle.
     pub ping_interval: Duration,
+    /// How long after the last failed write its points are written again.
+    pub doubt_rewrite: Duration,
 }
 
 impl BatchSettings {
@@ -59,6 +69,7 @@ impl BatchSettings {
             retry_max: Duration::from_millis(c.retry_max_ms.max(c.retry_initial_ms)),
             retry_client_errors: c.retry_client_errors,
             ping_interval: Duration::from_secs(2),
+            doubt_rewrite: Duration::from_secs(c.doubt_rewrite_s.max(1)),
         }
     }
 }
@@ -124,6 +135,64 @@ fn body<'a>(
 
 type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>>;
 
+/// A point's identity in the database: series, tick, and whether it is a verdict.
+type PointKey = (SeriesKey, Nanos, bool);
+
+fn key_of(p: &Point) -> PointKey {
+    (p.series, p.tick, p.verdict.is_some())
+}
+
+/// Points of failed writes the database may still apply late, each with the newest value
+/// written since, and when to write them again.
+#[derive(Default)]
+struct InDoubt {
+    points: HashMap<PointKey, Point>,
+    /// Past it (no failure since), the points are written once more.
+    due: Option<Instant>,
+}
+
+impl InDoubt {
+    /// A write of `points` failed in a way the database may still apply.
+    fn failed<'a>(&mut self, points: impl Iterator<Item = &'a Point>, after: Duration) {
+        for p in points {
+            self.points.insert(key_of(p), p.clone());
+        }
+        self.due = Some(Instant::now() + after);
+    }
+
+    /// A write of `points` succeeded: the values to put back are now theirs.
+    fn written<'a>(&mut self, points: impl Iterator<Item = &'a Point>) {
+        if self.points.is_empty() {
+            return;
+        }
+        for p in points {
+            if let Some(v) = self.points.get_mut(&key_of(p)) {
+                *v = p.clone();
+            }
+        }
+    }
+
+    /// The rewrite's body, when it is due: its time has come, or the input is closed (a
+    /// stopping service writes it at once rather than wait past its shutdown bound).
+    fn due_body(
+        &self,
+        measurements: &crate::Measurements,
+        divisor: i64,
+        closed: bool,
+    ) -> Option<String> {
+        let time = closed || self.due.is_some_and(|d| d <= Instant::now());
+        (time && !self.points.is_empty()).then(|| body(measurements, divisor, self.points.values()))
+    }
+}
+
+/// What the request in flight writes: a batch of the queue's first points, or the
+/// rewrite of the points in doubt.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    Queued(usize),
+    Rewrite,
+}
+
 /// Runs the sink until `input` closes and everything queued is written. `on_ack` sees each
 /// acknowledged batch: the points with the epochs they came from.
 pub async fn run(
@@ -139,14 +208,26 @@ pub async fn run(
     let mut oldest: Option<Instant> = None;
     let mut closed = false;
     let mut written = 0u64;
-    // The batch being written: its size, its body and the request in flight.
-    let mut batch: Option<(usize, String)> = None;
+    // The batch being written: what it is, its body and the request in flight.
+    let mut batch: Option<(Batch, String)> = None;
+    let mut doubt = InDoubt::default();
     let mut inflight: Option<(WriteFuture<'_>, Instant)> = None;
     let mut retry_at: Option<Instant> = None;
     let mut attempt = 0u32;
     let mut next_ping = Instant::now();
     loop {
         metrics.pending_points.set(pending.len() as i64);
+        if batch.is_none() {
+            // Before the queue's next batch: the values in doubt are the newest written.
+            if let Some(text) = doubt.due_body(
+                &settings.measurements,
+                writer.divisor,
+                closed && pending.is_empty(),
+            ) {
+                batch = Some((Batch::Rewrite, text));
+                retry_at = Some(Instant::now());
+            }
+        }
         if batch.is_none() {
             if closed && pending.is_empty() {
                 return Ok(written);
@@ -159,7 +240,7 @@ pub async fn run(
                     writer.divisor,
                     pending.iter().take(n).map(|(_, p)| p),
                 );
-                batch = Some((n, text));
+                batch = Some((Batch::Queued(n), text));
                 retry_at = Some(Instant::now());
             }
         }
@@ -173,14 +254,24 @@ pub async fn run(
         tokio::select! {
             result = async { inflight.as_mut().map(|(f, _)| f).expect("guarded").await }, if inflight.is_some() => {
                 let started = inflight.take().map(|(_, s)| s).unwrap_or_else(Instant::now);
-                let n = batch.as_ref().map_or(0, |(n, _)| *n);
+                let what = batch.as_ref().map_or(Batch::Queued(0), |(w, _)| *w);
+                let n = match what {
+                    Batch::Queued(n) => n,
+                    Batch::Rewrite => 0,
+                };
                 match result {
                     Ok(()) => {
                         health.set(&Ok(()));
                         metrics.write_duration.observe(started.elapsed().as_secs_f64());
+                        if what == Batch::Rewrite {
+                            metrics.points_rewritten.inc_by(doubt.points.len() as u64);
+                            tracing::info!(points = doubt.points.len(), "points of failed writes written again with their newest values");
+                            doubt = InDoubt::default();
+                        }
                         metrics.points_written.inc_by(n as u64);
                         written += n as u64;
                         let done: Vec<(u64, Point)> = pending.drain(..n).collect();
+                        doubt.written(done.iter().map(|(_, p)| p));
                         on_ack(&done);
                         batch = None;
                         attempt = 0;
@@ -192,6 +283,10 @@ pub async fn run(
                         health.set(&Err(e.clone()));
                         if matches!(e, WriteError::Refused { .. }) && !settings.retry_client_errors {
                             return Err(SinkStopped { points: n, error: e });
+                        }
+                        // Refused (4xx) is not applied; anything else may be, later.
+                        if !matches!(e, WriteError::Refused { .. }) {
+                            doubt.failed(pending.iter().take(n).map(|(_, p)| p), settings.doubt_rewrite);
                         }
                         let wait = backoff(attempt, settings.retry_initial, settings.retry_max);
                         tracing::warn!(error = %e, points = n, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; retrying");
@@ -213,6 +308,7 @@ pub async fn run(
                 }
             }
             _ = sleep_until(linger_at.unwrap_or_else(Instant::now)), if linger_at.is_some() && batch.is_none() => {}
+            _ = sleep_until(doubt.due.unwrap_or_else(Instant::now)), if doubt.due.is_some() && batch.is_none() => {}
             _ = sleep_until(next_ping), if batch.is_none() && pending.is_empty() && !closed => {
                 let r = writer.ping().await;
                 health.set(&r);

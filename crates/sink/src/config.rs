@@ -88,6 +88,11 @@ pub struct InfluxConfig {
     /// the credentials) before it stops with the reason, exit 1, in seconds. Once reached,
     /// an outage is waited out with backpressure, however long. Default 300.
     pub start_timeout_s: u64,
+    /// After a write that failed in a way the database may still apply later (a timeout,
+    /// a broken connection, a 5xx), the points it held are written again with their
+    /// newest values this many seconds after the last such failure, so that the late
+    /// original cannot leave an older value over a correction written since. Default 60.
+    pub doubt_rewrite_s: u64,
     /// A PEM file of CA certificates trusted for `https://` besides the system's (a
     /// private or government CA). Default empty: the system's alone.
     pub ca_file: String,
@@ -116,6 +121,7 @@ impl Default for InfluxConfig {
             retry_max_ms: 10_000,
             retry_client_errors: false,
             start_timeout_s: 300,
+            doubt_rewrite_s: 60,
             ca_file: String::new(),
             client_cert_file: String::new(),
             client_key_file: String::new(),
@@ -236,6 +242,9 @@ impl InfluxConfig {
         }
         if self.batch_points == 0 {
             err("influx.batch_points", "must be at least 1");
+        }
+        if self.doubt_rewrite_s == 0 || self.doubt_rewrite_s > 86_400 {
+            err("influx.doubt_rewrite_s", "must be between 1 and 86400");
         }
         if self.max_pending_points < self.batch_points {
             err(

@@ -10,6 +10,9 @@ pub struct SinkMetrics {
     pub points_written: IntCounter,
     /// `paceline_sink_write_errors_total`: failed write attempts (each retry counts).
     pub write_errors: IntCounter,
+    /// `paceline_sink_points_rewritten_total`: points of failed writes written again with
+    /// their newest values (not counted as written).
+    pub points_rewritten: IntCounter,
     /// `paceline_sink_write_duration_seconds`: duration of successful write requests.
     pub write_duration: Histogram,
     /// `paceline_sink_pending_points`: points received and not yet acknowledged.
@@ -31,6 +34,10 @@ impl SinkMetrics {
                 "paceline_sink_write_errors_total",
                 "Failed write attempts, each retry counted.",
             )?,
+            points_rewritten: IntCounter::new(
+                "paceline_sink_points_rewritten_total",
+                "Points of failed writes written again with their newest values, after influx.doubt_rewrite_s without failure.",
+            )?,
             write_duration: Histogram::with_opts(
                 HistogramOpts::new(
                     "paceline_sink_write_duration_seconds",
@@ -49,6 +56,7 @@ impl SinkMetrics {
                 "Pending points held at most; past this the sources stop reading.",
             )?,
         };
+        registry.register(Box::new(m.points_rewritten.clone()))?;
         registry.register(Box::new(m.points_written.clone()))?;
         registry.register(Box::new(m.write_errors.clone()))?;
         registry.register(Box::new(m.write_duration.clone()))?;
