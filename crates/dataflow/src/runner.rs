@@ -322,10 +322,10 @@ impl RunnerStats {
     }
 }
 
+/// The heartbeat's time: the service's clock, so that a jump of the system's does not
+/// read as a worker that stopped stepping.
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    (paceline_model::clock::now() / 1_000_000).max(0) as u64
 }
 
 /// Where points leave the dataflow: called on worker threads with the epoch they were

@@ -339,10 +339,9 @@ pub fn decode(bytes: &[u8], topic_stream: Option<Stream>) -> Result<Event, Rejec
 
 /// The latest `occurred_at` accepted now: the wall clock plus `max_future`.
 pub fn latest_occurred_at(max_future: Nanos) -> Nanos {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as Nanos);
-    now.saturating_add(max_future)
+    // The service's clock, not the system's: a clock stepped back must not turn current
+    // events `out_of_range`.
+    paceline_model::clock::now().saturating_add(max_future)
 }
 
 /// [`decode`] with the latest `occurred_at` accepted given ([`latest_occurred_at`] with the

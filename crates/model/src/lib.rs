@@ -7,6 +7,7 @@
 //! configuration ([`config`]).
 
 pub mod catalogue;
+pub mod clock;
 pub mod config;
 pub mod event;
 pub mod failpoint;

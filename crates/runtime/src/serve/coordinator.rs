@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use paceline_dataflow::cluster::Placement;
@@ -58,10 +58,10 @@ impl EpochLog {
     }
 }
 
+/// Now, as the pipeline reads it: the system's clock without its jumps
+/// ([`paceline_model::clock`]).
 fn wall_clock_ns() -> Nanos {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as Nanos)
+    paceline_model::clock::now()
 }
 
 /// The dataflow's counters already added to the Prometheus counters.
@@ -69,6 +69,7 @@ fn wall_clock_ns() -> Nanos {
 struct Published {
     corrections: [u64; 3],
     unrepresentable: u64,
+    clock_jumps: u64,
 }
 
 impl Published {
@@ -92,6 +93,16 @@ impl Published {
                     .inc_by(new);
                 self.corrections[s.index()] = c;
             }
+        }
+        let jumps = paceline_model::clock::jumps();
+        if jumps > self.clock_jumps {
+            let days = paceline_model::clock::last_jump() as f64 / 86_400e9;
+            tracing::warn!(
+                jump_days = days,
+                "the system's clock jumped; not followed: time goes on with the monotonic clock (restart to take the system's clock as it is)"
+            );
+            metrics.clock_jumps.inc_by(jumps - self.clock_jumps);
+            self.clock_jumps = jumps;
         }
         let u = stats.unrepresentable.load(Ordering::Relaxed);
         metrics

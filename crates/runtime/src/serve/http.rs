@@ -318,9 +318,7 @@ fn liveness(s: &HttpState) -> Result<(), String> {
         .lock()
         .ok()
         .and_then(|d| d.as_ref().map(|d| d.last_step_ms.load(Ordering::Relaxed)));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = (paceline_model::clock::now() / 1_000_000).max(0) as u64;
     match last {
         Some(t) if now.saturating_sub(t) > WEDGED_AFTER_MS && s.sink_pending.get() == 0 => Err(
             format!("dataflow wedged: no step for {} s", (now - t) / 1000),

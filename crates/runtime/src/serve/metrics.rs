@@ -54,6 +54,9 @@ pub struct ServeMetrics {
     pub end_to_end: Histogram,
     /// `paceline_tick_latency_seconds`: the watermark passing ticks to the sink's ack.
     pub tick_latency: Histogram,
+    /// `paceline_clock_jumps_total`: steps of the system's clock the service did not
+    /// follow ([`paceline_model::clock`]).
+    pub clock_jumps: IntCounter,
     /// `paceline_dataflow_points_total`: points the dataflow handed to the sink; less
     /// `paceline_sink_points_written_total` and the sink's pending points, what is between.
     pub dataflow_points: IntCounter,
@@ -240,6 +243,14 @@ impl ServeMetrics {
                 "paceline_tick_latency_seconds",
                 "From the watermark passing ticks to the sink's acknowledgement of their points.",
             )?,
+            clock_jumps: {
+                let c = IntCounter::new(
+                    "paceline_clock_jumps_total",
+                    "Steps of the system's clock (an NTP step, a VM resumed) the service did not follow: time went on with the monotonic clock.",
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
             dataflow_points: {
                 let c = IntCounter::new(
                     "paceline_dataflow_points_total",
