@@ -230,7 +230,14 @@ fn alertmanager_routes_plan_alerts_to_owners_and_pipeline_alerts_to_on_call() {
 /// in the file). Offline: nothing is fetched from its vendor.
 fn checkov(framework: &str, file: &Path) {
     let out = run(Command::new("checkov")
-        .args(["--quiet", "--compact", "--skip-download", "--framework", framework, "-f"])
+        .args([
+            "--quiet",
+            "--compact",
+            "--skip-download",
+            "--framework",
+            framework,
+            "-f",
+        ])
         .arg(file));
     assert!(out.contains("Passed checks"), "{out}");
 }
