@@ -144,10 +144,17 @@ fn assert_every_page_shows_the_cluster(
             "{page}"
         );
         assert!(!page.contains("unanswered"), "process {i}: {page}");
-        assert!(
-            !page.contains(r#"data-tick="""#),
-            "process {i}: a planned row without data"
-        );
+        // Every planned row shows the tick one process's run reached for its series.
+        let rows = planned_rows(&page);
+        assert!(!rows.is_empty(), "process {i}: no planned row");
+        for (series, tick) in rows {
+            let expected = single
+                .iter()
+                .find(|(_, v)| display_of(v) == series)
+                .map(|(_, v)| v["tick_ns"].to_string())
+                .unwrap_or_default();
+            assert_eq!(tick, expected, "process {i}: the row of {series}");
+        }
         for (j, (h, dataflow)) in addresses.0.iter().zip(addresses.1).enumerate() {
             assert!(
                 page.contains(&format!(r#"href="http://{h}/""#)),
@@ -155,6 +162,35 @@ fn assert_every_page_shows_the_cluster(
             );
             assert!(!page.contains(dataflow.as_str()), "a dataflow port shown");
         }
+    }
+}
+
+/// The status page's planned rows: each one's series and tick (empty without data).
+fn planned_rows(page: &str) -> Vec<(String, String)> {
+    let attr = |row: &str, name: &str| {
+        let key = format!(r#"{name}=""#);
+        row.find(&key)
+            .map(|at| {
+                let rest = &row[at + key.len()..];
+                rest[..rest.find('"').unwrap_or(0)].to_string()
+            })
+            .unwrap_or_default()
+    };
+    page.split(r#"<tr class="indicator""#)
+        .skip(1)
+        .map(|row| {
+            let row = &row[..row.find('>').unwrap_or(row.len())];
+            (attr(row, "data-series"), attr(row, "data-tick"))
+        })
+        .collect()
+}
+
+/// A series of the API as the page names it: `indicator` or `indicator{tag=value}`.
+fn display_of(v: &serde_json::Value) -> String {
+    let indicator = v["indicator"].as_str().unwrap_or_default();
+    match v["tags"].as_object().and_then(|t| t.iter().next()) {
+        Some((k, tag)) => format!("{indicator}{{{k}={}}}", tag.as_str().unwrap_or_default()),
+        None => indicator.to_string(),
     }
 }
 
