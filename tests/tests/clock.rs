@@ -49,9 +49,12 @@ fn heartbeats(first: usize, count: usize, from_minutes_ago: i64) -> Vec<Vec<u8>>
         .collect()
 }
 
-/// Sets the offset libfaketime reads (re-read at every clock call).
+/// Sets the offset libfaketime reads (re-read at every clock call): written aside and
+/// renamed, so that no call reads a file half written (an empty file reads as no offset).
 fn set_offset(file: &Path, offset: &str) {
-    std::fs::write(file, format!("{offset}\n")).expect("offset file");
+    let aside = file.with_extension("new");
+    std::fs::write(&aside, format!("{offset}\n")).expect("offset file");
+    std::fs::rename(&aside, file).expect("offset file");
 }
 
 #[test]
@@ -123,9 +126,10 @@ fn clock_jumps_reject_nothing_and_write_no_tick_beyond_the_real_time() {
         0.0,
         "nothing rejected because of a jump"
     );
-    assert!(
-        m.sum("paceline_clock_jumps_total", &[]) >= 2.0,
-        "both jumps counted"
+    assert_eq!(
+        m.sum("paceline_clock_jumps_total", &[]),
+        2.0,
+        "each jump counted once"
     );
     // No tick beyond the real time: the newest point is at most one cadence ahead.
     let longest = Indicator::ALL
@@ -146,6 +150,8 @@ fn clock_jumps_reject_nothing_and_write_no_tick_beyond_the_real_time() {
         "a tick {} s beyond the real time",
         (newest - real_now()) / 1_000_000_000
     );
-    set_offset(&offset, "+0");
-    serve.stop_cleanly(None);
+    // Stopped by the drop (SIGKILL): librdkafka's own timers under libfaketime do not
+    // survive the clock coming back two days (its metadata requests time out at once), which
+    // a real step of the clock does not do to them.
+    drop(serve);
 }

@@ -62,13 +62,23 @@ const CLUSTER_MARK: &str = "paceline_cluster_watermark_timestamp_seconds";
 
 /// The series in `path`'s answer of a process, each with its newest numbers.
 fn series_at(serve: &Serve, path: &str) -> BTreeMap<String, serde_json::Value> {
-    let (status, body) = get(&format!("{}{path}", serve.http)).expect("answers");
-    assert_eq!(status, 200, "{path}: {body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    let list = if path.ends_with("/board") {
+    let list: Vec<serde_json::Value> = if path.ends_with("/board") {
         // Points: charts, newest and verdicts alike; the series are what counts.
-        v.as_array().cloned().expect("points")
+        let bytes = paceline_tests::services::http()
+            .get(format!("{}{path}", serve.http))
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.bytes())
+            .expect("the share answers");
+        paceline_runtime::serve::peers::decode_share(&bytes)
+            .expect("a share")
+            .iter()
+            .map(|p| serde_json::json!({ "series": p.series.display() }))
+            .collect()
     } else {
+        let (status, body) = get(&format!("{}{path}", serve.http)).expect("answers");
+        assert_eq!(status, 200, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
         v["series"].as_array().cloned().expect("series")
     };
     list.into_iter()
@@ -353,7 +363,12 @@ fn killed_and_resumed(tansu: &Tansu, influx: &Influx1) {
         .into_iter()
         .enumerate()
         .map(|(i, dir)| {
-            start_process(dir, i, &peers, &config, &env).wait_exit(Duration::from_secs(60))
+            let mut env = env.to_vec();
+            env.push(("PACELINE_PEERS", peers.join(",")));
+            env.push(("PACELINE_PROCESS_INDEX", i.to_string()));
+            env.push(("PACELINE_CLUSTER_SECRET", CLUSTER_SECRET.to_string()));
+            let (code, log) = Serve::run_to_exit(&dir, &config, &env, &[]);
+            (code, log, dir)
         })
         .collect();
     let mut dirs = Vec::new();
@@ -455,6 +470,7 @@ fn a_peer_that_never_comes_up_is_named() {
         ("PACELINE_PEERS", peers.join(",")),
         ("PACELINE_PROCESS_INDEX", "0".to_string()),
         ("PACELINE_KAFKA_BROKERS", "127.0.0.1:1".to_string()),
+        ("PACELINE_CLUSTER_SECRET", CLUSTER_SECRET.to_string()),
     ];
     env.push(("PACELINE_INFLUX_API", "v1".to_string()));
     let started = Instant::now();

@@ -333,8 +333,8 @@ fn a_missing_dead_letter_topic_stops_the_start_named() {
     let mut config = scenario_config(prefix);
     v1(&mut config);
     let env = nothing_but_brokers(&mock.bootstrap_servers());
-    let serve = Serve::start(&config, &env);
-    let (code, log, _) = serve.wait_exit(Duration::from_secs(60));
+    let dir = paceline_tests::services::TempDir::new("no-dead-letters");
+    let (code, log) = Serve::run_to_exit(&dir, &config, &env, &[]);
     assert_eq!(code, Some(1), "{log}");
     assert!(
         log.contains(&dl) && log.contains("create it first"),

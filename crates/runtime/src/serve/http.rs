@@ -521,7 +521,10 @@ async fn indicators(State(s): State<Arc<HttpState>>) -> Response {
 /// This process's own share of the board, as points (what the other processes of its
 /// cluster gather for their pages); never fans out.
 async fn board_share(State(s): State<Arc<HttpState>>) -> Response {
-    axum::Json(s.board.points()).into_response()
+    match super::peers::encode_share(&s.board.points()) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, super::peers::SHARE_TYPE)], bytes).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 #[cfg(test)]

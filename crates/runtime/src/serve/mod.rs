@@ -404,7 +404,9 @@ async fn with_dead_letter_limit(
     kafka: &rdkafka::config::ClientConfig,
 ) -> Result<Settings, ServeError> {
     let (client, topic) = (kafka.clone(), config.kafka.dead_letter_topic.clone());
-    let timeout = Duration::from_secs(config.kafka.metadata_timeout_s.min(10));
+    // Short: a broker without DescribeConfigs (librdkafka's mock cluster) never answers,
+    // and the configured limit applies then.
+    let timeout = Duration::from_secs(config.kafka.metadata_timeout_s.min(3));
     let topic_max = tokio::task::spawn_blocking(move || {
         paceline_ingest::topic_max_message_bytes(&client, &topic, timeout)
     })

@@ -1,7 +1,7 @@
 //! The whole cluster on every process's page and API. Each process's board holds the
 //! series it writes; a request for the status page or `/api/v1/indicators` fetches the
 //! other processes' shares (`/api/v1/board`, which answers with the process's own points
-//! only, so nothing fans out further) side by side, each within [`PEER_DEADLINE`], and
+//! only, so nothing fans out further, in bincode) side by side, each within [`PEER_DEADLINE`], and
 //! shows them together, naming each process that did not answer.
 
 use std::time::Duration;
@@ -14,6 +14,31 @@ use crate::board::Board;
 /// How long a page waits for another process's share: a process that does not answer
 /// within it is named on the page, which is not held up.
 pub const PEER_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The share's media type: bincode, lossless (a verdict point's unset value is NaN, which
+/// JSON cannot carry).
+pub const SHARE_TYPE: &str = "application/x-paceline-board";
+
+/// The largest share read from a peer: a board holds a bounded chart per planned series
+/// and one point per series, a few MB at most.
+const SHARE_MAX_BYTES: u64 = 64 << 20;
+
+fn share_codec() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::options().with_limit(SHARE_MAX_BYTES)
+}
+
+/// A process's share as `/api/v1/board` answers it.
+pub fn encode_share(points: &[Point]) -> Result<Vec<u8>, bincode::Error> {
+    use bincode::Options;
+    share_codec().serialize(points)
+}
+
+/// A share as `/api/v1/board` answered it; bounded in size.
+pub fn decode_share(bytes: &[u8]) -> Result<Vec<Point>, bincode::Error> {
+    use bincode::Options;
+    share_codec().deserialize(bytes)
+}
 
 /// A process whose share is missing from a page, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +113,14 @@ async fn fetch_share(
         if !status.is_success() {
             return Err(format!("answered {status}"));
         }
+        if answer.content_length().is_some_and(|n| n > SHARE_MAX_BYTES) {
+            return Err("an answer larger than a board can be".into());
+        }
         let body = answer
             .bytes()
             .await
             .map_err(|e| paceline_sink::influx::error_chain(&e))?;
-        serde_json::from_slice::<Vec<Point>>(&body)
-            .map_err(|e| format!("an answer not understood: {e}"))
+        decode_share(&body).map_err(|e| format!("an answer not understood: {e}"))
     };
     match tokio::time::timeout(PEER_DEADLINE, ask).await {
         Ok(result) => result,
