@@ -563,8 +563,8 @@ fn accept_later(
         if let Some(e) = refused.lock().ok().and_then(|mut r| r.take()) {
             return Err(e);
         }
-        let (stream, from) = match listener.accept() {
-            Ok(accepted) => accepted,
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
             Err(_) => {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
@@ -590,7 +590,6 @@ fn accept_later(
                         }
                     }
                 }
-                let _ = from;
             });
     }
     match refused.lock().ok().and_then(|mut r| r.take()) {
