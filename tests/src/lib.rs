@@ -3,6 +3,7 @@
 //! binary, wait until it has drained, read the database back ([`readback`]) and compare with
 //! `paceline replay` of the same events by the equivalence of docs/outputs.md.
 
+pub mod gate;
 pub mod kafka;
 pub mod page;
 pub mod readback;
@@ -350,7 +351,7 @@ impl Serve {
     /// Waits until a checkpoint newer than `after_ms` (milliseconds since the Unix epoch)
     /// was written.
     pub fn wait_checkpoint_after(&mut self, after_ms: u128, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + services::patient(timeout);
         loop {
             assert!(
                 self.proc.running(),
@@ -385,33 +386,43 @@ impl Serve {
         env: &[(&str, String)],
         args: &[&str],
     ) -> (Option<i32>, String) {
-        let (mut proc, _) = Serve::spawn(dir, config, env, args);
+        let (mut proc, _) = Serve::spawn(dir, config, env, args, None);
         let code = proc.wait(Duration::from_secs(60));
         (code, proc.log_text())
     }
 
     /// Starts `paceline serve --config FILE ARGS` in `dir` (`config` written there, the
-    /// state in `dir/state`, HTTP on a free port returned); each run logs to its own file.
+    /// state in `dir/state`, HTTP on a free loopback port unless `env` gives an address;
+    /// its base URL returned), inside network namespace `netns` if given; each run logs to
+    /// its own file.
     fn spawn(
         dir: &TempDir,
         config: &Settings,
         env: &[(&str, String)],
         args: &[&str],
-    ) -> (Proc, u16) {
+        netns: Option<&str>,
+    ) -> (Proc, String) {
         let path = dir.join("paceline.toml");
         std::fs::write(&path, toml_of(config)).expect("config file");
         // An address given (a cluster's processes know each other's) is used as it is.
-        let port = env
+        let addr = env
             .iter()
             .find(|(k, _)| *k == "PACELINE_HTTP_ADDR")
-            .and_then(|(_, v)| v.rsplit_once(':')?.1.parse().ok())
-            .unwrap_or_else(free_port);
-        let mut cmd = Command::new(paceline_bin());
+            .map_or_else(|| format!("127.0.0.1:{}", free_port()), |(_, v)| v.clone());
+        let mut cmd = match netns {
+            // `ip netns exec` enters the namespace and execs the program: same pid.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(paceline_bin());
+                c
+            }
+            None => Command::new(paceline_bin()),
+        };
         cmd.arg("serve")
             .arg("--config")
             .arg(&path)
             .args(args)
-            .env("PACELINE_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("PACELINE_HTTP_ADDR", &addr)
             .env("PACELINE_STATE_DIR", dir.join("state"))
             .env(
                 "PACELINE_LOG",
@@ -430,7 +441,7 @@ impl Serve {
             })
             .unwrap_or(0);
         let proc = Proc::spawn(cmd, &dir.join(&format!("serve-{runs}.log")));
-        (proc, port)
+        (proc, format!("http://{addr}"))
     }
 
     /// [`Serve::start_in`] with extra arguments (`--rebuild`).
@@ -440,10 +451,31 @@ impl Serve {
         env: &[(&str, String)],
         args: &[&str],
     ) -> Serve {
-        let (mut proc, port) = Serve::spawn(&dir, config, env, args);
-        let http = format!("http://127.0.0.1:{port}");
+        Serve::launch(dir, config, env, args, None)
+    }
+
+    /// [`Serve::start_in`] inside network namespace `netns` (None: this one); `env`
+    /// should give `PACELINE_HTTP_ADDR` on an address of that namespace.
+    pub fn start_in_netns(
+        dir: TempDir,
+        config: &Settings,
+        env: &[(&str, String)],
+        netns: Option<&str>,
+    ) -> Serve {
+        Serve::launch(dir, config, env, &[], netns)
+    }
+
+    /// Spawns and waits for `/healthz`.
+    fn launch(
+        dir: TempDir,
+        config: &Settings,
+        env: &[(&str, String)],
+        args: &[&str],
+        netns: Option<&str>,
+    ) -> Serve {
+        let (mut proc, http) = Serve::spawn(&dir, config, env, args, netns);
         let url = format!("{http}/healthz");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + services::patient(Duration::from_secs(60));
         while get(&url).is_none_or(|(s, _)| s != 200) {
             assert!(
                 proc.running(),
@@ -475,7 +507,7 @@ impl Serve {
     /// `what` with the count and the service's log when it does not, or when the process
     /// exits meanwhile.
     pub fn wait_counted(&mut self, what: &str, events: usize, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
+        let deadline = Instant::now() + services::patient(Duration::from_secs(secs));
         loop {
             assert!(
                 self.proc.running(),
@@ -551,12 +583,67 @@ impl Serve {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit by itself: its exit code, its log
+    /// and the directory, state included, for a restart.
+    pub fn exited(mut self, timeout: Duration) -> (Option<i32>, String, TempDir) {
+        let code = self.proc.wait(timeout);
+        let log = self.proc.log_text();
+        (code, log, self._dir)
+    }
+
     /// Sends SIGTERM and waits for the exit code.
     pub fn stop(mut self) -> (Option<i32>, String) {
         self.proc.signal("TERM");
         let code = self.proc.wait(Duration::from_secs(60));
         (code, self.proc.log_text())
     }
+}
+
+/// The watermark a cluster's processes close ticks on.
+pub const CLUSTER_MARK: &str = "paceline_cluster_watermark_timestamp_seconds";
+
+/// Waits until each restarted process of a cluster logs where it starts, and asserts it
+/// resumes from a checkpoint every process holds (not a refusal, not the beginning).
+pub fn assert_cluster_resumed(procs: &[Serve]) {
+    for p in procs {
+        eventually("the restart logs where it resumes", 60, || {
+            let log = p.proc.log_text();
+            log.contains("resumes from the newest checkpoint every process holds")
+                || log.contains("no checkpoint")
+                || log.contains("starting from the topics' beginning")
+        });
+        assert!(
+            p.proc
+                .log_text()
+                .contains("resumes from the newest checkpoint every process holds"),
+            "a restart resumes from a checkpoint every process holds:\n{}",
+            p.proc.log_text()
+        );
+    }
+}
+
+/// Waits until a cluster's `procs` drained `data`, then asserts that `actual` (read back
+/// once drained) is equivalent to replay's output; `what` names the moment in the message.
+pub fn assert_cluster_equals_replay(
+    procs: &mut [Serve],
+    config: &Settings,
+    data: &Dataset,
+    actual: impl FnOnce() -> Points,
+    what: &str,
+) {
+    let m = wait_all_drained(
+        procs,
+        0,
+        (data.final_watermarks(config), CLUSTER_MARK),
+        Duration::from_secs(300),
+    );
+    let (expected, _) = data.replay(config);
+    let diff = compare(config, data, &expected, &actual(), reach(&m[0]));
+    assert!(
+        diff.is_empty(),
+        "{what}: the database differs from replay:\n{}",
+        diff.join("\n")
+    );
 }
 
 /// Waits until `procs` together counted `events` messages, every stream's watermark
@@ -570,7 +657,7 @@ pub fn wait_all_drained(
     timeout: Duration,
 ) -> Vec<Metrics> {
     let (watermarks, metric) = marks;
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + services::patient(timeout);
     let logs = |procs: &mut [Serve]| {
         procs
             .iter()
@@ -738,11 +825,15 @@ pub fn now_ms() -> u128 {
 pub type Scenario<'a> = (&'static str, Box<dyn FnOnce() + Send + 'a>);
 
 /// Runs scenarios side by side on shared services; fails naming every scenario that
-/// failed (their own messages are above).
+/// failed (their own messages are above). `PACELINE_TEST_SCENARIOS` (words, comma-separated)
+/// keeps only the scenarios whose names contain one of them, for a developer's run.
 pub fn run_side_by_side(scenarios: Vec<Scenario<'_>>) {
+    let chosen = std::env::var("PACELINE_TEST_SCENARIOS").unwrap_or_default();
+    let chosen: Vec<&str> = chosen.split(',').filter(|w| !w.is_empty()).collect();
     let failed: Vec<&str> = std::thread::scope(|s| {
         let running: Vec<_> = scenarios
             .into_iter()
+            .filter(|(name, _)| chosen.is_empty() || chosen.iter().any(|w| name.contains(w)))
             .map(|(name, f)| (name, s.spawn(f)))
             .collect();
         running

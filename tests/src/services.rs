@@ -4,82 +4,18 @@
 //! VictoriaMetrics. Each can be stopped and started again on the same port and storage,
 //! for the outage tests.
 
+use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on loopback (bound, then released for the service to take), below
-/// Linux's ephemeral range (32768 and up): a port the kernel hands out for `:0` is also
-/// the local end of outgoing connections, and one of those taking it before the service
-/// binds it failed a start with "address in use" when tests ran side by side.
-pub fn free_port() -> u16 {
-    use std::collections::BTreeSet;
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::{Mutex, OnceLock};
-    const LOW: u64 = 20_000;
-    const SPAN: u64 = 12_000;
-    // Random picks (keys random per process), so that test processes started together do
-    // not walk the same ports.
-    // Never the same port twice in a process: one handed out may not be bound yet.
-    static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
-    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
-    static TRIES: AtomicU64 = AtomicU64::new(0);
-    let keys = KEYS.get_or_init(std::collections::hash_map::RandomState::new);
-    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
-    for _ in 0..SPAN * 4 {
-        let mut h = keys.build_hasher();
-        h.write_u64(TRIES.fetch_add(1, Ordering::Relaxed));
-        let port = (LOW + h.finish() % SPAN) as u16;
-        if !given.contains(&port)
-            && TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && reserve_port(port)
-        {
-            given.insert(port);
-            return port;
-        }
-    }
-    panic!("no free port in {LOW}..{}", LOW + SPAN)
-}
-
-/// Claims `port` for this process among every test process of the machine: a file named
-/// for it holding our pid, taken over only from a process that is gone. A service stopped
-/// for an outage leaves its port unbound for a while, and another test process must not
-/// pick it then (an InfluxDB restarted on a port taken meanwhile never answered).
-fn reserve_port(port: u16) -> bool {
-    use std::io::Write;
-    let dir = std::env::temp_dir().join("paceline-test-ports");
-    if std::fs::create_dir_all(&dir).is_err() {
-        return true;
-    }
-    let path = dir.join(port.to_string());
-    let me = std::process::id();
-    let claim = |create_new: bool| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(create_new)
-            .truncate(!create_new)
-            .open(&path)
-            .and_then(|mut f| write!(f, "{me}"))
-            .is_ok()
-    };
-    if claim(true) {
-        return true;
-    }
-    let holder = std::fs::read_to_string(&path).unwrap_or_default();
-    let alive = holder
-        .trim()
-        .parse::<u32>()
-        .is_ok_and(|pid| pid == me || Path::new(&format!("/proc/{pid}")).exists());
-    // Two processes taking over the same stale claim: the pid read back says who won.
-    !alive
-        && claim(false)
-        && std::fs::read_to_string(&path).is_ok_and(|h| h.trim() == me.to_string())
-}
+pub use paceline_testkit::{free_port, patient};
 
 /// Waits for `ready` up to `timeout`, polling; panics naming `what` on timeout.
+/// The timeout is scaled by `PACELINE_TEST_PATIENCE` ([`patient`]).
 pub fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let timeout = patient(timeout);
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if ready() {
@@ -163,7 +99,7 @@ impl Proc {
     /// Waits for the process to exit, up to `timeout`; its exit code (None: killed by a
     /// signal or still running, then killed).
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + patient(timeout);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status.code();
@@ -183,7 +119,7 @@ impl Proc {
     /// Waits up to `timeout` for `ready`; fails at once, with the log, if the process
     /// exits meanwhile, and with the log on timeout.
     pub fn wait_ready(&mut self, what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + patient(timeout);
         while !ready() {
             assert!(
                 self.running(),
@@ -212,9 +148,12 @@ impl Drop for Proc {
     }
 }
 
-fn port_open(port: u16) -> bool {
+fn port_open(host: &str, port: u16) -> bool {
+    let Ok(ip) = host.parse::<std::net::IpAddr>() else {
+        return false;
+    };
     TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        &std::net::SocketAddr::new(ip, port),
         Duration::from_millis(200),
     )
     .is_ok()
@@ -238,16 +177,24 @@ pub fn get(url: &str) -> Option<(u16, String)> {
 /// The tansu broker with SQLite storage.
 pub struct Tansu {
     dir: TempDir,
+    /// The address it listens on (loopback unless a test needs another network).
+    host: String,
     /// The port.
     pub port: u16,
     proc: Option<Proc>,
 }
 
 impl Tansu {
-    /// Starts a broker and waits until it answers metadata requests.
+    /// Starts a broker on loopback and waits until it answers metadata requests.
     pub fn start() -> Tansu {
+        Tansu::start_on("127.0.0.1")
+    }
+
+    /// Starts a broker listening on (and advertising) `host`.
+    pub fn start_on(host: &str) -> Tansu {
         let mut t = Tansu {
             dir: TempDir::new("tansu"),
+            host: host.to_string(),
             port: free_port(),
             proc: None,
         };
@@ -257,12 +204,12 @@ impl Tansu {
 
     /// `host:port` for clients.
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Starts the broker process on the same port and storage.
     pub fn up(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let url = format!("tcp://{}:{}", self.host, self.port);
         let mut cmd = Command::new("tansu");
         cmd.arg("broker")
             .arg("--listener-url")
@@ -275,9 +222,9 @@ impl Tansu {
             .current_dir(&self.dir.0)
             .env("RUST_LOG", "warn");
         let mut proc = Proc::spawn(cmd, &self.dir.join("tansu.log"));
-        let port = self.port;
+        let (host, port) = (self.host.clone(), self.port);
         proc.wait_ready("tansu to listen", Duration::from_secs(90), || {
-            port_open(port)
+            port_open(&host, port)
         });
         let brokers = self.brokers();
         proc.wait_ready("tansu to answer metadata", Duration::from_secs(90), || {
@@ -354,7 +301,7 @@ c.commit()
             .arg("topic")
             .arg("create")
             .arg("--broker")
-            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .arg(format!("tcp://{}:{}", self.host, self.port))
             .arg("--partitions")
             .arg(partitions.to_string())
             .arg(name)
@@ -369,26 +316,59 @@ c.commit()
 /// InfluxDB 1.x (Debian's `influxd`).
 pub struct Influx1 {
     dir: TempDir,
+    /// The address its HTTP API listens on.
+    host: String,
     /// HTTP port.
     pub port: u16,
     proc: Option<Proc>,
+    /// The administrator's user and password, when authentication is on.
+    admin: Option<(String, String)>,
 }
 
+/// The administrator of an [`Influx1`] with authentication on (the tests' own queries).
+const INFLUX_ADMIN: (&str, &str) = ("admin", "admin-pw-3b9e");
+
 impl Influx1 {
-    /// Starts it and waits for `/ping`.
+    /// Starts it on loopback and waits for `/ping`.
     pub fn start() -> Influx1 {
+        Influx1::start_on("127.0.0.1")
+    }
+
+    /// Starts it with its HTTP API on `host`.
+    pub fn start_on(host: &str) -> Influx1 {
+        Influx1::start_with(host, false)
+    }
+
+    /// Starts it on loopback with authentication on: every request needs a user; the
+    /// tests' own queries go as an administrator, created first.
+    pub fn start_with_auth() -> Influx1 {
+        let mut i = Influx1::start_with("127.0.0.1", true);
+        // With authentication on and no user yet, InfluxDB 1.x takes exactly this query
+        // unauthenticated.
+        let (user, password) = INFLUX_ADMIN;
+        i.query(
+            "",
+            &format!("CREATE USER {user} WITH PASSWORD '{password}' WITH ALL PRIVILEGES"),
+        );
+        i.admin = Some((user.to_string(), password.to_string()));
+        i
+    }
+
+    fn start_with(host: &str, auth: bool) -> Influx1 {
         let dir = TempDir::new("influx1");
         let port = free_port();
         let rpc = free_port();
         let d = dir.0.display();
         let conf = format!(
-            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n  max-row-limit = 0\n[monitor]\n  store-enabled = false\n"
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{rpc}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n[http]\n  bind-address = \"{host}:{port}\"\n  auth-enabled = {auth}\n  log-enabled = false\n  max-row-limit = 0\n[monitor]\n  store-enabled = false\n"
         );
         std::fs::write(dir.join("influxdb.conf"), conf).expect("influx config");
         let mut i = Influx1 {
             dir,
+            host: host.to_string(),
             port,
             proc: None,
+            admin: None,
         };
         i.up();
         i
@@ -396,7 +376,7 @@ impl Influx1 {
 
     /// The base URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// Starts the process (same port and storage).
@@ -439,12 +419,21 @@ impl Influx1 {
 
     /// Runs an InfluxQL statement; the JSON answer.
     pub fn query(&self, db: &str, q: &str) -> serde_json::Value {
-        let r = http()
-            .post(format!("{}/query", self.url()))
-            .query(&[("db", db), ("q", q), ("epoch", "ns")])
+        let mut r = http().post(format!("{}/query", self.url())).query(&[
+            ("db", db),
+            ("q", q),
+            ("epoch", "ns"),
+        ]);
+        if let Some((user, password)) = &self.admin {
+            r = r.basic_auth(user, Some(password));
+        }
+        let answer: serde_json::Value = r
             .send()
-            .expect("influx query");
-        r.json().expect("influx answer is JSON")
+            .expect("influx query")
+            .json()
+            .expect("influx answer is JSON");
+        assert!(answer.get("error").is_none(), "{q}: {answer}");
+        answer
     }
 }
 
@@ -610,6 +599,35 @@ impl Prometheus {
             .send()
             .expect("prometheus reload");
         assert!(r.status().is_success(), "reload: {}", r.status());
+    }
+
+    /// How many times each rule group has been evaluated, from its own `/metrics`.
+    fn rule_group_iterations(&self) -> BTreeMap<String, f64> {
+        let text = get(&format!("http://127.0.0.1:{}/metrics", self.port))
+            .map(|(_, t)| t)
+            .unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("prometheus_rule_group_iterations_total{"))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter_map(|(labels, n)| Some((labels.to_string(), n.parse().ok()?)))
+            .collect()
+    }
+
+    /// Waits until every rule group has been evaluated `rounds` more times: what could
+    /// fire on the data as it is has fired by then.
+    pub fn wait_rule_rounds(&self, rounds: u32) {
+        let start = self.rule_group_iterations();
+        assert!(!start.is_empty(), "Prometheus evaluates rule groups");
+        wait_for(
+            &format!("{rounds} more evaluations of every rule group"),
+            Duration::from_secs(60 + 5 * u64::from(rounds)),
+            || {
+                let now = self.rule_group_iterations();
+                start
+                    .iter()
+                    .all(|(g, n)| now.get(g).is_some_and(|m| *m >= n + f64::from(rounds)))
+            },
+        );
     }
 }
 
@@ -800,7 +818,7 @@ impl TlsProxy {
         cmd.arg(dir.join("stunnel.conf"));
         let mut proc = Proc::spawn(cmd, &dir.join("stunnel.log"));
         proc.wait_ready("stunnel to listen", Duration::from_secs(30), || {
-            port_open(port)
+            port_open("127.0.0.1", port)
         });
         TlsProxy {
             dir,

@@ -230,8 +230,9 @@ fn alerts_and_dashboard_queries_on_a_real_run() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    // A few more evaluation and notification rounds: nothing else arrives.
-    std::thread::sleep(Duration::from_secs(8));
+    // Five more evaluation rounds of every rule group (each firing alert is sent on at
+    // once, each group flushed within 2 s): nothing else arrives.
+    prom.wait_rule_rounds(5);
     let all = received(&hook);
     assert_eq!(
         all.get("PacelineGoalBehind"),

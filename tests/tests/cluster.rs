@@ -1,12 +1,16 @@
 //! Scale-out on real services (tansu, InfluxDB 1.x): one timely cluster of two processes
 //! on loopback, each with its own state directory, as pods of a StatefulSet would be.
 //!
-//! - Equivalence: 2 processes × 2 workers write a database equivalent (docs/outputs.md)
-//!   to 1 process × 1 worker's on the same disordered events, and to `paceline replay`'s;
+//! - Equivalence: 2 processes × 2 workers, connected by mutual TLS, write a database
+//!   equivalent (docs/outputs.md) to 1 process × 1 worker's on the same disordered events,
+//!   and to `paceline replay`'s;
 //!   every process reads partitions, and no series is written by both.
 //! - Kill: SIGKILL one of two processes mid-run; the other exits 1 within 10 s naming it;
 //!   both restarted resume from the newest checkpoint both hold, and the result is still
 //!   equivalent; then SIGTERM to one: it exits 0, and the other 1, naming it.
+//! - Divergence: process 1 writes to a database that freezes while input arrives, and both
+//!   processes are killed, twice: each restart resumes from a checkpoint both hold (never
+//!   a refusal, never a start from the topics' beginning), and the result is equivalent.
 //! - A peer that never comes up: start fails within the timeout, naming it (no services).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use paceline_model::Stream;
 use paceline_runtime::settings::{InfluxApi, Settings};
-use paceline_tests::services::{free_port, get, Influx1, Tansu, TempDir};
+use paceline_tests::services::{free_port, get, wait_for, Influx1, Tansu, TempDir};
 use paceline_tests::{
-    assert_no_loss, compare, create_topics, influx1_env, kafka, readback, run_side_by_side,
-    scenario_config, topics, wait_all_drained, Dataset, Metrics, Serve,
+    assert_cluster_equals_replay, assert_cluster_resumed, assert_no_loss, compare, create_topics,
+    influx1_env, kafka, readback, run_side_by_side, scenario_config, topics, wait_all_drained,
+    Dataset, Metrics, Serve, CLUSTER_MARK,
 };
 
 /// Two processes' configuration: `workers` each, checkpoints every second, watermarks
@@ -56,9 +61,6 @@ fn start_process(
     env.push(("PACELINE_CLUSTER_SECRET", CLUSTER_SECRET.to_string()));
     Serve::start_in(dir, config, &env)
 }
-
-/// The watermark a cluster's processes close ticks on.
-const CLUSTER_MARK: &str = "paceline_cluster_watermark_timestamp_seconds";
 
 /// The series in `path`'s answer of a process, each with its newest numbers.
 fn series_at(serve: &Serve, path: &str) -> BTreeMap<String, serde_json::Value> {
@@ -230,6 +232,13 @@ fn assert_a_silent_process_is_named(procs: &[Serve], http: &[String]) {
             .is_some_and(|m| !m.is_empty() && m.iter().all(|e| e["process"] == 1)),
         "{v}"
     );
+    // Thawed, it answers again before the page's turn: the page's check starts from a
+    // whole cluster.
+    wait_for(
+        "process 1 answering again once thawed",
+        Duration::from_secs(20),
+        || whole_cluster(&procs[0].http),
+    );
     procs[1].proc.signal("STOP");
     let (_, page) = get(&format!("{}/", procs[0].http)).expect("the page answers");
     procs[1].proc.signal("CONT");
@@ -239,9 +248,18 @@ fn assert_a_silent_process_is_named(procs: &[Serve], http: &[String]) {
         "{page}"
     );
     assert!(page.contains("not shown: written by process 1"), "{page}");
-    let (_, body) = get(&format!("{}/api/v1/indicators", procs[0].http)).expect("answers");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-    assert_eq!(v["cluster"]["unanswered"], serde_json::json!([]), "thawed");
+    wait_for(
+        "process 1 on process 0's API again",
+        Duration::from_secs(20),
+        || whole_cluster(&procs[0].http),
+    );
+}
+
+/// Whether a process's API names no process as unanswered.
+fn whole_cluster(http: &str) -> bool {
+    get(&format!("{http}/api/v1/indicators"))
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .is_some_and(|v| v["cluster"]["unanswered"] == serde_json::json!([]))
 }
 
 fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
@@ -269,6 +287,13 @@ fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
     let http = addresses(2);
     let mut env = influx1_env(tansu, influx, "cl_two").to_vec();
     env.push(("PACELINE_HTTP_PEERS", http.join(",")));
+    // The processes speak mutual TLS to each other, under a CA this test made.
+    let pki = TempDir::new("cluster-pki");
+    paceline_tests::services::make_pki(&pki.0);
+    let file = |name: &str| pki.join(name).display().to_string();
+    env.push(("PACELINE_CLUSTER_TLS_CA_FILE", file("ca.pem")));
+    env.push(("PACELINE_CLUSTER_TLS_CERT_FILE", file("server.pem")));
+    env.push(("PACELINE_CLUSTER_TLS_KEY_FILE", file("server.key")));
     let mut procs: Vec<Serve> = (0..2)
         .map(|i| {
             let mut env = env.clone();
@@ -282,6 +307,13 @@ fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
         (data.final_watermarks(&two), CLUSTER_MARK),
         Duration::from_secs(300),
     );
+    for p in &procs {
+        let log = p.proc.log_text();
+        assert!(
+            log.contains("connecting to the cluster") && log.contains("tls=true"),
+            "the processes connect over TLS:\n{log}"
+        );
+    }
     for (i, m) in m2.iter().enumerate() {
         let read = m.sum("paceline_events_total", &[]);
         assert!(read > 0.0, "process {i} reads partitions of its own");
@@ -394,39 +426,13 @@ fn killed_and_resumed(tansu: &Tansu, influx: &Influx1) {
         .enumerate()
         .map(|(i, dir)| start_process(dir, i, &peers, &config, &env))
         .collect();
-    for p in &procs {
-        paceline_tests::eventually("the restart logs where it resumes", 60, || {
-            let log = p.proc.log_text();
-            log.contains("resumes from the newest checkpoint every process holds")
-                || log.contains("no checkpoint every process of the cluster holds")
-        });
-        assert!(
-            p.proc
-                .log_text()
-                .contains("resumes from the newest checkpoint every process holds"),
-            "a restart resumes from a checkpoint:\n{}",
-            p.proc.log_text()
-        );
-    }
-    let m = wait_all_drained(
+    assert_cluster_resumed(&procs);
+    assert_cluster_equals_replay(
         &mut procs,
-        0,
-        (data.final_watermarks(&config), CLUSTER_MARK),
-        Duration::from_secs(300),
-    );
-    let (expected, _) = data.replay(&config);
-    let actual = readback::influx1(influx, db, &config.indicators.measurement);
-    let diff = compare(
         &config,
         &data,
-        &expected,
-        &actual,
-        paceline_tests::reach(&m[0]),
-    );
-    assert!(
-        diff.is_empty(),
-        "after the kill the database differs from replay:\n{}",
-        diff.join("\n")
+        || readback::influx1(influx, db, &config.indicators.measurement),
+        "after the kill",
     );
     // A process stopped on purpose stops alone, at once; the other follows, naming it.
     let other = procs.remove(1);
@@ -444,6 +450,81 @@ fn killed_and_resumed(tansu: &Tansu, influx: &Influx1) {
     );
 }
 
+/// Process 1's database freezes while input arrives (its checkpoints cannot count), the
+/// other's does not; both are killed. Keeping checkpoints independently, process 0 would
+/// hold only checkpoints process 1 never wrote; every process takes every boundary, so one
+/// both hold is always kept.
+fn checkpoints_never_diverge(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "cl-diverge";
+    let db = "cl_diverge";
+    create_topics(tansu, prefix, 4);
+    let slow = Influx1::start();
+    for i in [influx, &slow] {
+        i.query("", &format!("CREATE DATABASE {db}"));
+    }
+    let data = Dataset::new(71, 2, false, &[]);
+    let (t, _) = topics(prefix);
+    let config = cluster_config(prefix, 1);
+    let env = [
+        influx1_env(tansu, influx, db),
+        influx1_env(tansu, &slow, db),
+    ];
+    let peers = addresses(2);
+    let chunks: Vec<&[Vec<u8>]> = data.lines.chunks(data.lines.len() / 3 + 1).collect();
+    kafka::produce(&tansu.brokers(), &t, chunks[0]);
+    let mut dirs = vec![
+        TempDir::new("cluster-diverge"),
+        TempDir::new("cluster-diverge"),
+    ];
+    for (round, chunk) in chunks[1..].iter().enumerate() {
+        let procs: Vec<Serve> = dirs
+            .into_iter()
+            .enumerate()
+            .map(|(i, dir)| start_process(dir, i, &peers, &config, &env[i]))
+            .collect();
+        if round > 0 {
+            assert_cluster_resumed(&procs);
+        }
+        paceline_tests::eventually("a checkpoint on both processes", 120, || {
+            procs.iter().all(|p| {
+                p.metrics()
+                    .sum("paceline_checkpoint_last_success_timestamp_seconds", &[])
+                    * 1e3
+                    > paceline_tests::now_ms() as f64 - 60_000.0
+            })
+        });
+        slow.pause();
+        kafka::produce(&tansu.brokers(), &t, chunk);
+        // Several checkpoint intervals with process 1's writes hanging.
+        std::thread::sleep(Duration::from_secs(6));
+        dirs = procs.into_iter().map(Serve::kill).collect();
+        slow.resume();
+        let held: Vec<usize> = dirs.iter().map(|d| Serve::checkpoints(d).len()).collect();
+        assert!(held.iter().all(|&n| n > 0), "round {round}: {held:?}");
+    }
+    let mut procs: Vec<Serve> = dirs
+        .into_iter()
+        .enumerate()
+        .map(|(i, dir)| start_process(dir, i, &peers, &config, &env[i]))
+        .collect();
+    assert_cluster_resumed(&procs);
+    // Each process writes its own series: the two databases together are the output.
+    assert_cluster_equals_replay(
+        &mut procs,
+        &config,
+        &data,
+        || {
+            let mut actual = readback::influx1(influx, db, &config.indicators.measurement);
+            actual.extend(readback::influx1(&slow, db, &config.indicators.measurement));
+            actual
+        },
+        "after the kills",
+    );
+    for p in procs {
+        p.kill();
+    }
+}
+
 #[test]
 fn two_processes_on_tansu() {
     let tansu = Tansu::start();
@@ -456,6 +537,10 @@ fn two_processes_on_tansu() {
         (
             "kill one, resume both",
             Box::new(|| killed_and_resumed(&tansu, &influx)),
+        ),
+        (
+            "checkpoints never diverge",
+            Box::new(|| checkpoints_never_diverge(&tansu, &influx)),
         ),
     ]);
 }

@@ -14,18 +14,19 @@ use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use paceline_runtime::settings::{InfluxApi, Settings};
-use paceline_tests::services::{free_port, Influx1, TlsProxy};
+use paceline_tests::services::{free_port, patient, Influx1, TlsProxy};
 use paceline_tests::{eventually, kafka, scenario_config, topics, Dataset, Serve};
 use rdkafka::mocking::MockCluster;
 
-/// Deadline for a reason to show on `/readyz`, counted from the start of the process.
+/// Deadline for a reason to show on `/readyz`, counted from the start of the process (times
+/// `PACELINE_TEST_PATIENCE`).
 const WITHIN: Duration = Duration::from_secs(10);
 
 /// Waits until `/readyz` answers 503 with every one of `words` in its body, at most
 /// [`WITHIN`] after `started`; the body.
 fn red_within(serve: &Serve, started: Instant, words: &[&str]) -> String {
     let mut last = (0, String::new());
-    while started.elapsed() < WITHIN {
+    while started.elapsed() < patient(WITHIN) {
         last = serve.readiness();
         if last.0 == 503 && words.iter().all(|w| last.1.contains(w)) {
             return last.1;
@@ -33,7 +34,8 @@ fn red_within(serve: &Serve, started: Instant, words: &[&str]) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!(
-        "/readyz did not name {words:?} within {WITHIN:?}; last answer {} {:?}\nlog:\n{}",
+        "/readyz did not name {words:?} within {:?}; last answer {} {:?}\nlog:\n{}",
+        patient(WITHIN),
         last.0,
         last.1,
         serve.proc.log_text()
@@ -42,7 +44,7 @@ fn red_within(serve: &Serve, started: Instant, words: &[&str]) -> String {
 
 /// Waits for a WARN line of the log holding every one of `words`.
 fn warned(serve: &Serve, words: &[&str]) {
-    let deadline = Instant::now() + WITHIN;
+    let deadline = Instant::now() + patient(WITHIN);
     loop {
         let log = serve.proc.log_text();
         if log

@@ -89,6 +89,12 @@ fn partition_added(tansu: &Tansu, influx: &Influx1) {
             },
         );
     }
+    // Everything read: the lag of every partition comes down to nothing.
+    eventually(
+        "the lag to come down to 0 once everything is read",
+        30,
+        || serve.metrics().sum("paceline_source_lag_messages", &[]) == 0.0,
+    );
     serve.stop_cleanly(None);
 }
 

@@ -18,12 +18,14 @@
 //! and databases.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use paceline_model::Stream;
 use paceline_runtime::settings::InfluxApi;
 use paceline_runtime::ReplaySummary;
-use paceline_tests::services::{get, Influx1, Tansu, Victoria};
+use paceline_tests::gate::{Expected, Gate};
+use paceline_tests::services::{get, Influx1, Tansu, TempDir, Victoria};
 use paceline_tests::{
     assert_no_loss, compare, create_topics, influx1_env, kafka, reach, scenario_config, topics,
     Dataset, Metrics, Serve,
@@ -55,10 +57,20 @@ const METRIC_NAMES: [&str; 18] = [
 const PASSWORD: &str = "pw-9f3a-never-logged";
 const TOKEN: &str = "tok-51c2-never-logged";
 
+/// `influx` has authentication on: the service writes as a user with write rights on its
+/// database only, the password from a file.
 fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     let prefix = "e2e-v1";
     create_topics(tansu, prefix, 2);
     influx.query("", "CREATE DATABASE e2e_v1");
+    influx.query(
+        "",
+        &format!("CREATE USER writer WITH PASSWORD '{PASSWORD}'"),
+    );
+    influx.query("", "GRANT WRITE ON e2e_v1 TO writer");
+    let secrets = TempDir::new("e2e-v1-secrets");
+    let password_file = secrets.join("influx-password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).expect("password file");
     // Three lines no stream can be told of: the producer spreads them over the three topics.
     let poison: [&[u8]; 3] = [b"\xff\xfe not utf-8", b"{\"event_id\":", b"[1,2,3]"];
     let data = Dataset::new(7, 8, false, &poison);
@@ -87,7 +99,11 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
         ("PACELINE_INFLUX_API", "v1".to_string()),
         ("PACELINE_INFLUX_URL", influx.url()),
         ("PACELINE_INFLUX_DB", "e2e_v1".to_string()),
-        ("PACELINE_INFLUX_PASSWORD", PASSWORD.to_string()),
+        ("PACELINE_INFLUX_USER", "writer".to_string()),
+        (
+            "PACELINE_INFLUX_PASSWORD_FILE",
+            password_file.display().to_string(),
+        ),
     ];
     let mut serve = Serve::start(&config, &env);
     let marks = data.span().map(|s| s.map(|(_, max)| max));
@@ -222,9 +238,24 @@ fn check_counters(m: &Metrics, summary: &ReplaySummary, extra: Option<&str>) -> 
     total
 }
 
+/// What the gate in front of VictoriaMetrics lets through.
+fn v2_expected() -> Expected {
+    Expected {
+        token: TOKEN.to_string(),
+        org: "district".to_string(),
+        bucket: "paceline".to_string(),
+    }
+}
+
+/// The v2 API through a gate that checks the token, organisation and bucket as InfluxDB
+/// 2.x does; the token from a file.
 fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
     let prefix = "e2e-v2";
     create_topics(tansu, prefix, 2);
+    let gate = Gate::start(vm.url(), v2_expected());
+    let secrets = TempDir::new("e2e-v2-secrets");
+    let token_file = secrets.join("influx-token");
+    std::fs::write(&token_file, TOKEN).expect("token file");
     let data = Dataset::new(11, 8, true, &[]);
     let mut config = scenario_config(prefix);
     config.influx.api = InfluxApi::V2;
@@ -235,10 +266,13 @@ fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
     let env = [
         ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
         ("PACELINE_INFLUX_API", "v2".to_string()),
-        ("PACELINE_INFLUX_URL", vm.url()),
+        ("PACELINE_INFLUX_URL", gate.url.clone()),
         ("PACELINE_INFLUX_ORG", "district".to_string()),
         ("PACELINE_INFLUX_BUCKET", "paceline".to_string()),
-        ("PACELINE_INFLUX_TOKEN", TOKEN.to_string()),
+        (
+            "PACELINE_INFLUX_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
     ];
     let mut serve = Serve::start(&config, &env);
     let marks = data.span().map(|s| s.map(|(_, max)| max));
@@ -262,7 +296,67 @@ fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
         "VictoriaMetrics differs from replay:\n{}",
         diff.join("\n")
     );
+    assert!(gate.seen.forwarded.load(Ordering::SeqCst) > 0);
+    assert_eq!(gate.seen.wrong_token.load(Ordering::SeqCst), 0);
+    assert_eq!(gate.seen.wrong_place.load(Ordering::SeqCst), 0);
     serve.stop_cleanly(Some(TOKEN));
+}
+
+/// A token the database refuses is trouble named on `/readyz` and in the log (never the
+/// token), asked again only until `influx.start_timeout_s`, then the start stops, exit 1;
+/// a bucket that does not exist stops the start at once, named.
+fn wrong_token_or_bucket(tansu: &Tansu, vm: &Victoria) {
+    let prefix = "e2e-v2-wrong";
+    create_topics(tansu, prefix, 1);
+    let gate = Gate::start(vm.url(), v2_expected());
+    let mut config = scenario_config(prefix);
+    config.influx.api = InfluxApi::V2;
+    config.influx.start_timeout_s = 10;
+    let wrong = "tok-wrong-0d1e-never-logged";
+    let env = |token: &str, bucket: &str| {
+        vec![
+            ("PACELINE_KAFKA_BROKERS", tansu.brokers()),
+            ("PACELINE_INFLUX_URL", gate.url.clone()),
+            ("PACELINE_INFLUX_ORG", "district".to_string()),
+            ("PACELINE_INFLUX_BUCKET", bucket.to_string()),
+            ("PACELINE_INFLUX_TOKEN", token.to_string()),
+        ]
+    };
+
+    let started = std::time::Instant::now();
+    let mut serve = Serve::start(&config, &env(wrong, "paceline"));
+    paceline_tests::eventually("/readyz names the refused token", 60, || {
+        let (code, why) = serve.readiness();
+        code == 503 && why.contains("HTTP 401") && why.contains("PACELINE_INFLUX_TOKEN")
+    });
+    let code = serve.proc.wait(Duration::from_secs(90));
+    let log = serve.proc.log_text();
+    assert_eq!(code, Some(1), "the start stops past its timeout:\n{log}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "not before influx.start_timeout_s"
+    );
+    assert!(log.contains("HTTP 401"), "the refusal is named:\n{log}");
+    assert!(!log.contains(wrong), "the token in the log");
+    let refused = gate.seen.wrong_token.load(Ordering::SeqCst);
+    assert!(refused >= 1, "the gate saw the token");
+    assert_eq!(gate.seen.forwarded.load(Ordering::SeqCst), 0);
+    // Asked again every 2 s within the 10 s, not in a tight loop.
+    assert!(refused <= 10, "asked {refused} times");
+
+    let started = std::time::Instant::now();
+    let dir = TempDir::new("e2e-v2-no-bucket");
+    let (code, log) = Serve::run_to_exit(&dir, &config, &env(TOKEN, "no-such-bucket"), &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("HTTP 404") && log.contains("retry_client_errors"),
+        "the missing bucket stops the start, named:\n{log}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "at once, not after a timeout"
+    );
+    assert_eq!(gate.seen.wrong_place.load(Ordering::SeqCst), 1);
 }
 
 /// A batch the database refuses (4xx: here a database dropped while the service runs)
@@ -294,9 +388,7 @@ fn refused_batch_stops(tansu: &Tansu, influx: &Influx1) {
     let data = Dataset::new(23, 50, false, &[]);
     let (t, _) = topics(prefix);
     kafka::produce(&tansu.brokers(), &t, &data.lines);
-    let mut serve = serve;
-    let code = serve.proc.wait(Duration::from_secs(120));
-    let log = serve.proc.log_text();
+    let (code, log, dir) = serve.exited(Duration::from_secs(120));
     assert_eq!(code, Some(1), "a refused batch stops the pipeline:\n{log}");
     assert!(
         log.contains("refused with HTTP 404"),
@@ -306,6 +398,22 @@ fn refused_batch_stops(tansu: &Tansu, influx: &Influx1) {
         log.contains("retry_client_errors"),
         "the error names the setting:\n{log}"
     );
+
+    // Restarted with `retry_client_errors` while the database is still missing: it keeps
+    // asking, not ready, instead of stopping; once the database is back every point lands,
+    // the refused batch included (nothing was skipped).
+    config.influx.retry_client_errors = true;
+    let env = influx1_env(tansu, influx, "e2e_refused");
+    let mut serve = Serve::start_in(dir, &config, &env);
+    paceline_tests::eventually("the refusal is retried and named", 60, || {
+        let (code, why) = serve.readiness();
+        code == 503 && why.contains("HTTP 404")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(serve.proc.running(), "{}", serve.proc.log_text());
+    influx.query("", "CREATE DATABASE e2e_refused");
+    paceline_tests::drain_and_compare_influx1(&mut serve, &data, &config, influx, "e2e_refused");
+    serve.stop_cleanly(None);
 }
 
 /// The status page shows what the database holds, and its chart history is there after a
@@ -405,12 +513,25 @@ fn produce_then_serve(tansu: &Tansu, influx: &Influx1) {
     config.influx.api = InfluxApi::V1;
     let config_path = data.dir.join("produce.toml");
     std::fs::write(&config_path, paceline_tests::toml_of(&config)).expect("config");
+    // Two inputs, one sequence: the file cut in two (the service's output below equals
+    // replay's of the whole file), at a rate that makes the run last about two seconds.
+    let (first, second) = data.lines.split_at(data.lines.len() / 3);
+    let halves = [data.dir.join("first.jsonl"), data.dir.join("second.jsonl")];
+    for (path, lines) in halves.iter().zip([first, second]) {
+        let mut text = lines.join(&b'\n');
+        text.push(b'\n');
+        std::fs::write(path, text).expect("input file");
+    }
+    let rate = (data.lines.len() / 2) as f64;
+    let started = std::time::Instant::now();
     let out = std::process::Command::new(paceline_tests::paceline_bin())
         .arg("produce")
         .arg("--input")
-        .arg(&data.file)
+        .args(&halves)
         .arg("--config")
         .arg(&config_path)
+        .arg("--rate")
+        .arg(rate.to_string())
         .env("PACELINE_KAFKA_BROKERS", tansu.brokers())
         .output()
         .expect("paceline produce runs");
@@ -418,6 +539,14 @@ fn produce_then_serve(tansu: &Tansu, influx: &Influx1) {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // Never faster than the rate: n events at r per second take n / r seconds at least.
+    let least = Duration::from_secs_f64(data.lines.len() as f64 / rate);
+    assert!(
+        started.elapsed() >= least,
+        "{} events at --rate {rate} took {:?}, less than {least:?}",
+        data.lines.len(),
+        started.elapsed()
     );
     // Every valid event on its stream's topic; lines that are not events in turn.
     let mut expected = [0i64; 3];
@@ -440,6 +569,89 @@ fn produce_then_serve(tansu: &Tansu, influx: &Influx1) {
     let env = influx1_env(tansu, influx, "e2e_produce");
     let mut serve = Serve::start(&config, &env);
     paceline_tests::drain_and_compare_influx1(&mut serve, &data, &config, influx, "e2e_produce");
+    serve.stop_cleanly(None);
+}
+
+/// A filing older than the watermark minus the correction horizon is rejected `too_late`
+/// and dead-lettered with the headers that say where it came from and why; killed before
+/// a checkpoint past it, the restart reads it again and dead-letters it again (at least
+/// once, never lost).
+fn too_late_dead_lettered(tansu: &Tansu, influx: &Influx1) {
+    let prefix = "e2e-late";
+    create_topics(tansu, prefix, 1);
+    influx.query("", "CREATE DATABASE e2e_late");
+    let (t, dl_topic) = topics(prefix);
+    let mut config = scenario_config(prefix);
+    config.influx.api = InfluxApi::V1;
+    config.service.idle_watermark_follows_clock = false;
+    // Checkpoints only at a graceful stop: the one before the rejection is the one the
+    // restart after the SIGKILL resumes from.
+    config.service.checkpoint_interval_s = 3600;
+    let event = |id: &str, at: &str, e: &str| {
+        format!(
+            r#"{{"event_id":"{id}","type":"enterprise.registered","occurred_at":"{at}","enterprise_id":"{e}","name":"n","cluster":"blockchain","region":"other","sme":false}}"#
+        )
+        .into_bytes()
+    };
+    let recent = event("late-a", "2024-06-01T00:00:00Z", "E1");
+    // 400 days and 5 minutes before the first: beyond the filings' horizon.
+    let old = event("late-c", "2023-04-20T00:00:00Z", "E3");
+    let env = influx1_env(tansu, influx, "e2e_late");
+    let brokers = tansu.brokers();
+    kafka::produce(&brokers, &t, &[recent]);
+    let mut serve = Serve::start(&config, &env);
+    serve.wait_counted("the recent filing", 1, 60);
+    // Its watermark is in the checkpoint of the graceful stop, positioned before the old
+    // filing; every later judgement of the old filing starts from there.
+    let dir = serve.stop_keeping_state();
+    kafka::produce(&brokers, &t, &[old.clone()]);
+    let serve = Serve::start_in(dir, &config, &env);
+    let rejected_once = |serve: &Serve| {
+        paceline_tests::eventually("the old filing rejected too_late", 60, || {
+            serve
+                .metrics()
+                .sum("paceline_events_rejected_total", &[("reason", "too_late")])
+                == 1.0
+        });
+    };
+    rejected_once(&serve);
+    let letters = kafka::read_all(&brokers, &dl_topic, 1, Duration::from_secs(60));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.value, old, "the original bytes");
+    let header = |k: &str| letter.headers.get(k).cloned().unwrap_or_default();
+    assert_eq!(header("reason"), "too_late");
+    assert_eq!(header("stream"), "filings");
+    assert_eq!(header("topic"), t[Stream::Filings.index()]);
+    assert_eq!(header("partition"), "0");
+    assert_eq!(header("offset"), "1", "the second message of its partition");
+    assert!(!header("detail").is_empty(), "{:?}", letter.headers);
+    let m = serve.metrics();
+    assert_eq!(
+        m.sum("paceline_dead_letters_total", &[("stream", "filings")]),
+        1.0
+    );
+
+    let dir = serve.kill();
+    let serve = Serve::start_in(dir, &config, &env);
+    let mut log = String::new();
+    paceline_tests::eventually("the restart to log where it resumes", 30, || {
+        log = serve.proc.log_text();
+        log.contains("resuming from checkpoint")
+    });
+    assert!(
+        log.lines()
+            .any(|l| l.contains("resuming from checkpoint") && l.contains("filings/0@1")),
+        "the restart resumes before the old filing:\n{log}"
+    );
+    rejected_once(&serve);
+    let letters = kafka::read_all(&brokers, &dl_topic, 3, Duration::from_secs(10));
+    assert_eq!(letters.len(), 2, "dead-lettered again: {letters:?}");
+    assert_eq!(letters[1].value, old);
+    assert_eq!(
+        letters[1].headers.get("offset").map(String::as_str),
+        Some("1")
+    );
     serve.stop_cleanly(None);
 }
 
@@ -468,11 +680,20 @@ fn missing_topic_fails_fast(tansu: &Tansu, influx: &Influx1) {
 fn end_to_end_on_real_services() {
     let tansu = Tansu::start();
     let influx = Influx1::start();
+    let secured = Influx1::start_with_auth();
     let vm = Victoria::start();
-    let (tansu, influx, vm) = (&tansu, &influx, &vm);
+    let (tansu, influx, secured, vm) = (&tansu, &influx, &secured, &vm);
     paceline_tests::run_side_by_side(vec![
-        ("InfluxDB 1.x", Box::new(move || influx_v1(tansu, influx))),
+        ("InfluxDB 1.x", Box::new(move || influx_v1(tansu, secured))),
         ("VictoriaMetrics", Box::new(move || victoria_v2(tansu, vm))),
+        (
+            "wrong token or bucket",
+            Box::new(move || wrong_token_or_bucket(tansu, vm)),
+        ),
+        (
+            "too late",
+            Box::new(move || too_late_dead_lettered(tansu, influx)),
+        ),
         (
             "refused batch",
             Box::new(move || refused_batch_stops(tansu, influx)),

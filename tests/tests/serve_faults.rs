@@ -11,10 +11,12 @@
 //! Both feed the data in two halves with a pause, so the watermark of an idle stream must
 //! not follow the wall clock (it is configured off, as for backfills).
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use paceline_runtime::settings::InfluxApi;
 use paceline_runtime::settings::Settings;
+use paceline_tests::gate::Gate;
 use paceline_tests::services::{Influx1, Tansu};
 use paceline_tests::{
     drain_and_compare_influx1, eventually, kafka, scenario_config, topics, Dataset, Serve,
@@ -49,7 +51,9 @@ fn sink_outage(tansu: &Tansu, influx: &mut Influx1) {
     config.influx.max_pending_points = 2000;
     config.influx.retry_initial_ms = 100;
     config.influx.retry_max_ms = 2000;
-    let data = Dataset::new(13, 8, false, &[]);
+    // Every telemetry event: the second half is more than every queue between the topics
+    // and the sink holds, so the sources must pause.
+    let data = Dataset::new(13, 1, false, &[]);
     let half = data.lines.len() / 2;
     kafka::produce(&tansu.brokers(), &t, &data.lines[..half]);
     let mut serve = Serve::start(&config, &env(tansu, influx, db));
@@ -78,14 +82,40 @@ fn sink_outage(tansu: &Tansu, influx: &mut Influx1) {
         m.sum("paceline_sink_write_errors_total", &[]) > errors_before,
         "write errors counted"
     );
+    assert_eq!(m.sum("paceline_sink_pending_points_max", &[]), 2000.0);
+    // The bound itself: reached (the sink stops taking deliveries of up to 500 points once
+    // one no longer fits) and never passed.
     assert!(
-        max_pending > 0.0,
-        "points were held while the database was down"
+        max_pending > 2000.0 - 500.0 && max_pending <= 2000.0,
+        "pending points reach the bound of 2000 and stay within it: {max_pending}"
     );
-    // Bounded: the batcher takes input up to its bound plus one delivery of the dataflow.
+    // Behind the full sink the sources have stopped reading: nothing more is read while
+    // messages wait in the topics.
+    let read = m.sum("paceline_events_total", &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let later = serve.metrics();
+    assert_eq!(
+        later.sum("paceline_events_total", &[]),
+        read,
+        "the sources paused while the sink was full"
+    );
     assert!(
-        max_pending <= 2000.0 + 5000.0,
-        "pending points stay bounded: {max_pending}"
+        read < data.lines.len() as f64,
+        "messages wait in the topics while the sources are paused: {read} of {} read",
+        data.lines.len()
+    );
+    // The lag shows them, asked of the broker while the sources wait: some, and no more
+    // than what was not counted (the sources read a little ahead of the count, into the
+    // bounded queues before admission).
+    let mut lag = 0.0;
+    eventually("the lag to show the messages waiting", 20, || {
+        lag = serve.metrics().sum("paceline_source_lag_messages", &[]);
+        lag > 0.0
+    });
+    assert!(
+        lag <= data.lines.len() as f64 - read,
+        "the lag counts only what waits: {lag}, {read} of {} counted",
+        data.lines.len()
     );
 
     influx.up();
@@ -121,4 +151,39 @@ fn faults_on_real_services() {
     let mut influx = Influx1::start();
     sink_outage(&tansu, &mut influx);
     broker_restart(&mut tansu, &influx);
+    busy_database_retried(&tansu, &influx);
+}
+
+/// A database that answers writes 429 (too many requests) and 5xx for a while: each write
+/// is retried, the same batch again, and in the end the database holds replay's output.
+fn busy_database_retried(tansu: &Tansu, influx: &Influx1) {
+    let db = "busy";
+    let (mut config, t) = setup(tansu, influx, "busy", db);
+    config.influx.batch_points = 300;
+    config.influx.retry_initial_ms = 50;
+    config.influx.retry_max_ms = 400;
+    // The start-up check and the first batch pass, then five refusals of each kind.
+    let statuses = [429, 503, 500, 429, 502];
+    let gate = Gate::faulty(influx.url(), 2, &statuses);
+    let data = Dataset::new(19, 8, false, &[]);
+    kafka::produce(&tansu.brokers(), &t, &data.lines);
+    let mut env = env(tansu, influx, db);
+    for (k, v) in env.iter_mut() {
+        if *k == "PACELINE_INFLUX_URL" {
+            *v = gate.url.clone();
+        }
+    }
+    let mut serve = Serve::start(&config, &env);
+    drain_and_compare_influx1(&mut serve, &data, &config, influx, db);
+    let m = serve.metrics();
+    assert_eq!(
+        gate.seen.faulted.load(Ordering::SeqCst),
+        statuses.len(),
+        "every scripted answer was given"
+    );
+    assert!(
+        m.sum("paceline_sink_write_errors_total", &[]) >= statuses.len() as f64,
+        "each refusal counted"
+    );
+    serve.stop_cleanly(None);
 }

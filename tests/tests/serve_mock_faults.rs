@@ -7,6 +7,9 @@
 //! - Lasting: a topic deleted (the brokers answer that it is unknown), and every broker
 //!   down for good. `/readyz` answers 503 with the reason within seconds; past
 //!   `kafka.unavailable_timeout_s` the service stops with exit 1 and the reason.
+//! - Oversized: a 1.6 MB message and a gzip-compressed one that inflates to 3 MB on an
+//!   input topic are dead-lettered cut to `kafka.dead_letter_max_bytes`, with their size
+//!   and SHA-256 (`sha256sum`'s); the service stays ready, reads on and checkpoints.
 
 use std::time::{Duration, Instant};
 
@@ -78,6 +81,7 @@ fn no_loss_under_mock_cluster_faults() {
 fn ready_on_mock(
     prefix: &str,
     influx: &Influx1,
+    tweak: impl FnOnce(&mut Settings),
 ) -> (
     MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     Settings,
@@ -94,6 +98,7 @@ fn ready_on_mock(
     config.influx.api = InfluxApi::V1;
     config.kafka.unavailable_timeout_s = 10;
     config.service.shutdown_timeout_s = 10;
+    tweak(&mut config);
     let env = [
         ("PACELINE_KAFKA_BROKERS", mock.bootstrap_servers()),
         ("PACELINE_INFLUX_API", "v1".to_string()),
@@ -129,7 +134,7 @@ fn red_then_stopped(serve: Serve, timeout_s: u64, reason: &[&str], expect: &[&st
 }
 
 fn topic_deleted(influx: &Influx1) {
-    let (mock, config, serve) = ready_on_mock("mock-deleted", influx);
+    let (mock, config, serve) = ready_on_mock("mock-deleted", influx, |_| {});
     let topic = config.streams.scenarios.topic.clone();
     mock.topic_error(
         &topic,
@@ -145,7 +150,7 @@ fn topic_deleted(influx: &Influx1) {
 }
 
 fn brokers_gone(influx: &Influx1) {
-    let (mock, config, serve) = ready_on_mock("mock-gone", influx);
+    let (mock, config, serve) = ready_on_mock("mock-gone", influx, |_| {});
     mock.broker_down(1).expect("broker down");
     red_then_stopped(
         serve,
@@ -163,4 +168,102 @@ fn lasting_kafka_trouble_turns_readiness_red_then_stops() {
         ("topic deleted", Box::new(move || topic_deleted(influx))),
         ("brokers gone", Box::new(move || brokers_gone(influx))),
     ]);
+}
+
+/// `sha256sum`'s digest of `bytes`: computed apart from the service's own.
+fn sha256sum(bytes: &[u8]) -> String {
+    let file = paceline_tests::services::TempDir::new("sha");
+    let path = file.join("message");
+    std::fs::write(&path, bytes).expect("written");
+    let out = std::process::Command::new("sha256sum")
+        .arg(&path)
+        .output()
+        .expect("sha256sum runs");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("a digest")
+        .to_string()
+}
+
+#[test]
+fn oversized_messages_are_dead_lettered_cut_and_the_service_goes_on() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let influx = Influx1::start();
+    let limit = 100_000;
+    let (mock, _config, mut serve) = ready_on_mock("mock-big", &influx, |c| {
+        c.kafka.dead_letter_max_bytes = limit;
+        c.service.checkpoint_interval_s = 1;
+    });
+    let brokers = mock.bootstrap_servers();
+    let (t, dl) = topics("mock-big");
+
+    // A plain 1.6 MB message, and 3 MB of one repeated line sent gzip-compressed (a small
+    // batch on the wire that inflates past every limit once read).
+    let plain: Vec<u8> = (0..1_600_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let inflating: Vec<u8> = b"{\"event_id\":\"x\",\"type\":\"scenario.usage\"}\n".repeat(70_000);
+    for (message, compression) in [(&plain, "none"), (&inflating, "gzip")] {
+        let p: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("message.max.bytes", "10000000")
+            .set("compression.type", compression)
+            .create()
+            .expect("producer");
+        p.send(BaseRecord::<(), _>::to(&t[2]).payload(message.as_slice()))
+            .expect("queued");
+        p.flush(Duration::from_secs(30)).expect("acknowledged");
+    }
+    let got = kafka::read_all(&brokers, &dl, 2, Duration::from_secs(120));
+    assert_eq!(
+        got.len(),
+        2,
+        "both are dead-lettered: {}",
+        serve.proc.log_text()
+    );
+    for (letter, original) in got.iter().zip([&plain, &inflating]) {
+        let record = letter.value.len()
+            + letter
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>();
+        assert!(record <= limit, "the dead letter fits: {record} bytes");
+        assert_eq!(
+            letter.value.as_slice(),
+            &original[..letter.value.len()],
+            "the message's start, unchanged"
+        );
+        assert_eq!(
+            letter.headers.get("truncated").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            letter.headers.get("original_size"),
+            Some(&original.len().to_string())
+        );
+        assert_eq!(
+            letter.headers.get("original_sha256"),
+            Some(&sha256sum(original))
+        );
+        assert_eq!(
+            letter.headers.get("reason").map(String::as_str),
+            Some("too_large")
+        );
+    }
+
+    eventually("both counted as dead letters", 30, || {
+        serve.metrics().sum("paceline_dead_letters_total", &[]) as usize == 2
+    });
+
+    // The service goes on: ready, reading what follows, checkpointing after it.
+    let after = paceline_tests::now_ms();
+    let data = Dataset::new(23, 50, true, &[]);
+    let few = &data.lines[..200.min(data.lines.len())];
+    kafka::produce(&brokers, &t, few);
+    eventually("the events after the oversized ones are read", 120, || {
+        serve.metrics().sum("paceline_events_total", &[]) as usize >= few.len() + 2
+    });
+    serve.wait_checkpoint_after(after, Duration::from_secs(60));
+    assert_eq!(serve.ready(), 200, "{}", serve.readiness().1);
+    serve.stop_cleanly(None);
 }

@@ -18,6 +18,12 @@
 //! Once formed, every connection gets TCP keepalive and a user timeout from
 //! `peer_timeout`: a peer that vanishes without closing (a machine lost, a cut link) breaks
 //! the connection within it, and the process stops, naming the peer.
+//!
+//! With [`ClusterTls`], every connection is mutual TLS from its first byte ([`tls`]).
+
+mod tls;
+use tls::Link;
+pub use tls::{ClusterTls, TlsError};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -89,6 +95,8 @@ pub struct ClusterSpec {
     pub build: String,
     /// How long a silent peer may go unnoticed once the cluster runs.
     pub peer_timeout: Duration,
+    /// TLS for every connection between processes (None: plain TCP).
+    pub tls: Option<ClusterTls>,
 }
 
 impl std::fmt::Debug for ClusterSpec {
@@ -101,6 +109,7 @@ impl std::fmt::Debug for ClusterSpec {
             .field("fingerprint", &self.fingerprint)
             .field("build", &self.build)
             .field("peer_timeout", &self.peer_timeout)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -137,7 +146,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HELLO: u32 = 64 * 1024;
 
 /// Each peer's connection and hello, by process index, as they come in.
-type Found = Mutex<Vec<Option<(TcpStream, Hello)>>>;
+type Found = Mutex<Vec<Option<(Link, Hello)>>>;
 
 /// The processes are connected: the sockets for timely, and where to resume.
 #[derive(Debug)]
@@ -174,6 +183,17 @@ pub enum ClusterError {
         missing: Vec<String>,
         /// The timeout.
         timeout_s: u64,
+    },
+    /// A formed connection could not be handed to the dataflow.
+    #[error("cluster: the connection to process {index} ({address}) cannot be set up: {source}")]
+    Tunnel {
+        /// The peer.
+        index: usize,
+        /// Its address.
+        address: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// A peer runs another layout or configuration.
     #[error("cluster: process {index} ({address}) {what}")]
@@ -267,12 +287,17 @@ pub fn connect(spec: &ClusterSpec, checkpoints: &[u64]) -> Result<Connected, Clu
     let mut resume: Vec<u64> = checkpoints.to_vec();
     let mut sockets = Vec::new();
     let mut held = Vec::new();
-    for entry in found {
+    for (index, entry) in found.into_iter().enumerate() {
         match entry {
-            Some((stream, peer)) => {
+            Some((link, peer)) => {
                 resume.retain(|c| peer.checkpoints.contains(c));
                 held.push(peer.checkpoints);
-                notice_silence(&stream, spec.peer_timeout);
+                notice_silence(link.tcp(), spec.peer_timeout);
+                let stream = link.into_timely().map_err(|source| ClusterError::Tunnel {
+                    index,
+                    address: spec.addresses[index].clone(),
+                    source,
+                })?;
                 sockets.push(Some(stream));
             }
             None => {
@@ -380,7 +405,7 @@ fn nonce() -> Result<[u8; NONCE], Handshake> {
 
 /// The connecting side's part of the proof, before any hello.
 fn prove_as_connector(
-    stream: &mut TcpStream,
+    stream: &mut Link,
     spec: &ClusterSpec,
     deadline: Instant,
 ) -> Result<(), Handshake> {
@@ -420,7 +445,7 @@ fn prove_as_connector(
 
 /// The accepting side's part of the proof; `Err` says why the connection was refused.
 fn prove_as_acceptor(
-    stream: &mut TcpStream,
+    stream: &mut Link,
     spec: &ClusterSpec,
     deadline: Instant,
 ) -> Result<(), String> {
@@ -461,12 +486,11 @@ fn prove_as_acceptor(
 }
 
 /// Reads exactly `N` bytes before `deadline`.
-fn read_exactly<const N: usize>(
-    stream: &mut TcpStream,
-    deadline: Instant,
-) -> std::io::Result<[u8; N]> {
+fn read_exactly<const N: usize>(stream: &mut Link, deadline: Instant) -> std::io::Result<[u8; N]> {
     let left = deadline.saturating_duration_since(Instant::now());
-    stream.set_read_timeout(Some(left.max(Duration::from_millis(10))))?;
+    stream
+        .tcp()
+        .set_read_timeout(Some(left.max(Duration::from_millis(10))))?;
     let mut buf = [0u8; N];
     stream.read_exact(&mut buf)?;
     Ok(buf)
@@ -481,15 +505,16 @@ fn connect_earlier(
 ) -> Result<(), ClusterError> {
     for index in 0..spec.placement.process {
         while Instant::now() < deadline {
-            let Some(mut stream) = try_connect(&spec.addresses[index], deadline) else {
+            let Some(stream) = try_connect(&spec.addresses[index], deadline) else {
                 std::thread::sleep(RETRY);
                 continue;
             };
             let step = deadline.min(Instant::now() + HANDSHAKE_TIMEOUT);
-            match prove_as_connector(&mut stream, spec, step) {
-                Ok(()) => {}
-                // A peer that accepts but breaks off the handshake (restarting) is tried
-                // again.
+            // A peer that accepts but breaks off the handshake (restarting) is tried again.
+            let opened = open_as_connector(spec, index, stream, step)
+                .and_then(|mut link| prove_as_connector(&mut link, spec, step).map(|()| link));
+            let mut stream = match opened {
+                Ok(link) => link,
                 Err(Handshake::Retry) => {
                     std::thread::sleep(RETRY);
                     continue;
@@ -501,7 +526,7 @@ fn connect_earlier(
                         what,
                     })
                 }
-            }
+            };
             if write_hello(&mut stream, hello).is_err() {
                 std::thread::sleep(RETRY);
                 continue;
@@ -518,6 +543,33 @@ fn connect_earlier(
         }
     }
     Ok(())
+}
+
+/// The connection to process `index` as the cluster runs it: plain, or TLS with its
+/// handshake done (a refusal by TLS is for good: another CA, a certificate for another
+/// host).
+fn open_as_connector(
+    spec: &ClusterSpec,
+    index: usize,
+    stream: TcpStream,
+    deadline: Instant,
+) -> Result<Link, Handshake> {
+    let Some(tls) = &spec.tls else {
+        return Ok(Link::plain(stream));
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    stream
+        .set_read_timeout(Some(left.max(Duration::from_millis(10))))
+        .map_err(|_| Handshake::Retry)?;
+    let conn = tls
+        .client(&spec.addresses[index])
+        .map_err(|e| Handshake::Refused(format!("cannot be checked by TLS: {e}")))?;
+    Link::tls(stream, conn).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => Handshake::Refused(format!(
+            "is refused by TLS ({e}): every process needs a certificate of the CA in cluster.tls_ca_file, naming its host"
+        )),
+        _ => Handshake::Retry,
+    })
 }
 
 fn try_connect(address: &str, deadline: Instant) -> Option<TcpStream> {
@@ -602,11 +654,11 @@ fn accept_later(
 /// stranger, a silent or wrong-secret connection, a process that is not one after this
 /// one); `Err`: a proven peer of another build or configuration.
 fn handshake_accepted(
-    mut stream: TcpStream,
+    stream: TcpStream,
     spec: &ClusterSpec,
     hello: &Hello,
     deadline: Instant,
-) -> Result<Option<(usize, TcpStream, Hello)>, ClusterError> {
+) -> Result<Option<(usize, Link, Hello)>, ClusterError> {
     let from = stream
         .peer_addr()
         .map_or_else(|_| "an unknown address".to_string(), |a| a.to_string());
@@ -617,6 +669,20 @@ fn handshake_accepted(
     if stream.set_nonblocking(false).is_err() || stream.set_nodelay(true).is_err() {
         return Ok(None);
     }
+    let mut stream = match &spec.tls {
+        None => Link::plain(stream),
+        Some(tls) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let opened = stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(10))))
+                .and_then(|()| tls.server())
+                .and_then(|conn| Link::tls(stream, conn));
+            match opened {
+                Ok(link) => link,
+                Err(e) => return refuse(format!("TLS: {e}")),
+            }
+        }
+    };
     if let Err(why) = prove_as_acceptor(&mut stream, spec, deadline) {
         return refuse(why);
     }
@@ -639,16 +705,18 @@ fn handshake_accepted(
     Ok(Some((index, stream, peer)))
 }
 
-fn write_hello(stream: &mut TcpStream, hello: &Hello) -> std::io::Result<()> {
+fn write_hello(stream: &mut Link, hello: &Hello) -> std::io::Result<()> {
     let bytes = bincode::serialize(hello).map_err(std::io::Error::other)?;
     stream.write_all(&(bytes.len() as u32).to_le_bytes())?;
     stream.write_all(&bytes)?;
     stream.flush()
 }
 
-fn read_hello(stream: &mut TcpStream, deadline: Instant) -> std::io::Result<Hello> {
+fn read_hello(stream: &mut Link, deadline: Instant) -> std::io::Result<Hello> {
     let left = deadline.saturating_duration_since(Instant::now());
-    stream.set_read_timeout(Some(left.max(Duration::from_millis(100))))?;
+    stream
+        .tcp()
+        .set_read_timeout(Some(left.max(Duration::from_millis(100))))?;
     let mut len = [0u8; 4];
     stream.read_exact(&mut len)?;
     let len = u32::from_le_bytes(len);
@@ -658,7 +726,7 @@ fn read_hello(stream: &mut TcpStream, deadline: Instant) -> std::io::Result<Hell
     let mut bytes = vec![0; len as usize];
     stream.read_exact(&mut bytes)?;
     // timely reads with blocking calls and no timeout from here on.
-    stream.set_read_timeout(None)?;
+    stream.tcp().set_read_timeout(None)?;
     let hello: Hello = bincode::deserialize(&bytes).map_err(std::io::Error::other)?;
     if hello.magic != MAGIC {
         return Err(std::io::Error::other("not a paceline cluster peer"));
@@ -704,12 +772,9 @@ fn check_peer(spec: &ClusterSpec, index: usize, peer: &Hello) -> Result<(), Clus
 mod tests {
     use super::*;
 
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port")
-    }
+    // The workspace's picker: below the ephemeral range and claimed across test
+    // processes (a `:0` port may be taken by an outgoing connection before it is bound).
+    use paceline_testkit::free_port;
 
     fn spec(process: usize, addresses: &[String], fingerprint: u64) -> ClusterSpec {
         ClusterSpec {
@@ -724,6 +789,7 @@ mod tests {
             secret: b"the test cluster's secret".to_vec(),
             build: "0.1.0 (test)".into(),
             peer_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 
@@ -800,6 +866,178 @@ mod tests {
         (h.join().expect("no panic"), rb)
     }
 
+    /// A CA and a certificate for 127.0.0.1 under it (both uses), made by `openssl` in
+    /// `dir`; the files' PEM: CA, chain, key.
+    fn pki(dir: &std::path::Path, name: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+        std::fs::create_dir_all(dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ca = format!("{name}-ca");
+        let me = format!("{name}-process");
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} CA"),
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{me}.key"),
+            "-out",
+            &format!("{me}.csr"),
+            "-subj",
+            "/CN=paceline-0",
+        ]);
+        std::fs::write(
+            dir.join(format!("{me}.ext")),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{me}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &format!("{me}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{me}.ext"),
+        ]);
+        let read = |f: String| std::fs::read(dir.join(f)).unwrap();
+        (
+            read(format!("{ca}.pem")),
+            read(format!("{me}.pem")),
+            read(format!("{me}.key")),
+        )
+    }
+
+    /// Two processes with certificates of one CA form the cluster over TLS, and what the
+    /// dataflow's sockets carry arrives whole both ways at once (8 MB each way, more than
+    /// the tunnel queues: neither side may stop the other's reading); a process whose
+    /// certificate is of another CA is refused, named as TLS's refusal.
+    #[test]
+    fn tls_carries_the_dataflow_and_refuses_another_ca() {
+        let dir = std::env::temp_dir().join(format!("paceline-cluster-tls-{}", std::process::id()));
+        let (ca, cert, key) = pki(&dir, "cluster");
+        let tls = ClusterTls::from_pem(&ca, &cert, &key).expect("the files make a TLS setup");
+        let addresses = pair();
+        let mut a = spec(0, &addresses, 7);
+        let mut b = spec(1, &addresses, 7);
+        a.tls = Some(tls.clone());
+        b.tls = Some(tls.clone());
+        let (ra, rb) = form(a, b);
+        let (mut ca_, mut cb) = (ra.expect("process 0 formed"), rb.expect("process 1 formed"));
+        let to_b = ca_.sockets[1].take().expect("a socket to process 1");
+        let mut to_a = cb.sockets[0].take().expect("a socket to process 0");
+        let payload = |seed: u8| -> Vec<u8> {
+            (0..8 << 20)
+                .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed)
+                .collect()
+        };
+        let (pa, pb) = (payload(1), payload(2));
+        let send = |mut s: TcpStream, data: Vec<u8>| {
+            std::thread::spawn(move || {
+                s.write_all(&data).expect("written");
+                s
+            })
+        };
+        let read_all = |mut s: TcpStream, n: usize| {
+            std::thread::spawn(move || {
+                let mut got = vec![0u8; n];
+                s.read_exact(&mut got).expect("read");
+                got
+            })
+        };
+        let wa = send(to_b.try_clone().unwrap(), pa.clone());
+        let wb = send(to_a.try_clone().unwrap(), pb.clone());
+        let at_b = read_all(to_a.try_clone().unwrap(), pa.len());
+        let at_a = read_all(to_b.try_clone().unwrap(), pb.len());
+        assert!(
+            at_b.join().unwrap() == pa,
+            "process 1 got process 0's bytes"
+        );
+        assert!(
+            at_a.join().unwrap() == pb,
+            "process 0 got process 1's bytes"
+        );
+        wa.join().unwrap();
+        wb.join().unwrap();
+        // One side closing is the other's end of input, as with a plain connection.
+        to_b.shutdown(std::net::Shutdown::Both).unwrap();
+        to_a.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(
+            to_a.read_to_end(&mut rest).map(|_| rest.len()).ok(),
+            Some(0)
+        );
+
+        let (other_ca, other_cert, other_key) = pki(&dir, "other");
+        let stranger = ClusterTls::from_pem(&other_ca, &other_cert, &other_key).unwrap();
+        let addresses = pair();
+        let mut a = spec(0, &addresses, 7);
+        let mut b = spec(1, &addresses, 7);
+        a.tls = Some(tls);
+        b.tls = Some(stranger);
+        a.connect_timeout = Duration::from_secs(3);
+        b.connect_timeout = Duration::from_secs(3);
+        let (ra, rb) = form(a, b);
+        let text = rb.expect_err("another CA is refused").to_string();
+        assert!(text.contains("process 0") && text.contains("TLS"), "{text}");
+        assert!(ra.is_err(), "process 0 never formed with it");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn tls_files_that_are_not_pem_are_named() {
+        assert!(matches!(
+            ClusterTls::from_pem(b"", b"", b""),
+            Err(TlsError::Ca(_))
+        ));
+        let dir =
+            std::env::temp_dir().join(format!("paceline-cluster-tls-bad-{}", std::process::id()));
+        let (ca, cert, key) = pki(&dir, "bad");
+        assert!(matches!(
+            ClusterTls::from_pem(&ca, b"junk", &key),
+            Err(TlsError::Cert(_))
+        ));
+        assert!(matches!(
+            ClusterTls::from_pem(&ca, &cert, &cert),
+            Err(TlsError::Key(_))
+        ));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     /// An idle connection to the cluster port and a stranger that replays a captured
     /// handshake do not keep the real pair from forming; the stranger is refused.
     #[test]
@@ -817,7 +1055,7 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let mut stranger = TcpStream::connect(&addresses[0]).expect("connects");
+        let mut stranger = Link::plain(TcpStream::connect(&addresses[0]).expect("connects"));
         // What a listener could have captured of an earlier session: its opening, and the
         // proof that answered that session's challenge.
         let old_nonces = ([1u8; NONCE], [2u8; NONCE]);

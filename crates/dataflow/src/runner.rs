@@ -273,9 +273,10 @@ pub struct RunnerStats {
     pub unrepresentable: AtomicU64,
     /// Points emitted.
     pub points: AtomicU64,
-    /// When a worker last went round its loop (milliseconds since the Unix epoch): a
-    /// worker that stops stepping is wedged (or blocked on a full sink).
-    pub last_step_ms: AtomicU64,
+    /// When each of this process's workers last went round its loop (milliseconds since
+    /// the Unix epoch), one entry per worker: a worker that stops stepping is wedged (or
+    /// blocked on a full sink) even while its peers step, waiting for it.
+    last_step_ms: Box<[AtomicU64]>,
     /// Entities held per worker, as of each worker's last snapshot.
     pub entities: Mutex<Vec<EntityCounts>>,
     /// Each stream's watermark over every source (of the whole cluster), as the series
@@ -284,11 +285,30 @@ pub struct RunnerStats {
 }
 
 impl RunnerStats {
-    fn new() -> Self {
+    /// Stats of `workers` local workers; each counts as having stepped now, so that one
+    /// stuck before its first step is found too.
+    fn new(workers: usize) -> Self {
+        let now = now_ms();
         RunnerStats {
             watermarks: std::array::from_fn(|_| std::sync::atomic::AtomicI64::new(i64::MIN)),
+            last_step_ms: (0..workers.max(1)).map(|_| AtomicU64::new(now)).collect(),
             ..RunnerStats::default()
         }
+    }
+
+    fn beat(&self, worker: usize) {
+        if let Some(last) = self.last_step_ms.get(worker) {
+            last.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// The oldest of the local workers' last steps (milliseconds since the Unix epoch):
+    /// the dataflow is as alive as its slowest worker.
+    pub fn oldest_step_ms(&self) -> Option<u64> {
+        self.last_step_ms
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .min()
     }
 
     /// The stream's watermark over every source, as last applied.
@@ -612,7 +632,7 @@ impl Runner {
                 });
             }
         }
-        let stats = Arc::new(RunnerStats::new());
+        let stats = Arc::new(RunnerStats::new(workers));
         // Restored here, before any worker starts, so that a bad part is an error, not a
         // worker's panic.
         let mut parts: Vec<Option<WorkerState>> = match restore {
@@ -924,7 +944,7 @@ impl WorkerRun<'_> {
         let mut epoch: u64 = 0;
         // A worker that steps is alive, waiting for a slow peer included: only one stuck
         // inside a step stops the heartbeat (and turns /healthz red).
-        let beat = || stats.last_step_ms.store(now_ms(), Ordering::Relaxed);
+        let beat = || stats.beat(local);
         loop {
             beat();
             while probe.less_than(&epoch.saturating_sub(2)) {
@@ -933,7 +953,7 @@ impl WorkerRun<'_> {
             }
             match rx.try_recv() {
                 Ok(Feed::Epoch(msg)) => {
-                    paceline_model::failpoint::check("worker");
+                    paceline_model::failpoint::check_at("worker", local);
                     events_in.send_batch(&mut { msg.events });
                     reports_in.send_batch(&mut { msg.reports });
                     let next = msg.advance_to.unwrap_or(epoch + 1).max(epoch);

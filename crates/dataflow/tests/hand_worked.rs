@@ -27,6 +27,11 @@ fn ev(id: &str, at: &str, body: Body) -> Event {
 /// Runs `events` (in the given order) through the entity and series logic of one group;
 /// returns the series' in-force value at each tick asked.
 fn values(events: &[Event], series: SeriesKey, ticks: &[&str]) -> Vec<Option<f64>> {
+    run(events, series, ticks).0
+}
+
+/// [`values`], with the corrections left unwritten because a value became undefined.
+fn run(events: &[Event], series: SeriesKey, ticks: &[&str]) -> (Vec<Option<f64>>, u64) {
     let config = Config::default();
     let group = series.indicator.group();
     let cadence = config.cadence(group);
@@ -47,6 +52,7 @@ fn values(events: &[Event], series: SeriesKey, ticks: &[&str]) -> Vec<Option<f64
         .unwrap()
         .max(tick_after(max, cadence));
     // Close as we go (so that late events cause corrections), then to the end.
+    let mut unrepresentable = 0;
     for e in events {
         let mut deltas = Vec::new();
         let at = e.at;
@@ -55,14 +61,14 @@ fn values(events: &[Event], series: SeriesKey, ticks: &[&str]) -> Vec<Option<f64
             g.apply(d);
         }
         g.set_earliest(min);
-        g.close(at, &mut points);
+        unrepresentable += g.close(at, &mut points).unrepresentable;
     }
-    g.close(end, &mut points);
+    unrepresentable += g.close(end, &mut points).unrepresentable;
     let mut written: BTreeMap<Nanos, f64> = BTreeMap::new();
     for p in points.iter().filter(|p| p.series == series) {
         written.insert(p.tick, p.fields.value);
     }
-    ticks
+    let values = ticks
         .iter()
         .map(|s| {
             written
@@ -71,7 +77,8 @@ fn values(events: &[Event], series: SeriesKey, ticks: &[&str]) -> Vec<Option<f64
                 .map(|(_, v)| *v)
                 .or_else(|| series.indicator.zero_default().then_some(0.0))
         })
-        .collect()
+        .collect();
+    (values, unrepresentable)
 }
 
 fn reg(id: &str, at: &str, e: &str, cluster: Cluster, sme: bool) -> Event {
@@ -262,7 +269,8 @@ fn srdi_revocation() {
     assert_eq!(v, vec![Some(0.0), Some(1.0), Some(0.0)]);
 }
 
-fn fin(id: &str, at: &str, period: i32, revenue: f64, revision: u64) -> Event {
+/// E1's financials of quarter `period`.
+fn filing(id: &str, at: &str, period: i32, revenue: f64, added: f64, revision: u64) -> Event {
     ev(
         id,
         at,
@@ -270,10 +278,65 @@ fn fin(id: &str, at: &str, period: i32, revenue: f64, revision: u64) -> Event {
             enterprise: "E1".into(),
             period,
             revenue_cny: revenue,
-            added_value_cny: revenue / 10.0,
+            added_value_cny: added,
             revision,
         },
     )
+}
+
+fn fin(id: &str, at: &str, period: i32, revenue: f64, revision: u64) -> Event {
+    filing(id, at, period, revenue, revenue / 10.0, revision)
+}
+
+/// Growth A / P − 1 is written at the tick 2023-05-16 (2023-Q1 counts from there, with its
+/// 45-day filing lag) as 20 / 10 − 1 = 1, and stays in force (no point while unchanged). A
+/// late amendment (occurred 2023-05-15, arriving after ticks through 2023-06-01 were
+/// closed) turns P, 2022-Q1's added value, negative: growth has no value from 2023-05-16 on,
+/// which the point written there cannot say. It is left as it was and counted once
+/// (docs/outputs.md, "Corrections"); the ticks after it held no point, as in an in-order run.
+#[test]
+fn a_correction_to_an_undefined_growth_leaves_the_points_and_is_counted() {
+    let q = |y: i32, n: i32| y * 4 + n - 1;
+    let events = [
+        reg(
+            "r",
+            "2021-01-05T00:00:00+08:00",
+            "E1",
+            Cluster::Cybersecurity,
+            false,
+        ),
+        filing("p", "2022-04-20T08:00:00+08:00", q(2022, 1), 100.0, 10.0, 0),
+        filing("a", "2023-04-20T08:00:00+08:00", q(2023, 1), 100.0, 20.0, 0),
+        // Moves time on: ticks through 2023-06-01 are written.
+        reg(
+            "later",
+            "2023-06-01T00:00:00+08:00",
+            "E2",
+            Cluster::Metaverse,
+            false,
+        ),
+        filing(
+            "amend",
+            "2023-05-15T08:00:00+08:00",
+            q(2022, 1),
+            100.0,
+            -10.0,
+            1,
+        ),
+    ];
+    let key = SeriesKey::plain(Indicator::DigitalEconomyAddedValueGrowth);
+    let (v, unrepresentable) = run(
+        &events,
+        key,
+        &[
+            "2023-05-15T00:00:00+08:00",
+            "2023-05-16T00:00:00+08:00",
+            "2023-05-19T00:00:00+08:00",
+            "2023-06-01T00:00:00+08:00",
+        ],
+    );
+    assert_eq!(v, vec![None, Some(1.0), Some(1.0), Some(1.0)]);
+    assert_eq!(unrepresentable, 1);
 }
 
 #[test]

@@ -25,7 +25,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -337,6 +336,19 @@ impl TopicWatch {
         &self.brokers
     }
 
+    /// The topics it watches, in the order given.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// The first offset `partition` of `topic` still holds and the offset its next message
+    /// will take, asked of the broker now; None when it cannot be asked within `timeout`.
+    pub fn watermarks(&self, topic: &str, partition: i32, timeout: Duration) -> Option<(i64, i64)> {
+        self.consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .ok()
+    }
+
     /// Every topic's partitions (in the order the topics were given), or what is wrong:
     /// a topic gone, the brokers unreachable or refusing the client, with librdkafka's
     /// last word on it.
@@ -408,16 +420,16 @@ pub fn assign_stable(parts: &[(Stream, i32)], workers: usize) -> Vec<Vec<(Stream
     out
 }
 
-/// Consumer context that records each partition's lag from librdkafka's statistics.
+/// Consumer context of a source: librdkafka's errors in the log, a partition's end (a
+/// notice the source handles) left out. How far behind a source is, is asked of the broker
+/// apart from it ([`TopicWatch::watermarks`]): statistics stop with a source that waits.
 #[derive(Default)]
-pub struct LagContext {
+pub struct SourceContext {
     topic: String,
-    lag: Mutex<HashMap<i32, i64>>,
 }
 
-impl ClientContext for LagContext {
+impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        // End of partition is a notice the source handles, not an error.
         if !matches!(
             error,
             KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
@@ -425,21 +437,9 @@ impl ClientContext for LagContext {
             tracing::warn!(topic = %self.topic, %error, reason, "Kafka client error");
         }
     }
-
-    fn stats(&self, statistics: Statistics) {
-        if let Some(t) = statistics.topics.get(&self.topic) {
-            if let Ok(mut lag) = self.lag.lock() {
-                for (p, s) in &t.partitions {
-                    if *p >= 0 && s.consumer_lag >= 0 {
-                        lag.insert(*p, s.consumer_lag);
-                    }
-                }
-            }
-        }
-    }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for SourceContext {}
 
 /// What one poll gave.
 #[derive(Debug)]
@@ -486,7 +486,7 @@ pub const PREFETCH: [(&str, &str); 3] = [
 
 /// One consumer for the partitions of one topic that one worker owns.
 pub struct TopicSource {
-    consumer: BaseConsumer<LagContext>,
+    consumer: BaseConsumer<SourceContext>,
     /// The stream of the topic.
     pub stream: Stream,
     /// The topic.
@@ -512,18 +512,16 @@ impl TopicSource {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .set("statistics.interval.ms", "1000");
+            .set("auto.offset.reset", "earliest");
         for (key, value) in PREFETCH {
             if c.get(key).is_none() {
                 c.set(key, value);
             }
         }
-        let ctx = LagContext {
+        let ctx = SourceContext {
             topic: topic.into(),
-            lag: Mutex::new(HashMap::new()),
         };
-        let consumer: BaseConsumer<LagContext> =
+        let consumer: BaseConsumer<SourceContext> =
             c.create_with_context(ctx)
                 .map_err(|source| IngestError::Client {
                     what: "consumer",
@@ -614,16 +612,6 @@ impl TopicSource {
     /// Where reading started in `partition` (None: its beginning).
     pub fn start_offset(&self, partition: i32) -> Option<i64> {
         self.start.get(&partition).copied()
-    }
-
-    /// Messages behind the high watermark per partition, from the latest statistics.
-    pub fn lag(&self) -> Vec<(i32, i64)> {
-        let ctx = self.consumer.context();
-        let lag = ctx.lag.lock().map(|l| l.clone()).unwrap_or_default();
-        self.partitions
-            .iter()
-            .filter_map(|p| lag.get(p).map(|l| (*p, *l)))
-            .collect()
     }
 }
 

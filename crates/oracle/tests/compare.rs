@@ -1,6 +1,8 @@
 //! Randomized comparison of `replay` with the brute-force model on many small generated
 //! event sets: in order, shuffled beyond the out-of-orderness (corrections), with exact
-//! duplicates, and with 1 and 4 workers. Outputs must be equivalent (docs/outputs.md).
+//! duplicates, with 1 and 4 workers, and disordered beyond the horizons with repeated ids
+//! of other content (the model admitting by the contract's rules). Outputs must be
+//! equivalent (docs/outputs.md).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -34,15 +36,41 @@ impl Gen {
     }
 }
 
-const CLUSTERS: [&str; 4] = [
+// Every value of each enumeration (docs/events.md): each indicator by cluster, field, kind
+// and region gets series of its own, key regions and `other` both.
+const CLUSTERS: [&str; 8] = [
     "cybersecurity",
     "urban_technology",
+    "digital_design",
+    "digital_content",
+    "blockchain",
     "metaverse",
+    "other_digital",
     "non_digital",
 ];
-const FIELDS: [&str; 3] = ["digital_finance", "smart_buildings", "digital_trade"];
-const REGIONS: [&str; 2] = ["canal_business_district", "other"];
-const KINDS: [&str; 2] = ["network_communication", "industrial_internet_platform"];
+const FIELDS: [&str; 8] = [
+    "digital_cultural_tourism",
+    "digital_finance",
+    "digital_consumption",
+    "digital_trade",
+    "digital_government_services",
+    "smart_buildings",
+    "intelligent_manufacturing",
+    "digital_agriculture",
+];
+const REGIONS: [&str; 5] = [
+    "administrative_office_area",
+    "canal_business_district",
+    "zhangjiawan_design_town",
+    "cultural_tourism_area",
+    "other",
+];
+const KINDS: [&str; 4] = [
+    "network_communication",
+    "government_big_data_platform",
+    "industrial_internet_platform",
+    "sme_public_service_platform",
+];
 
 /// A random event set. `long`: 600 days from 2021-11; otherwise 4 days in 2024.
 fn events(seed: u64, long: bool) -> Vec<(Nanos, String)> {
@@ -67,13 +95,14 @@ fn events(seed: u64, long: bool) -> Vec<(Nanos, String)> {
             } else {
                 g.rng.below(grid as u64) as i64
             };
-        let e = format!("E{}", g.rng.below(5));
-        let s = format!("S{}", g.rng.below(3));
-        let p = format!("P{}", g.rng.below(3));
+        let e = format!("E{}", g.rng.below(8));
+        let s = format!("S{}", g.rng.below(5));
+        let p = format!("P{}", g.rng.below(4));
         let body = match g.rng.below(14) {
             0 | 1 => format!(
-                r#""type":"enterprise.registered","enterprise_id":"{e}","name":"n","cluster":"{}","region":"other","sme":{}"#,
+                r#""type":"enterprise.registered","enterprise_id":"{e}","name":"n","cluster":"{}","region":"{}","sme":{}"#,
                 g.rng.pick(&CLUSTERS),
+                g.rng.pick(&REGIONS),
                 g.rng.chance(0.5)
             ),
             2 => format!(r#""type":"enterprise.deregistered","enterprise_id":"{e}""#),
@@ -121,8 +150,9 @@ fn events(seed: u64, long: bool) -> Vec<(Nanos, String)> {
                 g.rng.below(50)
             ),
             10 | 11 => format!(
-                r#""type":"scenario.stage","scenario_id":"{s}","name":"n","field":"{}","region":"other","stage":"{}""#,
+                r#""type":"scenario.stage","scenario_id":"{s}","name":"n","field":"{}","region":"{}","stage":"{}""#,
                 g.rng.pick(&FIELDS),
+                g.rng.pick(&REGIONS),
                 ["planned", "piloting", "live", "live", "retired"][g.rng.below(5) as usize]
             ),
             12 => format!(
@@ -201,6 +231,38 @@ fn accepted(lines: &[String]) -> Vec<Event> {
         .collect()
 }
 
+/// What a run admits, by the rules of docs/events.md, in arrival order: a repeated id
+/// of its stream is a duplicate whatever its content; an event older than its stream's
+/// watermark (the latest time admitted so far minus the out-of-orderness) minus the
+/// stream's correction horizon is `too_late` (and its id not remembered). Returns the
+/// admitted events, the duplicates and the `too_late` count.
+fn admitted(config: &Config, lines: &[String]) -> (Vec<Event>, u64, u64) {
+    let mut seen = HashSet::new();
+    let mut latest: [Option<Nanos>; 3] = [None; 3];
+    let (mut out, mut duplicates, mut too_late) = (Vec::new(), 0, 0);
+    for e in lines
+        .iter()
+        .filter_map(|l| paceline_decode::decode(l.as_bytes(), None).ok())
+    {
+        let stream = e.body.stream();
+        if seen.contains(&(stream, e.id.clone())) {
+            duplicates += 1;
+            continue;
+        }
+        let rules = config.streams.get(stream);
+        let floor = latest[stream.index()].map(|l| l - rules.out_of_orderness() - rules.horizon());
+        if floor.is_some_and(|f| e.at < f) {
+            too_late += 1;
+            continue;
+        }
+        seen.insert((stream, e.id.clone()));
+        let l = &mut latest[stream.index()];
+        *l = Some(l.map_or(e.at, |l| l.max(e.at)));
+        out.push(e);
+    }
+    (out, duplicates, too_late)
+}
+
 fn compare(config: &Config, events: &[Event], a: &lp::Points, b: &lp::Points) -> Vec<String> {
     let global_max = events.iter().map(|e| e.at).max().unwrap();
     let stream_min = |s: Stream| {
@@ -249,7 +311,7 @@ fn verdict_differences(a: &lp::Verdicts, b: &lp::Verdicts) -> Vec<String> {
     out
 }
 
-fn check_seed(seed: u64, long: bool) -> (u64, usize) {
+fn check_seed(seed: u64, long: bool) -> (u64, usize, u64) {
     let config = config(long);
     let ordered: Vec<String> = events(seed, long).into_iter().map(|(_, l)| l).collect();
     let evs = accepted(&ordered);
@@ -333,26 +395,117 @@ fn check_seed(seed: u64, long: bool) -> (u64, usize) {
         "seed {seed} long={long}: 1 worker vs 4 workers:\n{}",
         diff.join("\n")
     );
-    (s1.corrections.iter().sum(), judged.len())
+    let too_late = disorder_with_rejections(seed, long, &config);
+    (s1.corrections.iter().sum(), judged.len(), too_late)
+}
+
+/// Disorder the admission rules act on: some events held back beyond their stream's
+/// horizon (`too_late`), and repeats of ids with other content (duplicates: the first
+/// arrival stands). The model is fed what the contract's rules admit ([`admitted`]),
+/// decided here, not by the pipeline; replay's output and its counts must agree.
+fn disorder_with_rejections(seed: u64, long: bool, config: &Config) -> u64 {
+    let mut rng = Rng::new(seed ^ 0x7A7E);
+    let mut arriving: Vec<(Nanos, u64, String)> = events(seed, long)
+        .into_iter()
+        .map(|(at, l)| {
+            let stream_horizon = if l.contains("platform.") {
+                2 * DAY
+            } else {
+                400 * DAY
+            };
+            // One in eight held back past its horizon (most become too late, unless
+            // nothing later of its stream came first).
+            let delay = if rng.chance(0.125) {
+                stream_horizon + DAY + rng.below(DAY as u64) as i64
+            } else {
+                rng.below(HOUR as u64) as i64
+            };
+            (at + delay, rng.next_u64(), l)
+        })
+        .collect();
+    // Repeats of ids with other content: the same time, another number.
+    let mut repeats = Vec::new();
+    for (at, _, l) in &arriving {
+        if rng.chance(0.1) {
+            repeats.push((*at + HOUR, rng.next_u64(), other_content(l)));
+        }
+    }
+    arriving.extend(repeats);
+    arriving.sort_by_key(|(a, r, _)| (*a, *r));
+    let lines: Vec<String> = arriving.into_iter().map(|(_, _, l)| l).collect();
+    let (evs, duplicates, too_late) = admitted(config, &lines);
+    let oracle = model::run(config, &evs);
+    let judged = model::verdicts(config, &evs);
+    let (ours, verdicts, summary) = run(config, &lines, 2, &format!("{seed}-{long}-r"));
+    let rejected: u64 = summary.rejected.values().sum();
+    let late = summary
+        .rejected
+        .iter()
+        .filter(|((_, reason), _)| *reason == "too_late")
+        .map(|(_, n)| n)
+        .sum::<u64>();
+    assert_eq!(
+        (late, rejected),
+        (too_late, too_late),
+        "seed {seed} long={long}: too_late by the contract's rule, nothing else rejected"
+    );
+    assert_eq!(
+        summary.duplicates.iter().sum::<u64>(),
+        duplicates,
+        "seed {seed} long={long}: duplicates"
+    );
+    let diff = compare(config, &evs, &oracle, &ours);
+    assert!(
+        diff.is_empty(),
+        "seed {seed} long={long} with rejections: oracle vs replay:\n{}",
+        diff.join("\n")
+    );
+    let diff = verdict_differences(&judged, &verdicts);
+    assert!(
+        diff.is_empty(),
+        "seed {seed} long={long} with rejections: verdicts, oracle vs replay:\n{}",
+        diff.join("\n")
+    );
+    too_late
+}
+
+/// `line` with its first number after `"type"` changed (same id, same time, other content).
+fn other_content(line: &str) -> String {
+    let at = line.find("\"type\"").unwrap_or(0);
+    let rest = &line[at..];
+    match rest.find(|c: char| c.is_ascii_digit()) {
+        Some(i) => {
+            let i = at + i;
+            let digit = line.as_bytes()[i] - b'0';
+            let changed = ((digit + 1) % 10 + b'0') as char;
+            format!("{}{}{}", &line[..i], changed, &line[i + 1..])
+        }
+        None => line.replace("\"name\":\"n\"", "\"name\":\"m\""),
+    }
 }
 
 #[test]
 fn long_span_daily_cadence_matches_the_model() {
-    let (mut corrections, mut judged) = (0, 0);
+    let (mut corrections, mut judged, mut too_late) = (0, 0, 0);
     for seed in 0..12 {
-        let (c, j) = check_seed(seed, true);
+        let (c, j, l) = check_seed(seed, true);
         corrections += c;
         judged += j;
+        too_late += l;
     }
     assert!(corrections > 0, "shuffling must cause corrections");
     assert!(judged > 12, "goals must be judged: {judged} verdicts");
+    assert!(too_late > 0, "holding events back must make some too late");
 }
 
 #[test]
 fn short_span_default_cadences_match_the_model() {
-    let mut corrections = 0;
+    let (mut corrections, mut too_late) = (0, 0);
     for seed in 100..112 {
-        corrections += check_seed(seed, false).0;
+        let (c, _, l) = check_seed(seed, false);
+        corrections += c;
+        too_late += l;
     }
     assert!(corrections > 0, "shuffling must cause corrections");
+    assert!(too_late > 0, "holding events back must make some too late");
 }

@@ -219,8 +219,12 @@ fn exit_on_panic() {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PACELINE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    // Colours only on a terminal: a log file or a container's log collector would keep
+    // the escape codes (and a search for `key=value` would miss them).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("PACELINE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();

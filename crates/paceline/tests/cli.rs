@@ -28,6 +28,17 @@ fn replay(dir: &Path, inputs: &[&Path], extra: &[&str]) -> std::process::Output 
     c.output().unwrap()
 }
 
+/// [`replay`] without extra arguments, which must succeed.
+fn replay_ok(dir: &Path, inputs: &[&Path]) -> std::process::Output {
+    let out = replay(dir, inputs, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// The current year (near enough: it only has to be well in the past of `+ 2`).
 fn this_year() -> u64 {
     let secs = std::time::SystemTime::now()
@@ -106,6 +117,99 @@ fn spec_examples() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Several inputs are one sequence: the spec's examples cut in two files give the output,
+/// summary and dead letters of the whole file (the duplicate and the rejections counted
+/// across the cut), each dead letter naming the file and line it came from.
+#[test]
+fn several_inputs_are_one_sequence() {
+    let examples =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/spec-examples.jsonl");
+    let whole_dir = tmp("whole");
+    let whole = replay(&whole_dir, &[&examples], &[]);
+    assert!(whole.status.success());
+    let text = std::fs::read_to_string(&examples).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let cut = 15;
+    let dir = tmp("cut");
+    let (first, second) = (dir.join("first.jsonl"), dir.join("second.jsonl"));
+    std::fs::write(&first, lines[..cut].join("\n") + "\n").unwrap();
+    std::fs::write(&second, lines[cut..].join("\n") + "\n").unwrap();
+    let parts = replay(&dir, &[&first, &second], &[]);
+    assert!(
+        parts.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parts.stderr)
+    );
+    let read = |d: &Path| std::fs::read_to_string(d.join("out.lp")).unwrap();
+    assert_eq!(
+        read(&dir),
+        read(&whole_dir),
+        "the same points in the same order"
+    );
+    let summary = |o: &std::process::Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| !l.contains("events/s") && !l.contains("elapsed"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(summary(&parts), summary(&whole));
+    let reasons = |d: &Path| -> Vec<String> {
+        dead_letters(d)
+            .iter()
+            .map(|l| l["reason"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(reasons(&dir), reasons(&whole_dir));
+    // Lines 14 and 15 of the whole file stay in the first input, the rest move on.
+    let places: Vec<(String, u64)> = dead_letters(&dir)
+        .iter()
+        .map(|l| {
+            let input = l["file"].as_str().unwrap_or_default();
+            let name = Path::new(input).file_name().unwrap().to_string_lossy();
+            (name.into_owned(), l["line"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(places[0], ("first.jsonl".to_string(), 14));
+    assert_eq!(places[2], ("second.jsonl".to_string(), 16 - cut as u64));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&whole_dir).unwrap();
+}
+
+/// An event older than its stream's watermark minus the correction horizon (filings: 400
+/// days) is rejected `too_late` and dead-lettered; one just inside the horizon is taken.
+#[test]
+fn events_beyond_the_correction_horizon_are_too_late() {
+    let dir = tmp("too-late");
+    let event = |id: &str, at: &str, e: &str| {
+        format!(
+            r#"{{"event_id":"{id}","type":"enterprise.registered","occurred_at":"{at}","enterprise_id":"{e}","name":"n","cluster":"blockchain","region":"other","sme":false}}"#
+        )
+    };
+    let input = dir.join("in.jsonl");
+    let lines = [
+        event("a", "2024-06-01T00:00:00Z", "E1"),
+        // 2024-06-01 - 5 min - 400 days = 2023-04-28T23:55Z: inside, a correction.
+        event("b", "2023-05-01T00:00:00Z", "E2"),
+        // Beyond it.
+        event("c", "2023-04-20T00:00:00Z", "E3"),
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = replay_ok(&dir, &[&input]);
+    let dl = dead_letters(&dir);
+    assert_eq!(dl.len(), 1, "{dl:?}");
+    assert_eq!(dl[0]["reason"], "too_late");
+    assert_eq!(dl[0]["stream"], "filings");
+    assert_eq!(dl[0]["line"], 3);
+    assert!(dl[0]["raw"]
+        .as_str()
+        .unwrap()
+        .contains("\"event_id\":\"c\""));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("too_late"), "{summary}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn hostile_lines_land_in_dead_letters() {
     let dir = tmp("hostile");
@@ -138,12 +242,7 @@ fn hostile_lines_land_in_dead_letters() {
     bytes.extend_from_slice(b"\r\n\n");
     bytes.extend_from_slice(b"{\"event_id\":\"ok\",\"type\":\"enterprise.deregistered\",\"occurred_at\":\"2023-01-01T00:00:00Z\",\"enterprise_id\":\"E\"}\r\n");
     std::fs::write(&input, bytes).unwrap();
-    let out = replay(&dir, &[&input], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = replay_ok(&dir, &[&input]);
     let dl = dead_letters(&dir);
     let reasons: Vec<&str> = dl.iter().map(|d| d["reason"].as_str().unwrap()).collect();
     assert_eq!(
@@ -558,7 +657,7 @@ fn the_state_directory_is_checked_at_start() {
     let (code, err) = exit_of(serve_on(&state, free_port(), free_port()), 30);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains("checkpoint format 4, and this build reads format 5")
+        err.contains("checkpoint format 4, and this build reads format 6")
             && err.contains("--rebuild"),
         "{err}"
     );

@@ -316,9 +316,10 @@ pub async fn demo(
         "\nStatus page: http://{addr}/   metrics: http://{addr}/metrics   (Ctrl-C to stop)"
     )?;
     out.flush()?;
-    let limits =
-        crate::serve::http::HttpLimits::from_config(&crate::settings::ServiceConfig::default());
-    crate::serve::http::run_server(listener, router(state), limits, shutdown).await;
+    let limits = crate::serve::http_server::HttpLimits::from_config(
+        &crate::settings::ServiceConfig::default(),
+    );
+    crate::serve::http_server::run_server(listener, router(state), limits, shutdown).await;
     Ok(summary)
 }
 

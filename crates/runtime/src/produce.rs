@@ -101,11 +101,12 @@ pub fn produce(
     let started = Instant::now();
     let mut client =
         paceline_ingest::client_config(&config.kafka, secrets.kafka_sasl_password.as_ref());
-    // One request in flight, acknowledged by all replicas: a retried batch cannot overtake
-    // a later one, so each partition keeps the file's order.
+    // Idempotent, acknowledged by all replicas: the broker drops a retried batch it has
+    // already stored and a retry cannot overtake a later batch, so each partition holds
+    // the files' events once, in their order.
     client
+        .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("max.in.flight.requests.per.connection", "1")
         .set("linger.ms", "20")
         .set("message.timeout.ms", "300000");
     let producer: ThreadedProducer<Deliveries> = client

@@ -33,7 +33,7 @@ pub struct ServiceConfig {
     pub idle_watermark_follows_clock: bool,
     /// How often a checkpoint of state and positions is taken, in seconds. Default 10.
     pub checkpoint_interval_s: u64,
-    /// HTTP connections open at once; more wait until one closes. Default 1024.
+    /// HTTP connections open at once (at the cap the oldest idle one gives way). Default 1024.
     pub http_max_connections: usize,
     /// The longest an HTTP request's header may take to arrive, and an idle keep-alive
     /// connection may stay open, in seconds. Default 10.
@@ -150,6 +150,15 @@ pub struct ClusterConfig {
     /// process's host from `processes` with this process's `service.http_addr` port, as in
     /// a StatefulSet. Env `PACELINE_HTTP_PEERS` (comma-separated).
     pub http_peers: Vec<String>,
+    /// The CA (PEM) whose certificates every process presents and accepts: set with
+    /// `tls_cert_file` and `tls_key_file`, every connection between processes is mutual
+    /// TLS. Env `PACELINE_CLUSTER_TLS_CA_FILE`.
+    pub tls_ca_file: String,
+    /// This process's certificate chain (PEM), naming the host its peers dial. Env
+    /// `PACELINE_CLUSTER_TLS_CERT_FILE`.
+    pub tls_cert_file: String,
+    /// This process's private key (PEM). Env `PACELINE_CLUSTER_TLS_KEY_FILE`.
+    pub tls_key_file: String,
 }
 
 impl Default for ClusterConfig {
@@ -162,7 +171,51 @@ impl Default for ClusterConfig {
             peer_pattern: String::new(),
             size: 0,
             http_peers: Vec::new(),
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
+    }
+}
+
+impl ClusterConfig {
+    /// The TLS of the connections between processes, read from the three files (None
+    /// when none is set); an error names the key.
+    pub fn tls(&self) -> Result<Option<paceline_dataflow::cluster::ClusterTls>, ConfigError> {
+        use paceline_dataflow::cluster::{ClusterTls, TlsError};
+        let files = [
+            ("cluster.tls_ca_file", &self.tls_ca_file),
+            ("cluster.tls_cert_file", &self.tls_cert_file),
+            ("cluster.tls_key_file", &self.tls_key_file),
+        ];
+        if files.iter().all(|(_, f)| f.is_empty()) {
+            return Ok(None);
+        }
+        let mut pems = Vec::new();
+        for (key, file) in files {
+            if file.is_empty() {
+                return Err(ConfigError {
+                    key: key.into(),
+                    reason: "must be set with the other two cluster.tls_* files".into(),
+                });
+            }
+            pems.push(std::fs::read(file).map_err(|e| ConfigError {
+                key: key.into(),
+                reason: format!("cannot read {file}: {e}"),
+            })?);
+        }
+        ClusterTls::from_pem(&pems[0], &pems[1], &pems[2])
+            .map(Some)
+            .map_err(|e| ConfigError {
+                key: match e {
+                    TlsError::Ca(_) => "cluster.tls_ca_file",
+                    TlsError::Cert(_) => "cluster.tls_cert_file",
+                    TlsError::Key(_) => "cluster.tls_key_file",
+                    TlsError::Config(_) => "cluster.tls_cert_file and cluster.tls_key_file",
+                }
+                .into(),
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -390,7 +443,8 @@ impl Settings {
 
     /// Applies the deployment overrides of the environment (`PACELINE_KAFKA_BROKERS`,
     /// `PACELINE_INFLUX_API`, `PACELINE_INFLUX_URL`, `PACELINE_INFLUX_ORG`,
-    /// `PACELINE_INFLUX_BUCKET`, `PACELINE_INFLUX_DB`, `PACELINE_INFLUX_CA_FILE`, `PACELINE_HTTP_ADDR`,
+    /// `PACELINE_INFLUX_BUCKET`, `PACELINE_INFLUX_DB`, `PACELINE_INFLUX_CA_FILE`,
+    /// `PACELINE_CLUSTER_TLS_CA_FILE`, `_CERT_FILE`, `_KEY_FILE`, `PACELINE_HTTP_ADDR`,
     /// `PACELINE_STATE_DIR`, `PACELINE_WORKERS`, `PACELINE_PEERS`, `PACELINE_PEER_PATTERN`,
     /// `PACELINE_CLUSTER_SIZE`, `PACELINE_HTTP_PEERS`, `PACELINE_PROCESS_INDEX`, and, for the process index when neither sets it, `HOSTNAME`'s ordinal). Returns the
     /// errors of values that cannot apply.
@@ -407,6 +461,18 @@ impl Settings {
         set("PACELINE_INFLUX_BUCKET", &mut self.influx.bucket);
         set("PACELINE_INFLUX_DB", &mut self.influx.database);
         set("PACELINE_INFLUX_CA_FILE", &mut self.influx.ca_file);
+        set(
+            "PACELINE_CLUSTER_TLS_CA_FILE",
+            &mut self.cluster.tls_ca_file,
+        );
+        set(
+            "PACELINE_CLUSTER_TLS_CERT_FILE",
+            &mut self.cluster.tls_cert_file,
+        );
+        set(
+            "PACELINE_CLUSTER_TLS_KEY_FILE",
+            &mut self.cluster.tls_key_file,
+        );
         set("PACELINE_HTTP_ADDR", &mut self.service.http_addr);
         set("PACELINE_STATE_DIR", &mut self.service.state_dir);
         self.apply_cluster_env(env, &mut errors);

@@ -4,8 +4,10 @@
 //! A batch of up to `batch_points` leaves when full or after `linger`; within a batch only
 //! the last point of a (series, tick) is sent. Failed writes are retried with exponential
 //! backoff and jitter, the same batch again, never skipped; meanwhile input is still taken
-//! up to `max_pending` points, then not at all, so the bounded channel behind it fills and
-//! the sources stop reading. A refused batch (4xx other than 429) stops the loop with an
+//! while one more delivery fits under `max_pending` points, then not at all, so the bounded
+//! channel behind it fills and the sources stop reading. Deliveries hold at most
+//! `batch_points` points ([`deliveries`] cuts the dataflow's output so), which makes
+//! `max_pending` an exact bound. A refused batch (4xx other than 429) stops the loop with an
 //! error unless configured to keep retrying. While idle the database is pinged so that
 //! readiness follows it.
 //!
@@ -43,7 +45,7 @@ pub struct BatchSettings {
     pub batch_points: usize,
     /// How long a partial batch waits.
     pub linger: Duration,
-    /// Points held at most.
+    /// Points held at most (at least `batch_points`).
     pub max_pending: usize,
     /// First retry delay.
     pub retry_initial: Duration,
@@ -193,6 +195,24 @@ enum Batch {
     Rewrite,
 }
 
+/// `points` in deliveries of at most `settings.batch_points`, in order: what [`run`] takes
+/// in one receive, so that its bound on pending points holds exactly.
+pub fn deliveries(points: Vec<Point>, settings: &BatchSettings) -> Vec<Vec<Point>> {
+    let size = settings.batch_points;
+    if points.len() <= size {
+        return vec![points];
+    }
+    let mut out = Vec::with_capacity(points.len().div_ceil(size));
+    let mut rest = points.into_iter();
+    loop {
+        let delivery: Vec<Point> = rest.by_ref().take(size).collect();
+        if delivery.is_empty() {
+            return out;
+        }
+        out.push(delivery);
+    }
+}
+
 /// Runs the sink until `input` closes and everything queued is written. `on_ack` sees each
 /// acknowledged batch: the points with the epochs they came from.
 pub async fn run(
@@ -296,7 +316,8 @@ pub async fn run(
                 }
             }
             _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() && inflight.is_none() => {}
-            msg = input.recv(), if !closed && pending.len() < settings.max_pending => {
+            // A delivery holds at most `batch_points`: taken only when one that large fits.
+            msg = input.recv(), if !closed && pending.len() + settings.batch_points <= settings.max_pending => {
                 match msg {
                     Some((epoch, points)) => {
                         if oldest.is_none() && !points.is_empty() {
@@ -356,5 +377,33 @@ mod tests {
             text,
             "indicator,indicator=quasi_unicorns value=2 6\nindicator,indicator=quasi_unicorns value=5 3\n"
         );
+    }
+
+    #[test]
+    fn deliveries_keep_the_order_in_pieces_of_a_batch_at_most() {
+        let s = SeriesKey::plain(Indicator::QuasiUnicorns);
+        let points: Vec<Point> = (0..7)
+            .map(|i| Point::indicator(s, i, Fields::value(i as f64), false))
+            .collect();
+        let settings = BatchSettings::from_config(
+            crate::Measurements {
+                points: "indicator".into(),
+                verdicts: "plan_verdict".into(),
+            },
+            &InfluxConfig {
+                batch_points: 3,
+                ..InfluxConfig::default()
+            },
+        );
+        let ticks = |d: &[Vec<Point>]| -> Vec<Vec<Nanos>> {
+            d.iter()
+                .map(|v| v.iter().map(|p| p.tick).collect())
+                .collect()
+        };
+        let cut = deliveries(points.clone(), &settings);
+        assert_eq!(ticks(&cut), vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
+        let whole = deliveries(points[..3].to_vec(), &settings);
+        assert_eq!(ticks(&whole), vec![vec![0, 1, 2]]);
+        assert_eq!(deliveries(Vec::new(), &settings).len(), 1);
     }
 }

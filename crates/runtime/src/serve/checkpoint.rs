@@ -12,7 +12,9 @@
 //! checkpoint is either whole or absent, and one torn or garbled anyway (a disk fault, a
 //! copy gone wrong) fails its length or checksum and is skipped for the one before. The
 //! newest [`KEEP`] valid files are kept; invalid ones never count among them. A file of
-//! another format version is never skipped: the start is refused, naming the versions.
+//! the previous format ([`MIGRATES_FROM`]) is read and migrated, the next checkpoint
+//! written in this one; a file of any other format version is never skipped: the start is
+//! refused, naming the versions.
 //!
 //! The directory belongs to one process at a time: an exclusive lock on `paceline.lock`
 //! (holding its pid) is taken when the store opens, and the directory is proven writable
@@ -41,7 +43,10 @@ use crate::board::Board;
 /// 3: the process count, and the watermarks of every source in each worker's part.
 /// 4: each planned series keeps the plan verdict it wrote.
 /// 5: the process index and the routing version among the settings it depends on.
-pub const FORMAT_VERSION: u32 = 5;
+/// 6: the verdict measurement among them too (migrated from 5: see [`v5`]).
+pub const FORMAT_VERSION: u32 = 6;
+/// The previous format, read and migrated (an upgrade keeps its state).
+pub const MIGRATES_FROM: u32 = 5;
 const MAGIC: &[u8; 8] = b"PCLNCKPT";
 const HEADER: usize = 8 + 4 + 4 + 8;
 /// Checkpoints kept: the newest, and two to fall back on.
@@ -80,7 +85,7 @@ pub enum CheckpointError {
     Encode(String),
     /// A checkpoint of another format version: never skipped, since starting without it
     /// would re-read the topics from their beginning unasked.
-    #[error("{path}: checkpoint format {found}, and this build reads format {reads}; start with `paceline serve --rebuild` to rebuild the state from the topics' beginning, or run the paceline version that wrote it")]
+    #[error("{path}: checkpoint format {found}, and this build reads format {reads} (and migrates format {MIGRATES_FROM}); start with `paceline serve --rebuild` to rebuild the state from the topics' beginning, or run the paceline version that wrote it")]
     OtherFormat {
         /// The file.
         path: PathBuf,
@@ -121,6 +126,9 @@ pub struct Compatibility {
     pub measurement: String,
     /// Topic per stream: the offsets are theirs.
     pub topics: Vec<(String, String)>,
+    /// `indicators.verdict_measurement`: verdicts written there are not written again.
+    /// `None` in a checkpoint migrated from format 5, which did not record it.
+    pub verdict_measurement: Option<String>,
 }
 
 impl Compatibility {
@@ -145,6 +153,7 @@ impl Compatibility {
                 .iter()
                 .map(|s| (s.as_str().to_string(), config.streams.get(*s).topic.clone()))
                 .collect(),
+            verdict_measurement: Some(config.indicators.verdict_measurement.clone()),
         }
     }
 
@@ -184,7 +193,7 @@ impl Compatibility {
         };
         for (name, _) in self.cadences.iter().chain(&now.cadences) {
             differ(
-                format!("cadence of {name}"),
+                format!("indicators.cadence_s.{name}"),
                 pairs(&self.cadences, name),
                 pairs(&now.cadences, name),
             );
@@ -206,6 +215,13 @@ impl Compatibility {
             self.measurement.clone(),
             now.measurement.clone(),
         );
+        if let (Some(then), Some(now)) = (&self.verdict_measurement, &now.verdict_measurement) {
+            differ(
+                "indicators.verdict_measurement".into(),
+                then.clone(),
+                now.clone(),
+            );
+        }
         let topic = |v: &[(String, String)], k: &str| {
             v.iter()
                 .find(|(n, _)| n == k)
@@ -236,6 +252,20 @@ pub struct CoordinatorState {
     pub offsets: [Vec<(i32, i64)>; 3],
 }
 
+impl CoordinatorState {
+    /// Each partition's next offset as `stream/partition@offset`, comma-separated (no
+    /// spaces: one `key=value` of a log line), for an operator comparing with lag tools.
+    pub fn positions(&self) -> String {
+        let mut out = Vec::new();
+        for stream in Stream::ALL {
+            for (partition, offset) in &self.offsets[stream.index()] {
+                out.push(format!("{}/{partition}@{offset}", stream.as_str()));
+            }
+        }
+        out.join(",")
+    }
+}
+
 /// One checkpoint.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -254,6 +284,90 @@ pub struct Checkpoint {
     pub board: Vec<paceline_model::point::Point>,
 }
 
+/// Format 5, as it was written, and its migration: the settings lacked the verdict
+/// measurement, recorded from format 6 on (unknown for a migrated file, so not compared).
+pub mod v5 {
+    use super::{CoordinatorState, Nanos};
+    use serde::{Deserialize, Serialize};
+
+    /// [`super::Compatibility`] of format 5.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[allow(missing_docs)]
+    pub struct Compatibility {
+        pub workers: usize,
+        pub process: usize,
+        pub routing: u32,
+        pub processes: usize,
+        pub cadences: Vec<(String, Nanos)>,
+        pub horizons: Vec<(String, Nanos)>,
+        pub filing_lag: Nanos,
+        pub measurement: String,
+        pub topics: Vec<(String, String)>,
+    }
+
+    /// [`super::Checkpoint`] of format 5.
+    #[derive(Debug, Serialize, Deserialize)]
+    #[allow(missing_docs)]
+    pub struct Checkpoint {
+        pub compatibility: Compatibility,
+        pub sequence: u64,
+        pub taken_ms: u64,
+        pub coordinator: CoordinatorState,
+        pub workers: Vec<Vec<u8>>,
+        pub board: Vec<paceline_model::point::Point>,
+    }
+
+    impl From<Checkpoint> for super::Checkpoint {
+        fn from(old: Checkpoint) -> Self {
+            let c = old.compatibility;
+            super::Checkpoint {
+                compatibility: super::Compatibility {
+                    workers: c.workers,
+                    process: c.process,
+                    routing: c.routing,
+                    processes: c.processes,
+                    cadences: c.cadences,
+                    horizons: c.horizons,
+                    filing_lag: c.filing_lag,
+                    measurement: c.measurement,
+                    topics: c.topics,
+                    verdict_measurement: None,
+                },
+                sequence: old.sequence,
+                taken_ms: old.taken_ms,
+                coordinator: old.coordinator,
+                workers: old.workers,
+                board: old.board,
+            }
+        }
+    }
+
+    /// What a build of format 5 wrote for the same state (for the upgrade tests).
+    impl From<super::Checkpoint> for Checkpoint {
+        fn from(now: super::Checkpoint) -> Self {
+            let c = now.compatibility;
+            Checkpoint {
+                compatibility: Compatibility {
+                    workers: c.workers,
+                    process: c.process,
+                    routing: c.routing,
+                    processes: c.processes,
+                    cadences: c.cadences,
+                    horizons: c.horizons,
+                    filing_lag: c.filing_lag,
+                    measurement: c.measurement,
+                    topics: c.topics,
+                },
+                sequence: now.sequence,
+                taken_ms: now.taken_ms,
+                coordinator: now.coordinator,
+                workers: now.workers,
+                board: now.board,
+            }
+        }
+    }
+}
+
 /// The checkpoint files of a state directory, locked for this process.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -267,7 +381,7 @@ const LOCK_FILE: &str = "paceline.lock";
 
 /// What a cheap look at a checkpoint file's header says.
 enum Header {
-    /// This format, the length matching the file's size.
+    /// This format or the one migrated, the length matching the file's size.
     Plausible,
     /// Another format version.
     OtherFormat(u32),
@@ -343,7 +457,7 @@ fn header_of(path: &Path) -> Header {
         return Header::Invalid;
     }
     let version = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != MIGRATES_FROM {
         return Header::OtherFormat(version);
     }
     let mut len = [0u8; 8];
@@ -451,19 +565,38 @@ impl Store {
     pub fn write(&self, checkpoint: &Checkpoint) -> Result<u64, CheckpointError> {
         let payload =
             bincode::serialize(checkpoint).map_err(|e| CheckpointError::Encode(e.to_string()))?;
-        let path = self
-            .dir
-            .join(format!("checkpoint-{:020}.bin", checkpoint.sequence));
+        self.write_file(checkpoint.sequence, FORMAT_VERSION, &payload)
+    }
+
+    /// Writes `checkpoint` as a build of the previous format ([`MIGRATES_FROM`]) did: what
+    /// an upgrade finds in the state directory (for the upgrade tests).
+    pub fn write_previous_format(&self, checkpoint: Checkpoint) -> Result<u64, CheckpointError> {
+        let sequence = checkpoint.sequence;
+        let old: v5::Checkpoint = checkpoint.into();
+        let payload =
+            bincode::serialize(&old).map_err(|e| CheckpointError::Encode(e.to_string()))?;
+        self.write_file(sequence, MIGRATES_FROM, &payload)
+    }
+
+    /// Writes one file of `version` holding `payload`: temporary file, fsync, rename, the
+    /// directory fsynced; then the retention.
+    fn write_file(
+        &self,
+        sequence: u64,
+        version: u32,
+        payload: &[u8],
+    ) -> Result<u64, CheckpointError> {
+        let path = self.dir.join(format!("checkpoint-{sequence:020}.bin"));
         let tmp = path.with_extension("tmp");
         {
             let mut f = File::create(&tmp).map_err(io(&tmp))?;
             let mut header = Vec::with_capacity(HEADER);
             header.extend_from_slice(MAGIC);
-            header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-            header.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            header.extend_from_slice(&version.to_le_bytes());
+            header.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
             header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
             f.write_all(&header).map_err(io(&tmp))?;
-            f.write_all(&payload).map_err(io(&tmp))?;
+            f.write_all(payload).map_err(io(&tmp))?;
             f.sync_all().map_err(io(&tmp))?;
         }
         fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -508,7 +641,7 @@ impl Store {
             u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
         };
         let version = word(8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != MIGRATES_FROM {
             return Err(CheckpointError::OtherFormat {
                 path: path.to_path_buf(),
                 found: version,
@@ -529,7 +662,15 @@ impl Store {
         if crc32fast::hash(payload) != crc {
             return Err(invalid("checksum mismatch (garbled)".into()));
         }
-        bincode::deserialize(payload).map_err(|e| invalid(format!("cannot decode: {e}")))
+        let decoded = if version == MIGRATES_FROM {
+            bincode::deserialize::<v5::Checkpoint>(payload).map(|old| {
+                tracing::info!(file = %path.display(), from = MIGRATES_FROM, to = FORMAT_VERSION, "migrating a checkpoint of the previous format");
+                old.into()
+            })
+        } else {
+            bincode::deserialize(payload)
+        };
+        decoded.map_err(|e| invalid(format!("cannot decode: {e}")))
     }
 
     /// The newest valid checkpoint, with its file (invalid ones skipped, named).
@@ -729,6 +870,7 @@ mod tests {
         assert_eq!(path, files[0]);
         assert_eq!(c.sequence, 5);
         assert_eq!(c.coordinator.offsets[0], vec![(0, 45)]);
+        assert_eq!(c.coordinator.positions(), "filings/0@45,scenarios/1@7");
         assert_eq!(c.workers, vec![vec![5u8; 1000]]);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -789,6 +931,65 @@ mod tests {
             "the torn 3 is not among the three kept"
         );
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_previous_format_is_migrated_and_the_next_written_in_this_one() {
+        let dir = temp_dir("migrate");
+        let store = Store::open(&dir).unwrap();
+        let config = Config::default();
+        // What a format-5 build wrote: the same state, without the verdict measurement.
+        let now = checkpoint(7, &config);
+        store.write_previous_format(checkpoint(7, &config)).unwrap();
+        store.check_format().unwrap();
+
+        let (_, read) = store.load_newest().unwrap().unwrap();
+        assert_eq!(read.sequence, 7);
+        assert_eq!(read.workers, now.workers);
+        assert_eq!(read.coordinator.offsets, now.coordinator.offsets);
+        assert_eq!(read.compatibility.verdict_measurement, None);
+        // Not recorded, so not compared; every other setting still is.
+        assert!(read
+            .compatibility
+            .differences(&now.compatibility)
+            .is_empty());
+        let mut other = config.clone();
+        other.indicators.filing_lag_days += 1;
+        assert_eq!(
+            read.compatibility
+                .differences(&Compatibility::of(&other, 0, 1))
+                .len(),
+            1
+        );
+
+        // The next checkpoint continues the numbering, in this format; the migrated one
+        // stays among those kept.
+        assert_eq!(store.next_sequence().unwrap(), 8);
+        store.write(&checkpoint(8, &config)).unwrap();
+        let versions: Vec<u32> = store
+            .files()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let b = fs::read(f).unwrap();
+                u32::from_le_bytes([b[8], b[9], b[10], b[11]])
+            })
+            .collect();
+        assert_eq!(versions, vec![FORMAT_VERSION, MIGRATES_FROM]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_changed_verdict_measurement_is_refused() {
+        let config = Config::default();
+        let then = Compatibility::of(&config, 0, 1);
+        let mut other = config.clone();
+        other.indicators.verdict_measurement = "verdicts".into();
+        let differences = then.differences(&Compatibility::of(&other, 0, 1));
+        assert_eq!(
+            differences,
+            vec!["indicators.verdict_measurement: checkpoint plan_verdict, configuration verdicts"]
+        );
     }
 
     #[test]
@@ -869,5 +1070,43 @@ mod tests {
         assert!(Compatibility::of(&a, 0, 1)
             .differences(&Compatibility::of(&a, 0, 1))
             .is_empty());
+    }
+
+    /// Every setting the state depends on, changed alone, is a difference named by its
+    /// key: a checkpoint taken under it is refused at start.
+    #[test]
+    fn each_setting_the_state_depends_on_is_named() {
+        let a = Config::default();
+        let changes: [(&str, fn(&mut Config)); 7] = [
+            ("indicators.cadence_s.quasi_unicorns", |c| {
+                c.indicators.cadence_s.insert("quasi_unicorns".into(), 3600);
+            }),
+            ("streams.filings.correction_horizon_days", |c| {
+                c.streams.filings.correction_horizon_days += 1;
+            }),
+            ("indicators.filing_lag_days", |c| {
+                c.indicators.filing_lag_days += 1;
+            }),
+            ("indicators.measurement", |c| {
+                c.indicators.measurement = "elsewhere".into();
+            }),
+            ("indicators.verdict_measurement", |c| {
+                c.indicators.verdict_measurement = "verdicts_elsewhere".into();
+            }),
+            ("streams.scenarios.topic", |c| {
+                c.streams.scenarios.topic = "another".into();
+            }),
+            ("dataflow.workers", |c| c.dataflow.workers += 1),
+        ];
+        for (key, change) in changes {
+            let mut b = Config::default();
+            change(&mut b);
+            let d = Compatibility::of(&a, 0, 1).differences(&Compatibility::of(&b, 0, 1));
+            assert_eq!(d.len(), 1, "{key}: {d:?}");
+            assert!(
+                d[0].starts_with(&format!("{key}: checkpoint ")),
+                "{key}: {d:?}"
+            );
+        }
     }
 }

@@ -367,8 +367,9 @@ impl Coordinator {
         let period = (checkpoints.interval.as_millis() as u64 / linger_ms).max(1);
         let now = || (wall_clock_ns() / 1_000_000) as u64 / linger_ms;
         // Every process's first reports are given at epoch 0, so that each stream's
-        // watermark waits for every process that reads it from the start.
-        let mut current = now();
+        // watermark waits for every process that reads it from the start. Starting from
+        // the boundary below the clock, the processes' first boundary is the same one.
+        let mut current = now() / period * period;
         run.next.send(
             &runner,
             run.progress.reports(source),
@@ -381,7 +382,15 @@ impl Coordinator {
                 break;
             }
             let slot = now();
-            if slot <= current {
+            let boundary = next_boundary(current, period);
+            // Every process takes every boundary, in order: one still writing its previous
+            // checkpoint holds its epochs below the next boundary until the write is done
+            // (its events still flow, within the current epoch). Since no process's
+            // snapshot at a boundary completes before every process's input reached it,
+            // a process holding checkpoint N means every other one has written N - period:
+            // the newest checkpoints kept always include one every process holds.
+            let held = slot >= boundary && checkpoints.busy.load(Ordering::SeqCst);
+            if slot <= current || held {
                 if run.next.count >= epoch_events {
                     run.next.send(&runner, Vec::new(), &epochs, Some(current))?;
                 }
@@ -389,8 +398,7 @@ impl Coordinator {
             }
             run.progress
                 .advance_watermarks(&run.rules, &metrics, Some(&runner.stats));
-            let boundary = slot / period * period;
-            if boundary > current {
+            if slot >= boundary {
                 run.next.send(
                     &runner,
                     run.progress.reports(source),
@@ -398,23 +406,21 @@ impl Coordinator {
                     Some(boundary),
                 )?;
                 current = boundary;
-                // A process still writing its previous checkpoint skips this one; the
-                // checkpoint then counts on none, as every process must hold it.
-                if !checkpoints.busy.load(Ordering::SeqCst) {
-                    take_checkpoint(
-                        &runner,
-                        &run.progress,
-                        &mut checkpoints,
-                        &run.dead,
-                        &metrics,
-                        boundary,
-                    )?;
-                }
+                take_checkpoint(
+                    &runner,
+                    &run.progress,
+                    &mut checkpoints,
+                    &run.dead,
+                    &metrics,
+                    boundary,
+                )?;
             }
-            if slot > current {
+            // Up to the slot, never past the next boundary: that one is taken first.
+            let reach = slot.min(next_boundary(current, period) - 1);
+            if reach > current {
                 run.next
-                    .send(&runner, run.progress.reports(source), &epochs, Some(slot))?;
-                current = slot;
+                    .send(&runner, run.progress.reports(source), &epochs, Some(reach))?;
+                current = reach;
             }
             run.published.publish(&metrics, &runner.stats);
         }
@@ -425,6 +431,11 @@ impl Coordinator {
         std::mem::forget(runner);
         Ok(())
     }
+}
+
+/// The first checkpoint boundary (a multiple of `period` epochs) after epoch `current`.
+fn next_boundary(current: u64, period: u64) -> u64 {
+    (current / period + 1) * period
 }
 
 /// What both ways of running keep between batches.

@@ -1,16 +1,9 @@
 //! The HTTP endpoints (docs/outputs.md, "HTTP endpoints"): the status page `/`, `/metrics`,
 //! `/healthz`, `/readyz` and `/api/v1/indicators`, served by axum on the tokio runtime, in
-//! `serve` and in `demo`.
-//!
-//! The server loop is ours, not `axum::serve`, for the limits a probe endpoint needs when
-//! clients misbehave: a cap on open connections, a deadline for each request's header
-//! (which is also how long an idle keep-alive connection may wait for its next request),
-//! and a shutdown that drops connections still open after a short grace.
+//! `serve` and in `demo`, served by the loop of [`super::http_server`] within its limits.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -81,9 +74,12 @@ impl ClusterView {
             placement,
             http,
             token,
-            // The deadline is the gather's; connecting is bounded by it too.
+            // The deadline is the gather's; connecting is bounded by it too. No connection
+            // is kept between pages: one whose answer came after its deadline must not
+            // carry that late answer to the next page's question.
             client: reqwest::Client::builder()
                 .connect_timeout(super::peers::PEER_DEADLINE)
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap_or_default(),
         }
@@ -127,122 +123,6 @@ const PAGE_REFRESH_S: u32 = 15;
 /// A dataflow that has not stepped for this long, with nothing pending in the sink, is
 /// wedged.
 const WEDGED_AFTER_MS: u64 = 60_000;
-
-/// What no client may exceed.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
-    /// Connections open at once; beyond it new ones wait in the listen backlog.
-    pub max_connections: usize,
-    /// The longest a request's header may take to arrive, from the connection's first
-    /// byte or the previous response, and the longest a response may wait for the client
-    /// to read: slow, idle or never-reading clients are dropped after it.
-    pub header_timeout: Duration,
-}
-
-impl HttpLimits {
-    /// From `service.http_max_connections` and `service.http_header_timeout_s`.
-    pub fn from_config(service: &crate::settings::ServiceConfig) -> Self {
-        HttpLimits {
-            max_connections: service.http_max_connections,
-            header_timeout: Duration::from_secs(service.http_header_timeout_s),
-        }
-    }
-}
-
-/// At shutdown, requests in flight get this long to finish before their connections are
-/// dropped (a scrape takes milliseconds; a client stalling mid-header gets no more).
-const CLOSE_WITHIN: Duration = Duration::from_secs(2);
-
-/// Serves `app` on `listener` within `limits` until `stop` resolves, then closes every
-/// connection within [`CLOSE_WITHIN`].
-pub async fn run_server(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    limits: HttpLimits,
-    stop: impl Future<Output = ()>,
-) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
-    let mut connections = tokio::task::JoinSet::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        // Finished connections leave the set, so it holds at most the open ones.
-        while connections.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            _ = &mut stop => break,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause rather than spin.
-                    tracing::warn!(error = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = &mut stop => break,
-        };
-        connections.spawn(connection(
-            stream,
-            app.clone(),
-            limits,
-            permit,
-            closing_rx.clone(),
-        ));
-    }
-    drop(listener);
-    let _ = closing_tx.send(true);
-    let closed = tokio::time::timeout(CLOSE_WITHIN, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if closed.is_err() {
-        tracing::info!(
-            open = connections.len(),
-            "dropping HTTP connections still open at shutdown"
-        );
-        connections.abort_all();
-    }
-}
-
-/// Serves one connection; at shutdown it finishes its request in flight and closes.
-async fn connection(
-    stream: tokio::net::TcpStream,
-    app: Router,
-    limits: HttpLimits,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    mut closing: tokio::sync::watch::Receiver<bool>,
-) {
-    let service = hyper_util::service::TowerToHyperService::new(app);
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .serve_connection(
-            hyper_util::rt::TokioIo::new(super::write_deadline::WriteDeadline::new(
-                stream,
-                limits.header_timeout,
-            )),
-            service,
-        );
-    let mut conn = std::pin::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => {}
-        () = until_closing(&mut closing) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
-async fn until_closing(closing: &mut tokio::sync::watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`: dropped here, not held across awaits.
-    let _ = closing.wait_for(|c| *c).await;
-}
 
 /// The router.
 pub fn router(state: Arc<HttpState>) -> Router {
@@ -317,7 +197,7 @@ fn liveness(s: &HttpState) -> Result<(), String> {
         .dataflow
         .lock()
         .ok()
-        .and_then(|d| d.as_ref().map(|d| d.last_step_ms.load(Ordering::Relaxed)));
+        .and_then(|d| d.as_ref().and_then(|d| d.oldest_step_ms()));
     let now = (paceline_model::clock::now() / 1_000_000).max(0) as u64;
     match last {
         Some(t) if now.saturating_sub(t) > WEDGED_AFTER_MS && s.sink_pending.get() == 0 => Err(
@@ -524,106 +404,5 @@ async fn board_share(State(s): State<Arc<HttpState>>) -> Response {
     match super::peers::encode_share(&s.board.points()) {
         Ok(bytes) => ([(header::CONTENT_TYPE, super::peers::SHARE_TYPE)], bytes).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
-
-    /// A client that asks and never reads holds its connection no longer than the limit:
-    /// with a cap of one connection, the next client is served after it.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_client_that_never_reads_is_dropped() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        // Answers far larger than the socket buffers.
-        let big = "x".repeat(4 << 20);
-        let app = Router::new().route("/", get(move || async move { big.clone() }));
-        let limits = HttpLimits {
-            max_connections: 1,
-            header_timeout: Duration::from_secs(1),
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(run_server(listener, app, limits, async {
-            let _ = stop_rx.await;
-        }));
-        let mut hog = TcpStream::connect(addr).await.unwrap();
-        for _ in 0..8 {
-            hog.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                .await
-                .unwrap();
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let started = std::time::Instant::now();
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = Vec::new();
-        tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut answer))
-            .await
-            .expect("served once the hog was dropped")
-            .unwrap();
-        assert!(answer.starts_with(b"HTTP/1.0 200"), "{:?}", &answer[..20]);
-        assert!(
-            started.elapsed() >= Duration::from_millis(500),
-            "not before the hog's limit: {:?}",
-            started.elapsed()
-        );
-        drop(hog);
-        let _ = stop_tx.send(());
-        server.await.unwrap();
-    }
-
-    /// Beyond the cap a connection waits (unanswered) until one closes; at shutdown a
-    /// client stalled mid-header does not hold the server beyond the grace.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn connections_beyond_the_cap_wait_and_shutdown_drops_stalled_ones() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = Router::new().route("/", get(|| async { "ok" }));
-        let limits = HttpLimits {
-            max_connections: 2,
-            header_timeout: Duration::from_secs(60),
-        };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(run_server(listener, app, limits, async {
-            let _ = stop_rx.await;
-        }));
-        let mut stalled = Vec::new();
-        for _ in 0..2 {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-            stalled.push(s);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let ask = tokio::spawn(async move {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-                .await
-                .unwrap();
-            let mut answer = String::new();
-            s.read_to_string(&mut answer).await.unwrap();
-            answer
-        });
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(
-            !ask.is_finished(),
-            "a third connection is served beyond the cap of 2"
-        );
-        drop(stalled.pop());
-        let answer = tokio::time::timeout(Duration::from_secs(5), ask)
-            .await
-            .expect("served once a connection closed")
-            .unwrap();
-        assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
-        let _ = stop_tx.send(());
-        tokio::time::timeout(CLOSE_WITHIN + Duration::from_secs(3), server)
-            .await
-            .expect("the stalled client does not hold the shutdown")
-            .unwrap();
     }
 }

@@ -182,7 +182,7 @@ impl ServeMetrics {
             )?,
             source_lag: igauge(
                 "paceline_source_lag_messages",
-                "Messages behind the partition's high watermark.",
+                "Messages the partition holds beyond what this process has read (asked of the broker every few seconds, also while reading waits on a full pipeline).",
                 &["topic", "partition"],
             )?,
             stream_lag: igauge(

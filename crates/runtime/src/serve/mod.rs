@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod coordinator;
 pub mod http;
+pub mod http_server;
 pub mod metrics;
 pub mod peers;
 mod pipeline;
@@ -273,8 +274,8 @@ impl Http {
             ServeError::Setup(format!("service.http_addr {addr}: cannot listen: {e}"))
         })?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let limits = http::HttpLimits::from_config(&config.service);
-        let task = tokio::spawn(http::run_server(
+        let limits = http_server::HttpLimits::from_config(&config.service);
+        let task = tokio::spawn(http_server::run_server(
             listener,
             http::router(state),
             limits,
@@ -500,6 +501,7 @@ fn cluster_spec(
             crate::build::revision()
         ),
         peer_timeout: Duration::from_secs(c.peer_timeout_s),
+        tls: c.tls().map_err(|e| ServeError::Config(e.to_string()))?,
     }))
 }
 
@@ -553,6 +555,7 @@ async fn join_cluster(
         process = spec.placement.process,
         processes = spec.placement.processes,
         peers = ?spec.addresses,
+        tls = spec.tls.is_some(),
         "connecting to the cluster"
     );
     let connected =
@@ -635,12 +638,13 @@ fn restore(
         return Ok(None);
     };
     check_compatible(&path, &checkpoint, &Compatibility::of(config, 0, 1))?;
-    let positions: usize = checkpoint.coordinator.offsets.iter().map(Vec::len).sum();
+    let partitions: usize = checkpoint.coordinator.offsets.iter().map(Vec::len).sum();
     tracing::info!(
         checkpoint = %path.display(),
         sequence = checkpoint.sequence,
         taken_ms = checkpoint.taken_ms,
-        partitions = positions,
+        partitions,
+        positions = %checkpoint.coordinator.positions(),
         "resuming from checkpoint"
     );
     Ok(Some(checkpoint))

@@ -110,8 +110,7 @@ impl Pipeline {
         let spawner = Arc::new(Spawner::new(
             kafka.clone(),
             config.pipeline.clone(),
-            dead.clone(),
-            observed.metrics.clone(),
+            (dead.clone(), observed.metrics.clone()),
             batch_tx,
             stop.clone(),
             fatal_tx.clone(),
@@ -370,19 +369,23 @@ async fn finish_checkpoints(
 
 /// The dataflow, its points into the sink's bounded channel.
 fn start_dataflow(
-    config: &Config,
+    config: &Settings,
     restored: Option<Vec<Vec<u8>>>,
     observed: &Observed,
     cluster: Option<Connected>,
 ) -> Result<Dataflow, ServeError> {
     let (points_tx, points) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(64);
+    let batch = batch_settings(config);
     let sent = Arc::new(AtomicU64::new(0));
     let counted = sent.clone();
     let handed = observed.metrics.dataflow_points.clone();
     let out: PointsOut = Arc::new(move |epoch, points| {
-        let n = points.len() as u64;
-        // Blocks while the sink is full; fails only when the sink has stopped.
-        if points_tx.blocking_send((epoch, points)).is_ok() {
+        for delivery in batcher::deliveries(points, &batch) {
+            let n = delivery.len() as u64;
+            // Blocks while the sink is full; fails only when the sink has stopped.
+            if points_tx.blocking_send((epoch, delivery)).is_err() {
+                return;
+            }
             counted.fetch_add(n, Ordering::SeqCst);
             handed.inc_by(n);
         }
@@ -454,6 +457,7 @@ fn start_watch(
         placement,
         health: observed.state.kafka.clone(),
         spawner: spawner.clone(),
+        metrics: observed.metrics.clone(),
         stop: stop.clone(),
         fatal: fatal.clone(),
     };
@@ -508,6 +512,14 @@ fn start_checkpoint_writer(
     })
 }
 
+/// The sink's batching, as both ends of the dataflow → sink channel read it.
+fn batch_settings(config: &Settings) -> BatchSettings {
+    BatchSettings::from_config(
+        paceline_sink::Measurements::from_config(&config.indicators),
+        &config.influx,
+    )
+}
+
 /// The sink: batches the dataflow's points into InfluxDB; each acknowledgement feeds the
 /// board, the latency metrics and the checkpoint writer's count.
 fn start_sink(
@@ -518,10 +530,7 @@ fn start_sink(
     epochs: Arc<EpochLog>,
     acked: Arc<AtomicU64>,
 ) -> TaskHandle<Result<u64, SinkStopped>> {
-    let settings = BatchSettings::from_config(
-        paceline_sink::Measurements::from_config(&config.indicators),
-        &config.influx,
-    );
+    let settings = batch_settings(config);
     let state = observed.state.clone();
     let metrics = observed.metrics.clone();
     let sink_metrics = observed.sink_metrics.clone();

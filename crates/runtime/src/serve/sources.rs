@@ -76,6 +76,48 @@ pub struct Batch {
     pub items: Vec<Item>,
 }
 
+/// Where this process's sources stand: per (stream, partition), the offset after the last
+/// message read (a message read is in memory, on its way through the pipeline). The watch
+/// asks the broker where each partition ends and shows the difference as the lag, also
+/// while a source waits on a full pipeline and reads nothing.
+#[derive(Debug, Clone, Default)]
+pub struct ReadPositions(Arc<Mutex<HashMap<(usize, i32), i64>>>);
+
+impl ReadPositions {
+    /// The next offset to read in `partition` of `stream`; None before the source of that
+    /// partition has started.
+    pub fn next(&self, stream: Stream, partition: i32) -> Option<i64> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(stream.index(), partition)).copied())
+    }
+
+    fn set(&self, stream: Stream, next: impl IntoIterator<Item = (i32, i64)>) {
+        if let Ok(mut m) = self.0.lock() {
+            for (partition, offset) in next {
+                m.insert((stream.index(), partition), offset);
+            }
+        }
+    }
+
+    /// Records the positions after `items`: once per batch, not per message.
+    fn read(&self, stream: Stream, items: &[Item]) {
+        let mut last: HashMap<i32, i64> = HashMap::new();
+        for item in items {
+            if let Item::Event {
+                partition, offset, ..
+            }
+            | Item::Rejected { partition, offset }
+            | Item::Skipped { partition, offset } = item
+            {
+                last.insert(*partition, offset + 1);
+            }
+        }
+        self.set(stream, last);
+    }
+}
+
 /// A batch is handed over at this many items or this many bytes of kept payloads,
 /// whichever comes first: with the channel's 16 batches, at most ~16 MiB of payloads wait
 /// for the coordinator.
@@ -113,6 +155,7 @@ pub struct Spawner {
     config: Config,
     dead: DeadLetterProducer,
     metrics: ServeMetrics,
+    read: ReadPositions,
     stop: Arc<AtomicBool>,
     fatal: tokio::sync::mpsc::UnboundedSender<ServeError>,
 }
@@ -130,8 +173,7 @@ impl Spawner {
     pub fn new(
         kafka: ClientConfig,
         config: Config,
-        dead: DeadLetterProducer,
-        metrics: ServeMetrics,
+        (dead, metrics): (DeadLetterProducer, ServeMetrics),
         tx: Sender<Batch>,
         stop: Arc<AtomicBool>,
         fatal: tokio::sync::mpsc::UnboundedSender<ServeError>,
@@ -145,9 +187,15 @@ impl Spawner {
             config,
             dead,
             metrics,
+            read: ReadPositions::default(),
             stop,
             fatal,
         }
+    }
+
+    /// Where the sources it started stand.
+    pub fn read_positions(&self) -> ReadPositions {
+        self.read.clone()
     }
 
     /// Starts the source of `partitions` of `stream` for `worker`, each partition from its
@@ -185,14 +233,31 @@ impl Spawner {
                 return Ok(());
             }
         }
-        let idle = Duration::from_secs(self.config.streams.get(stream).idle_timeout_s);
-        let max_future = self.config.streams.max_future();
-        let (dead, metrics, stop) = (self.dead.clone(), self.metrics.clone(), self.stop.clone());
+        // Where reading starts counts as read up to there: a resumed partition is behind
+        // by what follows its checkpoint's offset, not by the whole partition.
+        self.read.set(
+            stream,
+            partitions
+                .iter()
+                .filter_map(|p| source.start_offset(*p).map(|o| (*p, o))),
+        );
+        let settings = SourceSettings {
+            worker,
+            idle_timeout: Duration::from_secs(self.config.streams.get(stream).idle_timeout_s),
+            max_future: self.config.streams.max_future(),
+        };
+        let links = SourceLinks {
+            dead: self.dead.clone(),
+            metrics: self.metrics.clone(),
+            read: self.read.clone(),
+            tx,
+            stop: self.stop.clone(),
+        };
         let thread = super::spawn_reporting(
             &format!("source-{}-{worker}", stream.as_str()),
             &format!("source {topic}"),
             &self.fatal,
-            move || run_source(worker, source, idle, max_future, dead, metrics, tx, stop),
+            move || run_source(source, &settings, &links),
         )?;
         inner.threads.push(thread);
         Ok(())
@@ -327,23 +392,44 @@ fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
     }
 }
 
-/// Runs one source until `stop` is raised; fails when dead letters cannot be written.
-#[allow(clippy::too_many_arguments)]
-pub fn run_source(
+/// What a source is: the worker owning its partitions and its stream's settings.
+struct SourceSettings {
     worker: usize,
-    source: TopicSource,
     idle_timeout: Duration,
     max_future: paceline_model::Nanos,
+}
+
+/// What a source hands its results to.
+struct SourceLinks {
     dead: DeadLetterProducer,
     metrics: ServeMetrics,
+    read: ReadPositions,
     tx: Sender<Batch>,
     stop: Arc<AtomicBool>,
+}
+
+/// Runs one source until `stop` is raised; fails when dead letters cannot be written.
+fn run_source(
+    source: TopicSource,
+    settings: &SourceSettings,
+    links: &SourceLinks,
 ) -> Result<(), PipelineError> {
+    let SourceSettings {
+        worker,
+        idle_timeout,
+        max_future,
+    } = *settings;
+    let SourceLinks {
+        dead,
+        metrics,
+        read,
+        tx,
+        stop,
+    } = links;
     let stream = source.stream;
     let mut items: Vec<Item> = Vec::with_capacity(BATCH_ITEMS);
     let mut batch_bytes = 0usize;
     let mut consumed = Instant::now();
-    let mut last_lag = Instant::now();
     let mut last_error: Option<Instant> = None;
     // Per partition: since when the consumer has been at its end, and whether it was
     // reported idle.
@@ -457,6 +543,7 @@ pub fn run_source(
         }
         if (flush_now || items.iter().any(|i| matches!(i, Item::Idle { .. }))) && !items.is_empty()
         {
+            read.read(stream, &items);
             let batch = Batch {
                 worker,
                 stream,
@@ -464,21 +551,13 @@ pub fn run_source(
                 items: std::mem::replace(&mut items, Vec::with_capacity(BATCH_ITEMS)),
             };
             batch_bytes = 0;
-            if !deliver(&tx, batch, &stop) {
+            if !deliver(tx, batch, stop) {
                 break;
             }
         }
-        if last_lag.elapsed() >= Duration::from_secs(1) {
-            for (p, lag) in source.lag() {
-                metrics
-                    .source_lag
-                    .with_label_values(&[source.topic.as_str(), &p.to_string()])
-                    .set(lag);
-            }
-            last_lag = Instant::now();
-        }
     }
     if !items.is_empty() {
+        read.read(stream, &items);
         // Hand over what was read; the coordinator drains until every source is gone.
         let batch = Batch {
             worker,

@@ -4,7 +4,8 @@
 //! Trouble (brokers unreachable or refusing the client, a topic deleted) turns `/readyz`
 //! 503 with the reason at once; trouble that lasts `kafka.unavailable_timeout_s` stops the
 //! service with that reason (exit 1) rather than leave it waiting unnoticed. Partitions
-//! added to a topic get a source of their own, on the worker the stable rule names.
+//! added to a topic get a source of their own, on the worker the stable rule names. After
+//! each look it asks where each partition this process reads ends: the sources' lag.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use paceline_ingest::{create_missing_topics, partition_owner, NewTopicSpec, Topi
 use paceline_model::Stream;
 use rdkafka::config::ClientConfig;
 
+use super::metrics::ServeMetrics;
 use super::sources::Spawner;
 use super::trouble::Trouble;
 use super::{PipelineError, ServeError};
@@ -116,6 +118,8 @@ pub struct Watch {
     pub health: Arc<Trouble>,
     /// Starts sources for added partitions.
     pub spawner: Arc<Spawner>,
+    /// Where the lag is shown (`paceline_source_lag_messages`).
+    pub metrics: ServeMetrics,
     /// Raised at shutdown.
     pub stop: Arc<AtomicBool>,
     /// Where lasting trouble is reported.
@@ -135,6 +139,7 @@ impl Watch {
                             .send(ServeError::Pipeline(e.in_part("kafka-watch")));
                         return;
                     }
+                    self.show_lag();
                 }
                 Err(e) => {
                     self.health.record(Some(e.reason));
@@ -147,6 +152,34 @@ impl Watch {
             let slept = Instant::now();
             while slept.elapsed() < LOOK_EVERY && !self.stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Each partition this process reads: messages between where its source stands and
+    /// where the partition ends, asked of the broker here, on the watch's own client, so
+    /// that the answer neither waits for a source nor holds one up. A partition the broker
+    /// does not answer for keeps its last figure.
+    fn show_lag(&self) {
+        let known = self.known.lock().map(|k| k.clone()).unwrap_or_default();
+        let read = self.spawner.read_positions();
+        for (s, topic) in Stream::ALL.iter().zip(self.watch.topics()) {
+            for p in &known[s.index()] {
+                let owner = partition_owner(*s, *p, self.placement.total());
+                if self.placement.local(owner).is_none() || self.stop.load(Ordering::Relaxed) {
+                    continue;
+                }
+                // One unanswered question is enough for this round: the next look tells
+                // whether the broker is in trouble.
+                let Some((low, high)) = self.watch.watermarks(topic, *p, LOOK_TIMEOUT) else {
+                    return;
+                };
+                // Before its source has read anything, a partition is behind by all it holds.
+                let position = read.next(*s, *p).unwrap_or(low).max(low);
+                self.metrics
+                    .source_lag
+                    .with_label_values(&[topic.as_str(), &p.to_string()])
+                    .set((high - position).max(0));
             }
         }
     }
