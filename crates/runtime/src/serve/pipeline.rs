@@ -374,8 +374,12 @@ fn start_dataflow(
     observed: &Observed,
     cluster: Option<Connected>,
 ) -> Result<Dataflow, ServeError> {
-    let (points_tx, points) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(64);
     let batch = batch_settings(config);
+    // On their way to the sink, as many points as the sink itself holds at most: with a
+    // fixed number of deliveries the channel alone could hold 64 x `batch_points` and keep
+    // the sources reading long after the sink is full.
+    let in_flight = (batch.max_pending / batch.batch_points).max(1);
+    let (points_tx, points) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(in_flight);
     let sent = Arc::new(AtomicU64::new(0));
     let counted = sent.clone();
     let handed = observed.metrics.dataflow_points.clone();
