@@ -10,7 +10,11 @@ fn root() -> PathBuf {
 }
 
 fn documents() -> Vec<PathBuf> {
-    let mut docs = vec![root().join("README.md"), root().join("CHANGELOG.md")];
+    let mut docs = vec![
+        root().join("README.md"),
+        root().join("CHANGELOG.md"),
+        root().join("ARCHITECTURE.md"),
+    ];
     for entry in std::fs::read_dir(root().join("docs")).expect("docs/") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "md") {
@@ -106,6 +110,27 @@ fn every_relative_link_resolves() {
     }
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
     assert!(checked >= 30, "only {checked} links checked");
+}
+
+/// ARCHITECTURE.md is a map: every path it names in a code span (`crates/…`, `tests/…`)
+/// is still there, so a moved file shows up here rather than in a newcomer's search.
+#[test]
+fn the_architecture_names_paths_that_exist() {
+    let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let tops = ["crates/", "config/", "deploy/", "docs/", "tests/", "scripts/"];
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for span in text.split('`').skip(1).step_by(2) {
+        if !tops.iter().any(|t| span.starts_with(t)) || span.contains(' ') {
+            continue;
+        }
+        named += 1;
+        if !root().join(span).exists() {
+            missing.push(span.to_string());
+        }
+    }
+    assert!(named >= 40, "only {named} paths named");
+    assert!(missing.is_empty(), "ARCHITECTURE.md names paths that do not exist: {missing:?}");
 }
 
 /// Every TOML example of docs/configuration.md loads and validates, the files it names
