@@ -87,6 +87,16 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// An event that admission refused: older than its stream's watermark minus the
+    /// correction horizon (`event_time` decides; this is what replay and serve both say).
+    pub fn too_late(stream: Stream) -> Rejection {
+        Rejection {
+            reason: Reason::TooLate,
+            stream: Some(stream),
+            detail: "older than the watermark minus the correction horizon".into(),
+        }
+    }
+
     /// The stream's name, or `unknown`.
     pub fn stream_name(&self) -> &'static str {
         self.stream.map_or("unknown", |s| s.as_str())

@@ -117,7 +117,9 @@ fn every_relative_link_resolves() {
 #[test]
 fn the_architecture_names_paths_that_exist() {
     let text = std::fs::read_to_string(root().join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
-    let tops = ["crates/", "config/", "deploy/", "docs/", "tests/", "scripts/"];
+    let tops = [
+        "crates/", "config/", "deploy/", "docs/", "tests/", "scripts/",
+    ];
     let mut named = 0;
     let mut missing = Vec::new();
     for span in text.split('`').skip(1).step_by(2) {
@@ -130,7 +132,10 @@ fn the_architecture_names_paths_that_exist() {
         }
     }
     assert!(named >= 40, "only {named} paths named");
-    assert!(missing.is_empty(), "ARCHITECTURE.md names paths that do not exist: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names paths that do not exist: {missing:?}"
+    );
 }
 
 /// Every TOML example of docs/configuration.md loads and validates, the files it names

@@ -501,11 +501,7 @@ impl Admitter<'_> {
                 }
                 Verdict::Duplicate => self.summary.duplicates[stream.index()] += 1,
                 Verdict::TooLate => {
-                    let rejection = Rejection {
-                        reason: Reason::TooLate,
-                        stream: Some(stream),
-                        detail: "older than the watermark minus the correction horizon".into(),
-                    };
+                    let rejection = Rejection::too_late(stream);
                     count_rejection(&mut self.summary, &rejection);
                     dead.write(&rejection, name, line_no, line)?;
                 }

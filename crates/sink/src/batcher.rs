@@ -11,6 +11,10 @@
 //! error unless configured to keep retrying. While idle the database is pinged so that
 //! readiness follows it.
 //!
+//! The loop is a state machine (`State`: gathering, ready, writing, backing off) driven by
+//! one event at a time, over a [`PointWriter`], so its rules are tested against a scripted
+//! database as well as the real ones.
+//!
 //! A failed write may still be applied by the database later (a request that timed out
 //! on the client but not on the server): it would then put back older values over a
 //! correction written after the retry. So the points of every write that failed so (any
@@ -187,12 +191,56 @@ impl InDoubt {
     }
 }
 
-/// What the request in flight writes: a batch of the queue's first points, or the
-/// rewrite of the points in doubt.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Where the sink's batches go: InfluxDB in the service ([`InfluxWriter`]), a stand-in
+/// in tests.
+pub trait PointWriter: Sync {
+    /// What a point's tick (nanoseconds) is divided by for the database's precision.
+    fn divisor(&self) -> i64;
+    /// Writes one body of line protocol.
+    fn write(&self, body: String) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// Whether the database answers, asked while idle so that readiness follows it.
+    fn ping(&self) -> impl Future<Output = Result<(), WriteError>> + Send;
+}
+
+impl PointWriter for InfluxWriter {
+    fn divisor(&self) -> i64 {
+        self.divisor
+    }
+    fn write(&self, body: String) -> impl Future<Output = Result<(), WriteError>> + Send {
+        InfluxWriter::write(self, body)
+    }
+    fn ping(&self) -> impl Future<Output = Result<(), WriteError>> + Send {
+        InfluxWriter::ping(self)
+    }
+}
+
+/// What a batch writes: the queue's first points, or the rewrite of the points in doubt.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Batch {
     Queued(usize),
     Rewrite,
+}
+
+impl Batch {
+    /// Queued points it takes off the queue once written.
+    fn queued(self) -> usize {
+        match self {
+            Batch::Queued(n) => n,
+            Batch::Rewrite => 0,
+        }
+    }
+}
+
+/// Where the sink stands with its current batch.
+enum State {
+    /// No batch: points gather until one is full, has lingered, or the input closes.
+    Gathering,
+    /// A batch to send now.
+    Ready(Batch, String),
+    /// A batch's request is in flight.
+    Writing(Batch, String),
+    /// A batch's write failed: sent again at the instant given.
+    BackingOff(Batch, String, Instant),
 }
 
 /// `points` in deliveries of at most `settings.batch_points`, in order: what [`run`] takes
@@ -213,10 +261,215 @@ pub fn deliveries(points: Vec<Point>, settings: &BatchSettings) -> Vec<Vec<Point
     }
 }
 
+/// The sink's state between events: the queue, the current batch, the points in doubt.
+/// Each event (a delivery, a write's result, a timer) is one method; the write requests
+/// themselves are made by [`run`], which owns the futures.
+struct Sink<'a> {
+    settings: &'a BatchSettings,
+    metrics: &'a SinkMetrics,
+    health: Arc<SinkHealth>,
+    divisor: i64,
+    pending: VecDeque<(u64, Point)>,
+    /// When the queue's oldest unsent point arrived (the linger runs from here).
+    oldest: Option<Instant>,
+    closed: bool,
+    written: u64,
+    state: State,
+    doubt: InDoubt,
+    attempt: u32,
+    next_ping: Instant,
+}
+
+impl Sink<'_> {
+    /// Whether one more delivery (at most `batch_points`) fits under `max_pending`: the
+    /// bound is exact because nothing is taken that would pass it.
+    fn may_take(&self) -> bool {
+        !self.closed && self.pending.len() + self.settings.batch_points <= self.settings.max_pending
+    }
+
+    fn take(&mut self, msg: Option<(u64, Vec<Point>)>) {
+        match msg {
+            Some((epoch, points)) => {
+                if self.oldest.is_none() && !points.is_empty() {
+                    self.oldest = Some(Instant::now());
+                }
+                self.pending.extend(points.into_iter().map(|p| (epoch, p)));
+            }
+            None => self.closed = true,
+        }
+    }
+
+    /// Everything taken is written and the input is closed.
+    fn done(&self) -> bool {
+        matches!(self.state, State::Gathering)
+            && self.closed
+            && self.pending.is_empty()
+            && self.doubt.points.is_empty()
+    }
+
+    /// Moves to the next state that needs no event: a batch chosen while gathering, a
+    /// backoff that has run out. The points in doubt go first: their rewrite must come
+    /// before any later write of the same points.
+    fn advance(&mut self) {
+        match &self.state {
+            State::Gathering => {
+                let drained = self.closed && self.pending.is_empty();
+                if let Some(text) =
+                    self.doubt
+                        .due_body(&self.settings.measurements, self.divisor, drained)
+                {
+                    self.state = State::Ready(Batch::Rewrite, text);
+                } else if self.batch_due() {
+                    let n = self.pending.len().min(self.settings.batch_points);
+                    let text = body(
+                        &self.settings.measurements,
+                        self.divisor,
+                        self.pending.iter().take(n).map(|(_, p)| p),
+                    );
+                    self.state = State::Ready(Batch::Queued(n), text);
+                }
+            }
+            State::BackingOff(_, _, at) if *at <= Instant::now() => {
+                if let State::BackingOff(what, text, _) =
+                    std::mem::replace(&mut self.state, State::Gathering)
+                {
+                    self.state = State::Ready(what, text);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A batch of the queue leaves when full, lingered, or at the end of input.
+    fn batch_due(&self) -> bool {
+        let lingered = self
+            .oldest
+            .is_some_and(|t| t.elapsed() >= self.settings.linger);
+        !self.pending.is_empty()
+            && (self.pending.len() >= self.settings.batch_points || lingered || self.closed)
+    }
+
+    /// The body to send now, the batch then in flight.
+    fn send(&mut self) -> Option<String> {
+        if !matches!(self.state, State::Ready(..)) {
+            return None;
+        }
+        let State::Ready(what, text) = std::mem::replace(&mut self.state, State::Gathering) else {
+            return None;
+        };
+        self.state = State::Writing(what, text.clone());
+        Some(text)
+    }
+
+    /// The request in flight answered.
+    fn answered(
+        &mut self,
+        result: Result<(), WriteError>,
+        took: Duration,
+        on_ack: &mut impl FnMut(&[(u64, Point)]),
+    ) -> Result<(), SinkStopped> {
+        let State::Writing(what, text) = std::mem::replace(&mut self.state, State::Gathering)
+        else {
+            return Ok(());
+        };
+        match result {
+            Ok(()) => {
+                self.metrics.write_duration.observe(took.as_secs_f64());
+                self.written_ok(what, on_ack);
+                Ok(())
+            }
+            Err(e) => self.write_failed(what, text, e),
+        }
+    }
+
+    fn written_ok(&mut self, what: Batch, on_ack: &mut impl FnMut(&[(u64, Point)])) {
+        self.health.set(&Ok(()));
+        if what == Batch::Rewrite {
+            self.metrics
+                .points_rewritten
+                .inc_by(self.doubt.points.len() as u64);
+            tracing::info!(
+                points = self.doubt.points.len(),
+                "points of failed writes written again with their newest values"
+            );
+            self.doubt = InDoubt::default();
+        }
+        let n = what.queued();
+        self.metrics.points_written.inc_by(n as u64);
+        self.written += n as u64;
+        let done: Vec<(u64, Point)> = self.pending.drain(..n).collect();
+        self.doubt.written(done.iter().map(|(_, p)| p));
+        on_ack(&done);
+        self.attempt = 0;
+        self.oldest = (!self.pending.is_empty()).then(Instant::now);
+        self.next_ping = Instant::now() + self.settings.ping_interval;
+    }
+
+    fn write_failed(
+        &mut self,
+        what: Batch,
+        text: String,
+        e: WriteError,
+    ) -> Result<(), SinkStopped> {
+        let n = what.queued();
+        self.metrics.write_errors.inc();
+        self.health.set(&Err(e.clone()));
+        let refused = matches!(e, WriteError::Refused { .. });
+        if refused && !self.settings.retry_client_errors {
+            return Err(SinkStopped {
+                points: n,
+                error: e,
+            });
+        }
+        // Refused (4xx) is not applied; anything else may be, later.
+        if !refused {
+            let points = self.pending.iter().take(n).map(|(_, p)| p);
+            self.doubt.failed(points, self.settings.doubt_rewrite);
+        }
+        let wait = backoff(
+            self.attempt,
+            self.settings.retry_initial,
+            self.settings.retry_max,
+        );
+        tracing::warn!(error = %e, points = n, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; retrying");
+        self.attempt = self.attempt.saturating_add(1);
+        self.state = State::BackingOff(what, text, Instant::now() + wait);
+        Ok(())
+    }
+
+    /// The next instant something is due without an event: a backoff's end, the queue's
+    /// linger, the rewrite of the points in doubt, or a ping while idle.
+    fn next_timer(&self) -> Option<Instant> {
+        match &self.state {
+            State::BackingOff(_, _, at) => Some(*at),
+            State::Gathering => {
+                let linger = self.oldest.map(|t| t + self.settings.linger);
+                let idle = self.pending.is_empty() && !self.closed;
+                let ping = idle.then_some(self.next_ping);
+                [linger, self.doubt.due, ping].into_iter().flatten().min()
+            }
+            State::Ready(..) | State::Writing(..) => None,
+        }
+    }
+
+    /// Nothing to write: the database is pinged so that readiness follows it.
+    fn ping_due(&self) -> bool {
+        matches!(self.state, State::Gathering)
+            && self.pending.is_empty()
+            && !self.closed
+            && self.next_ping <= Instant::now()
+    }
+
+    fn pinged(&mut self, result: Result<(), WriteError>) {
+        self.health.set(&result);
+        self.next_ping = Instant::now() + self.settings.ping_interval;
+    }
+}
+
 /// Runs the sink until `input` closes and everything queued is written. `on_ack` sees each
 /// acknowledged batch: the points with the epochs they came from.
-pub async fn run(
-    writer: &InfluxWriter,
+pub async fn run<W: PointWriter>(
+    writer: &W,
     settings: &BatchSettings,
     mut input: Receiver<(u64, Vec<Point>)>,
     metrics: &SinkMetrics,
@@ -224,117 +477,45 @@ pub async fn run(
     mut on_ack: impl FnMut(&[(u64, Point)]) + Send,
 ) -> Result<u64, SinkStopped> {
     metrics.pending_points_max.set(settings.max_pending as i64);
-    let mut pending: VecDeque<(u64, Point)> = VecDeque::new();
-    let mut oldest: Option<Instant> = None;
-    let mut closed = false;
-    let mut written = 0u64;
-    // The batch being written: what it is, its body and the request in flight.
-    let mut batch: Option<(Batch, String)> = None;
-    let mut doubt = InDoubt::default();
+    let mut sink = Sink {
+        settings,
+        metrics,
+        health,
+        divisor: writer.divisor(),
+        pending: VecDeque::new(),
+        oldest: None,
+        closed: false,
+        written: 0,
+        state: State::Gathering,
+        doubt: InDoubt::default(),
+        attempt: 0,
+        next_ping: Instant::now(),
+    };
+    // The request in flight, outside `sink` so that the select below can poll it while
+    // its handlers change `sink`.
     let mut inflight: Option<(WriteFuture<'_>, Instant)> = None;
-    let mut retry_at: Option<Instant> = None;
-    let mut attempt = 0u32;
-    let mut next_ping = Instant::now();
     loop {
-        metrics.pending_points.set(pending.len() as i64);
-        if batch.is_none() {
-            // Before the queue's next batch: the values in doubt are the newest written.
-            if let Some(text) = doubt.due_body(
-                &settings.measurements,
-                writer.divisor,
-                closed && pending.is_empty(),
-            ) {
-                batch = Some((Batch::Rewrite, text));
-                retry_at = Some(Instant::now());
-            }
+        metrics.pending_points.set(sink.pending.len() as i64);
+        sink.advance();
+        if sink.done() {
+            return Ok(sink.written);
         }
-        if batch.is_none() {
-            if closed && pending.is_empty() {
-                return Ok(written);
-            }
-            let due = oldest.is_some_and(|t| t.elapsed() >= settings.linger);
-            if !pending.is_empty() && (pending.len() >= settings.batch_points || due || closed) {
-                let n = pending.len().min(settings.batch_points);
-                let text = body(
-                    &settings.measurements,
-                    writer.divisor,
-                    pending.iter().take(n).map(|(_, p)| p),
-                );
-                batch = Some((Batch::Queued(n), text));
-                retry_at = Some(Instant::now());
-            }
+        if let Some(text) = sink.send() {
+            inflight = Some((Box::pin(writer.write(text)), Instant::now()));
         }
-        if let (Some(at), Some((_, text))) = (retry_at, &batch) {
-            if at <= Instant::now() && inflight.is_none() {
-                retry_at = None;
-                inflight = Some((Box::pin(writer.write(text.clone())), Instant::now()));
-            }
+        if sink.ping_due() {
+            let r = writer.ping().await;
+            sink.pinged(r);
+            continue;
         }
-        let linger_at = oldest.map(|t| t + settings.linger);
+        let timer = sink.next_timer();
         tokio::select! {
             result = async { inflight.as_mut().map(|(f, _)| f).expect("guarded").await }, if inflight.is_some() => {
-                let started = inflight.take().map(|(_, s)| s).unwrap_or_else(Instant::now);
-                let what = batch.as_ref().map_or(Batch::Queued(0), |(w, _)| *w);
-                let n = match what {
-                    Batch::Queued(n) => n,
-                    Batch::Rewrite => 0,
-                };
-                match result {
-                    Ok(()) => {
-                        health.set(&Ok(()));
-                        metrics.write_duration.observe(started.elapsed().as_secs_f64());
-                        if what == Batch::Rewrite {
-                            metrics.points_rewritten.inc_by(doubt.points.len() as u64);
-                            tracing::info!(points = doubt.points.len(), "points of failed writes written again with their newest values");
-                            doubt = InDoubt::default();
-                        }
-                        metrics.points_written.inc_by(n as u64);
-                        written += n as u64;
-                        let done: Vec<(u64, Point)> = pending.drain(..n).collect();
-                        doubt.written(done.iter().map(|(_, p)| p));
-                        on_ack(&done);
-                        batch = None;
-                        attempt = 0;
-                        oldest = if pending.is_empty() { None } else { Some(Instant::now()) };
-                        next_ping = Instant::now() + settings.ping_interval;
-                    }
-                    Err(e) => {
-                        metrics.write_errors.inc();
-                        health.set(&Err(e.clone()));
-                        if matches!(e, WriteError::Refused { .. }) && !settings.retry_client_errors {
-                            return Err(SinkStopped { points: n, error: e });
-                        }
-                        // Refused (4xx) is not applied; anything else may be, later.
-                        if !matches!(e, WriteError::Refused { .. }) {
-                            doubt.failed(pending.iter().take(n).map(|(_, p)| p), settings.doubt_rewrite);
-                        }
-                        let wait = backoff(attempt, settings.retry_initial, settings.retry_max);
-                        tracing::warn!(error = %e, points = n, retry_in_ms = wait.as_millis() as u64, "InfluxDB write failed; retrying");
-                        attempt = attempt.saturating_add(1);
-                        retry_at = Some(Instant::now() + wait);
-                    }
-                }
+                let took = inflight.take().map_or(Duration::ZERO, |(_, s)| s.elapsed());
+                sink.answered(result, took, &mut on_ack)?;
             }
-            _ = sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() && inflight.is_none() => {}
-            // A delivery holds at most `batch_points`: taken only when one that large fits.
-            msg = input.recv(), if !closed && pending.len() + settings.batch_points <= settings.max_pending => {
-                match msg {
-                    Some((epoch, points)) => {
-                        if oldest.is_none() && !points.is_empty() {
-                            oldest = Some(Instant::now());
-                        }
-                        pending.extend(points.into_iter().map(|p| (epoch, p)));
-                    }
-                    None => closed = true,
-                }
-            }
-            _ = sleep_until(linger_at.unwrap_or_else(Instant::now)), if linger_at.is_some() && batch.is_none() => {}
-            _ = sleep_until(doubt.due.unwrap_or_else(Instant::now)), if doubt.due.is_some() && batch.is_none() => {}
-            _ = sleep_until(next_ping), if batch.is_none() && pending.is_empty() && !closed => {
-                let r = writer.ping().await;
-                health.set(&r);
-                next_ping = Instant::now() + settings.ping_interval;
-            }
+            msg = input.recv(), if sink.may_take() => sink.take(msg),
+            _ = sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() && inflight.is_none() => {}
         }
     }
 }
@@ -377,6 +558,203 @@ mod tests {
             text,
             "indicator,indicator=quasi_unicorns value=2 6\nindicator,indicator=quasi_unicorns value=5 3\n"
         );
+    }
+
+    /// A database stand-in: answers each write from a script (then from `otherwise`),
+    /// and keeps every body it was sent, in order.
+    struct Scripted {
+        answers: Mutex<VecDeque<Result<(), WriteError>>>,
+        otherwise: Mutex<Result<(), WriteError>>,
+        bodies: Mutex<Vec<String>>,
+    }
+
+    impl Scripted {
+        fn new(answers: Vec<Result<(), WriteError>>, otherwise: Result<(), WriteError>) -> Self {
+            Scripted {
+                answers: Mutex::new(answers.into()),
+                otherwise: Mutex::new(otherwise),
+                bodies: Mutex::new(Vec::new()),
+            }
+        }
+        fn bodies(&self) -> Vec<String> {
+            self.bodies.lock().unwrap().clone()
+        }
+    }
+
+    impl PointWriter for Scripted {
+        fn divisor(&self) -> i64 {
+            1
+        }
+        fn write(&self, body: String) -> impl Future<Output = Result<(), WriteError>> + Send {
+            self.bodies.lock().unwrap().push(body);
+            let scripted = self.answers.lock().unwrap().pop_front();
+            let answer = scripted.unwrap_or_else(|| self.otherwise.lock().unwrap().clone());
+            async move { answer }
+        }
+        fn ping(&self) -> impl Future<Output = Result<(), WriteError>> + Send {
+            async { Ok(()) }
+        }
+    }
+
+    fn settings(batch: usize, max_pending: usize) -> BatchSettings {
+        let mut s = BatchSettings::from_config(
+            crate::Measurements {
+                points: "m".into(),
+                verdicts: "v".into(),
+            },
+            &InfluxConfig {
+                batch_points: batch,
+                max_pending_points: max_pending,
+                linger_ms: 5,
+                retry_initial_ms: 1,
+                retry_max_ms: 4,
+                ..InfluxConfig::default()
+            },
+        );
+        s.ping_interval = Duration::from_secs(3600);
+        s
+    }
+
+    fn ticks(n: i64) -> Vec<Point> {
+        let s = SeriesKey::plain(Indicator::QuasiUnicorns);
+        (0..n)
+            .map(|i| Point::indicator(s, i, Fields::value(i as f64), false))
+            .collect()
+    }
+
+    /// The line of tick `t` (value `t`) as the stand-in receives it.
+    fn line(t: i64) -> String {
+        format!("m,indicator=quasi_unicorns value={t} {t}\n")
+    }
+
+    fn lines(ts: std::ops::Range<i64>) -> String {
+        ts.map(line).collect()
+    }
+
+    fn retryable() -> Result<(), WriteError> {
+        Err(WriteError::Retryable("connection refused".into()))
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_sent_again_whole_then_the_rest_in_order() {
+        let db = Scripted::new(vec![retryable(), retryable()], Ok(()));
+        let settings = settings(3, 9);
+        let metrics = SinkMetrics::register(&prometheus::Registry::new()).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        for (epoch, d) in deliveries(ticks(7), &settings).into_iter().enumerate() {
+            tx.send((epoch as u64, d)).await.unwrap();
+        }
+        drop(tx);
+        let mut acked = Vec::new();
+        let health = Arc::new(SinkHealth::default());
+        let written = run(&db, &settings, rx, &metrics, health.clone(), |done| {
+            acked.extend(done.iter().map(|(e, p)| (*e, p.tick)))
+        })
+        .await
+        .unwrap();
+        assert_eq!(written, 7);
+        // Epochs 0, 1, 2 hold ticks 0-2, 3-5 and 6: acknowledged once each, in order.
+        let expected: Vec<(u64, i64)> = (0..7).map(|t| ((t / 3) as u64, t)).collect();
+        assert_eq!(acked, expected);
+        // The first batch twice more after its failures, then the rest; the points of the
+        // failed writes once more at the end (in any order), since the database may still
+        // apply a failed write late.
+        let mut bodies = db.bodies();
+        assert_eq!(bodies.len(), 6, "{bodies:?}");
+        let mut rewrite: Vec<&str> = bodies[5].lines().collect();
+        rewrite.sort();
+        assert_eq!(rewrite.join("\n") + "\n", lines(0..3));
+        bodies.truncate(5);
+        assert_eq!(
+            bodies,
+            vec![
+                lines(0..3),
+                lines(0..3),
+                lines(0..3),
+                lines(3..6),
+                lines(6..7)
+            ]
+        );
+        assert_eq!(metrics.write_errors.get(), 2);
+        assert_eq!(metrics.points_written.get(), 7);
+        assert_eq!(metrics.points_rewritten.get(), 3);
+        assert!(health.accepting.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_stops_the_sink_without_acknowledging_it() {
+        let refused = Err(WriteError::Refused {
+            status: 400,
+            body: "bad".into(),
+        });
+        let db = Scripted::new(vec![Ok(()), refused], Ok(()));
+        let settings = settings(2, 8);
+        let metrics = SinkMetrics::register(&prometheus::Registry::new()).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send((0, ticks(4))).await.unwrap();
+        drop(tx);
+        let mut acked = Vec::new();
+        let stopped = run(&db, &settings, rx, &metrics, Arc::default(), |done| {
+            acked.extend(done.iter().map(|(_, p)| p.tick))
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(stopped.points, 2);
+        assert_eq!(acked, vec![0, 1]);
+        assert_eq!(db.bodies(), vec![lines(0..2), lines(2..4)]);
+    }
+
+    #[tokio::test]
+    async fn while_the_database_is_down_the_bound_holds_and_the_input_waits() {
+        // Down until told otherwise; then everything is written, in order.
+        let db = Arc::new(Scripted::new(vec![], retryable()));
+        let settings = Arc::new(settings(10, 35));
+        let registry = prometheus::Registry::new();
+        let metrics = Arc::new(SinkMetrics::register(&registry).unwrap());
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let sink = {
+            let (db, settings, metrics, acked) =
+                (db.clone(), settings.clone(), metrics.clone(), acked.clone());
+            tokio::spawn(async move {
+                run(&*db, &settings, rx, &metrics, Arc::default(), |done| {
+                    acked
+                        .lock()
+                        .unwrap()
+                        .extend(done.iter().map(|(_, p)| p.tick))
+                })
+                .await
+            })
+        };
+        // 20 deliveries of 10 points: the sink takes 3 (a fourth would pass 35), the
+        // channel one more, and the producer waits on the fifth.
+        let producer = tokio::spawn(async move {
+            let mut sent = 0usize;
+            for d in deliveries(ticks(200), &settings) {
+                if tx.send((0, d)).await.is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            metrics.pending_points.get(),
+            30,
+            "three deliveries taken, a fourth would pass 35"
+        );
+        assert!(
+            !producer.is_finished(),
+            "the producer waits behind the full sink"
+        );
+        assert!(acked.lock().unwrap().is_empty());
+        assert!(metrics.write_errors.get() >= 2, "the first batch retried");
+        *db.otherwise.lock().unwrap() = Ok(());
+        assert_eq!(producer.await.unwrap(), 20);
+        let written = sink.await.unwrap().unwrap();
+        assert_eq!(written, 200);
+        assert_eq!(*acked.lock().unwrap(), (0..200).collect::<Vec<i64>>());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use paceline_dataflow::cluster::Placement;
 use paceline_dataflow::{Runner, RunnerStats, WatermarkReport};
-use paceline_decode::{Admission, PartitionState, Reason, Verdict, WatermarkRule};
+use paceline_decode::{Admission, PartitionState, Rejection, Verdict, WatermarkRule};
 use paceline_ingest::DeadLetterProducer;
 use paceline_model::config::Config;
 use paceline_model::{Event, Nanos, Stream};
@@ -594,12 +594,13 @@ fn take_batch(
                             partition,
                             offset,
                         };
+                        let rejection = Rejection::too_late(stream);
                         reject(
                             metrics,
                             dead,
                             &raw,
-                            Reason::TooLate.as_str(),
-                            "older than the watermark minus the correction horizon",
+                            rejection.reason.as_str(),
+                            &rejection.detail,
                             &origin,
                         )?;
                     }
