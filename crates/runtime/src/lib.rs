@@ -9,20 +9,20 @@
 //! What people see of a run, whatever the mode, comes from one [`board::Board`]: the
 //! status page ([`page`]), the planned-indicator table ([`table`]) and the JSON API.
 
-pub mod board;
+pub(crate) mod board;
 pub mod build;
 pub mod dashboards;
-pub mod decoders;
+pub(crate) mod decoders;
 pub mod demo;
 pub mod healthcheck;
-pub mod page;
+pub(crate) mod page;
 pub mod present;
 pub mod produce;
-pub mod progress;
+pub(crate) mod progress;
 pub mod replay;
 pub mod report;
 pub mod serve;
 pub mod settings;
-pub mod table;
+pub(crate) mod table;
 
 pub use replay::{replay, ReplayError, ReplayOptions, ReplaySummary};

@@ -8,16 +8,16 @@
 //! flush the sink and the dead letters, within `service.shutdown_timeout_s`.
 
 pub mod checkpoint;
-pub mod coordinator;
-pub mod http;
-pub mod http_server;
-pub mod metrics;
+pub(crate) mod coordinator;
+pub(crate) mod http;
+pub(crate) mod http_server;
+pub(crate) mod metrics;
 pub mod peers;
 mod pipeline;
-pub mod sources;
-pub mod trouble;
-pub mod watch;
-pub mod write_deadline;
+pub(crate) mod sources;
+pub(crate) mod trouble;
+pub(crate) mod watch;
+pub(crate) mod write_deadline;
 
 pub use paceline_dataflow::cluster::peer_of_thread;
 
