@@ -143,7 +143,14 @@ impl Progress {
             p.admission.restore(r.admission);
             for s in Stream::ALL {
                 let i = s.index();
-                p.parts[i].extend(r.partitions[i].iter().copied());
+                // Every partition starts active, whatever it was at the checkpoint: messages
+                // may have come while the service was down, and a partition with a backlog
+                // is never idle. Its source reports it idle again once it is.
+                p.parts[i].extend(
+                    r.partitions[i]
+                        .iter()
+                        .map(|(k, st)| (*k, PartitionState { idle: false, ..*st })),
+                );
                 p.offsets[i].extend(r.offsets[i].iter().copied());
             }
             p.marks = r.marks;
@@ -611,6 +618,12 @@ fn take_batch(
             }
             Item::Assigned { partition } => {
                 progress.parts[stream.index()].entry(partition).or_default();
+            }
+            Item::Awake { partition } => {
+                progress.parts[stream.index()]
+                    .entry(partition)
+                    .or_default()
+                    .idle = false;
             }
             Item::Idle { partition } => {
                 progress.parts[stream.index()]

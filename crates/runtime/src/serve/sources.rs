@@ -61,6 +61,13 @@ pub enum Item {
         /// The partition.
         partition: i32,
     },
+    /// A partition reported idle is idle no longer: the broker shows messages unread, or
+    /// cannot be asked (the brokers away, this consumer cut off from them). It holds the
+    /// watermark back again until it is idle once more.
+    Awake {
+        /// The partition.
+        partition: i32,
+    },
 }
 
 /// One batch from one source.
@@ -122,6 +129,11 @@ impl ReadPositions {
 /// whichever comes first: with the channel's 16 batches, at most ~16 MiB of payloads wait
 /// for the coordinator.
 const BATCH_ITEMS: usize = 1024;
+/// How often a partition reported idle is confirmed idle with the broker. A backlog that
+/// builds behind an idle partition (a broker restart, a cut between this consumer and the
+/// brokers) must hold the watermark back before the other partitions' backlogs, read in
+/// the meantime, carry it past: the gap is this long at most.
+const IDLE_CONFIRM_EVERY: Duration = Duration::from_secs(1);
 const BATCH_BYTES: usize = 1 << 20;
 
 /// Counts a rejected message (`paceline_events_total{outcome=rejected}` and
@@ -392,6 +404,46 @@ fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
     }
 }
 
+/// Idleness, as docs/indicators.md defines it: a partition is idle once it has had nothing
+/// unread for the idle timeout (at its end that long, and the broker confirms it: an
+/// end-of-partition notice alone can be stale), and only while the broker keeps confirming
+/// it, asked every [`IDLE_CONFIRM_EVERY`]; `at_end` holds, per partition at its end, since
+/// when (once reported: when last confirmed) and whether it was reported idle.
+fn check_idleness(
+    source: &TopicSource,
+    at_end: &mut HashMap<i32, (Instant, bool)>,
+    idle_timeout: Duration,
+    items: &mut Vec<Item>,
+) {
+    for (partition, (since, reported)) in at_end.iter_mut() {
+        let wait = if *reported {
+            IDLE_CONFIRM_EVERY
+        } else {
+            idle_timeout
+        };
+        if since.elapsed() < wait {
+            continue;
+        }
+        let partition = *partition;
+        match (*reported, source.unread(partition, Duration::from_secs(2))) {
+            (false, Some(0)) => {
+                tracing::info!(topic = %source.topic, partition, "partition idle");
+                (*since, *reported) = (Instant::now(), true);
+                items.push(Item::Idle { partition });
+            }
+            // Data is unread after all: wait for it.
+            (false, Some(_)) => *since = Instant::now(),
+            (false, None) => {}
+            (true, Some(0)) => *since = Instant::now(),
+            (true, unread) => {
+                tracing::info!(topic = %source.topic, partition, ?unread, "partition no longer idle");
+                (*since, *reported) = (Instant::now(), false);
+                items.push(Item::Awake { partition });
+            }
+        }
+    }
+}
+
 /// What a source is: the worker owning its partitions and its stream's settings.
 struct SourceSettings {
     worker: usize,
@@ -522,27 +574,11 @@ fn run_source(
         for (partition, skipped) in resets {
             offset_reset(&metrics, &source.topic, partition, skipped);
         }
-        // Idle: at the end for the idle timeout, and the broker confirms nothing is unread
-        // (an end-of-partition notice alone can be stale).
-        for (partition, (since, reported)) in at_end.iter_mut() {
-            if *reported || since.elapsed() < idle_timeout {
-                continue;
-            }
-            match source.unread(*partition, Duration::from_secs(2)) {
-                Some(0) => {
-                    tracing::info!(topic = %source.topic, partition = *partition, "partition idle");
-                    *reported = true;
-                    items.push(Item::Idle {
-                        partition: *partition,
-                    });
-                }
-                // Data is unread after all: wait for it.
-                Some(_) => *since = Instant::now(),
-                None => {}
-            }
-        }
-        if (flush_now || items.iter().any(|i| matches!(i, Item::Idle { .. }))) && !items.is_empty()
-        {
+        check_idleness(&source, &mut at_end, idle_timeout, &mut items);
+        let news = items
+            .iter()
+            .any(|i| matches!(i, Item::Idle { .. } | Item::Awake { .. }));
+        if (flush_now || news) && !items.is_empty() {
             read.read(stream, &items);
             let batch = Batch {
                 worker,
