@@ -132,8 +132,10 @@ const BATCH_ITEMS: usize = 1024;
 /// How often a partition reported idle is confirmed idle with the broker. A backlog that
 /// builds behind an idle partition (a broker restart, a cut between this consumer and the
 /// brokers) must hold the watermark back before the other partitions' backlogs, read in
-/// the meantime, carry it past: the gap is this long at most.
-const IDLE_CONFIRM_EVERY: Duration = Duration::from_secs(1);
+/// the meantime, carry it past: the gap is this long at most. Not shorter: each
+/// confirmation is a request on the consumer's own connection, beside its fetches, and a
+/// slow broker asked every second per partition timed them out (seen with tansu).
+const IDLE_CONFIRM_EVERY: Duration = Duration::from_secs(5);
 const BATCH_BYTES: usize = 1 << 20;
 
 /// Counts a rejected message (`paceline_events_total{outcome=rejected}` and
