@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -279,9 +279,10 @@ pub struct RunnerStats {
     last_step_ms: Box<[AtomicU64]>,
     /// Entities held per worker, as of each worker's last snapshot.
     pub entities: Mutex<Vec<EntityCounts>>,
-    /// Each stream's watermark over every source (of the whole cluster), as the series
-    /// operators last applied it; `i64::MIN` before there is one.
-    pub watermarks: [std::sync::atomic::AtomicI64; 3],
+    /// Per local worker, each stream's watermark over every source (of the whole
+    /// cluster), as its series operator last applied it; `i64::MIN` before there is one.
+    /// Workers apply the same watermarks epoch by epoch, but not at the same moment.
+    applied: Box<[[AtomicI64; 3]]>,
 }
 
 impl RunnerStats {
@@ -290,7 +291,9 @@ impl RunnerStats {
     fn new(workers: usize) -> Self {
         let now = now_ms();
         RunnerStats {
-            watermarks: std::array::from_fn(|_| std::sync::atomic::AtomicI64::new(i64::MIN)),
+            applied: (0..workers.max(1))
+                .map(|_| std::array::from_fn(|_| AtomicI64::new(i64::MIN)))
+                .collect(),
             last_step_ms: (0..workers.max(1)).map(|_| AtomicU64::new(now)).collect(),
             ..RunnerStats::default()
         }
@@ -311,9 +314,32 @@ impl RunnerStats {
             .min()
     }
 
-    /// The stream's watermark over every source, as last applied.
+    fn applied(&self, worker: usize, stream: Stream, watermark: Nanos) {
+        if let Some(w) = self.applied.get(worker) {
+            w[stream.index()].fetch_max(watermark as i64, Ordering::Relaxed);
+        }
+    }
+
+    /// The stream's watermark over every source, as the furthest local worker applied
+    /// it: where the cluster's input stands (an event older than its horizon is too
+    /// late, whichever worker it goes to).
     pub fn watermark(&self, stream: Stream) -> Option<Nanos> {
-        let w = self.watermarks[stream.index()].load(Ordering::Relaxed);
+        let w = self
+            .applied
+            .iter()
+            .map(|w| w[stream.index()].load(Ordering::Relaxed))
+            .max()?;
+        (w != i64::MIN).then_some(w as Nanos)
+    }
+
+    /// The stream's watermark as every local worker has applied it: ticks before it are
+    /// closed and their points handed over, whichever worker computes them.
+    pub fn closed_through(&self, stream: Stream) -> Option<Nanos> {
+        let w = self
+            .applied
+            .iter()
+            .map(|w| w[stream.index()].load(Ordering::Relaxed))
+            .min()?;
         (w != i64::MIN).then_some(w as Nanos)
     }
 
@@ -455,6 +481,8 @@ pub fn stable_hash<const N: usize>(parts: [&[u8]; N]) -> u64 {
 struct SeriesWorker {
     settings: Arc<DataflowSettings>,
     stats: Arc<RunnerStats>,
+    /// This worker's index among the process's workers, for its entry in the stats.
+    local: usize,
     state: SeriesState,
 }
 
@@ -492,6 +520,7 @@ impl SeriesWorker {
     fn new(
         settings: &Arc<DataflowSettings>,
         stats: Arc<RunnerStats>,
+        local: usize,
         index: usize,
         peers: usize,
     ) -> Self {
@@ -503,6 +532,7 @@ impl SeriesWorker {
         SeriesWorker {
             settings: settings.clone(),
             stats,
+            local,
             state: SeriesState {
                 groups,
                 marks: Marks::default(),
@@ -555,7 +585,7 @@ impl SeriesWorker {
         }
         for s in Stream::ALL {
             if let Some(w) = st.marks.of(s) {
-                self.stats.watermarks[s.index()].fetch_max(w, Ordering::Relaxed);
+                self.stats.applied(self.local, s, w);
             }
         }
         self.stats
@@ -839,7 +869,7 @@ impl WorkerRun<'_> {
         let (entities, marks, series) = match restored {
             Some(s) => (s.entities, s.marks, s.series),
             None => {
-                let fresh = SeriesWorker::new(settings, stats.clone(), index, peers);
+                let fresh = SeriesWorker::new(settings, stats.clone(), local, index, peers);
                 (
                     Entities::new(settings.filing_lag),
                     Marks::default(),
@@ -852,6 +882,7 @@ impl WorkerRun<'_> {
         let series = Rc::new(RefCell::new(SeriesWorker {
             settings: settings.clone(),
             stats: stats.clone(),
+            local,
             state: series,
         }));
         let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> =
@@ -1004,6 +1035,28 @@ struct WorkerStateRef<'a> {
 mod tests {
     use super::*;
     use paceline_model::catalogue::{Part, Slot};
+
+    /// Ticks are closed where the slowest local worker stands; the input stands where
+    /// the furthest one does. A reader that took the furthest as "closed" read a series
+    /// before its worker wrote it.
+    #[test]
+    fn ticks_are_closed_where_the_slowest_worker_stands() {
+        let stats = RunnerStats::new(2);
+        assert_eq!(stats.closed_through(Stream::Filings), None);
+        stats.applied(0, Stream::Filings, 10);
+        assert_eq!(stats.watermark(Stream::Filings), Some(10));
+        assert_eq!(
+            stats.closed_through(Stream::Filings),
+            None,
+            "worker 1 applied none"
+        );
+        stats.applied(1, Stream::Filings, 5);
+        assert_eq!(stats.closed_through(Stream::Filings), Some(5));
+        stats.applied(1, Stream::Filings, 12);
+        assert_eq!(stats.closed_through(Stream::Filings), Some(10));
+        assert_eq!(stats.watermark(Stream::Filings), Some(12));
+        assert_eq!(stats.closed_through(Stream::Telemetry), None);
+    }
 
     /// Pinned: a change of these values is a change of routing, which needs a new
     /// [`ROUTING_VERSION`] (values computed apart, by a few lines of Python).
