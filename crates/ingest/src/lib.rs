@@ -9,13 +9,15 @@
 //! [`TopicWatch`] tells whether the brokers and topics are still there and which partitions
 //! they have; [`config`] is the `[kafka]` section.
 //!
-//! Modules: `consumer` (reading and who reads what), `watch` (the brokers and topics as
+//! Modules: `consumer` (reading and who reads what), `positions` (a reset told from
+//! compaction), `watch` (the brokers and topics as
 //! they are now), `admin` (describing and creating topics), `dead_letters`, `config`.
 
 mod admin;
 pub mod config;
 mod consumer;
 mod dead_letters;
+mod positions;
 mod watch;
 
 use paceline_model::secret::Secret;
@@ -31,6 +33,7 @@ pub use dead_letters::{
     DeadLetterProducer, Deliveries, DeliveryContext, Origin, DEAD_LETTER_ATTEMPTS,
     DEAD_LETTER_MAX_BYTES, DEAD_LETTER_QUEUE_KBYTES,
 };
+pub use positions::Positions;
 pub use watch::{ErrorContext, LookError, TopicWatch};
 
 /// Ingest failed: a client could not be created or the topics could not be described.
