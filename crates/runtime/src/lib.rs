@@ -9,6 +9,7 @@
 //! What people see of a run, whatever the mode, comes from one [`board::Board`]: the
 //! status page ([`page`]), the planned-indicator table ([`table`]) and the JSON API.
 
+pub(crate) mod admit;
 pub(crate) mod board;
 pub mod build;
 pub mod dashboards;

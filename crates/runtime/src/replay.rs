@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use paceline_dataflow::{DataflowSettings, Runner, WatermarkReport};
-use paceline_decode::{Admission, Reason, Rejection, Verdict, MAX_EVENT_BYTES};
+use paceline_decode::{Admission, Reason, Rejection, MAX_EVENT_BYTES};
 use paceline_model::config::{Config, PlanSpec};
 use paceline_model::point::Point;
 use paceline_model::{Event, Nanos, SeriesKey, Stream};
 use paceline_sink::LineProtocolFile;
 
+use crate::admit::{admit, AdmissionSink};
 use crate::board::Board;
 use crate::decoders::{Chunk, Decoded, Decoders, CHUNK_LINES};
 use crate::progress::Progress;
@@ -480,31 +481,19 @@ impl Admitter<'_> {
         let name = &names[decoded.chunk.input];
         for ((line, line_no), result) in decoded.chunk.lines().zip(decoded.results) {
             self.summary.events += 1;
-            let event = match result {
-                Ok(event) => event,
-                Err(rejection) => {
-                    count_rejection(&mut self.summary, &rejection);
-                    dead.write(&rejection, name, line_no, line)?;
-                    continue;
-                }
+            let mut sink = ReplayRejections {
+                summary: &mut self.summary,
+                dead: &mut *dead,
+                name,
             };
-            let stream = event.body.stream();
-            match self.admission.admit(&event) {
-                Verdict::Accepted => {
-                    self.summary.accepted[stream.index()] += 1;
-                    self.pending[self.next_worker].push(event);
-                    self.next_worker = (self.next_worker + 1) % self.pending.len();
-                    self.pending_count += 1;
-                    if self.pending_count >= self.epoch_events {
-                        self.send_epoch(None)?;
-                    }
-                }
-                Verdict::Duplicate => self.summary.duplicates[stream.index()] += 1,
-                Verdict::TooLate => {
-                    let rejection = Rejection::too_late(stream);
-                    count_rejection(&mut self.summary, &rejection);
-                    dead.write(&rejection, name, line_no, line)?;
-                }
+            let Some(event) = admit(&mut self.admission, result, &line_no, line, &mut sink)? else {
+                continue;
+            };
+            self.pending[self.next_worker].push(event);
+            self.next_worker = (self.next_worker + 1) % self.pending.len();
+            self.pending_count += 1;
+            if self.pending_count >= self.epoch_events {
+                self.send_epoch(None)?;
             }
         }
         Ok(())
@@ -517,6 +506,37 @@ impl Admitter<'_> {
             .send_all(&mut self.pending, reports(&self.admission, end))?;
         self.pending_count = 0;
         Ok(())
+    }
+}
+
+/// Replay's outcomes: the summary's counts, rejected lines to the dead-letter file with
+/// their input's name and line.
+struct ReplayRejections<'a> {
+    summary: &'a mut ReplaySummary,
+    dead: &'a mut dyn DeadLetterSink,
+    name: &'a str,
+}
+
+impl AdmissionSink for ReplayRejections<'_> {
+    type Origin = u64;
+    type Error = ReplayError;
+
+    fn accepted(&mut self, stream: Stream) {
+        self.summary.accepted[stream.index()] += 1;
+    }
+
+    fn duplicate(&mut self, stream: Stream) {
+        self.summary.duplicates[stream.index()] += 1;
+    }
+
+    fn rejected(
+        &mut self,
+        rejection: &Rejection,
+        line_no: &u64,
+        raw: &[u8],
+    ) -> Result<(), ReplayError> {
+        count_rejection(self.summary, rejection);
+        self.dead.write(rejection, self.name, *line_no, raw)
     }
 }
 

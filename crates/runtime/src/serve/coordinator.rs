@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use paceline_dataflow::cluster::Placement;
 use paceline_dataflow::{Runner, RunnerStats, WatermarkReport};
-use paceline_decode::{Admission, PartitionState, Rejection, Verdict, WatermarkRule};
+use paceline_decode::{Admission, PartitionState, Rejection, WatermarkRule};
 use paceline_ingest::DeadLetterProducer;
 use paceline_model::config::Config;
 use paceline_model::{Event, Nanos, Stream};
@@ -26,6 +26,7 @@ use super::checkpoint::{Checkpoint, Compatibility, CoordinatorState, Pending};
 use super::metrics::ServeMetrics;
 use super::sources::{reject, Batch, Item};
 use super::PipelineError;
+use crate::admit::{admit, AdmissionSink};
 use crate::settings::Settings;
 
 /// When each epoch was sent and when its oldest event was consumed, for the latency
@@ -571,6 +572,11 @@ fn take_batch(
 ) -> Result<Vec<Event>, PipelineError> {
     let Batch { stream, items, .. } = batch;
     let mut accepted = Vec::new();
+    let mut sink = ServeRejections {
+        metrics,
+        dead,
+        topic: &config.streams.get(stream).topic,
+    };
     for item in items {
         match item {
             Item::Event {
@@ -580,39 +586,13 @@ fn take_batch(
                 event,
             } => {
                 progress.read(stream, partition, offset);
-                let verdict = progress.admission.admit(&event);
-                let count = |outcome: &str| {
-                    metrics
-                        .events
-                        .with_label_values(&[stream.as_str(), outcome])
-                        .inc()
-                };
-                match verdict {
-                    Verdict::Accepted => {
-                        let st = progress.parts[stream.index()].entry(partition).or_default();
-                        st.max_at = Some(st.max_at.map_or(event.at, |m| m.max(event.at)));
-                        count("accepted");
-                        accepted.push(event);
-                    }
-                    Verdict::Duplicate => count("duplicate"),
-                    Verdict::TooLate => {
-                        tracing::debug!(stream = stream.as_str(), partition, offset, at = event.at, watermark = ?progress.admission.watermark(stream), "too late");
-                        let origin = paceline_ingest::Origin {
-                            stream,
-                            topic: config.streams.get(stream).topic.clone(),
-                            partition,
-                            offset,
-                        };
-                        let rejection = Rejection::too_late(stream);
-                        reject(
-                            metrics,
-                            dead,
-                            &raw,
-                            rejection.reason.as_str(),
-                            &rejection.detail,
-                            &origin,
-                        )?;
-                    }
+                let origin = (stream, partition, offset);
+                if let Some(event) =
+                    admit(&mut progress.admission, Ok(event), &origin, &raw, &mut sink)?
+                {
+                    let st = progress.parts[stream.index()].entry(partition).or_default();
+                    st.max_at = Some(st.max_at.map_or(event.at, |m| m.max(event.at)));
+                    accepted.push(event);
                 }
             }
             Item::Rejected { partition, offset } | Item::Skipped { partition, offset } => {
@@ -639,6 +619,66 @@ fn take_batch(
         metrics.event_read(stream);
     }
     Ok(accepted)
+}
+
+/// Serve's outcomes: the events metrics, rejected events to the dead-letter topic with
+/// their topic, partition and offset.
+struct ServeRejections<'a> {
+    metrics: &'a ServeMetrics,
+    dead: &'a DeadLetterProducer,
+    topic: &'a str,
+}
+
+impl ServeRejections<'_> {
+    fn count(&self, stream: Stream, outcome: &str) {
+        self.metrics
+            .events
+            .with_label_values(&[stream.as_str(), outcome])
+            .inc();
+    }
+}
+
+impl AdmissionSink for ServeRejections<'_> {
+    /// Stream, partition, offset.
+    type Origin = (Stream, i32, i64);
+    type Error = paceline_ingest::IngestError;
+
+    fn accepted(&mut self, stream: Stream) {
+        self.count(stream, "accepted");
+    }
+
+    fn duplicate(&mut self, stream: Stream) {
+        self.count(stream, "duplicate");
+    }
+
+    fn rejected(
+        &mut self,
+        rejection: &Rejection,
+        &(stream, partition, offset): &(Stream, i32, i64),
+        raw: &[u8],
+    ) -> Result<(), Self::Error> {
+        tracing::debug!(
+            stream = stream.as_str(),
+            partition,
+            offset,
+            reason = rejection.reason.as_str(),
+            "rejected at admission"
+        );
+        let origin = paceline_ingest::Origin {
+            stream,
+            topic: self.topic.to_string(),
+            partition,
+            offset,
+        };
+        reject(
+            self.metrics,
+            self.dead,
+            raw,
+            rejection.reason.as_str(),
+            &rejection.detail,
+            &origin,
+        )
+    }
 }
 
 /// Takes an aligned snapshot of the dataflow with the coordinator's state and hands it to
