@@ -24,17 +24,17 @@ use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use paceline_decode::{AdmissionState, PartitionState};
-use paceline_ingest::{DeadLetterProducer, OffsetCommitter};
+use paceline_ingest::OffsetCommitter;
 use paceline_model::config::Config;
 use paceline_model::{Indicator, Nanos, Stream};
 use serde::{Deserialize, Serialize};
 
+use super::commit::{CommitProgress, Mark};
 use super::metrics::ServeMetrics;
 use crate::board::Board;
 
@@ -718,10 +718,8 @@ impl Store {
 pub struct Pending {
     /// The checkpoint, without the board (taken at write time).
     pub checkpoint: Checkpoint,
-    /// Points handed to the sink before the snapshot.
-    pub points_sent: u64,
-    /// Dead letters queued before the snapshot have sequence numbers below this.
-    pub dead_letters_below: u64,
+    /// What must be acknowledged before it counts.
+    pub mark: Mark,
     /// How long the snapshot took.
     pub snapshot_time: Duration,
 }
@@ -730,10 +728,8 @@ pub struct Pending {
 pub struct Writer {
     /// The checkpoint files.
     pub store: Store,
-    /// Points acknowledged by the database so far.
-    pub acked: Arc<AtomicU64>,
-    /// For the dead letters' deliveries.
-    pub dead: DeadLetterProducer,
+    /// What has been acknowledged: the only judge of whether a checkpoint may count.
+    pub progress: CommitProgress,
     /// Commits positions for lag tools (None: could not be created; logged).
     pub committer: Option<OffsetCommitter>,
     /// Topic per stream, for the commit.
@@ -742,10 +738,6 @@ pub struct Writer {
     pub board: Arc<Board>,
     /// Metrics.
     pub metrics: ServeMetrics,
-    /// Raised when the run failed: a pending checkpoint is abandoned, never written.
-    pub abandon: Arc<AtomicBool>,
-    /// Lowered when the writer can take the next checkpoint.
-    pub busy: Arc<AtomicBool>,
 }
 
 impl Writer {
@@ -755,7 +747,7 @@ impl Writer {
     pub fn run(self, input: Receiver<Pending>) -> Result<(), super::PipelineError> {
         for pending in input {
             let r = self.complete(pending);
-            self.busy.store(false, Ordering::SeqCst);
+            self.progress.set_writing(false);
             r?;
         }
         Ok(())
@@ -765,17 +757,14 @@ impl Writer {
     fn complete(&self, pending: Pending) -> Result<(), super::PipelineError> {
         let Pending {
             mut checkpoint,
-            points_sent,
-            dead_letters_below,
+            mark,
             snapshot_time,
         } = pending;
         loop {
-            self.dead.retry_failed()?;
-            let acked = self.acked.load(Ordering::SeqCst) >= points_sent;
-            if acked && self.dead.delivered_below(dead_letters_below) {
+            if self.progress.reached(mark)? {
                 break;
             }
-            if self.abandon.load(Ordering::SeqCst) {
+            if self.progress.abandoned() {
                 tracing::info!(
                     sequence = checkpoint.sequence,
                     "checkpoint abandoned: its points or dead letters were never acknowledged"

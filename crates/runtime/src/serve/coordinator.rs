@@ -10,7 +10,7 @@
 //! partition; an epoch is sent when `epoch_events` are pending or `epoch_linger` passed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use paceline_model::config::Config;
 use paceline_model::{Event, Nanos, Stream};
 
 use super::checkpoint::{Checkpoint, Compatibility, CoordinatorState, Pending};
+use super::commit::CommitProgress;
 use super::metrics::ServeMetrics;
 use super::sources::{reject, Batch, Item};
 use super::PipelineError;
@@ -254,16 +255,14 @@ impl Progress {
 pub struct CheckpointFeed {
     /// To the checkpoint writer.
     pub tx: Sender<Pending>,
-    /// The writer is still completing the previous checkpoint: skip this one.
-    pub busy: Arc<AtomicBool>,
     /// `service.checkpoint_interval_s`.
     pub interval: Duration,
     /// The next checkpoint's sequence number.
     pub next_sequence: u64,
     /// The settings the state depends on.
     pub compatibility: Compatibility,
-    /// Points handed to the sink so far.
-    pub points_sent: Arc<AtomicU64>,
+    /// What the output has had acknowledged; whether the writer is still busy.
+    pub progress: CommitProgress,
 }
 
 /// The coordinator's inputs and outputs.
@@ -317,7 +316,7 @@ impl Coordinator {
         loop {
             let done = run.receive(&input, run.linger, &config, &metrics)?;
             let checkpoint_due = last_checkpoint.elapsed() >= checkpoints.interval
-                && !checkpoints.busy.load(Ordering::SeqCst);
+                && !checkpoints.progress.writing();
             if !(run.next.due(epoch_events, run.linger) || checkpoint_due || done) {
                 continue;
             }
@@ -335,14 +334,7 @@ impl Coordinator {
             // The final snapshot once the sources are gone: a graceful stop checkpoints.
             if checkpoint_due || done {
                 let sequence = checkpoints.next_sequence;
-                take_checkpoint(
-                    &runner,
-                    &run.progress,
-                    &mut checkpoints,
-                    &run.dead,
-                    &metrics,
-                    sequence,
-                )?;
+                take_checkpoint(&runner, &run.progress, &mut checkpoints, &metrics, sequence)?;
                 checkpoints.next_sequence += 1;
                 last_checkpoint = Instant::now();
             }
@@ -399,7 +391,7 @@ impl Coordinator {
             // snapshot at a boundary completes before every process's input reached it,
             // a process holding checkpoint N means every other one has written N - period:
             // the newest checkpoints kept always include one every process holds.
-            let held = slot >= boundary && checkpoints.busy.load(Ordering::SeqCst);
+            let held = slot >= boundary && checkpoints.progress.writing();
             if slot <= current || held {
                 if run.next.count >= epoch_events {
                     run.next.send(&runner, Vec::new(), &epochs, Some(current))?;
@@ -416,14 +408,7 @@ impl Coordinator {
                     Some(boundary),
                 )?;
                 current = boundary;
-                take_checkpoint(
-                    &runner,
-                    &run.progress,
-                    &mut checkpoints,
-                    &run.dead,
-                    &metrics,
-                    boundary,
-                )?;
+                take_checkpoint(&runner, &run.progress, &mut checkpoints, &metrics, boundary)?;
             }
             // Up to the slot, never past the next boundary: that one is taken first.
             let reach = slot.min(next_boundary(current, period) - 1);
@@ -687,14 +672,13 @@ fn take_checkpoint(
     runner: &Runner,
     progress: &Progress,
     feed: &mut CheckpointFeed,
-    dead: &DeadLetterProducer,
     metrics: &ServeMetrics,
     sequence: u64,
 ) -> Result<(), PipelineError> {
     let started = Instant::now();
     let workers = runner.snapshot()?;
     // Every point of the epochs sent so far has been handed to the sink by now.
-    let points_sent = feed.points_sent.load(Ordering::SeqCst);
+    let mark = feed.progress.mark();
     metrics.set_entities(runner.stats.entity_counts());
     let checkpoint = Checkpoint {
         compatibility: feed.compatibility.clone(),
@@ -704,11 +688,10 @@ fn take_checkpoint(
         workers,
         board: Vec::new(),
     };
-    feed.busy.store(true, Ordering::SeqCst);
+    feed.progress.set_writing(true);
     let pending = Pending {
         checkpoint,
-        points_sent,
-        dead_letters_below: dead.next_sequence(),
+        mark,
         snapshot_time: started.elapsed(),
     };
     feed.tx.send(pending).map_err(|_| PipelineError::WriterGone)

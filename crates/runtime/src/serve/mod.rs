@@ -8,6 +8,7 @@
 //! flush the sink and the dead letters, within `service.shutdown_timeout_s`.
 
 pub mod checkpoint;
+pub(crate) mod commit;
 pub(crate) mod coordinator;
 pub(crate) mod http;
 pub(crate) mod http_server;

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle as TaskHandle;
 
 use super::checkpoint::{Checkpoint, Compatibility, Pending, Store, Writer};
+use super::commit::CommitProgress;
 use super::coordinator::{CheckpointFeed, Coordinator, EpochLog};
 use super::sources::{Batch, Spawner};
 use super::watch::Watch;
@@ -46,7 +47,7 @@ pub(super) struct Pipeline {
     sink: TaskHandle<Result<u64, SinkStopped>>,
     sink_result: Option<SinkResult>,
     dead: DeadLetterProducer,
-    abandon: Arc<AtomicBool>,
+    progress: CommitProgress,
     checkpoints: JoinHandle<Result<(), PipelineError>>,
     lag: TaskHandle<()>,
     fatal: UnboundedReceiver<ServeError>,
@@ -55,20 +56,16 @@ pub(super) struct Pipeline {
     in_cluster: bool,
 }
 
-/// What the dataflow hands on: the runner, the points for the sink, how many were sent.
+/// What the dataflow hands on: the runner and the points for the sink.
 struct Dataflow {
     runner: Runner,
     points: PointsRx,
-    sent: Arc<AtomicU64>,
 }
 
 /// The checkpoint writer's handles.
 struct CheckpointWriter {
     thread: JoinHandle<Result<(), PipelineError>>,
     tx: crossbeam_channel::Sender<Pending>,
-    acked: Arc<AtomicU64>,
-    abandon: Arc<AtomicBool>,
-    busy: Arc<AtomicBool>,
 }
 
 impl Pipeline {
@@ -96,13 +93,14 @@ impl Pipeline {
         // checkpoint numbered below them would be the first the retention removes.
         let next_sequence =
             restored_next.max(store.next_sequence().map_err(|e| PipelineError::from(e))?);
-        let dataflow = start_dataflow(config, restored_workers, observed, cluster)?;
         let dead = DeadLetterProducer::new(
             kafka,
             &config.kafka.dead_letter_topic,
             config.kafka.dead_letter_max_bytes,
         )
         .map_err(|e| ServeError::Kafka(e.to_string()))?;
+        let progress = CommitProgress::new(Arc::new(dead.clone()));
+        let dataflow = start_dataflow(config, restored_workers, observed, cluster, &progress)?;
         let stop = Arc::new(AtomicBool::new(false));
         // A part failing for good stops the service.
         let (fatal_tx, fatal) = tokio::sync::mpsc::unbounded_channel::<ServeError>();
@@ -140,7 +138,7 @@ impl Pipeline {
             (config, placement),
             (&stop, &fatal_tx),
         )?;
-        let ckpt = start_checkpoint_writer(config, kafka, store, &dead, observed, &fatal_tx)?;
+        let ckpt = start_checkpoint_writer(config, kafka, store, &progress, observed, &fatal_tx)?;
         let epochs = Arc::new(EpochLog::default());
         let coordinator = Coordinator {
             config: config.clone(),
@@ -153,11 +151,10 @@ impl Pipeline {
             restored: restored_coordinator,
             checkpoints: CheckpointFeed {
                 tx: ckpt.tx,
-                busy: ckpt.busy,
                 interval: Duration::from_secs(config.service.checkpoint_interval_s),
                 next_sequence,
                 compatibility: Compatibility::of(config, placement.process, placement.processes),
-                points_sent: dataflow.sent,
+                progress: progress.clone(),
             },
             placement,
         };
@@ -170,7 +167,7 @@ impl Pipeline {
             dataflow.points,
             observed,
             epochs,
-            ckpt.acked,
+            progress.clone(),
         );
         let lag = start_lag_task(config, observed, known, placement);
         Ok(Pipeline {
@@ -180,7 +177,7 @@ impl Pipeline {
             sink,
             sink_result: None,
             dead,
-            abandon: ckpt.abandon,
+            progress,
             checkpoints: ckpt.thread,
             lag,
             fatal,
@@ -224,7 +221,7 @@ impl Pipeline {
             sink,
             sink_result,
             dead,
-            abandon,
+            progress,
             checkpoints,
             lag,
             fatal: _,
@@ -245,7 +242,7 @@ impl Pipeline {
         // is written again on the restore, like every tick after the last complete
         // checkpoint.
         if in_cluster {
-            abandon.store(true, Ordering::SeqCst);
+            progress.abandon();
         }
         let wait_for_sink = failure.is_none() && !in_cluster;
         match finish_sink(sink, sink_result, deadline, wait_for_sink).await {
@@ -255,7 +252,8 @@ impl Pipeline {
         if let Err(e) = flush_dead_letters(&dead, deadline).await {
             prefer(&mut failure, e);
         }
-        if let Err(e) = finish_checkpoints(checkpoints, &abandon, failure.is_some(), deadline).await
+        if let Err(e) =
+            finish_checkpoints(checkpoints, &progress, failure.is_some(), deadline).await
         {
             prefer(&mut failure, e.unwrap_or_else(timed_out));
         }
@@ -348,12 +346,12 @@ async fn flush_dead_letters(
 /// after a failure the pending one is abandoned, never written.
 async fn finish_checkpoints(
     writer: JoinHandle<Result<(), PipelineError>>,
-    abandon: &Arc<AtomicBool>,
+    progress: &CommitProgress,
     failed: bool,
     deadline: Instant,
 ) -> Result<(), Option<ServeError>> {
     if failed {
-        abandon.store(true, Ordering::SeqCst);
+        progress.abandon();
     }
     let written = tokio::task::spawn_blocking(move || join_thread(writer, "checkpoint writer"));
     match tokio::time::timeout_at(deadline.into(), written).await {
@@ -361,7 +359,7 @@ async fn finish_checkpoints(
         Ok(Ok(Err(e))) => Err(Some(ServeError::Pipeline(e))),
         Ok(Err(e)) => Err(Some(ServeError::Task(e))),
         Err(_) => {
-            abandon.store(true, Ordering::SeqCst);
+            progress.abandon();
             Err(None)
         }
     }
@@ -373,6 +371,7 @@ fn start_dataflow(
     restored: Option<Vec<Vec<u8>>>,
     observed: &Observed,
     cluster: Option<Connected>,
+    progress: &CommitProgress,
 ) -> Result<Dataflow, ServeError> {
     let batch = batch_settings(config);
     // On their way to the sink, as many points as the sink itself holds at most: with a
@@ -380,8 +379,7 @@ fn start_dataflow(
     // the sources reading long after the sink is full.
     let in_flight = (batch.max_pending / batch.batch_points).max(1);
     let (points_tx, points) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(in_flight);
-    let sent = Arc::new(AtomicU64::new(0));
-    let counted = sent.clone();
+    let counted = progress.clone();
     let handed = observed.metrics.dataflow_points.clone();
     let out: PointsOut = Arc::new(move |epoch, points| {
         for delivery in batcher::deliveries(points, &batch) {
@@ -390,7 +388,7 @@ fn start_dataflow(
             if points_tx.blocking_send((epoch, delivery)).is_err() {
                 return;
             }
-            counted.fetch_add(n, Ordering::SeqCst);
+            counted.handed(n);
             handed.inc_by(n);
         }
     });
@@ -402,11 +400,7 @@ fn start_dataflow(
     if let Ok(mut d) = observed.state.dataflow.lock() {
         *d = Some(runner.stats.clone());
     }
-    Ok(Dataflow {
-        runner,
-        points,
-        sent,
-    })
+    Ok(Dataflow { runner, points })
 }
 
 /// One source per (worker of this process, topic) with partitions, each partition from
@@ -484,36 +478,24 @@ fn start_checkpoint_writer(
     config: &Settings,
     kafka: &ClientConfig,
     store: Store,
-    dead: &DeadLetterProducer,
+    progress: &CommitProgress,
     observed: &Observed,
     fatal: &UnboundedSender<ServeError>,
 ) -> Result<CheckpointWriter, ServeError> {
     let (tx, rx) = crossbeam_channel::bounded::<Pending>(1);
-    let acked = Arc::new(AtomicU64::new(0));
-    let abandon = Arc::new(AtomicBool::new(false));
-    let busy = Arc::new(AtomicBool::new(false));
     let committer = OffsetCommitter::new(kafka, &config.kafka.group_id)
         .inspect_err(|e| tracing::warn!(error = %e, "no offset commits for lag tools"))
         .ok();
     let writer = Writer {
         store,
-        acked: acked.clone(),
-        dead: dead.clone(),
+        progress: progress.clone(),
         committer,
         topics: Stream::ALL.map(|s| config.streams.get(s).topic.clone()),
         board: observed.state.board.clone(),
         metrics: observed.metrics.clone(),
-        abandon: abandon.clone(),
-        busy: busy.clone(),
     };
     let thread = spawn_reporting("checkpoints", "checkpoints", fatal, move || writer.run(rx))?;
-    Ok(CheckpointWriter {
-        thread,
-        tx,
-        acked,
-        abandon,
-        busy,
-    })
+    Ok(CheckpointWriter { thread, tx })
 }
 
 /// The sink's batching, as both ends of the dataflow → sink channel read it.
@@ -532,7 +514,7 @@ fn start_sink(
     points: PointsRx,
     observed: &Observed,
     epochs: Arc<EpochLog>,
-    acked: Arc<AtomicU64>,
+    progress: CommitProgress,
 ) -> TaskHandle<Result<u64, SinkStopped>> {
     let settings = batch_settings(config);
     let state = observed.state.clone();
@@ -548,7 +530,7 @@ fn start_sink(
             health,
             move |done| {
                 on_ack(&state, &metrics, &epochs, done);
-                acked.fetch_add(done.len() as u64, Ordering::SeqCst);
+                progress.acknowledged(done.len() as u64);
             },
         )
         .await
