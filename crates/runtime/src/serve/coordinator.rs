@@ -26,6 +26,7 @@ use super::checkpoint::{Checkpoint, Compatibility, CoordinatorState, Pending};
 use super::commit::CommitProgress;
 use super::metrics::ServeMetrics;
 use super::sources::{reject, Batch, Item};
+use super::status::SourceStatus;
 use super::PipelineError;
 use crate::admit::{admit, AdmissionSink};
 use crate::settings::Settings;
@@ -168,10 +169,10 @@ impl Progress {
     }
 
     /// Shows the watermarks it starts from (a restored state's) in the metrics.
-    fn publish_watermarks(&self, metrics: &ServeMetrics) {
+    fn publish_watermarks(&self, status: &SourceStatus) {
         for s in Stream::ALL {
             if let Some(w) = self.marks[s.index()] {
-                metrics.set_watermark(s, w);
+                status.set_watermark(s, w);
             }
         }
     }
@@ -203,7 +204,7 @@ impl Progress {
     fn advance_watermarks(
         &mut self,
         rules: &[WatermarkRule; 3],
-        metrics: &ServeMetrics,
+        status: &SourceStatus,
         cluster: Option<&RunnerStats>,
     ) -> bool {
         let wall = wall_clock_ns();
@@ -212,7 +213,7 @@ impl Progress {
             let states: Vec<PartitionState> = self.parts[s.index()].values().copied().collect();
             if let Some(w) = rules[s.index()].advance(self.marks[s.index()], &states, wall) {
                 self.marks[s.index()] = Some(w);
-                metrics.set_watermark(s, w);
+                status.set_watermark(s, w);
                 changed = true;
             }
             let Some(own) = self.marks[s.index()] else {
@@ -287,6 +288,8 @@ pub struct Coordinator {
     pub checkpoints: CheckpointFeed,
     /// Where this process's workers are in the cluster.
     pub placement: Placement,
+    /// Where the watermarks are shown.
+    pub status: Arc<SourceStatus>,
 }
 
 impl Coordinator {
@@ -320,7 +323,9 @@ impl Coordinator {
             if !(run.next.due(epoch_events, run.linger) || checkpoint_due || done) {
                 continue;
             }
-            let moved = run.progress.advance_watermarks(&run.rules, &metrics, None);
+            let moved = run
+                .progress
+                .advance_watermarks(&run.rules, &run.status, None);
             // Watermarks alone make an epoch too: ticks close on them.
             if run.next.count > 0 || moved || checkpoint_due || done {
                 run.next
@@ -399,7 +404,7 @@ impl Coordinator {
                 continue;
             }
             run.progress
-                .advance_watermarks(&run.rules, &metrics, Some(&runner.stats));
+                .advance_watermarks(&run.rules, &run.status, Some(&runner.stats));
             if slot >= boundary {
                 run.next.send(
                     &runner,
@@ -441,13 +446,14 @@ struct Run {
     published: Published,
     linger: Duration,
     dead: DeadLetterProducer,
+    status: Arc<SourceStatus>,
 }
 
 impl Run {
     /// Takes the restored state out of `c` (a checkpoint's can be large: not copied).
     fn new(c: &mut Coordinator) -> Run {
         let progress = Progress::new(&c.config, &c.partitions, c.restored.take());
-        progress.publish_watermarks(&c.metrics);
+        progress.publish_watermarks(&c.status);
         Run {
             progress,
             rules: watermark_rules(&c.config),
@@ -455,6 +461,7 @@ impl Run {
             published: Published::default(),
             linger: Duration::from_millis(c.config.service.epoch_linger_ms),
             dead: c.dead.clone(),
+            status: c.status.clone(),
         }
     }
 

@@ -16,6 +16,7 @@ pub(crate) mod metrics;
 pub mod peers;
 mod pipeline;
 pub(crate) mod sources;
+pub(crate) mod status;
 pub(crate) mod trouble;
 pub(crate) mod watch;
 pub(crate) mod write_deadline;

@@ -15,7 +15,6 @@ use paceline_dataflow::{DataflowSettings, PointsOut, Runner};
 use paceline_ingest::{
     assign_stable, partition_owner, DeadLetterProducer, OffsetCommitter, TopicWatch,
 };
-use paceline_model::config::Config;
 use paceline_model::point::Point;
 use paceline_model::Stream;
 use paceline_sink::batcher::{self, BatchSettings, SinkStopped};
@@ -28,6 +27,7 @@ use super::checkpoint::{Checkpoint, Compatibility, Pending, Store, Writer};
 use super::commit::CommitProgress;
 use super::coordinator::{CheckpointFeed, Coordinator, EpochLog};
 use super::sources::{Batch, Spawner};
+use super::status::SourceStatus;
 use super::watch::Watch;
 use super::{
     join_thread, on_ack, rewrite_until, spawn_reporting, Observed, PipelineError, ServeError,
@@ -130,9 +130,13 @@ impl Pipeline {
             "sources assigned"
         );
         let known = Arc::new(Mutex::new(partitions.clone()));
+        let status = Arc::new(SourceStatus::new(
+            Stream::ALL.map(|s| config.streams.get(s).topic.clone()),
+            observed.metrics.clone(),
+        ));
         start_watch(
             kafka,
-            observed,
+            (observed, &status),
             &known,
             &spawner,
             (config, placement),
@@ -157,6 +161,7 @@ impl Pipeline {
                 progress: progress.clone(),
             },
             placement,
+            status: status.clone(),
         };
         let coordinator = spawn_reporting("coordinator", "coordinator", &fatal_tx, move || {
             coordinator.run()
@@ -169,7 +174,7 @@ impl Pipeline {
             epochs,
             progress.clone(),
         );
-        let lag = start_lag_task(config, observed, known, placement);
+        let lag = start_lag_task(observed, status, known, placement);
         Ok(Pipeline {
             stop,
             spawner,
@@ -441,7 +446,7 @@ fn start_sources(
 /// The watch: brokers and topics still there, partitions added.
 fn start_watch(
     kafka: &ClientConfig,
-    observed: &Observed,
+    (observed, status): (&Observed, &Arc<SourceStatus>),
     known: &Arc<Mutex<[Vec<i32>; 3]>>,
     spawner: &Arc<Spawner>,
     (config, placement): (&Settings, Placement),
@@ -455,7 +460,7 @@ fn start_watch(
         placement,
         health: observed.state.kafka.clone(),
         spawner: spawner.clone(),
-        metrics: observed.metrics.clone(),
+        status: status.clone(),
         stop: stop.clone(),
         fatal: fatal.clone(),
     };
@@ -537,47 +542,34 @@ fn start_sink(
     })
 }
 
-/// Stream lag: the sum over each stream's partitions; with the watermark, the stream's
-/// freshness on the status page. Every second.
+/// Stream lag: the sum over each stream's partitions this process reads (the others
+/// report theirs); with the watermark, the stream's freshness on the status page. Every
+/// second, from the sources' status table.
 fn start_lag_task(
-    config: &Config,
     observed: &Observed,
+    status: Arc<SourceStatus>,
     known: Arc<Mutex<[Vec<i32>; 3]>>,
     placement: Placement,
 ) -> TaskHandle<()> {
     let metrics = observed.metrics.clone();
     let board = observed.state.board.clone();
-    let topics: Vec<(Stream, String)> = Stream::ALL
-        .iter()
-        .map(|s| (*s, config.streams.get(*s).topic.clone()))
-        .collect();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let partitions = known.lock().map(|k| k.clone()).unwrap_or_default();
-            for (s, topic) in &topics {
-                // This process's partitions only: the others report theirs.
-                let own = |p: &&i32| {
-                    let owner = partition_owner(*s, **p, placement.total());
-                    placement.local(owner).is_some()
+            for s in Stream::ALL {
+                let own = |p: i32| {
+                    placement
+                        .local(partition_owner(s, p, placement.total()))
+                        .is_some()
                 };
-                let sum: i64 = partitions[s.index()]
-                    .iter()
-                    .filter(own)
-                    .map(|p| {
-                        metrics
-                            .source_lag
-                            .with_label_values(&[topic.as_str(), &p.to_string()])
-                            .get()
-                    })
-                    .sum();
-                metrics.stream_lag.with_label_values(&[s.as_str()]).set(sum);
-                let mark = metrics.watermark.with_label_values(&[s.as_str()]).get();
+                let lag = status.stream_lag(s, |p| own(p) && partitions[s.index()].contains(&p));
+                metrics.stream_lag.with_label_values(&[s.as_str()]).set(lag);
                 board.set_stream(
-                    *s,
+                    s,
                     Freshness {
-                        watermark: (mark != 0.0).then(|| (mark * 1e9) as i64),
-                        lag: Some(sum),
+                        watermark: status.watermark(s),
+                        lag: Some(lag),
                     },
                 );
             }

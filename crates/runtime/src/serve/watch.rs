@@ -17,8 +17,8 @@ use paceline_ingest::{create_missing_topics, partition_owner, NewTopicSpec, Topi
 use paceline_model::Stream;
 use rdkafka::config::ClientConfig;
 
-use super::metrics::ServeMetrics;
 use super::sources::Spawner;
+use super::status::SourceStatus;
 use super::trouble::Trouble;
 use super::{PipelineError, ServeError};
 
@@ -118,8 +118,8 @@ pub struct Watch {
     pub health: Arc<Trouble>,
     /// Starts sources for added partitions.
     pub spawner: Arc<Spawner>,
-    /// Where the lag is shown (`paceline_source_lag_messages`).
-    pub metrics: ServeMetrics,
+    /// Where the lag is kept (and shown: `paceline_source_lag_messages`).
+    pub status: Arc<SourceStatus>,
     /// Raised at shutdown.
     pub stop: Arc<AtomicBool>,
     /// Where lasting trouble is reported.
@@ -176,10 +176,7 @@ impl Watch {
                 };
                 // Before its source has read anything, a partition is behind by all it holds.
                 let position = read.next(*s, *p).unwrap_or(low).max(low);
-                self.metrics
-                    .source_lag
-                    .with_label_values(&[topic.as_str(), &p.to_string()])
-                    .set((high - position).max(0));
+                self.status.set_lag(*s, *p, (high - position).max(0));
             }
         }
     }
