@@ -50,6 +50,7 @@ pub(super) struct Pipeline {
     progress: CommitProgress,
     checkpoints: JoinHandle<Result<(), PipelineError>>,
     lag: TaskHandle<()>,
+    watch: JoinHandle<()>,
     fatal: UnboundedReceiver<ServeError>,
     pending: prometheus::IntGauge,
     /// One process of several: it stops alone, without the final epoch and checkpoint.
@@ -134,7 +135,7 @@ impl Pipeline {
             Stream::ALL.map(|s| config.streams.get(s).topic.clone()),
             observed.metrics.clone(),
         ));
-        start_watch(
+        let watch = start_watch(
             kafka,
             (observed, &status),
             &known,
@@ -185,6 +186,7 @@ impl Pipeline {
             progress,
             checkpoints: ckpt.thread,
             lag,
+            watch,
             fatal,
             pending: observed.state.sink_pending.clone(),
             in_cluster: placement.processes > 1,
@@ -229,6 +231,7 @@ impl Pipeline {
             progress,
             checkpoints,
             lag,
+            watch,
             fatal: _,
             pending,
             in_cluster,
@@ -263,6 +266,15 @@ impl Pipeline {
             prefer(&mut failure, e.unwrap_or_else(timed_out));
         }
         lag.abort();
+        // It looks every 2 s and each question waits 3 s at most: it has seen the stop by
+        // now, or does within one look.
+        let watch_ended = tokio::task::spawn_blocking(move || watch.join());
+        if tokio::time::timeout(Duration::from_secs(10), watch_ended)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the Kafka watch did not end within 10 s of the stop");
+        }
         match failure {
             Some(e) => Err(e),
             None => Ok(report),
@@ -451,7 +463,7 @@ fn start_watch(
     spawner: &Arc<Spawner>,
     (config, placement): (&Settings, Placement),
     (stop, fatal): (&Arc<AtomicBool>, &UnboundedSender<ServeError>),
-) -> Result<(), ServeError> {
+) -> Result<JoinHandle<()>, ServeError> {
     let topics = Stream::ALL.map(|s| config.streams.get(s).topic.clone());
     let watch = Watch {
         watch: TopicWatch::new(kafka, topics.to_vec())
@@ -464,7 +476,7 @@ fn start_watch(
         stop: stop.clone(),
         fatal: fatal.clone(),
     };
-    // Not joined at shutdown: it holds nothing the drain waits for, and ends within a look.
+    // Joined last at shutdown: it holds nothing the drain waits for, and ends within a look.
     std::thread::Builder::new()
         .name("kafka-watch".into())
         .spawn(move || watch.run())
@@ -473,8 +485,7 @@ fn start_watch(
                 name: "kafka-watch".into(),
                 source,
             })
-        })?;
-    Ok(())
+        })
 }
 
 /// The checkpoint writer: a snapshot becomes a checkpoint once what came before it is
