@@ -102,15 +102,34 @@ impl PipelineError {
 /// Serve failed or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// A setting cannot be used (named in the message).
-    #[error("{0}")]
-    Setup(String),
-    /// Kafka could not be reached or read.
+    /// Kafka could not be reached or read (why, in the watch's words).
     #[error("Kafka: {0}")]
     Kafka(String),
-    /// The sink stopped (a refused batch).
+    /// A Kafka client failed: it could not be created, or a dead letter was refused for
+    /// good.
+    #[error("Kafka: {0}")]
+    Ingest(#[from] paceline_ingest::IngestError),
+    /// InfluxDB could not be used at start (why, named).
     #[error("{0}")]
     Sink(String),
+    /// The sink stopped: the database refused a batch.
+    #[error("{0}")]
+    SinkStopped(#[from] paceline_sink::batcher::SinkStopped),
+    /// The InfluxDB client cannot be built from its settings.
+    #[error("{0}")]
+    InfluxClient(#[source] paceline_sink::influx::BuildError),
+    /// The metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The HTTP address cannot be listened on.
+    #[error("service.http_addr {addr}: cannot listen: {source}")]
+    Listen {
+        /// The configured address.
+        addr: String,
+        /// The operating system's refusal.
+        #[source]
+        source: std::io::Error,
+    },
     /// A part of the pipeline failed.
     #[error("pipeline: {0}")]
     Pipeline(#[from] PipelineError),
@@ -217,11 +236,10 @@ impl Observed {
         http_token: Option<paceline_model::secret::Secret>,
     ) -> Result<Observed, ServeError> {
         let registry = Registry::new();
-        let setup = |e: prometheus::Error| ServeError::Setup(e.to_string());
-        let metrics = ServeMetrics::register(&registry).map_err(setup)?;
+        let metrics = ServeMetrics::register(&registry)?;
         metrics.set_cadences(config);
         metrics.set_plan(config, &config.service.public_url);
-        let sink_metrics = SinkMetrics::register(&registry).map_err(setup)?;
+        let sink_metrics = SinkMetrics::register(&registry)?;
         let state = Arc::new(HttpState {
             registry,
             sink: Arc::new(SinkHealth::default()),
@@ -272,9 +290,12 @@ struct Http {
 impl Http {
     async fn start(config: &Settings, state: Arc<HttpState>) -> Result<Http, ServeError> {
         let addr = &config.service.http_addr;
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            ServeError::Setup(format!("service.http_addr {addr}: cannot listen: {e}"))
-        })?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let limits = http_server::HttpLimits::from_config(&config.service);
         let task = tokio::spawn(http_server::run_server(
@@ -306,8 +327,8 @@ pub async fn serve(
     // A cluster without its secret is a configuration error: found before anything starts.
     let spec = cluster_spec(&config, secrets.cluster_secret.as_ref())?;
     let observed = Observed::register(&config, secrets.http_token.clone())?;
-    let writer = InfluxWriter::new(&config.influx, &secrets.influx)
-        .map_err(|e| ServeError::Setup(e.to_string()))?;
+    let writer =
+        InfluxWriter::new(&config.influx, &secrets.influx).map_err(ServeError::InfluxClient)?;
     // HTTP first, so that probes answer (not ready) while Kafka is being reached.
     let http = Http::start(&config, observed.state.clone()).await?;
     let result = run(config, secrets, options, spec, shutdown, observed, writer).await;
@@ -391,7 +412,7 @@ async fn discover_partitions(
     // named, rather than the first rejection.
     let mut looked_at = topics.to_vec();
     looked_at.push(config.kafka.dead_letter_topic.clone());
-    let watch = TopicWatch::new(kafka, looked_at).map_err(|e| ServeError::Kafka(e.to_string()))?;
+    let watch = TopicWatch::new(kafka, looked_at)?;
     let create = config.kafka.create_topics.then(|| watch::ToCreate {
         client: kafka.clone(),
         topics: topics_to_create(config),
@@ -530,7 +551,7 @@ async fn join_cluster(
     options: ServeOptions,
     spec: ClusterSpec,
 ) -> Result<(Connected, Option<Checkpoint>), ServeError> {
-    let setup = |e: CheckpointError| ServeError::Setup(format!("service.state_dir: {e}"));
+    let setup = ServeError::StateDir;
     if options.rebuild {
         let removed = store.clear().map_err(setup)?;
         tracing::warn!(
@@ -625,7 +646,7 @@ fn restore(
     store: &Store,
     options: ServeOptions,
 ) -> Result<Option<Checkpoint>, ServeError> {
-    let setup = |e: CheckpointError| ServeError::Setup(format!("service.state_dir: {e}"));
+    let setup = ServeError::StateDir;
     if options.rebuild {
         let removed = store.clear().map_err(setup)?;
         tracing::warn!(

@@ -98,8 +98,7 @@ impl Pipeline {
             kafka,
             &config.kafka.dead_letter_topic,
             config.kafka.dead_letter_max_bytes,
-        )
-        .map_err(|e| ServeError::Kafka(e.to_string()))?;
+        )?;
         let progress = CommitProgress::new(Arc::new(dead.clone()));
         let dataflow = start_dataflow(config, restored_workers, observed, cluster, &progress)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -337,7 +336,7 @@ async fn finish_sink(
     };
     match result {
         Ok(Ok(written)) => Ok(written),
-        Ok(Err(stopped)) => Err(Some(ServeError::Sink(stopped.to_string()))),
+        Ok(Err(stopped)) => Err(Some(ServeError::SinkStopped(stopped))),
         Err(e) => Err(Some(ServeError::Task(e))),
     }
 }
@@ -354,7 +353,7 @@ async fn flush_dead_letters(
     dead.close();
     let dead = dead.clone();
     match tokio::task::spawn_blocking(move || dead.flush(left)).await {
-        Ok(Err(e)) => Err(ServeError::Kafka(e.to_string())),
+        Ok(Err(e)) => Err(ServeError::Ingest(e)),
         _ => Ok(()),
     }
 }
@@ -466,8 +465,7 @@ fn start_watch(
 ) -> Result<JoinHandle<()>, ServeError> {
     let topics = Stream::ALL.map(|s| config.streams.get(s).topic.clone());
     let watch = Watch {
-        watch: TopicWatch::new(kafka, topics.to_vec())
-            .map_err(|e| ServeError::Kafka(e.to_string()))?,
+        watch: TopicWatch::new(kafka, topics.to_vec())?,
         known: known.clone(),
         placement,
         health: observed.state.kafka.clone(),
