@@ -15,7 +15,7 @@ use timely::dataflow::operators::{Input, Probe};
 use timely::dataflow::{InputHandle, ProbeHandle};
 
 use super::entities_op::entities;
-use super::feed::Feed;
+use super::feed::{Epoch, Feed};
 use super::marks::{Marks, WatermarkReport};
 use super::series_op::{series, SeriesState, SeriesWorker};
 use super::settings::DataflowSettings;
@@ -81,32 +81,55 @@ impl WorkerRun<'_> {
         rx: Receiver<Feed>,
         restored: Option<WorkerState>,
     ) {
-        let WorkerRun {
-            local,
-            settings,
-            stats,
-            points,
-        } = self;
-        let index = worker.index();
-        let peers = worker.peers();
+        let mut built = self.build(worker, restored);
+        // A worker that steps is alive, waiting for a slow peer included: only one stuck
+        // inside a step stops the heartbeat (and turns /healthz red).
+        let beat = || self.stats.beat(self.local);
+        loop {
+            beat();
+            // At most two epochs in flight: the input waits, and memory stays bounded.
+            built.step_while_behind(worker, 2, beat);
+            match rx.try_recv() {
+                Ok(Feed::Epoch(msg)) => {
+                    paceline_model::failpoint::check_at("worker", self.local);
+                    built.give(msg);
+                    worker.step();
+                }
+                Ok(Feed::Snapshot(reply)) => {
+                    built.step_while_behind(worker, 0, beat);
+                    self.stats
+                        .set_entities(self.local, built.entities.borrow().counts());
+                    let _ = reply.send(built.snapshot(worker.index()));
+                }
+                Err(TryRecvError::Empty) => {
+                    worker.step_or_park(Some(IDLE_PARK));
+                }
+                Err(TryRecvError::Disconnected) => break,
+            }
+        }
+        built.finish(worker);
+    }
+
+    /// The worker's dataflow on its state (restored, or fresh for the shards it holds).
+    fn build(&self, worker: &mut timely::worker::Worker, restored: Option<WorkerState>) -> Built {
+        let settings = self.settings;
         let state = restored.unwrap_or_else(|| WorkerState {
             entities: Entities::new(settings.filing_lag),
             marks: Marks::default(),
-            series: SeriesState::fresh(settings, index, peers),
+            series: SeriesState::fresh(settings, worker.index(), worker.peers()),
         });
         let entities_state = Rc::new(RefCell::new(state.entities));
         let marks = Rc::new(RefCell::new(state.marks));
         let series_worker = Rc::new(RefCell::new(SeriesWorker {
             settings: settings.clone(),
-            stats: stats.clone(),
-            local,
+            stats: self.stats.clone(),
+            local: self.local,
             state: state.series,
         }));
-        let mut events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>> =
-            InputHandle::new();
-        let mut reports_in: InputHandle<u64, CapacityContainerBuilder<Vec<WatermarkReport>>> =
-            InputHandle::new();
+        let mut events_in = InputHandle::new();
+        let mut reports_in = InputHandle::new();
         let probe = ProbeHandle::new();
+        let points = self.points.clone();
         worker.dataflow::<u64, _, _>(|scope| {
             let reports = scope.input_from(&mut reports_in).broadcast();
             let events = scope.input_from(&mut events_in);
@@ -117,55 +140,67 @@ impl WorkerRun<'_> {
                 settings.horizon,
                 settings.fold_every,
             );
-            series(deltas, reports, series_worker.clone(), points.clone()).probe_with(&probe);
+            series(deltas, reports, series_worker.clone(), points).probe_with(&probe);
         });
-        let mut epoch: u64 = 0;
-        // A worker that steps is alive, waiting for a slow peer included: only one stuck
-        // inside a step stops the heartbeat (and turns /healthz red).
-        let beat = || stats.beat(local);
-        loop {
-            beat();
-            while probe.less_than(&epoch.saturating_sub(2)) {
-                worker.step_or_park(Some(IDLE_PARK));
-                beat();
-            }
-            match rx.try_recv() {
-                Ok(Feed::Epoch(msg)) => {
-                    paceline_model::failpoint::check_at("worker", local);
-                    events_in.send_batch(&mut { msg.events });
-                    reports_in.send_batch(&mut { msg.reports });
-                    let next = msg.advance_to.unwrap_or(epoch + 1).max(epoch);
-                    if next > epoch {
-                        epoch = next;
-                        events_in.advance_to(epoch);
-                        reports_in.advance_to(epoch);
-                    }
-                    worker.step();
-                }
-                Ok(Feed::Snapshot(reply)) => {
-                    while probe.less_than(&epoch) {
-                        worker.step_or_park(Some(IDLE_PARK));
-                        beat();
-                    }
-                    let ent = entities_state.borrow();
-                    stats.set_entities(local, ent.counts());
-                    let state = WorkerStateRef {
-                        entities: &ent,
-                        marks: &marks.borrow(),
-                        series: &series_worker.borrow().state,
-                    };
-                    let bytes = bincode::serialize(&state)
-                        .map_err(|source| RunnerError::Serialize { index, source });
-                    let _ = reply.send(bytes);
-                }
-                Err(TryRecvError::Empty) => {
-                    worker.step_or_park(Some(IDLE_PARK));
-                }
-                Err(TryRecvError::Disconnected) => break,
-            }
+        Built {
+            events_in,
+            reports_in,
+            probe,
+            epoch: 0,
+            entities: entities_state,
+            marks,
+            series: series_worker,
         }
-        drop(events_in);
-        drop(reports_in);
+    }
+}
+
+/// One worker's built dataflow: its inputs at their epoch, its probe, and the operators'
+/// state a snapshot reads.
+struct Built {
+    events_in: InputHandle<u64, CapacityContainerBuilder<Vec<Event>>>,
+    reports_in: InputHandle<u64, CapacityContainerBuilder<Vec<WatermarkReport>>>,
+    probe: ProbeHandle<u64>,
+    epoch: u64,
+    entities: Rc<RefCell<Entities>>,
+    marks: Rc<RefCell<Marks>>,
+    series: Rc<RefCell<SeriesWorker>>,
+}
+
+impl Built {
+    /// Steps until at most `ahead` epochs given are still in flight.
+    fn step_while_behind(&self, worker: &mut timely::worker::Worker, ahead: u64, beat: impl Fn()) {
+        while self.probe.less_than(&self.epoch.saturating_sub(ahead)) {
+            worker.step_or_park(Some(IDLE_PARK));
+            beat();
+        }
+    }
+
+    /// Gives one epoch's input and moves the inputs to the next epoch (or the one named).
+    fn give(&mut self, msg: Epoch) {
+        self.events_in.send_batch(&mut { msg.events });
+        self.reports_in.send_batch(&mut { msg.reports });
+        let next = msg.advance_to.unwrap_or(self.epoch + 1).max(self.epoch);
+        if next > self.epoch {
+            self.epoch = next;
+            self.events_in.advance_to(self.epoch);
+            self.reports_in.advance_to(self.epoch);
+        }
+    }
+
+    /// This worker's part of an aligned snapshot (every epoch given is processed).
+    fn snapshot(&self, index: usize) -> Result<Vec<u8>, RunnerError> {
+        let state = WorkerStateRef {
+            entities: &self.entities.borrow(),
+            marks: &self.marks.borrow(),
+            series: &self.series.borrow().state,
+        };
+        bincode::serialize(&state).map_err(|source| RunnerError::Serialize { index, source })
+    }
+
+    /// Closes the inputs and steps until the dataflow is done.
+    fn finish(self, worker: &mut timely::worker::Worker) {
+        drop(self.events_in);
+        drop(self.reports_in);
         while worker.step() {}
     }
 }
