@@ -17,6 +17,7 @@ pub mod peers;
 mod pipeline;
 pub(crate) mod sources;
 pub(crate) mod status;
+mod supervisor;
 pub(crate) mod trouble;
 pub(crate) mod watch;
 pub(crate) mod write_deadline;

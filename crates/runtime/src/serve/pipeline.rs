@@ -1,11 +1,11 @@
 //! The running pipeline of `serve`: started stage by stage in the order data flows, and
 //! shut down in the same order (stop reading, drain the coordinator and the dataflow,
-//! flush the sink and the dead letters, write the final checkpoint), each step bounded by
-//! `service.shutdown_timeout_s`.
+//! flush the sink and the dead letters, write the final checkpoint, join the watch), each a
+//! [`Stage`] the supervisor stops under one deadline, `service.shutdown_timeout_s`.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,6 +28,7 @@ use super::commit::CommitProgress;
 use super::coordinator::{CheckpointFeed, Coordinator, EpochLog};
 use super::sources::{Batch, Spawner};
 use super::status::SourceStatus;
+use super::supervisor::{stop_in_order, Stage, StopContext, Stopping};
 use super::watch::Watch;
 use super::{
     join_thread, on_ack, rewrite_until, spawn_reporting, Observed, PipelineError, ServeError,
@@ -213,8 +214,8 @@ impl Pipeline {
         }
     }
 
-    /// Stops reading and takes every stage down in order within `timeout`; the first
-    /// failure (`early` first) is the result.
+    /// Stops reading and takes every stage down in flow order within `timeout`, under
+    /// the supervisor; the first failure (`early` first) is the result.
     pub(super) async fn shut_down(
         self,
         early: Option<ServeError>,
@@ -235,15 +236,98 @@ impl Pipeline {
             pending,
             in_cluster,
         } = self;
-        stop.store(true, Ordering::Relaxed);
-        let deadline = Instant::now() + timeout;
-        // `None` from a step: the deadline passed.
+        let written = Arc::new(AtomicU64::new(0));
+        let stages: Vec<Box<dyn Stage>> = vec![
+            Box::new(Drain {
+                stop,
+                spawner,
+                coordinator,
+            }),
+            Box::new(Sink {
+                task: sink,
+                finished: sink_result,
+                in_cluster,
+                progress: progress.clone(),
+                written: written.clone(),
+            }),
+            Box::new(DeadLetters(dead)),
+            Box::new(Checkpoints {
+                writer: checkpoints,
+                progress,
+            }),
+            Box::new(Watching { lag, watch }),
+        ];
         let timed_out = || ServeError::ShutdownTimeout(timeout.as_secs(), pending.get());
-        let mut failure = early;
-        if let Err(e) = drain(spawner, coordinator, deadline).await {
-            prefer(&mut failure, e.unwrap_or_else(timed_out));
+        match stop_in_order(stages, early, timeout, timed_out).await {
+            Some(e) => Err(e),
+            None => Ok(ServeReport {
+                points_written: written.load(Ordering::SeqCst),
+            }),
         }
-        let mut report = ServeReport::default();
+    }
+}
+
+/// Stop reading, then drain: the sources are joined, then the coordinator (which sends
+/// its last epoch, takes the final snapshot and drains the dataflow once its input ends).
+struct Drain {
+    stop: Arc<AtomicBool>,
+    spawner: Arc<Spawner>,
+    coordinator: JoinHandle<Result<(), PipelineError>>,
+}
+
+impl Stage for Drain {
+    fn name(&self) -> &'static str {
+        "sources and coordinator"
+    }
+
+    fn stop(self: Box<Self>, _: StopContext) -> Stopping {
+        self.stop.store(true, Ordering::Relaxed);
+        let Drain {
+            spawner,
+            coordinator,
+            ..
+        } = *self;
+        let drained = tokio::task::spawn_blocking(move || -> Result<(), PipelineError> {
+            // Closing drops the sources' last spare sender: once they end, the coordinator
+            // sees its input end and drains.
+            for h in spawner.close() {
+                join_thread(h, "source")?;
+            }
+            join_thread(coordinator, "coordinator")
+        });
+        Box::pin(async move {
+            match drained.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Some(ServeError::Pipeline(e))),
+                Err(e) => Err(Some(ServeError::Task(e))),
+            }
+        })
+    }
+}
+
+/// The sink: it ends once the dataflow's points are written. After a failure it is not
+/// waited for; nor in a cluster, where a process stops alone.
+struct Sink {
+    task: TaskHandle<Result<u64, SinkStopped>>,
+    finished: Option<SinkResult>,
+    in_cluster: bool,
+    progress: CommitProgress,
+    written: Arc<AtomicU64>,
+}
+
+impl Stage for Sink {
+    fn name(&self) -> &'static str {
+        "sink"
+    }
+
+    fn stop(self: Box<Self>, ctx: StopContext) -> Stopping {
+        let Sink {
+            mut task,
+            finished,
+            in_cluster,
+            progress,
+            written,
+        } = *self;
         // A cluster's process stops alone: its workers' points end only with the others',
         // and its checkpoint in flight would be its part alone. What it has not written
         // is written again on the restore, like every tick after the last complete
@@ -251,133 +335,113 @@ impl Pipeline {
         if in_cluster {
             progress.abandon();
         }
-        let wait_for_sink = failure.is_none() && !in_cluster;
-        match finish_sink(sink, sink_result, deadline, wait_for_sink).await {
-            Ok(written) => report.points_written = written,
-            Err(e) => prefer(&mut failure, e.unwrap_or_else(timed_out)),
-        }
-        if let Err(e) = flush_dead_letters(&dead, deadline).await {
-            prefer(&mut failure, e);
-        }
-        if let Err(e) =
-            finish_checkpoints(checkpoints, &progress, failure.is_some(), deadline).await
-        {
-            prefer(&mut failure, e.unwrap_or_else(timed_out));
-        }
-        lag.abort();
-        // It looks every 2 s and each question waits 3 s at most: it has seen the stop by
-        // now, or does within one look.
-        let watch_ended = tokio::task::spawn_blocking(move || watch.join());
-        if tokio::time::timeout(Duration::from_secs(10), watch_ended)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the Kafka watch did not end within 10 s of the stop");
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
+        let wait = !ctx.failed && !in_cluster;
+        Box::pin(async move {
+            let result = match finished {
+                Some(r) => r,
+                None if wait => (&mut task).await,
+                None => {
+                    task.abort();
+                    return Ok(());
+                }
+            };
+            match result {
+                Ok(Ok(n)) => {
+                    written.store(n, Ordering::SeqCst);
+                    Ok(())
+                }
+                Ok(Err(stopped)) => Err(Some(ServeError::SinkStopped(stopped))),
+                Err(e) => Err(Some(ServeError::Task(e))),
+            }
+        })
     }
 }
 
-/// Keeps the first failure, except that a part's stop signal gives way to the error the
-/// part's thread hands over.
-fn prefer(failure: &mut Option<ServeError>, e: ServeError) {
-    if matches!(
-        failure,
-        None | Some(ServeError::Pipeline(PipelineError::Stopped(_)))
-    ) {
-        *failure = Some(e);
-    }
-}
-
-/// Joins the sources, then the coordinator (which sends its last epoch, takes the final
-/// snapshot and drains the dataflow once its input ends).
-async fn drain(
-    spawner: Arc<Spawner>,
-    coordinator: JoinHandle<Result<(), PipelineError>>,
-    deadline: Instant,
-) -> Result<(), Option<ServeError>> {
-    let drained = tokio::task::spawn_blocking(move || -> Result<(), PipelineError> {
-        // Closing drops the sources' last spare sender: once they end, the coordinator
-        // sees its input end and drains.
-        for h in spawner.close() {
-            join_thread(h, "source")?;
-        }
-        join_thread(coordinator, "coordinator")
-    });
-    match tokio::time::timeout_at(deadline.into(), drained).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(Some(ServeError::Pipeline(e))),
-        Ok(Err(e)) => Err(Some(ServeError::Task(e))),
-        Err(_) => Err(None),
-    }
-}
-
-/// The sink's result: it ends once the dataflow's points are written. Unless `wait` (after
-/// a failure) it is not waited for.
-async fn finish_sink(
-    mut sink: TaskHandle<Result<u64, SinkStopped>>,
-    finished: Option<SinkResult>,
-    deadline: Instant,
-    wait: bool,
-) -> Result<u64, Option<ServeError>> {
-    let result = match finished {
-        Some(r) => r,
-        None if wait => match tokio::time::timeout_at(deadline.into(), &mut sink).await {
-            Ok(r) => r,
-            Err(_) => return Err(None),
-        },
-        None => {
-            sink.abort();
-            return Ok(0);
-        }
-    };
-    match result {
-        Ok(Ok(written)) => Ok(written),
-        Ok(Err(stopped)) => Err(Some(ServeError::SinkStopped(stopped))),
-        Err(e) => Err(Some(ServeError::Task(e))),
-    }
-}
-
-/// Waits for the broker to acknowledge every dead letter, with what is left of the
+/// The dead letters: the broker acknowledges every one, with what is left of the
 /// deadline (at least a second).
-async fn flush_dead_letters(
-    dead: &DeadLetterProducer,
-    deadline: Instant,
-) -> Result<(), ServeError> {
-    let left = deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_secs(1));
-    dead.close();
-    let dead = dead.clone();
-    match tokio::task::spawn_blocking(move || dead.flush(left)).await {
-        Ok(Err(e)) => Err(ServeError::Ingest(e)),
-        _ => Ok(()),
+struct DeadLetters(DeadLetterProducer);
+
+impl Stage for DeadLetters {
+    fn name(&self) -> &'static str {
+        "dead letters"
+    }
+
+    fn stop(self: Box<Self>, ctx: StopContext) -> Stopping {
+        let left = ctx
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        let dead = self.0;
+        dead.close();
+        Box::pin(async move {
+            match tokio::task::spawn_blocking(move || dead.flush(left)).await {
+                Ok(Err(e)) => Err(Some(ServeError::Ingest(e))),
+                _ => Ok(()),
+            }
+        })
     }
 }
 
 /// The final checkpoint is written once the sink and the dead letters are acknowledged;
-/// after a failure the pending one is abandoned, never written.
-async fn finish_checkpoints(
+/// after a failure, or past the deadline, the pending one is abandoned, never written.
+struct Checkpoints {
     writer: JoinHandle<Result<(), PipelineError>>,
-    progress: &CommitProgress,
-    failed: bool,
-    deadline: Instant,
-) -> Result<(), Option<ServeError>> {
-    if failed {
-        progress.abandon();
+    progress: CommitProgress,
+}
+
+impl Stage for Checkpoints {
+    fn name(&self) -> &'static str {
+        "checkpoint writer"
     }
-    let written = tokio::task::spawn_blocking(move || join_thread(writer, "checkpoint writer"));
-    match tokio::time::timeout_at(deadline.into(), written).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(e))) => Err(Some(ServeError::Pipeline(e))),
-        Ok(Err(e)) => Err(Some(ServeError::Task(e))),
-        Err(_) => {
+
+    fn stop(self: Box<Self>, ctx: StopContext) -> Stopping {
+        let Checkpoints { writer, progress } = *self;
+        if ctx.failed {
             progress.abandon();
-            Err(None)
         }
+        let written = tokio::task::spawn_blocking(move || join_thread(writer, "checkpoint writer"));
+        Box::pin(async move {
+            // Its own deadline, polled before the supervisor's: the writer is told to
+            // abandon before the stop gives up on it.
+            match tokio::time::timeout_at(ctx.deadline.into(), written).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(Some(ServeError::Pipeline(e))),
+                Ok(Err(e)) => Err(Some(ServeError::Task(e))),
+                Err(_) => {
+                    progress.abandon();
+                    Err(None)
+                }
+            }
+        })
+    }
+}
+
+/// The lag task and the Kafka watch: neither holds anything the others wait for.
+struct Watching {
+    lag: TaskHandle<()>,
+    watch: JoinHandle<()>,
+}
+
+impl Stage for Watching {
+    fn name(&self) -> &'static str {
+        "Kafka watch"
+    }
+
+    fn stop(self: Box<Self>, _: StopContext) -> Stopping {
+        self.lag.abort();
+        let watch = self.watch;
+        Box::pin(async move {
+            // It looks every 2 s and each question waits 3 s at most: it has seen the stop
+            // by now, or does within one look.
+            let ended = tokio::task::spawn_blocking(move || watch.join());
+            if tokio::time::timeout(Duration::from_secs(10), ended)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the Kafka watch did not end within 10 s of the stop");
+            }
+            Ok(())
+        })
     }
 }
 
