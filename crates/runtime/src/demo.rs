@@ -246,7 +246,6 @@ fn http_state(
             ("none in the demo", Duration::MAX),
         )),
         dataflow: Mutex::new(None),
-        sink_pending: sink.pending_points,
         board,
         mode: "demo",
         cluster: None,

@@ -26,7 +26,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,9 +87,23 @@ pub struct SinkHealth {
     pub accepting: AtomicBool,
     /// The last failure, when not accepting.
     pub last_error: Mutex<Option<String>>,
+    /// Points received and not yet acknowledged (`paceline_sink_pending_points` is written
+    /// from it): a dataflow that stops stepping while the sink holds points is waiting, not
+    /// wedged.
+    pending: AtomicU64,
 }
 
 impl SinkHealth {
+    /// Points received and not yet acknowledged.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    fn set_pending(&self, n: usize, metrics: &SinkMetrics) {
+        self.pending.store(n as u64, Ordering::Relaxed);
+        metrics.pending_points.set(n as i64);
+    }
+
     fn set(&self, result: &Result<(), WriteError>) {
         self.accepting.store(result.is_ok(), Ordering::Relaxed);
         if let Ok(mut e) = self.last_error.lock() {
@@ -495,7 +509,7 @@ pub async fn run<W: PointWriter>(
     // its handlers change `sink`.
     let mut inflight: Option<(WriteFuture<'_>, Instant)> = None;
     loop {
-        metrics.pending_points.set(sink.pending.len() as i64);
+        sink.health.set_pending(sink.pending.len(), metrics);
         sink.advance();
         if sink.done() {
             return Ok(sink.written);

@@ -32,9 +32,6 @@ pub struct HttpState {
     pub influx: Arc<super::trouble::Trouble>,
     /// The dataflow's counters (its heartbeat).
     pub dataflow: Mutex<Option<Arc<RunnerStats>>>,
-    /// Points pending in the sink (a blocked dataflow is not wedged while the sink holds
-    /// points).
-    pub sink_pending: prometheus::IntGauge,
     /// What the page and the JSON API show.
     pub board: Arc<crate::board::Board>,
     /// `serve` or `demo`, named on the page.
@@ -200,7 +197,7 @@ fn liveness(s: &HttpState) -> Result<(), String> {
         .and_then(|d| d.as_ref().and_then(|d| d.oldest_step_ms()));
     let now = (paceline_model::clock::now() / 1_000_000).max(0) as u64;
     match last {
-        Some(t) if now.saturating_sub(t) > WEDGED_AFTER_MS && s.sink_pending.get() == 0 => Err(
+        Some(t) if now.saturating_sub(t) > WEDGED_AFTER_MS && s.sink.pending() == 0 => Err(
             format!("dataflow wedged: no step for {} s", (now - t) / 1000),
         ),
         _ => Ok(()),

@@ -152,7 +152,7 @@ pub enum ServeError {
     Cluster(#[from] paceline_dataflow::cluster::ClusterError),
     /// Shutdown did not finish in time.
     #[error("shutdown did not finish within {0} s ({1} points still pending); nothing was committed past them")]
-    ShutdownTimeout(u64, i64),
+    ShutdownTimeout(u64, u64),
 }
 
 /// How to start.
@@ -197,7 +197,7 @@ fn topics_to_create(config: &Settings) -> Vec<NewTopicSpec> {
 fn spawn_reporting(
     name: &str,
     part: &str,
-    fatal: &tokio::sync::mpsc::UnboundedSender<ServeError>,
+    fatal: &supervisor::Fatal,
     f: impl FnOnce() -> Result<(), PipelineError> + Send + 'static,
 ) -> Result<std::thread::JoinHandle<Result<(), PipelineError>>, PipelineError> {
     let fatal = fatal.clone();
@@ -206,7 +206,7 @@ fn spawn_reporting(
         .name(name.into())
         .spawn(move || {
             f().map_err(|e| {
-                let _ = fatal.send(ServeError::Pipeline(PipelineError::Stopped(part.clone())));
+                fatal.report(ServeError::Pipeline(PipelineError::Stopped(part.clone())));
                 e.in_part(part)
             })
         })
@@ -260,7 +260,6 @@ impl Observed {
                 ),
             )),
             dataflow: Mutex::new(None),
-            sink_pending: sink_metrics.pending_points.clone(),
             board: Arc::new(Board::new(config.plan_specs())),
             mode: "serve",
             language: config.service.page_language(),

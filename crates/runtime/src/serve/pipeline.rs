@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,10 +17,10 @@ use paceline_ingest::{
 };
 use paceline_model::point::Point;
 use paceline_model::Stream;
-use paceline_sink::batcher::{self, BatchSettings, SinkStopped};
+use paceline_sink::batcher::{self, BatchSettings, SinkHealth, SinkStopped};
 use paceline_sink::influx::InfluxWriter;
 use rdkafka::config::ClientConfig;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle as TaskHandle;
 
 use super::checkpoint::{Checkpoint, Compatibility, Pending, Store, Writer};
@@ -28,7 +28,7 @@ use super::commit::CommitProgress;
 use super::coordinator::{CheckpointFeed, Coordinator, EpochLog};
 use super::sources::{Batch, Spawner};
 use super::status::SourceStatus;
-use super::supervisor::{stop_in_order, Stage, StopContext, Stopping};
+use super::supervisor::{stop_in_order, Cancel, Fatal, Stage, StageContext, StopContext, Stopping};
 use super::watch::Watch;
 use super::{
     join_thread, on_ack, rewrite_until, spawn_reporting, Observed, PipelineError, ServeError,
@@ -42,7 +42,7 @@ type SinkResult = Result<Result<u64, SinkStopped>, tokio::task::JoinError>;
 
 /// Every running part, kept for the shutdown.
 pub(super) struct Pipeline {
-    stop: Arc<AtomicBool>,
+    cancel: Cancel,
     spawner: Arc<Spawner>,
     coordinator: JoinHandle<Result<(), PipelineError>>,
     sink: TaskHandle<Result<u64, SinkStopped>>,
@@ -53,7 +53,7 @@ pub(super) struct Pipeline {
     lag: TaskHandle<()>,
     watch: JoinHandle<()>,
     fatal: UnboundedReceiver<ServeError>,
-    pending: prometheus::IntGauge,
+    sink_health: Arc<SinkHealth>,
     /// One process of several: it stops alone, without the final epoch and checkpoint.
     in_cluster: bool,
 }
@@ -100,19 +100,25 @@ impl Pipeline {
             &config.kafka.dead_letter_topic,
             config.kafka.dead_letter_max_bytes,
         )?;
-        let progress = CommitProgress::new(Arc::new(dead.clone()));
-        let dataflow = start_dataflow(config, restored_workers, observed, cluster, &progress)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        // A part failing for good stops the service.
-        let (fatal_tx, fatal) = tokio::sync::mpsc::unbounded_channel::<ServeError>();
+        // A part failing for good stops the service: `fatal` is the supervisor's end.
+        let (reporter, fatal) = Fatal::channel();
+        let ctx = StageContext {
+            cancel: Cancel::default(),
+            fatal: reporter,
+            status: Arc::new(SourceStatus::new(
+                Stream::ALL.map(|s| config.streams.get(s).topic.clone()),
+                observed.metrics.clone(),
+            )),
+            progress: CommitProgress::new(Arc::new(dead.clone())),
+        };
+        let dataflow = start_dataflow(config, restored_workers, observed, cluster, &ctx)?;
         let (batch_tx, batch_rx) = crossbeam_channel::bounded::<Batch>(16);
         let spawner = Arc::new(Spawner::new(
             kafka.clone(),
             config.pipeline.clone(),
             (dead.clone(), observed.metrics.clone()),
             batch_tx,
-            stop.clone(),
-            fatal_tx.clone(),
+            &ctx,
         ));
         let start_offsets = restored_coordinator
             .as_ref()
@@ -131,19 +137,8 @@ impl Pipeline {
             "sources assigned"
         );
         let known = Arc::new(Mutex::new(partitions.clone()));
-        let status = Arc::new(SourceStatus::new(
-            Stream::ALL.map(|s| config.streams.get(s).topic.clone()),
-            observed.metrics.clone(),
-        ));
-        let watch = start_watch(
-            kafka,
-            (observed, &status),
-            &known,
-            &spawner,
-            (config, placement),
-            (&stop, &fatal_tx),
-        )?;
-        let ckpt = start_checkpoint_writer(config, kafka, store, &progress, observed, &fatal_tx)?;
+        let watch = start_watch(kafka, observed, &known, &spawner, (config, placement), &ctx)?;
+        let ckpt = start_checkpoint_writer(config, kafka, store, observed, &ctx)?;
         let epochs = Arc::new(EpochLog::default());
         let coordinator = Coordinator {
             config: config.clone(),
@@ -159,12 +154,12 @@ impl Pipeline {
                 interval: Duration::from_secs(config.service.checkpoint_interval_s),
                 next_sequence,
                 compatibility: Compatibility::of(config, placement.process, placement.processes),
-                progress: progress.clone(),
+                progress: ctx.progress.clone(),
             },
             placement,
-            status: status.clone(),
+            status: ctx.status.clone(),
         };
-        let coordinator = spawn_reporting("coordinator", "coordinator", &fatal_tx, move || {
+        let coordinator = spawn_reporting("coordinator", "coordinator", &ctx.fatal, move || {
             coordinator.run()
         })?;
         let sink = start_sink(
@@ -173,11 +168,14 @@ impl Pipeline {
             dataflow.points,
             observed,
             epochs,
-            progress.clone(),
+            ctx.progress.clone(),
         );
-        let lag = start_lag_task(observed, status, known, placement);
+        let lag = start_lag_task(observed, ctx.status.clone(), known, placement);
+        let StageContext {
+            cancel, progress, ..
+        } = ctx;
         Ok(Pipeline {
-            stop,
+            cancel,
             spawner,
             coordinator,
             sink,
@@ -188,7 +186,7 @@ impl Pipeline {
             lag,
             watch,
             fatal,
-            pending: observed.state.sink_pending.clone(),
+            sink_health: observed.state.sink.clone(),
             in_cluster: placement.processes > 1,
         })
     }
@@ -222,7 +220,7 @@ impl Pipeline {
         timeout: Duration,
     ) -> Result<ServeReport, ServeError> {
         let Pipeline {
-            stop,
+            cancel,
             spawner,
             coordinator,
             sink,
@@ -233,13 +231,13 @@ impl Pipeline {
             lag,
             watch,
             fatal: _,
-            pending,
+            sink_health,
             in_cluster,
         } = self;
         let written = Arc::new(AtomicU64::new(0));
         let stages: Vec<Box<dyn Stage>> = vec![
             Box::new(Drain {
-                stop,
+                cancel,
                 spawner,
                 coordinator,
             }),
@@ -257,7 +255,7 @@ impl Pipeline {
             }),
             Box::new(Watching { lag, watch }),
         ];
-        let timed_out = || ServeError::ShutdownTimeout(timeout.as_secs(), pending.get());
+        let timed_out = || ServeError::ShutdownTimeout(timeout.as_secs(), sink_health.pending());
         match stop_in_order(stages, early, timeout, timed_out).await {
             Some(e) => Err(e),
             None => Ok(ServeReport {
@@ -270,7 +268,7 @@ impl Pipeline {
 /// Stop reading, then drain: the sources are joined, then the coordinator (which sends
 /// its last epoch, takes the final snapshot and drains the dataflow once its input ends).
 struct Drain {
-    stop: Arc<AtomicBool>,
+    cancel: Cancel,
     spawner: Arc<Spawner>,
     coordinator: JoinHandle<Result<(), PipelineError>>,
 }
@@ -281,7 +279,7 @@ impl Stage for Drain {
     }
 
     fn stop(self: Box<Self>, _: StopContext) -> Stopping {
-        self.stop.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
         let Drain {
             spawner,
             coordinator,
@@ -451,7 +449,7 @@ fn start_dataflow(
     restored: Option<Vec<Vec<u8>>>,
     observed: &Observed,
     cluster: Option<Connected>,
-    progress: &CommitProgress,
+    ctx: &StageContext,
 ) -> Result<Dataflow, ServeError> {
     let batch = batch_settings(config);
     // On their way to the sink, as many points as the sink itself holds at most: with a
@@ -459,7 +457,7 @@ fn start_dataflow(
     // the sources reading long after the sink is full.
     let in_flight = (batch.max_pending / batch.batch_points).max(1);
     let (points_tx, points) = tokio::sync::mpsc::channel::<(u64, Vec<Point>)>(in_flight);
-    let counted = progress.clone();
+    let counted = ctx.progress.clone();
     let handed = observed.metrics.dataflow_points.clone();
     let out: PointsOut = Arc::new(move |epoch, points| {
         for delivery in batcher::deliveries(points, &batch) {
@@ -521,11 +519,11 @@ fn start_sources(
 /// The watch: brokers and topics still there, partitions added.
 fn start_watch(
     kafka: &ClientConfig,
-    (observed, status): (&Observed, &Arc<SourceStatus>),
+    observed: &Observed,
     known: &Arc<Mutex<[Vec<i32>; 3]>>,
     spawner: &Arc<Spawner>,
     (config, placement): (&Settings, Placement),
-    (stop, fatal): (&Arc<AtomicBool>, &UnboundedSender<ServeError>),
+    ctx: &StageContext,
 ) -> Result<JoinHandle<()>, ServeError> {
     let topics = Stream::ALL.map(|s| config.streams.get(s).topic.clone());
     let watch = Watch {
@@ -534,9 +532,9 @@ fn start_watch(
         placement,
         health: observed.state.kafka.clone(),
         spawner: spawner.clone(),
-        status: status.clone(),
-        stop: stop.clone(),
-        fatal: fatal.clone(),
+        status: ctx.status.clone(),
+        stop: ctx.cancel.clone(),
+        fatal: ctx.fatal.clone(),
     };
     // Joined last at shutdown: it holds nothing the drain waits for, and ends within a look.
     std::thread::Builder::new()
@@ -556,9 +554,8 @@ fn start_checkpoint_writer(
     config: &Settings,
     kafka: &ClientConfig,
     store: Store,
-    progress: &CommitProgress,
     observed: &Observed,
-    fatal: &UnboundedSender<ServeError>,
+    ctx: &StageContext,
 ) -> Result<CheckpointWriter, ServeError> {
     let (tx, rx) = crossbeam_channel::bounded::<Pending>(1);
     let committer = OffsetCommitter::new(kafka, &config.kafka.group_id)
@@ -566,13 +563,15 @@ fn start_checkpoint_writer(
         .ok();
     let writer = Writer {
         store,
-        progress: progress.clone(),
+        progress: ctx.progress.clone(),
         committer,
         topics: Stream::ALL.map(|s| config.streams.get(s).topic.clone()),
         board: observed.state.board.clone(),
         metrics: observed.metrics.clone(),
     };
-    let thread = spawn_reporting("checkpoints", "checkpoints", fatal, move || writer.run(rx))?;
+    let thread = spawn_reporting("checkpoints", "checkpoints", &ctx.fatal, move || {
+        writer.run(rx)
+    })?;
     Ok(CheckpointWriter { thread, tx })
 }
 

@@ -5,7 +5,6 @@
 //! here, with their origin. A full channel blocks the thread: the consumer stops reading.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,7 +16,8 @@ use paceline_model::{Event, Stream};
 use rdkafka::config::ClientConfig;
 
 use super::metrics::ServeMetrics;
-use super::{PipelineError, ServeError};
+use super::supervisor::{Cancel, Fatal, StageContext};
+use super::PipelineError;
 use paceline_model::config::Config;
 
 /// What a source reports to the coordinator.
@@ -170,8 +170,8 @@ pub struct Spawner {
     dead: DeadLetterProducer,
     metrics: ServeMetrics,
     read: ReadPositions,
-    stop: Arc<AtomicBool>,
-    fatal: tokio::sync::mpsc::UnboundedSender<ServeError>,
+    stop: Cancel,
+    fatal: Fatal,
 }
 
 struct SpawnerInner {
@@ -183,14 +183,14 @@ struct SpawnerInner {
 pub type SourceThread = JoinHandle<Result<(), PipelineError>>;
 
 impl Spawner {
-    /// A spawner handing batches to `tx`; a source failing for good reports on `fatal`.
-    pub fn new(
+    /// A spawner handing batches to `tx`; its sources stop on `ctx`'s cancel, and one
+    /// failing for good reports on its fatal reporter.
+    pub(crate) fn new(
         kafka: ClientConfig,
         config: Config,
         (dead, metrics): (DeadLetterProducer, ServeMetrics),
         tx: Sender<Batch>,
-        stop: Arc<AtomicBool>,
-        fatal: tokio::sync::mpsc::UnboundedSender<ServeError>,
+        ctx: &StageContext,
     ) -> Self {
         Spawner {
             inner: Mutex::new(SpawnerInner {
@@ -202,8 +202,8 @@ impl Spawner {
             dead,
             metrics,
             read: ReadPositions::default(),
-            stop,
-            fatal,
+            stop: ctx.cancel.clone(),
+            fatal: ctx.fatal.clone(),
         }
     }
 
@@ -257,6 +257,7 @@ impl Spawner {
         );
         let settings = SourceSettings {
             worker,
+            stream,
             idle_timeout: Duration::from_secs(self.config.streams.get(stream).idle_timeout_s),
             max_future: self.config.streams.max_future(),
         };
@@ -306,12 +307,12 @@ fn offset_reset(metrics: &ServeMetrics, topic: &str, partition: i32, (from, to):
 }
 
 /// Sends `batch` unless `stop` is raised first; false when the run is over.
-fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &AtomicBool) -> bool {
+fn deliver(tx: &Sender<Batch>, mut batch: Batch, stop: &Cancel) -> bool {
     loop {
         match tx.send_timeout(batch, Duration::from_millis(100)) {
             Ok(()) => return true,
             Err(SendTimeoutError::Timeout(b)) => {
-                if stop.load(Ordering::Relaxed) {
+                if stop.is_cancelled() {
                     return false;
                 }
                 batch = b;
@@ -364,6 +365,7 @@ fn check_idleness(
 /// What a source is: the worker owning its partitions and its stream's settings.
 struct SourceSettings {
     worker: usize,
+    stream: Stream,
     idle_timeout: Duration,
     max_future: paceline_model::Nanos,
 }
@@ -374,7 +376,7 @@ struct SourceLinks {
     metrics: ServeMetrics,
     read: ReadPositions,
     tx: Sender<Batch>,
-    stop: Arc<AtomicBool>,
+    stop: Cancel,
 }
 
 /// Runs one source until `stop` is raised; fails when dead letters cannot be written.
@@ -383,142 +385,211 @@ fn run_source(
     settings: &SourceSettings,
     links: &SourceLinks,
 ) -> Result<(), PipelineError> {
-    let SourceSettings {
-        worker,
-        idle_timeout,
-        max_future,
-    } = *settings;
-    let SourceLinks {
-        dead,
-        metrics,
-        read,
-        tx,
-        stop,
-    } = links;
-    let stream = source.stream;
-    let mut items: Vec<Item> = Vec::with_capacity(BATCH_ITEMS);
-    let mut batch_bytes = 0usize;
-    let mut consumed = Instant::now();
-    let mut last_error: Option<Instant> = None;
-    // Per partition: since when the consumer has been at its end, and whether it was
-    // reported idle.
-    let mut at_end: HashMap<i32, (Instant, bool)> = HashMap::new();
-    let mut positions = Positions::default();
-    // Every partition's reset counter exists from the start (at 0), so that rules and
-    // dashboards reading it see the series before anything goes wrong.
+    show_reset_counters(&source, &links.metrics);
+    let mut run = SourceRun::new(settings, links);
+    while !links.stop.is_cancelled() {
+        paceline_model::failpoint::check("source");
+        let flush_now = source.poll(Duration::from_millis(50), |polled| {
+            run.take(&source, polled)
+        });
+        if let Some(e) = run.fatal.take() {
+            return Err(e.into());
+        }
+        run.settle_positions(&source);
+        check_idleness(
+            &source,
+            &mut run.at_end,
+            settings.idle_timeout,
+            &mut run.items,
+        );
+        if run.due(flush_now) && !run.hand_over() {
+            break;
+        }
+    }
+    run.hand_over_last();
+    Ok(())
+}
+
+/// Every partition's reset counter exists from the start (at 0), so that rules and
+/// dashboards reading it see the series before anything goes wrong.
+fn show_reset_counters(source: &TopicSource, metrics: &ServeMetrics) {
     for p in &source.partitions {
         metrics
             .offset_resets
             .with_label_values(&[source.topic.as_str(), &p.to_string()])
             .inc_by(0);
     }
-    while !stop.load(Ordering::Relaxed) {
-        paceline_model::failpoint::check("source");
-        let mut fatal = None;
-        let flush_now = source.poll(Duration::from_millis(50), |polled| match polled {
+}
+
+/// One source's loop: the batch it gathers and what it knows of each partition.
+struct SourceRun<'a> {
+    settings: &'a SourceSettings,
+    links: &'a SourceLinks,
+    items: Vec<Item>,
+    batch_bytes: usize,
+    /// When the batch's first message was consumed.
+    consumed: Instant,
+    last_error: Option<Instant>,
+    /// Per partition: since when the consumer has been at its end, and whether it was
+    /// reported idle.
+    at_end: HashMap<i32, (Instant, bool)>,
+    positions: Positions,
+    /// A dead letter that could not be written: the source stops with it.
+    fatal: Option<IngestError>,
+}
+
+impl<'a> SourceRun<'a> {
+    fn new(settings: &'a SourceSettings, links: &'a SourceLinks) -> Self {
+        SourceRun {
+            settings,
+            links,
+            items: Vec::with_capacity(BATCH_ITEMS),
+            batch_bytes: 0,
+            consumed: Instant::now(),
+            last_error: None,
+            at_end: HashMap::new(),
+            positions: Positions::default(),
+            fatal: None,
+        }
+    }
+
+    /// Takes what one poll gave; true when the batch should be handed over now.
+    fn take(&mut self, source: &TopicSource, polled: Polled<'_>) -> bool {
+        match polled {
             Polled::Message {
                 partition,
                 offset,
                 payload,
-            } => {
-                if items.is_empty() {
-                    consumed = Instant::now();
-                }
-                at_end.remove(&partition);
-                positions.read(partition, offset, source.start_offset(partition));
-                match decode_at(payload, Some(stream), latest_occurred_at(max_future)) {
-                    Ok(event) => {
-                        batch_bytes += payload.len();
-                        items.push(Item::Event {
-                            partition,
-                            offset,
-                            raw: payload.into(),
-                            event,
-                        })
-                    }
-                    Err(rejection) => {
-                        let origin = Origin {
-                            stream,
-                            topic: source.topic.clone(),
-                            partition,
-                            offset,
-                        };
-                        let reason = rejection.reason.as_str();
-                        if let Err(e) =
-                            reject(&metrics, &dead, payload, reason, &rejection.detail, &origin)
-                        {
-                            fatal = Some(e);
-                        }
-                        items.push(Item::Rejected { partition, offset });
-                    }
-                }
-                items.len() >= BATCH_ITEMS || batch_bytes >= BATCH_BYTES
-            }
+            } => self.message(source, partition, offset, payload),
             Polled::Tombstone { partition, offset } => {
                 // Compaction's deletion marker: skipped and counted, the position moves on.
-                metrics
+                self.links
+                    .metrics
                     .tombstones
                     .with_label_values(&[source.topic.as_str()])
                     .inc();
-                at_end.remove(&partition);
-                positions.skip(partition, offset);
-                items.push(Item::Skipped { partition, offset });
-                items.len() >= BATCH_ITEMS
+                self.at_end.remove(&partition);
+                self.positions.skip(partition, offset);
+                self.items.push(Item::Skipped { partition, offset });
+                self.items.len() >= BATCH_ITEMS
             }
             Polled::End { partition } => {
-                at_end.entry(partition).or_insert((Instant::now(), false));
+                self.at_end
+                    .entry(partition)
+                    .or_insert((Instant::now(), false));
                 true
             }
             Polled::Nothing => true,
             Polled::Error(e) => {
-                if e.contains("out of range") || e.contains("AutoOffsetReset") {
-                    positions.forget_lows();
-                }
-                // librdkafka reconnects by itself; say so once in a while, not per poll.
-                if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                    tracing::warn!(topic = %source.topic, error = %e, "Kafka consumer error");
-                    last_error = Some(Instant::now());
-                }
+                self.consumer_error(source, &e);
                 true
             }
-        });
-        if let Some(e) = fatal {
-            return Err(e.into());
         }
-        let resets = positions.settle(Instant::now(), |partition| {
+    }
+
+    /// A message: decoded into the batch, or rejected (counted, dead-lettered, and its
+    /// position kept in the batch so that the offsets stay contiguous).
+    fn message(
+        &mut self,
+        source: &TopicSource,
+        partition: i32,
+        offset: i64,
+        payload: &[u8],
+    ) -> bool {
+        if self.items.is_empty() {
+            self.consumed = Instant::now();
+        }
+        self.at_end.remove(&partition);
+        self.positions
+            .read(partition, offset, source.start_offset(partition));
+        let stream = source.stream;
+        let latest = latest_occurred_at(self.settings.max_future);
+        match decode_at(payload, Some(stream), latest) {
+            Ok(event) => {
+                self.batch_bytes += payload.len();
+                self.items.push(Item::Event {
+                    partition,
+                    offset,
+                    raw: payload.into(),
+                    event,
+                })
+            }
+            Err(rejection) => {
+                let origin = Origin {
+                    stream,
+                    topic: source.topic.clone(),
+                    partition,
+                    offset,
+                };
+                let reason = rejection.reason.as_str();
+                let SourceLinks { metrics, dead, .. } = self.links;
+                if let Err(e) = reject(metrics, dead, payload, reason, &rejection.detail, &origin) {
+                    self.fatal = Some(e);
+                }
+                self.items.push(Item::Rejected { partition, offset });
+            }
+        }
+        self.items.len() >= BATCH_ITEMS || self.batch_bytes >= BATCH_BYTES
+    }
+
+    fn consumer_error(&mut self, source: &TopicSource, e: &str) {
+        if e.contains("out of range") || e.contains("AutoOffsetReset") {
+            self.positions.forget_lows();
+        }
+        // librdkafka reconnects by itself; say so once in a while, not per poll.
+        if self
+            .last_error
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(10))
+        {
+            tracing::warn!(topic = %source.topic, error = %e, "Kafka consumer error");
+            self.last_error = Some(Instant::now());
+        }
+    }
+
+    /// Positions that retention passed are counted and reported.
+    fn settle_positions(&mut self, source: &TopicSource) {
+        let resets = self.positions.settle(Instant::now(), |partition| {
             source.low_watermark(partition, Duration::from_secs(2))
         });
         for (partition, skipped) in resets {
-            offset_reset(&metrics, &source.topic, partition, skipped);
+            offset_reset(&self.links.metrics, &source.topic, partition, skipped);
         }
-        check_idleness(&source, &mut at_end, idle_timeout, &mut items);
-        let news = items
+    }
+
+    /// The batch goes now: the poll said so, or a partition went idle or woke (news the
+    /// watermark waits for), and there is something to hand over.
+    fn due(&self, flush_now: bool) -> bool {
+        let news = self
+            .items
             .iter()
             .any(|i| matches!(i, Item::Idle { .. } | Item::Awake { .. }));
-        if (flush_now || news) && !items.is_empty() {
-            read.read(stream, &items);
-            let batch = Batch {
-                worker,
-                stream,
-                consumed,
-                items: std::mem::replace(&mut items, Vec::with_capacity(BATCH_ITEMS)),
-            };
-            batch_bytes = 0;
-            if !deliver(tx, batch, stop) {
-                break;
-            }
+        (flush_now || news) && !self.items.is_empty()
+    }
+
+    fn batch(&mut self) -> Batch {
+        self.links.read.read(self.settings.stream, &self.items);
+        self.batch_bytes = 0;
+        Batch {
+            worker: self.settings.worker,
+            stream: self.settings.stream,
+            consumed: self.consumed,
+            items: std::mem::replace(&mut self.items, Vec::with_capacity(BATCH_ITEMS)),
         }
     }
-    if !items.is_empty() {
-        read.read(stream, &items);
-        // Hand over what was read; the coordinator drains until every source is gone.
-        let batch = Batch {
-            worker,
-            stream,
-            consumed,
-            items,
-        };
-        let _ = tx.send_timeout(batch, Duration::from_secs(5));
+
+    /// Hands the batch to the coordinator, waiting while it is full; false once the run is
+    /// over.
+    fn hand_over(&mut self) -> bool {
+        let batch = self.batch();
+        deliver(&self.links.tx, batch, &self.links.stop)
     }
-    Ok(())
+
+    /// Hands over what was read at the stop; the coordinator drains until every source is
+    /// gone.
+    fn hand_over_last(&mut self) {
+        if !self.items.is_empty() {
+            let batch = self.batch();
+            let _ = self.links.tx.send_timeout(batch, Duration::from_secs(5));
+        }
+    }
 }

@@ -6,9 +6,76 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use super::commit::CommitProgress;
+use super::status::SourceStatus;
 use super::{PipelineError, ServeError};
+
+/// The one stop signal of a run: raised once, by the supervisor's first stage stop; every
+/// stage's loop looks at it between two units of work.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps `d`, or less once cancelled (looked at every 100 ms, so a stop is seen within
+    /// that); true when cancelled.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while !self.is_cancelled() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+        true
+    }
+}
+
+/// How a stage that fails for good stops the run: the supervisor, waiting in
+/// `until_stopped`, receives the first report and stops every stage.
+#[derive(Debug, Clone)]
+pub(crate) struct Fatal(UnboundedSender<ServeError>);
+
+impl Fatal {
+    /// A reporter and the supervisor's end.
+    pub fn channel() -> (Fatal, UnboundedReceiver<ServeError>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Fatal(tx), rx)
+    }
+
+    pub fn report(&self, e: ServeError) {
+        // The supervisor gone means the run is already stopping: nothing is left to tell.
+        let _ = self.0.send(e);
+    }
+}
+
+/// What every stage is started with: the stop signal, the fatal reporter, and the typed
+/// status the stages share (written by one, read by the others; never read back from the
+/// metrics).
+#[derive(Clone)]
+pub(crate) struct StageContext {
+    pub cancel: Cancel,
+    pub fatal: Fatal,
+    /// Per partition: where its source stands, the broker's end, idle; per stream: the
+    /// watermark (the lag, the page's freshness and the gauges read it).
+    pub status: Arc<SourceStatus>,
+    /// Points handed and acknowledged, dead letters delivered: whether a checkpoint counts.
+    pub progress: CommitProgress,
+}
 
 /// How a stage's stop ended: done, failed, or the deadline passed (`Err(None)`).
 pub(crate) type Stopped = Result<(), Option<ServeError>>;
@@ -210,5 +277,40 @@ mod tests {
             *log.lock().unwrap(),
             vec![("drain", false), ("checkpoints", true)]
         );
+    }
+
+    /// A stage sleeping between two looks sees the stop within a slice, not after its
+    /// whole sleep; one that is not stopped sleeps the time asked.
+    #[test]
+    fn a_cancelled_sleep_ends_at_the_stop() {
+        let cancel = Cancel::default();
+        let started = Instant::now();
+        assert!(!cancel.sleep(Duration::from_millis(150)));
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        let stopper = cancel.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            stopper.cancel();
+        });
+        let started = Instant::now();
+        assert!(cancel.sleep(Duration::from_secs(600)));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the stop was not seen"
+        );
+        t.join().unwrap();
+        assert!(cancel.is_cancelled());
+    }
+
+    /// The first report reaches the supervisor; reporting once it has gone is harmless.
+    #[test]
+    fn a_fatal_report_reaches_the_supervisor() {
+        let (fatal, mut rx) = Fatal::channel();
+        fatal
+            .clone()
+            .report(ServeError::Kafka("broker gone".into()));
+        assert_eq!(rx.try_recv().unwrap().to_string(), "Kafka: broker gone");
+        drop(rx);
+        fatal.report(ServeError::Kafka("after the stop".into()));
     }
 }

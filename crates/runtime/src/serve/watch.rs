@@ -8,9 +8,8 @@
 //! each look it asks where each partition this process reads ends: the sources' lag.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use paceline_dataflow::cluster::Placement;
 use paceline_ingest::{create_missing_topics, partition_owner, NewTopicSpec, TopicWatch};
@@ -19,6 +18,7 @@ use rdkafka::config::ClientConfig;
 
 use super::sources::Spawner;
 use super::status::SourceStatus;
+use super::supervisor::{Cancel, Fatal};
 use super::trouble::Trouble;
 use super::{PipelineError, ServeError};
 
@@ -121,22 +121,21 @@ pub struct Watch {
     /// Where the lag is kept (and shown: `paceline_source_lag_messages`).
     pub status: Arc<SourceStatus>,
     /// Raised at shutdown.
-    pub stop: Arc<AtomicBool>,
+    pub stop: Cancel,
     /// Where lasting trouble is reported.
-    pub fatal: tokio::sync::mpsc::UnboundedSender<ServeError>,
+    pub fatal: Fatal,
 }
 
 impl Watch {
     /// Looks every [`LOOK_EVERY`] until `stop`; returns after reporting lasting trouble.
     pub fn run(self) {
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stop.is_cancelled() {
             match self.watch.look(LOOK_TIMEOUT) {
                 Ok(partitions) => {
                     self.health.record(None);
                     if let Err(e) = self.start_added(&partitions) {
-                        let _ = self
-                            .fatal
-                            .send(ServeError::Pipeline(e.in_part("kafka-watch")));
+                        self.fatal
+                            .report(ServeError::Pipeline(e.in_part("kafka-watch")));
                         return;
                     }
                     self.show_lag();
@@ -144,15 +143,12 @@ impl Watch {
                 Err(e) => {
                     self.health.record(Some(e.reason));
                     if let Some(why) = self.health.past_bound() {
-                        let _ = self.fatal.send(ServeError::Kafka(why));
+                        self.fatal.report(ServeError::Kafka(why));
                         return;
                     }
                 }
             }
-            let slept = Instant::now();
-            while slept.elapsed() < LOOK_EVERY && !self.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            self.stop.sleep(LOOK_EVERY);
         }
     }
 
@@ -166,7 +162,7 @@ impl Watch {
         for (s, topic) in Stream::ALL.iter().zip(self.watch.topics()) {
             for p in &known[s.index()] {
                 let owner = partition_owner(*s, *p, self.placement.total());
-                if self.placement.local(owner).is_none() || self.stop.load(Ordering::Relaxed) {
+                if self.placement.local(owner).is_none() || self.stop.is_cancelled() {
                     continue;
                 }
                 // One unanswered question is enough for this round: the next look tells
