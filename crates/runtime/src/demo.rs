@@ -63,25 +63,25 @@ pub enum DemoError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads generated lines as one JSON Lines stream, freeing each line once read, so the
-/// district is never held twice.
-struct GeneratedLines {
-    lines: std::vec::IntoIter<String>,
+/// Reads generated lines as one JSON Lines stream, a line at a time as the generator gives
+/// them (chunk by chunk), so the district is never held whole.
+struct GeneratedLines<I> {
+    lines: I,
     current: Vec<u8>,
     pos: usize,
 }
 
-impl GeneratedLines {
-    fn new(lines: Vec<String>) -> GeneratedLines {
+impl<I: Iterator<Item = String>> GeneratedLines<I> {
+    fn new(lines: I) -> GeneratedLines<I> {
         GeneratedLines {
-            lines: lines.into_iter(),
+            lines,
             current: Vec::new(),
             pos: 0,
         }
     }
 }
 
-impl Read for GeneratedLines {
+impl<I: Iterator<Item = String>> Read for GeneratedLines<I> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -91,7 +91,7 @@ impl Read for GeneratedLines {
     }
 }
 
-impl BufRead for GeneratedLines {
+impl<I: Iterator<Item = String>> BufRead for GeneratedLines<I> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
         if self.pos >= self.current.len() {
             self.current.clear();
@@ -159,12 +159,12 @@ pub fn simulate(
     if terminal {
         eprintln!("generating the district (seed {seed}, scale {scale})…");
     }
-    let lines = paceline_generate::generate(seed, scale);
-    let bytes: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
+    let lines = paceline_generate::District::new(seed, scale);
     let input = Input {
         name: format!("generated district (seed {seed}, scale {scale})"),
         reader: Box::new(GeneratedLines::new(lines)),
-        len: Some(bytes),
+        // Not known before the last chunk is generated.
+        len: None,
     };
     run(
         config,
@@ -328,11 +328,13 @@ mod tests {
 
     #[test]
     fn generated_lines_read_as_one_stream() {
-        let mut r = GeneratedLines::new(vec!["a".into(), String::new(), "bcd".into()]);
+        let lines: Vec<String> = vec!["a".into(), String::new(), "bcd".into()];
+        let mut r = GeneratedLines::new(lines.into_iter());
         let mut all = String::new();
         r.read_to_string(&mut all).expect("in memory");
         assert_eq!(all, "a\n\nbcd\n");
-        let mut r = GeneratedLines::new(vec!["xy".into(), "z".into()]);
+        let lines: Vec<String> = vec!["xy".into(), "z".into()];
+        let mut r = GeneratedLines::new(lines.into_iter());
         let mut line = Vec::new();
         r.read_until(b'\n', &mut line).expect("in memory");
         assert_eq!(line, b"xy\n");

@@ -253,6 +253,17 @@ impl Runner {
         }
         Ok(self.stats)
     }
+
+    /// Leaves the workers to the process's exit, without closing their inputs or joining
+    /// them: what a process of a cluster stopping alone does, since its workers end only
+    /// with every other process's input, which joining would wait for. The other processes
+    /// stop once this one's connections close.
+    pub fn leave_to_exit(self) {
+        // Whole: dropping the guards would join the workers, and dropping the senders would
+        // close the inputs, which the other processes would see as this one's input ending
+        // (its epochs complete) rather than as its connections closing.
+        std::mem::forget(self);
+    }
 }
 
 /// The timely communication of one process (`workers` threads), or of this process's part

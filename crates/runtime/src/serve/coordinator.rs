@@ -425,10 +425,8 @@ impl Coordinator {
             run.published.publish(&metrics, &runner.stats);
         }
         // No last epoch and no final checkpoint: the other processes could not align with
-        // them. The workers are left to the process's exit (joining them would wait for
-        // the other processes' input to end); the others stop once its connections close,
-        // and the cluster resumes from its last complete checkpoint.
-        std::mem::forget(runner);
+        // them. The cluster resumes from its last complete checkpoint.
+        runner.leave_to_exit();
         Ok(())
     }
 }
