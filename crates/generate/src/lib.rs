@@ -119,10 +119,8 @@ fn ts(rng: &mut Rng, t: Nanos) -> Stamp {
 /// it keeps, so that a pass keeping a few lines costs the draws and little else.
 trait Lines {
     fn push(&mut self, arrival: Nanos, line: impl FnOnce() -> String);
-    /// An exact duplicate of line `of`, arriving at `arrival`.
-    fn repeat(&mut self, of: usize, arrival: Nanos);
-    /// When line `seq` (already generated) arrives.
-    fn arrival_of(&self, seq: usize) -> Nanos;
+    /// An exact duplicate of line `of` (already generated), arriving `delay` after it.
+    fn repeat(&mut self, of: usize, delay: Nanos);
     /// Lines generated so far.
     fn len(&self) -> usize;
 }
@@ -418,8 +416,7 @@ fn district(seed: u64, scale: f64, out: &mut impl Lines) {
     let count = out.len();
     for _ in 0..(count / 200) {
         let i = rng.below(count as u64) as usize;
-        let a = out.arrival_of(i);
-        out.repeat(i, a + rng.below(600) as i64 * SECOND);
+        out.repeat(i, rng.below(600) as i64 * SECOND);
     }
     let bad = [
         r#"{"event_id":"bad-1","type":"enterprise.promoted","occurred_at":"2023-06-30T16:00:00Z","enterprise_id":"E1"}"#,
@@ -451,12 +448,9 @@ impl Lines for Arrivals {
     fn push(&mut self, arrival: Nanos, _: impl FnOnce() -> String) {
         self.arrivals.push(arrival);
     }
-    fn repeat(&mut self, of: usize, arrival: Nanos) {
+    fn repeat(&mut self, of: usize, delay: Nanos) {
         self.repeats.push((self.arrivals.len(), of));
-        self.arrivals.push(arrival);
-    }
-    fn arrival_of(&self, seq: usize) -> Nanos {
-        self.arrivals[seq]
+        self.arrivals.push(self.arrivals[of] + delay);
     }
     fn len(&self) -> usize {
         self.arrivals.len()
@@ -509,17 +503,13 @@ impl Lines for Window<'_> {
             }
         }
     }
-    fn arrival_of(&self, seq: usize) -> Nanos {
-        self.plan.arrivals[seq]
-    }
     fn len(&self) -> usize {
         self.seq
     }
 }
 
-/// What the first pass learnt: every line's arrival and its place in arrival order.
+/// What the first pass learnt: every line's place in arrival order.
 struct Plan {
-    arrivals: Vec<Nanos>,
     /// seq → place in arrival order (ties in generation order).
     rank: Vec<u32>,
     repeats: Vec<(usize, usize)>,
@@ -537,18 +527,14 @@ impl Plan {
         for (place, seq) in order.into_iter().enumerate() {
             rank[seq as usize] = place as u32;
         }
-        Plan {
-            arrivals,
-            rank,
-            repeats,
-        }
+        Plan { rank, repeats }
     }
 }
 
 /// The district as a stream of lines in arrival order, produced chunk by chunk: a first
-/// pass learns when each line arrives (8 bytes a line), then each chunk of `chunk` lines in
-/// arrival order is generated again and only its own lines formatted. Memory is the plan
-/// (16 bytes a line) and one chunk of text, not the whole district; the bytes are the same
+/// pass learns each line's place in arrival order (4 bytes a line), then each chunk of
+/// `chunk` lines in arrival order is generated again and only its own lines formatted.
+/// Memory is the plan and one chunk of text, not the whole district; the bytes are the same
 /// whatever the chunk.
 pub struct District {
     seed: u64,
@@ -560,8 +546,8 @@ pub struct District {
 }
 
 impl District {
-    /// Lines per chunk in [`District::new`]: about 30 MB of text at a time.
-    pub const CHUNK: usize = 1 << 17;
+    /// Lines per chunk in [`District::new`]: about 15 MB of text at a time.
+    pub const CHUNK: usize = 1 << 16;
 
     /// The district of `seed` and `scale`, in chunks of [`District::CHUNK`] lines.
     pub fn new(seed: u64, scale: f64) -> District {
@@ -582,7 +568,7 @@ impl District {
 
     /// How many lines there are in all.
     pub fn total(&self) -> usize {
-        self.plan.arrivals.len()
+        self.plan.rank.len()
     }
 
     fn next_chunk(&mut self) -> Vec<String> {
