@@ -257,7 +257,6 @@ impl Spawner {
         );
         let settings = SourceSettings {
             worker,
-            stream,
             idle_timeout: Duration::from_secs(self.config.streams.get(stream).idle_timeout_s),
             max_future: self.config.streams.max_future(),
         };
@@ -365,7 +364,6 @@ fn check_idleness(
 /// What a source is: the worker owning its partitions and its stream's settings.
 struct SourceSettings {
     worker: usize,
-    stream: Stream,
     idle_timeout: Duration,
     max_future: paceline_model::Nanos,
 }
@@ -386,7 +384,7 @@ fn run_source(
     links: &SourceLinks,
 ) -> Result<(), PipelineError> {
     show_reset_counters(&source, &links.metrics);
-    let mut run = SourceRun::new(settings, links);
+    let mut run = SourceRun::new(source.stream, settings, links);
     while !links.stop.is_cancelled() {
         paceline_model::failpoint::check("source");
         let flush_now = source.poll(Duration::from_millis(50), |polled| {
@@ -423,6 +421,7 @@ fn show_reset_counters(source: &TopicSource, metrics: &ServeMetrics) {
 
 /// One source's loop: the batch it gathers and what it knows of each partition.
 struct SourceRun<'a> {
+    stream: Stream,
     settings: &'a SourceSettings,
     links: &'a SourceLinks,
     items: Vec<Item>,
@@ -439,8 +438,9 @@ struct SourceRun<'a> {
 }
 
 impl<'a> SourceRun<'a> {
-    fn new(settings: &'a SourceSettings, links: &'a SourceLinks) -> Self {
+    fn new(stream: Stream, settings: &'a SourceSettings, links: &'a SourceLinks) -> Self {
         SourceRun {
+            stream,
             settings,
             links,
             items: Vec::with_capacity(BATCH_ITEMS),
@@ -502,7 +502,7 @@ impl<'a> SourceRun<'a> {
         self.at_end.remove(&partition);
         self.positions
             .read(partition, offset, source.start_offset(partition));
-        let stream = source.stream;
+        let stream = self.stream;
         let latest = latest_occurred_at(self.settings.max_future);
         match decode_at(payload, Some(stream), latest) {
             Ok(event) => {
@@ -567,11 +567,11 @@ impl<'a> SourceRun<'a> {
     }
 
     fn batch(&mut self) -> Batch {
-        self.links.read.read(self.settings.stream, &self.items);
+        self.links.read.read(self.stream, &self.items);
         self.batch_bytes = 0;
         Batch {
             worker: self.settings.worker,
-            stream: self.settings.stream,
+            stream: self.stream,
             consumed: self.consumed,
             items: std::mem::replace(&mut self.items, Vec::with_capacity(BATCH_ITEMS)),
         }
