@@ -96,6 +96,43 @@ impl Proc {
             .status();
     }
 
+    /// Freezes the process (SIGSTOP) and returns once every one of its threads is stopped.
+    /// `kill` returns before that: the stop is taken by one thread, and on a loaded machine
+    /// another (an HTTP worker woken by a request) may still answer in between.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+        let deadline = Instant::now() + patient(Duration::from_secs(10));
+        while !self.all_threads_stopped() {
+            assert!(
+                Instant::now() < deadline,
+                "process {} not stopped 10 s after SIGSTOP",
+                self.pid()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    /// Whether each thread's state in `/proc/<pid>/task/*/stat` is `T` (stopped).
+    fn all_threads_stopped(&self) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return false;
+        };
+        tasks.flatten().all(|task| {
+            std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                // The state follows the command name's closing parenthesis, which may
+                // itself hold spaces or parentheses.
+                stat.rfind(')')
+                    .and_then(|at| stat[at + 1..].split_whitespace().next())
+                    .is_some_and(|state| state == "T" || state == "t")
+            })
+        })
+    }
+
     /// Waits for the process to exit, up to `timeout`; its exit code (None: killed by a
     /// signal or still running, then killed).
     pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
@@ -406,14 +443,14 @@ impl Influx1 {
     /// Freezes the process (SIGSTOP): connections are accepted, writes hang unanswered.
     pub fn pause(&self) {
         if let Some(p) = &self.proc {
-            p.signal("STOP");
+            p.freeze();
         }
     }
 
     /// Lets a paused process go on (SIGCONT).
     pub fn resume(&self) {
         if let Some(p) = &self.proc {
-            p.signal("CONT");
+            p.thaw();
         }
     }
 

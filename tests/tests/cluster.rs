@@ -209,11 +209,11 @@ fn display_of(v: &serde_json::Value) -> String {
 /// Process 1 frozen (SIGSTOP: its connections stay open, it answers nothing): process 0's
 /// API and page name it within the deadline and list what is missing; thawed, all is back.
 fn assert_a_silent_process_is_named(procs: &[Serve], http: &[String]) {
-    procs[1].proc.signal("STOP");
+    procs[1].proc.freeze();
     let started = std::time::Instant::now();
     let (status, body) = get(&format!("{}/api/v1/indicators", procs[0].http)).expect("answers");
     let took = started.elapsed();
-    procs[1].proc.signal("CONT");
+    procs[1].proc.thaw();
     assert_eq!(status, 200);
     assert!(took < Duration::from_secs(10), "answered after {took:?}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
@@ -239,9 +239,9 @@ fn assert_a_silent_process_is_named(procs: &[Serve], http: &[String]) {
         Duration::from_secs(20),
         || whole_cluster(&procs[0].http),
     );
-    procs[1].proc.signal("STOP");
+    procs[1].proc.freeze();
     let (_, page) = get(&format!("{}/", procs[0].http)).expect("the page answers");
-    procs[1].proc.signal("CONT");
+    procs[1].proc.thaw();
     assert!(
         page.contains(r#"class="health bad unanswered" data-process="1""#)
             && page.contains(&http[1]),
