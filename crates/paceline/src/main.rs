@@ -207,13 +207,31 @@ fn exit_on_panic() {
         // timely's connection threads panic when a peer process goes away.
         if let Some(peer) = paceline_runtime::serve::peer_of_thread(name) {
             tracing::error!(peer = %peer, panic = %info, "lost the connection to a cluster process; stopping");
-            eprintln!("paceline: lost the connection to cluster {peer}; stopping with exit code 1 (restarted, the cluster resumes from its last complete checkpoint)");
-            std::process::exit(1);
+            exit_saying(&format!("paceline: lost the connection to cluster {peer}; stopping with exit code 1 (restarted, the cluster resumes from its last complete checkpoint)"));
         }
         tracing::error!(thread = name, panic = %info, "a thread panicked; stopping");
-        eprintln!("paceline: a thread ({name}) panicked; stopping with exit code 1");
-        std::process::exit(1);
+        exit_saying(&format!(
+            "paceline: a thread ({name}) panicked; stopping with exit code 1"
+        ));
     }));
+}
+
+/// Exits with code 1 after `line`, written whole by the first panicking thread only.
+/// Several threads panic at once when a peer goes (its send and receive threads): each
+/// prints its panic and backtrace in pieces, and an `eprintln!` of the last words would
+/// be cut by theirs. One `write` of the whole line to the unbuffered stderr is not.
+fn exit_saying(line: &str) -> ! {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if SAID.swap(true, Ordering::SeqCst) {
+        // Another thread is saying it and exiting: this one waits for the exit.
+        loop {
+            std::thread::park();
+        }
+    }
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+    std::process::exit(1);
 }
 
 fn init_logging() {
