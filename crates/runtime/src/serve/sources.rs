@@ -133,8 +133,9 @@ const BATCH_ITEMS: usize = 1024;
 /// builds behind an idle partition (a broker restart, a cut between this consumer and the
 /// brokers) must hold the watermark back before the other partitions' backlogs, read in
 /// the meantime, carry it past: the gap is this long at most. Not shorter: each
-/// confirmation is a request on the consumer's own connection, beside its fetches, and a
-/// slow broker asked every second per partition timed them out (seen with tansu).
+/// confirmation is a request per partition, and a slow broker asked every second per
+/// partition timed out fetches (seen with tansu, when they shared the consumer's
+/// connection; they no longer do).
 const IDLE_CONFIRM_EVERY: Duration = Duration::from_secs(5);
 const BATCH_BYTES: usize = 1 << 20;
 
