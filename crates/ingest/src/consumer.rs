@@ -138,23 +138,14 @@ impl TopicSource {
                 c.set(key, value);
             }
         }
-        let ctx = SourceContext {
-            topic: topic.into(),
-        };
-        let consumer: BaseConsumer<SourceContext> =
-            c.create_with_context(ctx)
-                .map_err(|source| IngestError::Client {
-                    what: "consumer",
-                    source,
-                })?;
-        let asker: BaseConsumer<SourceContext> = c
-            .create_with_context(SourceContext {
+        let client = |what: &'static str| -> Result<BaseConsumer<SourceContext>, IngestError> {
+            c.create_with_context(SourceContext {
                 topic: topic.into(),
             })
-            .map_err(|source| IngestError::Client {
-                what: "consumer",
-                source,
-            })?;
+            .map_err(|source| IngestError::Client { what, source })
+        };
+        let consumer = client("consumer")?;
+        let asker = client("watermark client")?;
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
             let offset = start
