@@ -30,10 +30,16 @@ fn events() -> Vec<Event> {
 
 fn to_deltas(config: &Config, events: Vec<Event>) -> Vec<Delta> {
     let mut entities = Entities::new(config.filing_lag());
+    entities.use_ticks(|i| config.cadence(i));
     let mut out = Vec::new();
-    for e in events {
-        entities.apply(e, &mut out);
+    // Netted per epoch of 8192 events, as the dataflow does.
+    for (i, e) in events.into_iter().enumerate() {
+        entities.apply(e);
+        if i % 8192 == 8191 {
+            entities.drain_into(&mut out);
+        }
     }
+    entities.drain_into(&mut out);
     out
 }
 

@@ -6,10 +6,11 @@
 //! (a delta at key `k` applies to every tick `T > k`). When an entity's events change, its
 //! intervals are recomputed and only the difference is sent, netted exactly per key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use paceline_model::catalogue::Slot;
-use paceline_model::Nanos;
+use paceline_model::time::tick_floor;
+use paceline_model::{Indicator, Nanos};
 use serde::{Deserialize, Serialize};
 
 use crate::exact::ExactSum;
@@ -50,19 +51,38 @@ impl Interval {
     }
 }
 
-/// Deltas collected per (slot, key) and netted exactly, so that a retraction and a
-/// re-insertion at the same key send nothing.
+/// Deltas collected per (slot, tick span) and netted exactly, so that a retraction and a
+/// re-insertion in the same span send nothing.
 #[derive(Debug, Default)]
 pub struct Netting {
-    sums: BTreeMap<(Slot, Nanos), ExactSum>,
+    // A hash map, kept with its capacity from epoch to epoch: an epoch's spans are many
+    // and scattered (a heartbeat reaches a day ahead), and the series operator sums
+    // exactly, so the order the deltas leave in does not matter.
+    sums: HashMap<(Slot, Nanos), ExactSum, foldhash::fast::FixedState>,
+    /// Each group's tick cadence, by [`Indicator::index`]; empty until
+    /// [`Netting::use_ticks`], and then keys are kept as they are.
+    cadence: Vec<Nanos>,
 }
 
 impl Netting {
+    /// Sums deltas per tick span of their group's grid from now on.
+    pub fn use_ticks(&mut self, cadence: impl Fn(Indicator) -> Nanos) {
+        self.cadence = Indicator::ALL.iter().map(|i| cadence(*i)).collect();
+    }
+
     /// Adds `amount` at `key`.
     pub fn add(&mut self, slot: Slot, key: Nanos, amount: f64) {
         if key == OPEN || amount == 0.0 {
             return;
         }
+        // Every key in `[floor, floor + cadence)` moves the same ticks (those after the
+        // span: a delta at `k` applies to `T > k`), so the span's deltas are summed under
+        // its start: the series operator gets one delta per slot and tick an epoch moved,
+        // not one per event, and the series are the same.
+        let key = match self.cadence.get(slot.group.index()) {
+            Some(&c) => tick_floor(key, c),
+            None => key,
+        };
         self.sums.entry((slot, key)).or_default().add(amount);
     }
 
@@ -91,7 +111,9 @@ impl Netting {
 
     /// Moves the non-zero netted deltas out.
     pub fn drain_into(&mut self, out: &mut Vec<Delta>) {
-        for ((slot, key), sum) in std::mem::take(&mut self.sums) {
+        // Most sums are one partial: one allocation, not a vector regrown as it fills.
+        out.reserve(self.sums.len());
+        for ((slot, key), sum) in self.sums.drain() {
             for &amount in sum.partials() {
                 if amount != 0.0 {
                     out.push(Delta { slot, key, amount });

@@ -56,7 +56,8 @@ fn run(events: &[Event], series: SeriesKey, ticks: &[&str]) -> (Vec<Option<f64>>
     for e in events {
         let mut deltas = Vec::new();
         let at = e.at;
-        entities.apply(e.clone(), &mut deltas);
+        entities.apply(e.clone());
+        entities.drain_into(&mut deltas);
         for d in deltas.iter().filter(|d| d.slot.group == group) {
             g.apply(d);
         }

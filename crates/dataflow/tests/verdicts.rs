@@ -31,7 +31,11 @@ impl Run {
         let plans = plans_of(&config, group);
         Run {
             group: Group::new(group, config.cadence(group), 400 * DAY, plans),
-            entities: Entities::new(config.filing_lag()),
+            entities: {
+                let mut e = Entities::new(config.filing_lag());
+                e.use_ticks(|i| config.cadence(i));
+                e
+            },
             config,
             earliest: None,
         }
@@ -40,7 +44,8 @@ impl Run {
     fn feed(&mut self, events: &[Event]) {
         for e in events {
             let mut deltas = Vec::new();
-            self.entities.apply(e.clone(), &mut deltas);
+            self.entities.apply(e.clone());
+            self.entities.drain_into(&mut deltas);
             for d in &deltas {
                 if d.slot.group == self.group_indicator() {
                     self.group.apply(d);

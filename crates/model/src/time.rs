@@ -21,6 +21,17 @@ pub const ANCHOR: Nanos = -PLAN_OFFSET;
 
 /// The greatest tick of the grid `cadence` at or before `t`.
 pub fn tick_floor(t: Nanos, cadence: Nanos) -> Nanos {
+    // In `i64` when nothing overflows (every time from 1678 to 2261 but the last hours
+    // of that range): the dataflow floors a key for every delta, and `i128` division is
+    // a library call several times slower.
+    let fast = t.checked_sub(ANCHOR).and_then(|rel| {
+        rel.div_euclid(cadence)
+            .checked_mul(cadence)?
+            .checked_add(ANCHOR)
+    });
+    if let Some(f) = fast {
+        return f;
+    }
     let rel = t as i128 - ANCHOR as i128;
     let n = rel.div_euclid(cadence as i128);
     clamp_i128(ANCHOR as i128 + n * cadence as i128)
@@ -168,6 +179,34 @@ mod tests {
         assert_eq!(tick_after(0, HOUR), HOUR);
         assert_eq!(tick_floor(-1, HOUR), -HOUR);
         assert_eq!(tick_floor(-DAY - 1, DAY), -32 * HOUR);
+    }
+
+    /// The `i64` path agrees with the exact `i128` floor, up to the ends of the range
+    /// where it gives way to it.
+    #[test]
+    fn tick_floor_matches_the_exact_floor_at_the_ends() {
+        let exact = |t: Nanos, c: Nanos| {
+            let rel = t as i128 - ANCHOR as i128;
+            clamp_i128(ANCHOR as i128 + rel.div_euclid(c as i128) * c as i128)
+        };
+        let times = [
+            i64::MIN,
+            i64::MIN + 1,
+            i64::MIN + PLAN_OFFSET,
+            -PLAN_OFFSET - 1,
+            -PLAN_OFFSET,
+            0,
+            at(2024, 2, 29, 13) + 17,
+            i64::MAX - PLAN_OFFSET - 1,
+            i64::MAX - PLAN_OFFSET,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        for t in times {
+            for c in [1, SECOND, HOUR, DAY, 7 * DAY, 91 * DAY] {
+                assert_eq!(tick_floor(t, c), exact(t, c), "t {t}, cadence {c}");
+            }
+        }
     }
 
     #[test]

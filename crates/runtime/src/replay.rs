@@ -471,12 +471,12 @@ struct Admitter<'r> {
 }
 
 impl Admitter<'_> {
-    /// Admits one decoded chunk, line by line in order.
+    /// Admits one decoded chunk, line by line in order; gives the chunk back for reuse.
     fn admit_chunk(
         &mut self,
         decoded: Decoded,
         dead: &mut dyn DeadLetterSink,
-    ) -> Result<(), ReplayError> {
+    ) -> Result<Chunk, ReplayError> {
         let names = self.names.clone();
         let name = &names[decoded.chunk.input];
         for ((line, line_no), result) in decoded.chunk.lines().zip(decoded.results) {
@@ -496,7 +496,7 @@ impl Admitter<'_> {
                 self.send_epoch(None)?;
             }
         }
-        Ok(())
+        Ok(decoded.chunk)
     }
 
     /// Sends the events gathered so far as one epoch with the streams' watermarks;
@@ -552,6 +552,8 @@ fn count_rejection(summary: &mut ReplaySummary, rejection: &Rejection) {
 struct Reader {
     decoders: Decoders,
     chunk: Chunk,
+    /// Admitted chunks, emptied, for the next lines.
+    spare: Vec<Chunk>,
 }
 
 impl Reader {
@@ -563,12 +565,18 @@ impl Reader {
         admitter: &mut Admitter<'_>,
         dead: &mut dyn DeadLetterSink,
     ) -> Result<(), ReplayError> {
-        let chunk = std::mem::replace(&mut self.chunk, Chunk::new(input));
+        let next = match self.spare.pop() {
+            Some(c) => c.recycle(input),
+            None => Chunk::new(input),
+        };
+        let chunk = std::mem::replace(&mut self.chunk, next);
         if chunk.is_empty() {
+            self.spare.push(chunk);
             return Ok(());
         }
         while !self.decoders.has_room() {
-            admitter.admit_chunk(self.decoders.next()?, dead)?;
+            let done = admitter.admit_chunk(self.decoders.next()?, dead)?;
+            self.spare.push(done);
         }
         Ok(self.decoders.submit(chunk)?)
     }
@@ -583,7 +591,8 @@ impl Reader {
     ) -> Result<(), ReplayError> {
         self.submit(input, admitter, dead)?;
         while self.decoders.pending() {
-            admitter.admit_chunk(self.decoders.next()?, dead)?;
+            let done = admitter.admit_chunk(self.decoders.next()?, dead)?;
+            self.spare.push(done);
         }
         Ok(())
     }
@@ -641,6 +650,7 @@ pub fn run(
     let mut reader = Reader {
         decoders: Decoders::start(workers, config.streams.max_future()),
         chunk: Chunk::new(0),
+        spare: Vec::new(),
     };
     let mut bytes = 0u64;
     let mut line = Vec::with_capacity(4096);

@@ -30,9 +30,10 @@ pub(super) fn entities<'scope>(
         "Entities",
         move |_t, events, reports, out| {
             let mut entities = entities.borrow_mut();
-            for e in events {
-                entities.apply(e, out);
+            for e in events.into_iter().flatten() {
+                entities.apply(e);
             }
+            entities.drain_into(out);
             // A cutoff holds for the events of later epochs only: applied after its own
             // epoch's events.
             let mut m = marks.borrow_mut();

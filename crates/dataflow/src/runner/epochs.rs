@@ -14,7 +14,8 @@ use super::marks::WatermarkReport;
 
 /// Runs `logic` on each epoch of `input` whole, in order, with the epoch's watermark
 /// reports (broadcast to every worker), once neither input can add to it; what `logic`
-/// puts in its output vector goes downstream at that epoch.
+/// puts in its output vector goes downstream at that epoch. The epoch's data comes as the
+/// containers it arrived in: merging them would copy every record once more.
 pub(super) fn whole_epochs<'scope, D, O, P, L>(
     input: StreamVec<'scope, u64, D>,
     reports: StreamVec<'scope, u64, WatermarkReport>,
@@ -26,7 +27,7 @@ where
     D: Clone + 'static,
     O: Clone + 'static,
     P: ParallelizationContract<u64, Vec<D>>,
-    L: FnMut(u64, Vec<D>, Vec<WatermarkReport>, &mut Vec<O>) + 'static,
+    L: FnMut(u64, Vec<Vec<D>>, Vec<WatermarkReport>, &mut Vec<O>) + 'static,
 {
     input.binary_frontier::<_, CapacityContainerBuilder<Vec<O>>, _, _, _, _>(
         reports,
@@ -66,7 +67,7 @@ fn next_complete<D>(
     complete(&t).then(|| (t, entry.remove()))
 }
 
-type StashEntry<D> = (Option<Capability<u64>>, Vec<D>, Vec<WatermarkReport>);
+type StashEntry<D> = (Option<Capability<u64>>, Vec<Vec<D>>, Vec<WatermarkReport>);
 
 type Stash<D> = BTreeMap<u64, StashEntry<D>>;
 
@@ -83,8 +84,8 @@ fn stash_input<D>(
         .entry(t)
         .or_insert_with(|| (None, Vec::new(), Vec::new()));
     entry.0 = entry.0.take().or_else(|| cap.retain_least(port));
-    if let Some(d) = data {
-        entry.1.append(d);
+    if let Some(d) = data.filter(|d| !d.is_empty()) {
+        entry.1.push(std::mem::take(d));
     }
     if let Some(r) = reports {
         entry.2.append(r);

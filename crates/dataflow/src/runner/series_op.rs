@@ -81,9 +81,9 @@ impl SeriesState {
 
 impl SeriesWorker {
     /// Applies one complete epoch and closes the ticks its watermarks allow.
-    fn epoch(&mut self, deltas: &[Delta], reports: Vec<WatermarkReport>) -> Vec<Point> {
+    fn epoch(&mut self, deltas: &[Vec<Delta>], reports: Vec<WatermarkReport>) -> Vec<Point> {
         let st = &mut self.state;
-        for d in deltas {
+        for d in deltas.iter().flatten() {
             if let Some(g) = st
                 .groups
                 .get_mut(&Shard::of_series(d.slot.group, d.slot.tag))

@@ -118,7 +118,9 @@ impl WorkerRun<'_> {
             marks: Marks::default(),
             series: SeriesState::fresh(settings, worker.index(), worker.peers()),
         });
-        let entities_state = Rc::new(RefCell::new(state.entities));
+        let mut held = state.entities;
+        held.use_ticks(|i| settings.cadence[&i]);
+        let entities_state = Rc::new(RefCell::new(held));
         let marks = Rc::new(RefCell::new(state.marks));
         let series_worker = Rc::new(RefCell::new(SeriesWorker {
             settings: settings.clone(),
