@@ -489,8 +489,12 @@ impl Admitter<'_> {
             let Some(event) = admit(&mut self.admission, result, &line_no, line, &mut sink)? else {
                 continue;
             };
-            self.pending[self.next_worker].push(event);
-            self.next_worker = (self.next_worker + 1) % self.pending.len();
+            // To the worker holding its entity: the exchange then keeps it on that thread.
+            let worker = self.runner.worker_of(&event).unwrap_or_else(|| {
+                self.next_worker = (self.next_worker + 1) % self.pending.len();
+                self.next_worker
+            });
+            self.pending[worker].push(event);
             self.pending_count += 1;
             if self.pending_count >= self.epoch_events {
                 self.send_epoch(None)?;
