@@ -163,3 +163,23 @@ fn bench_accept_records_a_regression_and_still_names_it() {
     );
     assert_eq!(median(&now, "replay_events_per_s"), 400_000.0);
 }
+
+/// A run of one part (`BENCH_ONLY=replay`) records its figures and keeps the others' as
+/// they were recorded (here the demo's 100 MiB and the micro-benchmark), and a
+/// regression is judged on the part run only.
+#[test]
+fn a_partial_run_keeps_the_figures_of_the_parts_left_out() {
+    let dir = scratch("partial");
+    let replay_only: String = raw([700_000.0, 710_000.0, 720_000.0], [0.0; 3])
+        .lines()
+        .filter(|l| l.contains("replay_events_per_s"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (out, now) = report(&dir, &replay_only, false);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(median(&now, "replay_events_per_s"), 710_000.0);
+    assert_eq!(median(&now, "demo_peak_rss_mib"), 100.0);
+    let micro = now["micro"].as_array().expect("micro kept");
+    assert_eq!(micro.len(), 1);
+    assert_eq!(micro[0]["ns_per_element"], 500.0);
+}
