@@ -59,8 +59,8 @@ pub struct Netting {
     // and scattered (a heartbeat reaches a day ahead), and the series operator sums
     // exactly, so the order the deltas leave in does not matter.
     sums: HashMap<(Slot, Nanos), ExactSum, foldhash::fast::FixedState>,
-    /// Each group's tick cadence, by [`Indicator::index`]; empty until
-    /// [`Netting::use_ticks`], and then keys are kept as they are.
+    /// Each group's tick cadence, by [`Indicator::index`]; empty (keys kept as they are)
+    /// until [`Netting::use_ticks`].
     cadence: Vec<Nanos>,
 }
 
