@@ -10,6 +10,7 @@
 //! Nothing here panics on any input.
 
 mod event_time;
+mod flat;
 mod json;
 mod reason;
 mod validate;

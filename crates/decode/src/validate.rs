@@ -10,6 +10,7 @@ use paceline_model::event::{
 use paceline_model::time::{parse_rfc3339, QuarterIndex, TimestampError};
 use paceline_model::{Body, Event, Nanos, Stream};
 
+use crate::flat::{self, Scalar};
 use crate::json::{parse_nested, Value};
 use crate::reason::{Reason, Rejection};
 
@@ -197,26 +198,26 @@ fn parse_period(s: &str) -> Option<QuarterIndex> {
     Some(year * 4 + q)
 }
 
-fn type_ok(kind: Kind, v: &Value<'_>) -> bool {
+fn type_ok(kind: Kind, v: Scalar<'_>) -> bool {
     match (kind, v) {
-        (Kind::Str | Kind::Enum(_) | Kind::Period | Kind::Timestamp, Value::String(_)) => true,
-        (Kind::Bool, Value::Bool(_)) => true,
-        (Kind::Int, Value::Number(n)) => !n.contains(['.', 'e', 'E']),
-        (Kind::Num { .. }, Value::Number(_)) => true,
+        (Kind::Str | Kind::Enum(_) | Kind::Period | Kind::Timestamp, Scalar::Str(_)) => true,
+        (Kind::Bool, Scalar::Bool(_)) => true,
+        (Kind::Int, Scalar::Number(n)) => !n.contains(['.', 'e', 'E']),
+        (Kind::Num { .. }, Scalar::Number(_)) => true,
         _ => false,
     }
 }
 
-fn in_range(kind: Kind, v: &Value<'_>) -> bool {
+fn in_range(kind: Kind, v: Scalar<'_>) -> bool {
     match (kind, v) {
-        (Kind::Int, Value::Number(n)) => {
+        (Kind::Int, Scalar::Number(n)) => {
             let digits = n.strip_prefix('-');
             match digits {
                 Some(d) => d.bytes().all(|c| c == b'0'),
                 None => n.len() <= 16 && n.parse::<u64>().is_ok_and(|x| x <= MAX_SAFE_INTEGER),
             }
         }
-        (Kind::Num { min, strict, max }, Value::Number(n)) => match n.parse::<f64>() {
+        (Kind::Num { min, strict, max }, Scalar::Number(n)) => match n.parse::<f64>() {
             Ok(x) if x.is_finite() && x <= max => match min {
                 None => true,
                 Some(m) if strict => x > m,
@@ -224,20 +225,28 @@ fn in_range(kind: Kind, v: &Value<'_>) -> bool {
             },
             _ => false,
         },
-        (Kind::Period, Value::String(s)) => {
+        (Kind::Period, Scalar::Str(s)) => {
             parse_period(s).is_some_and(|q| YEARS.contains(&(q.div_euclid(4) as i64)))
         }
-        (Kind::Str | Kind::Enum(_), Value::String(s)) => s.len() <= MAX_STRING_BYTES,
+        (Kind::Str | Kind::Enum(_), Scalar::Str(s)) => s.len() <= MAX_STRING_BYTES,
         _ => true,
     }
 }
 
 /// Whether any string anywhere in `v` is longer than the limit.
-fn has_long_string(v: &Value<'_>) -> bool {
+fn has_long_string(v: Scalar<'_>) -> bool {
+    match v {
+        Scalar::Str(s) => s.len() > MAX_STRING_BYTES,
+        Scalar::Nested(v) => has_long_nested_string(v),
+        _ => false,
+    }
+}
+
+fn has_long_nested_string(v: &Value<'_>) -> bool {
     match v {
         Value::String(s) => s.len() > MAX_STRING_BYTES,
-        Value::Array(items) => items.iter().any(has_long_string),
-        Value::Object(members) => members.iter().any(|(_, v)| has_long_string(v)),
+        Value::Array(items) => items.iter().any(has_long_nested_string),
+        Value::Object(members) => members.iter().any(|(_, v)| has_long_nested_string(v)),
         _ => false,
     }
 }
@@ -260,22 +269,18 @@ const MAX_FIELDS: usize = ENVELOPE.len() + 5;
 /// the envelope's fields, then the type's in [`fields_of`]'s order. A member that is
 /// `null` counts as absent (docs/events.md). Every check then reads them by position
 /// instead of searching the members again.
-struct Fields<'v, 'a> {
-    found: [Option<&'v Value<'a>>; MAX_FIELDS],
+struct Fields<'v> {
+    found: [Option<Scalar<'v>>; MAX_FIELDS],
     spec: &'static [(&'static str, Kind)],
 }
 
-impl<'v, 'a> Fields<'v, 'a> {
-    fn find(
-        members: &'v [(std::borrow::Cow<'a, str>, Value<'a>)],
-        spec: &'static [(&'static str, Kind)],
-    ) -> Self {
+impl<'v> Fields<'v> {
+    fn find(members: &[(&'v str, Scalar<'v>)], spec: &'static [(&'static str, Kind)]) -> Self {
         let mut found = [None; MAX_FIELDS];
-        for (key, value) in members {
-            if matches!(value, Value::Null) {
+        for &(key, value) in members {
+            if value == Scalar::Null {
                 continue;
             }
-            let key = key.as_ref();
             let position = ENVELOPE
                 .iter()
                 .map(|(name, _, _)| *name)
@@ -289,17 +294,17 @@ impl<'v, 'a> Fields<'v, 'a> {
     }
 
     /// By position among the envelope's fields followed by the type's.
-    fn at(&self, i: usize) -> Option<&'v Value<'a>> {
+    fn at(&self, i: usize) -> Option<Scalar<'v>> {
         self.found.get(i).copied().flatten()
     }
 
     /// The type's field `i` (its position in [`fields_of`]).
-    fn spec(&self, i: usize) -> Option<&'v Value<'a>> {
+    fn spec(&self, i: usize) -> Option<Scalar<'v>> {
         self.at(ENVELOPE.len() + i)
     }
 
     /// The type's field called `name`.
-    fn named(&self, name: &str) -> Option<&'v Value<'a>> {
+    fn named(&self, name: &str) -> Option<Scalar<'v>> {
         let i = self.spec.iter().position(|(n, _)| *n == name)?;
         self.spec(i)
     }
@@ -351,6 +356,25 @@ pub fn decode_at(
     topic_stream: Option<Stream>,
     latest: Nanos,
 ) -> Result<Event, Rejection> {
+    // Most lines are a flat object of plain scalars: read in place, in one pass. Any other
+    // line (and any line that is not JSON) goes through the general parser, which names
+    // its reason; both give validation the same members.
+    let mut flat = flat::NO_MEMBERS;
+    if bytes.len() <= MAX_EVENT_BYTES {
+        let text = std::str::from_utf8(bytes).ok();
+        if let Some(n) = text.and_then(|text| flat::scan(text, &mut flat)) {
+            return validate(&flat[..n], topic_stream, latest);
+        }
+    }
+    decode_general(bytes, topic_stream, latest)
+}
+
+/// [`decode_at`] through the general parser, whatever the line's shape.
+fn decode_general(
+    bytes: &[u8],
+    topic_stream: Option<Stream>,
+    latest: Nanos,
+) -> Result<Event, Rejection> {
     let root =
         parse_checked(bytes).map_err(|(reason, detail)| reject(reason, topic_stream, detail))?;
     let Value::Object(members) = &root else {
@@ -360,9 +384,21 @@ pub fn decode_at(
             "not a JSON object",
         ));
     };
+    let members: Vec<(&str, Scalar<'_>)> = members
+        .iter()
+        .map(|(key, value)| (key.as_ref(), Scalar::of(value)))
+        .collect();
+    validate(&members, topic_stream, latest)
+}
 
-    let ty = match root.get("type") {
-        Some(Value::String(t)) => t.as_ref(),
+/// The checks from `unknown_type` on, over an object's members in order.
+fn validate(
+    members: &[(&str, Scalar<'_>)],
+    topic_stream: Option<Stream>,
+    latest: Nanos,
+) -> Result<Event, Rejection> {
+    let ty = match members.iter().find(|(key, _)| *key == "type") {
+        Some((_, Scalar::Str(t))) => *t,
         Some(_) => {
             return Err(reject(
                 Reason::UnknownType,
@@ -429,7 +465,7 @@ pub fn decode_at(
             }
         }
     }
-    let Some(Value::String(occurred)) = fields.at(OCCURRED_AT) else {
+    let Some(Scalar::Str(occurred)) = fields.at(OCCURRED_AT) else {
         return Err(reject(
             Reason::MissingField,
             stream_tag,
@@ -445,7 +481,7 @@ pub fn decode_at(
         ));
     }
     for (i, (name, kind)) in spec.iter().enumerate() {
-        let Some(Value::String(s)) = fields.spec(i) else {
+        let Some(Scalar::Str(s)) = fields.spec(i) else {
             continue;
         };
         let ok = match kind {
@@ -479,7 +515,7 @@ pub fn decode_at(
             "`occurred_at` is further ahead of the clock than `streams.max_future_s` allows",
         ));
     }
-    let Some(Value::String(id)) = fields.at(EVENT_ID) else {
+    let Some(Scalar::Str(id)) = fields.at(EVENT_ID) else {
         return Err(reject(
             Reason::MissingField,
             stream_tag,
@@ -504,7 +540,7 @@ pub fn decode_at(
             }
         }
     }
-    for (name, v) in members {
+    for &(name, v) in members {
         if name != "event_id" && has_long_string(v) {
             return Err(reject(
                 Reason::OutOfRange,
@@ -522,18 +558,18 @@ pub fn decode_at(
     })
 }
 
-fn build_body(ty: EventType, v: &Fields<'_, '_>) -> Option<Body> {
+fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
     let e = |k: &str| match v.named(k) {
-        Some(Value::String(s)) => Some(s.as_ref()),
+        Some(Scalar::Str(s)) => Some(s),
         _ => None,
     };
     let s = |k: &str| e(k).map(str::to_string);
     let f = |k: &str| match v.named(k) {
-        Some(Value::Number(n)) => n.parse::<f64>().ok(),
+        Some(Scalar::Number(n)) => n.parse::<f64>().ok(),
         _ => None,
     };
     let u = |k: &str| match v.named(k) {
-        Some(Value::Number(n)) => n
+        Some(Scalar::Number(n)) => n
             .strip_prefix('-')
             .map_or_else(|| n.parse::<u64>().ok(), |_| Some(0)),
         _ => None,
@@ -543,7 +579,7 @@ fn build_body(ty: EventType, v: &Fields<'_, '_>) -> Option<Body> {
             enterprise: s("enterprise_id")?,
             cluster: Cluster::from_str(e("cluster")?)?,
             region: Region::from_str(e("region")?)?,
-            sme: matches!(v.named("sme"), Some(Value::Bool(true))),
+            sme: matches!(v.named("sme"), Some(Scalar::Bool(true))),
         },
         EventType::Deregistered => Body::Deregistered {
             enterprise: s("enterprise_id")?,
@@ -558,7 +594,7 @@ fn build_body(ty: EventType, v: &Fields<'_, '_>) -> Option<Body> {
         },
         EventType::Financials => Body::Financials {
             enterprise: s("enterprise_id")?,
-            period: parse_period(&e("period")?)?,
+            period: parse_period(e("period")?)?,
             revenue_cny: f("revenue_cny")?,
             added_value_cny: f("added_value_cny")?,
             revision: u("revision")?,

@@ -347,3 +347,43 @@ fn limits_at_their_edges() {
         "far in the future"
     );
 }
+
+/// The one-pass reading of flat lines changes no outcome: every generated line (the
+/// generator mixes in invalid ones), every single-byte change of a sample of them, and every
+/// example of the spec decode to the same event or the same rejection, detail included, as
+/// through the general parser.
+#[test]
+fn the_flat_pass_decodes_as_the_general_parser() {
+    let latest = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let same = |line: &[u8], topic: Option<Stream>| {
+        assert_eq!(
+            decode_at(line, topic, latest),
+            decode_general(line, topic, latest),
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+    };
+    let lines: Vec<String> = paceline_generate::generate(7, 0.01)
+        .into_iter()
+        .chain(EXAMPLES.lines().map(str::to_string))
+        .collect();
+    let mut flat_read = 0;
+    let mut flat = flat::NO_MEMBERS;
+    for line in &lines {
+        same(line.as_bytes(), None);
+        same(line.as_bytes(), Some(Stream::Filings));
+        flat_read += usize::from(flat::scan(line, &mut flat).is_some());
+    }
+    // The test means something only if most lines take the one-pass path.
+    assert!(flat_read * 10 > lines.len() * 9, "{flat_read} of {}", lines.len());
+    let replacements = b"\"\\{}[],:-.e0 9tn\x01\xc3";
+    for line in lines.iter().step_by(301) {
+        for at in 0..line.len() {
+            for &c in replacements {
+                let mut changed = line.as_bytes().to_vec();
+                changed[at] = c;
+                same(&changed, None);
+            }
+        }
+    }
+}

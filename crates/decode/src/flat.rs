@@ -1,0 +1,272 @@
+//! One pass over the line most events are: an object of scalar members, strings without
+//! escapes. It reads the members in place (borrowed from the line, no tree, no allocation) or
+//! gives up; the general parser ([`crate::json`]) then reads the line, so every line that is
+//! not this shape, and every line that is not JSON, keeps its exact reason and detail.
+//!
+//! The one rule this module must keep: it accepts a line only if [`crate::json::parse`]
+//! accepts it, and then with the same members in the same order. Anything it does not
+//! handle (an escape, a nested value, a repeated key, more members than it keeps room for,
+//! any syntax error) is a refusal, never a guess.
+
+/// A member's value as validation reads it. A nested array or object is only ever read
+/// through the general parser's tree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar<'v> {
+    Null,
+    Bool(bool),
+    /// The number as written (`5` and `5.0` differ for integer fields).
+    Number(&'v str),
+    /// The string, unescaped.
+    Str(&'v str),
+    Nested(&'v crate::json::Value<'v>),
+}
+
+impl<'v> Scalar<'v> {
+    /// A member of the general parser's tree.
+    pub(crate) fn of(value: &'v crate::json::Value<'v>) -> Self {
+        use crate::json::Value;
+        match value {
+            Value::Null => Scalar::Null,
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Number(n) => Scalar::Number(n),
+            Value::String(s) => Scalar::Str(s),
+            Value::Array(_) | Value::Object(_) => Scalar::Nested(value),
+        }
+    }
+}
+
+/// The members kept in place: more than any event type has (eight fields and the type), so a
+/// line over it has members no event needs and takes the general path.
+pub(crate) const MAX_MEMBERS: usize = 16;
+
+pub(crate) type Members<'v> = [(&'v str, Scalar<'v>); MAX_MEMBERS];
+
+pub(crate) const NO_MEMBERS: Members<'static> = [("", Scalar::Null); MAX_MEMBERS];
+
+/// The members of `text` if it is an object of scalars with plain strings, in order, into
+/// `members`; their count. `None` when the line needs the general parser.
+pub(crate) fn scan<'v>(text: &'v str, members: &mut Members<'v>) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut n = 0;
+    if b.get(i) == Some(&b'}') {
+        return (skip_ws(b, i + 1) == b.len()).then_some(0);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (key, after_key) = plain_string(text, i + 1)?;
+        i = skip_ws(b, after_key);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let (value, after_value) = scalar(text, i)?;
+        // A repeated key is `invalid_json`: the general parser names it.
+        if n == MAX_MEMBERS || members[..n].iter().any(|(k, _)| *k == key) {
+            return None;
+        }
+        members[n] = (key, value);
+        n += 1;
+        i = skip_ws(b, after_value);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b'}') => return (skip_ws(b, i + 1) == b.len()).then_some(n),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The string whose text starts at `start` (after its opening quote) and the index after its
+/// closing quote, if it has no escape and no control character.
+fn plain_string(text: &str, start: usize) -> Option<(&str, usize)> {
+    let rest = text.as_bytes().get(start..)?;
+    let len = rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    if rest[len] != b'"' {
+        return None;
+    }
+    // `start` and `start + len` sit at ASCII bytes, so both are character boundaries.
+    Some((text.get(start..start + len)?, start + len + 1))
+}
+
+fn scalar(text: &str, i: usize) -> Option<(Scalar<'_>, usize)> {
+    let b = text.as_bytes();
+    let literal = |word: &[u8], v: Scalar<'static>| {
+        b[i..].starts_with(word).then_some((v, i + word.len()))
+    };
+    match b.get(i)? {
+        b'"' => plain_string(text, i + 1).map(|(s, end)| (Scalar::Str(s), end)),
+        b't' => literal(b"true", Scalar::Bool(true)),
+        b'f' => literal(b"false", Scalar::Bool(false)),
+        b'n' => literal(b"null", Scalar::Null),
+        b'-' | b'0'..=b'9' => {
+            let end = number_end(b, i)?;
+            Some((Scalar::Number(text.get(i..end)?), end))
+        }
+        _ => None,
+    }
+}
+
+/// The end of the number starting at `i`, by RFC 8259's grammar (the general parser's).
+fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |mut i: usize| {
+        let start = i;
+        while let Some(b'0'..=b'9') = b.get(i) {
+            i += 1;
+        }
+        (i > start).then_some(i)
+    };
+    if b[i] == b'-' {
+        i += 1;
+    }
+    i = match b.get(i)? {
+        b'0' => i + 1,
+        b'1'..=b'9' => digits(i)?,
+        _ => return None,
+    };
+    if b.get(i) == Some(&b'.') {
+        i = digits(i + 1)?;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        i = digits(i)?;
+    }
+    Some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::{parse, Value};
+
+    /// The general parser's members as [`scan`] reports them.
+    fn general(text: &str) -> Option<Vec<(String, String)>> {
+        let Ok(Value::Object(members)) = parse(text) else {
+            return None;
+        };
+        let shown = |v: &Value<'_>| match v {
+            Value::Null => Some("null".to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(format!("#{n}")),
+            Value::String(s) => Some(format!("\"{s}")),
+            _ => None,
+        };
+        members
+            .iter()
+            .map(|(k, v)| Some((k.to_string(), shown(v)?)))
+            .collect()
+    }
+
+    fn flat(text: &str) -> Option<Vec<(String, String)>> {
+        let mut members = NO_MEMBERS;
+        let n = scan(text, &mut members)?;
+        Some(
+            members[..n]
+                .iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        Scalar::Null => "null".to_string(),
+                        Scalar::Bool(b) => b.to_string(),
+                        Scalar::Number(n) => format!("#{n}"),
+                        Scalar::Str(s) => format!("\"{s}"),
+                        Scalar::Nested(_) => unreachable!("scan keeps scalars only"),
+                    };
+                    (k.to_string(), v)
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn reads_flat_objects_as_the_general_parser_does() {
+        for text in [
+            r#"{"a":1,"b":"x","c":true,"d":false,"e":null,"f":-0.5e+3,"g":"é"}"#,
+            " { \"a\" : 1 ,\t\"b\"\r\n:\"\" } ",
+            "{}",
+            r#"{"n":0,"m":-0,"k":1E9,"j":12.50}"#,
+        ] {
+            assert_eq!(flat(text), general(text), "{text}");
+            assert!(flat(text).is_some(), "{text}");
+        }
+    }
+
+    /// Refused: not JSON (the general parser names why), or JSON this pass does not read.
+    #[test]
+    fn refuses_what_it_does_not_read() {
+        for text in [
+            "",
+            "[1]",
+            "\"x\"",
+            "{",
+            r#"{"a":}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul}"#,
+            r#"{"a":"b\"c"}"#,
+            r#"{"a\u0062":1}"#,
+            "{\"a\":\"b\nc\"}",
+            r#"{"a":1}x"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":[1]}"#,
+            r#"{"a":{}}"#,
+            r#"{'a':1}"#,
+            r#"{"a":NaN}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1 "b":2}"#,
+        ] {
+            assert_eq!(flat(text), None, "{text:?}");
+        }
+        let many: Vec<String> = (0..=MAX_MEMBERS).map(|i| format!("\"k{i}\":{i}")).collect();
+        let text = format!("{{{}}}", many.join(","));
+        assert!(general(&text).is_some());
+        assert_eq!(flat(&text), None);
+    }
+
+    /// Every prefix of valid lines and every single-byte change of them: the pass accepts
+    /// only what the general parser accepts, with the same members.
+    #[test]
+    fn never_accepts_what_the_general_parser_reads_differently() {
+        let base = r#"{"event_id":"e-1","type":"platform.usage","occurred_at":"2023-04-20T08:00:00+08:00","n":-12.5e-3,"ok":true,"x":null}"#;
+        let replacements = b"\"\\{}[]:,-+.eE0123456789 \ttfn\x01a";
+        let mut checked = 0;
+        for at in 0..base.len() {
+            let prefix = &base[..at];
+            if let Some(members) = flat(prefix) {
+                assert_eq!(Some(members), general(prefix), "{prefix:?}");
+            }
+            for &c in replacements.iter() {
+                let mut bytes = base.as_bytes().to_vec();
+                bytes[at] = c;
+                let Ok(text) = String::from_utf8(bytes) else {
+                    continue;
+                };
+                if let Some(members) = flat(&text) {
+                    assert_eq!(Some(members), general(&text), "{text:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} changed lines were read");
+    }
+}
