@@ -190,7 +190,7 @@ pub fn stream_rest_of_line(
         if avail.is_empty() {
             return Ok(total);
         }
-        let (take, done) = match avail.iter().position(|b| *b == b'\n') {
+        let (take, done) = match memchr::memchr(b'\n', avail) {
             Some(i) => (i, true),
             None => (avail.len(), false),
         };
@@ -201,6 +201,34 @@ pub fn stream_rest_of_line(
         if done {
             return Ok(total);
         }
+    }
+}
+
+/// Takes the next line (without its `\n`) if the reader's buffer holds all of it, as it
+/// does for most lines, and hands it to `f` in place; returns the bytes consumed, or `None`
+/// when the line must be read piecewise ([`read_line_capped`]). The window is that function's:
+/// a line found here is one it reads whole.
+fn take_buffered_line(
+    reader: &mut dyn BufRead,
+    cap: usize,
+    f: impl FnOnce(&[u8]),
+) -> std::io::Result<Option<u64>> {
+    let avail = reader.fill_buf()?;
+    let look = &avail[..avail.len().min(cap + 2)];
+    let Some(i) = memchr::memchr(b'\n', look) else {
+        return Ok(None);
+    };
+    f(&look[..i]);
+    reader.consume(i + 1);
+    Ok(Some(i as u64 + 1))
+}
+
+/// Adds a line read whole to the chunk: a `\r` before its `\n` is the line end's, and an
+/// empty line is no event.
+fn push_line(chunk: &mut Chunk, line: &[u8], line_no: u64) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if !line.is_empty() {
+        chunk.push(line, line_no);
     }
 }
 
@@ -237,7 +265,7 @@ fn read_line_capped(
         }
         let room = window - buf.len();
         let look = &avail[..avail.len().min(room)];
-        if let Some(i) = look.iter().position(|b| *b == b'\n') {
+        if let Some(i) = memchr::memchr(b'\n', look) {
             buf.extend_from_slice(&look[..i]);
             reader.consume(i + 1);
             return Ok((consumed + i as u64 + 1, LineRead::Whole));
@@ -669,6 +697,23 @@ pub fn run(
                     path: name.clone(),
                     source,
                 };
+                let buffered = take_buffered_line(source, MAX_EVENT_BYTES, |text| {
+                    line_no += 1;
+                    push_line(&mut reader.chunk, text, line_no);
+                })
+                .map_err(input_error)?;
+                if let Some(n) = buffered {
+                    bytes += n;
+                    if reader.chunk.len() >= CHUNK_LINES {
+                        reader.submit(index, &mut admitter, dead)?;
+                        progress.update(
+                            bytes,
+                            admitter.summary.events,
+                            end_of_input(&admitter.admission),
+                        );
+                    }
+                    continue;
+                }
                 let (n, state) =
                     read_line_capped(source, &mut line, MAX_EVENT_BYTES).map_err(input_error)?;
                 if state == LineRead::End {
@@ -690,13 +735,7 @@ pub fn run(
                     bytes += dead.write_long(&rejection, name, line_no, &line, source)?;
                     continue;
                 }
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                if line.is_empty() {
-                    continue;
-                }
-                reader.chunk.push(&line, line_no);
+                push_line(&mut reader.chunk, &line, line_no);
                 if reader.chunk.len() >= CHUNK_LINES {
                     reader.submit(index, &mut admitter, dead)?;
                     progress.update(

@@ -52,6 +52,10 @@ pub(super) struct SeriesWorker {
     /// This worker's index among the process's workers, for its entry in the stats.
     pub(super) local: usize,
     pub(super) state: SeriesState,
+    /// Points the last epoch closed: the next epoch's vector starts with that room. Grown by
+    /// doubling instead, a large epoch's points were copied and faulted in anew several
+    /// times (the vector goes to the writer's thread, so it is a fresh allocation each time).
+    pub(super) points_hint: usize,
 }
 
 /// What a snapshot keeps of a series operator.
@@ -101,7 +105,7 @@ impl SeriesWorker {
                 st.end = Some(st.end.map_or(e, |x| x.max(e)));
             }
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.points_hint);
         for (shard, g) in st.groups.iter_mut() {
             let ind = &shard.group;
             let stream = ind.stream();
@@ -129,6 +133,7 @@ impl SeriesWorker {
         self.stats
             .points
             .fetch_add(out.len() as u64, Ordering::Relaxed);
+        self.points_hint = out.len();
         out
     }
 }

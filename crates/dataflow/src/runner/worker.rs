@@ -127,6 +127,7 @@ impl WorkerRun<'_> {
             stats: self.stats.clone(),
             local: self.local,
             state: state.series,
+            points_hint: 0,
         }));
         let mut events_in = InputHandle::new();
         let mut reports_in = InputHandle::new();
