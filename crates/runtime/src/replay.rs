@@ -517,7 +517,9 @@ impl Admitter<'_> {
             let Some(event) = admit(&mut self.admission, result, &line_no, line, &mut sink)? else {
                 continue;
             };
-            // To the worker holding its entity: the exchange then keeps it on that thread.
+            // To the worker holding its entity, which takes it where it arrives (the runner
+            // is one process, so `worker_of` always answers; a cluster member would not be
+            // `input_routed`, and its exchange would route whatever this picks).
             let worker = self.runner.worker_of(&event).unwrap_or_else(|| {
                 self.next_worker = (self.next_worker + 1) % self.pending.len();
                 self.next_worker
@@ -658,7 +660,11 @@ pub fn run(
         Ok((points.finish()?, series.len()))
     });
 
-    let settings = DataflowSettings::from_config(config);
+    let settings = DataflowSettings {
+        // The admitter hands each event to its entity's worker (`Runner::worker_of`).
+        input_routed: true,
+        ..DataflowSettings::from_config(config)
+    };
     let out: paceline_dataflow::PointsOut = Arc::new(move |_epoch, points| {
         // The writer is gone only when the run is being torn down after an error.
         let _ = points_tx.send(points);

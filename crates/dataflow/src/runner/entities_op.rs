@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use paceline_model::{Event, Nanos, Stream};
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::StreamVec;
 
 use super::epochs::whole_epochs;
@@ -15,20 +15,19 @@ use crate::entities::Entities;
 use crate::intervals::Delta;
 
 /// The entity operator of one worker: events exchanged by entity, each epoch applied whole.
+/// `routed`: every event already comes in on the worker holding its entity (one process fed
+/// by [`Runner::worker_of`](super::Runner::worker_of)), so it is taken where it is: the
+/// exchange would hash each event again only to leave it on this worker, after a copy.
 pub(super) fn entities<'scope>(
     events: StreamVec<'scope, u64, Event>,
     reports: StreamVec<'scope, u64, WatermarkReport>,
     state: (Rc<RefCell<Entities>>, Rc<RefCell<Marks>>),
     horizon: [Nanos; 3],
     fold_every: [Nanos; 3],
+    routed: bool,
 ) -> StreamVec<'scope, u64, Delta> {
     let (entities, marks) = state;
-    whole_epochs(
-        events,
-        reports,
-        Exchange::new(entity_route),
-        "Entities",
-        move |_t, events, reports, out| {
+    let logic =         move |_t, events: Vec<Vec<Event>>, reports: Vec<WatermarkReport>, out: &mut Vec<Delta>| {
             let mut entities = entities.borrow_mut();
             for e in events.into_iter().flatten() {
                 entities.apply(e);
@@ -44,6 +43,16 @@ pub(super) fn entities<'scope>(
                     entities.set_cutoff(s, c, fold_every[s.index()]);
                 }
             }
-        },
-    )
+        };
+    if routed {
+        whole_epochs(events, reports, Pipeline, "Entities", logic)
+    } else {
+        whole_epochs(
+            events,
+            reports,
+            Exchange::new(entity_route),
+            "Entities",
+            logic,
+        )
+    }
 }

@@ -103,6 +103,9 @@ impl Runner {
         restore: Option<Vec<Vec<u8>>>,
         cluster: Option<Connected>,
     ) -> Result<Runner, RunnerError> {
+        let mut settings = settings;
+        // Another process's events reach this one's workers only through the exchange.
+        settings.input_routed &= cluster.is_none();
         let workers = settings.workers.max(1);
         let placement = cluster
             .as_ref()

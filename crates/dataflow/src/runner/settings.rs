@@ -26,6 +26,11 @@ pub struct DataflowSettings {
     /// Restoring: rewrite every tick up to here on its next evaluation
     /// ([`Group::rewrite_through`]).
     pub rewrite_until: Option<Nanos>,
+    /// The feeder gives every event to the worker holding its entity
+    /// ([`Runner::worker_of`](super::Runner::worker_of)), as replay does: the entity operator
+    /// then takes events where they arrive. Only a process that is the whole dataflow can
+    /// promise that; a cluster member exchanges whatever this says.
+    pub input_routed: bool,
 }
 
 impl DataflowSettings {
@@ -42,6 +47,7 @@ impl DataflowSettings {
             workers: config.dataflow.workers,
             fold_every: Stream::ALL.map(|s| (config.streams.get(s).horizon() / 8).max(1)),
             rewrite_until: None,
+            input_routed: false,
         }
     }
 

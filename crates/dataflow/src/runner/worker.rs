@@ -142,6 +142,7 @@ impl WorkerRun<'_> {
                 (entities_state.clone(), marks.clone()),
                 settings.horizon,
                 settings.fold_every,
+                settings.input_routed,
             );
             series(deltas, reports, series_worker.clone(), points).probe_with(&probe);
         });
