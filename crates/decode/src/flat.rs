@@ -131,9 +131,8 @@ fn string_end(b: &[u8]) -> Option<usize> {
 
 fn scalar(text: &str, i: usize) -> Option<(Scalar<'_>, usize)> {
     let b = text.as_bytes();
-    let literal = |word: &[u8], v: Scalar<'static>| {
-        b[i..].starts_with(word).then_some((v, i + word.len()))
-    };
+    let literal =
+        |word: &[u8], v: Scalar<'static>| b[i..].starts_with(word).then_some((v, i + word.len()));
     match b.get(i)? {
         b'"' => plain_string(text, i + 1).map(|(s, end)| (Scalar::Str(s), end)),
         b't' => literal(b"true", Scalar::Bool(true)),

@@ -27,7 +27,8 @@ pub(super) fn entities<'scope>(
     routed: bool,
 ) -> StreamVec<'scope, u64, Delta> {
     let (entities, marks) = state;
-    let logic =         move |_t, events: Vec<Vec<Event>>, reports: Vec<WatermarkReport>, out: &mut Vec<Delta>| {
+    let logic =
+        move |_t, events: Vec<Vec<Event>>, reports: Vec<WatermarkReport>, out: &mut Vec<Delta>| {
             let mut entities = entities.borrow_mut();
             for e in events.into_iter().flatten() {
                 entities.apply(e);

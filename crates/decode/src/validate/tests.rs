@@ -375,7 +375,11 @@ fn the_flat_pass_decodes_as_the_general_parser() {
         flat_read += usize::from(flat::scan(line, &mut flat).is_some());
     }
     // The test means something only if most lines take the one-pass path.
-    assert!(flat_read * 10 > lines.len() * 9, "{flat_read} of {}", lines.len());
+    assert!(
+        flat_read * 10 > lines.len() * 9,
+        "{flat_read} of {}",
+        lines.len()
+    );
     let replacements = b"\"\\{}[],:-.e0 9tn\x01\xc3";
     for line in lines.iter().step_by(301) {
         for at in 0..line.len() {
