@@ -710,38 +710,30 @@ pub fn run(
                 .map_err(input_error)?;
                 if let Some(n) = buffered {
                     bytes += n;
-                    if reader.chunk.len() >= CHUNK_LINES {
-                        reader.submit(index, &mut admitter, dead)?;
-                        progress.update(
-                            bytes,
-                            admitter.summary.events,
-                            end_of_input(&admitter.admission),
-                        );
+                } else {
+                    let (n, state) = read_line_capped(source, &mut line, MAX_EVENT_BYTES)
+                        .map_err(input_error)?;
+                    if state == LineRead::End {
+                        break;
                     }
-                    continue;
+                    bytes += n;
+                    line_no += 1;
+                    if state == LineRead::Long {
+                        // Over the limit whatever its end: rejected as it streams past, after
+                        // every line before it (the dead letters stay in input order).
+                        reader.drain(index, &mut admitter, dead)?;
+                        admitter.summary.events += 1;
+                        let rejection = Rejection {
+                            reason: Reason::TooLarge,
+                            stream: None,
+                            detail: format!("over {MAX_EVENT_BYTES} bytes"),
+                        };
+                        count_rejection(&mut admitter.summary, &rejection);
+                        bytes += dead.write_long(&rejection, name, line_no, &line, source)?;
+                        continue;
+                    }
+                    push_line(&mut reader.chunk, &line, line_no);
                 }
-                let (n, state) =
-                    read_line_capped(source, &mut line, MAX_EVENT_BYTES).map_err(input_error)?;
-                if state == LineRead::End {
-                    break;
-                }
-                bytes += n;
-                line_no += 1;
-                if state == LineRead::Long {
-                    // Over the limit whatever its end: rejected as it streams past, after
-                    // every line before it (the dead letters stay in input order).
-                    reader.drain(index, &mut admitter, dead)?;
-                    admitter.summary.events += 1;
-                    let rejection = Rejection {
-                        reason: Reason::TooLarge,
-                        stream: None,
-                        detail: format!("over {MAX_EVENT_BYTES} bytes"),
-                    };
-                    count_rejection(&mut admitter.summary, &rejection);
-                    bytes += dead.write_long(&rejection, name, line_no, &line, source)?;
-                    continue;
-                }
-                push_line(&mut reader.chunk, &line, line_no);
                 if reader.chunk.len() >= CHUNK_LINES {
                     reader.submit(index, &mut admitter, dead)?;
                     progress.update(
