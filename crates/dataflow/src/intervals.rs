@@ -6,7 +6,7 @@
 //! (a delta at key `k` applies to every tick `T > k`). When an entity's events change, its
 //! intervals are recomputed and only the difference is sent, netted exactly per key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use paceline_model::catalogue::Slot;
 use paceline_model::time::tick_floor;
@@ -155,63 +155,93 @@ pub fn diff(old: &mut [Interval], new: &mut [Interval], out: &mut Netting) {
 /// increasing order, each with what the entity contributes for `T` in `(b, next b]`.
 #[derive(Debug, Default)]
 pub struct Sweep {
-    open: BTreeMap<(Slot, i64), (Nanos, f64)>,
+    // A vector, not a map: an entity has a few dozen contributions at most, and each
+    // segment lists them in the order the one before did, so the search from `cursor`
+    // finds each at its first look. The order intervals come out in does not matter
+    // (`diff` sorts them).
+    open: Vec<Open>,
     done: Vec<Interval>,
-    seen: Vec<(Slot, i64)>,
+    cursor: usize,
+    segment: u32,
+}
+
+/// A contribution running since `lo`; `seen` is the last segment that listed it.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    slot: Slot,
+    sub: i64,
+    lo: Nanos,
+    amount: f64,
+    seen: u32,
+}
+
+impl Open {
+    fn until(&self, hi: Nanos) -> Interval {
+        Interval {
+            slot: self.slot,
+            sub: self.sub,
+            lo: self.lo,
+            hi,
+            amount: self.amount,
+        }
+    }
 }
 
 impl Sweep {
     /// Sets the contribution from breakpoint `b` on.
     pub fn segment(&mut self, b: Nanos, contributions: &[(Slot, i64, f64)]) {
-        self.seen.clear();
+        self.segment = self.segment.wrapping_add(1);
+        let now = self.segment;
         for &(slot, sub, amount) in contributions {
-            self.seen.push((slot, sub));
-            match self.open.get(&(slot, sub)) {
-                Some(&(_, a)) if a.to_bits() == amount.to_bits() => {}
-                Some(&(lo, a)) => {
-                    self.done.push(Interval {
-                        slot,
-                        sub,
-                        lo,
-                        hi: b,
-                        amount: a,
-                    });
-                    self.open.insert((slot, sub), (b, amount));
+            match self.find(slot, sub) {
+                Some(i) => {
+                    let o = &mut self.open[i];
+                    o.seen = now;
+                    if o.amount.to_bits() != amount.to_bits() {
+                        self.done.push(o.until(b));
+                        o.lo = b;
+                        o.amount = amount;
+                    }
                 }
                 None => {
-                    self.open.insert((slot, sub), (b, amount));
+                    self.cursor = self.open.len();
+                    self.open.push(Open {
+                        slot,
+                        sub,
+                        lo: b,
+                        amount,
+                        seen: now,
+                    });
                 }
             }
+            self.cursor += 1;
         }
-        let seen = &self.seen;
         let done = &mut self.done;
-        self.open.retain(|&(slot, sub), &mut (lo, amount)| {
-            if seen.contains(&(slot, sub)) {
+        self.open.retain(|o| {
+            if o.seen == now {
                 true
             } else {
-                done.push(Interval {
-                    slot,
-                    sub,
-                    lo,
-                    hi: b,
-                    amount,
-                });
+                done.push(o.until(b));
                 false
             }
         });
+        self.cursor = 0;
+    }
+
+    /// Where `(slot, sub)` is open, looking from the cursor on first.
+    fn find(&mut self, slot: Slot, sub: i64) -> Option<usize> {
+        let n = self.open.len();
+        let start = self.cursor.min(n);
+        let hit = (start..n)
+            .chain(0..start)
+            .find(|&i| self.open[i].slot == slot && self.open[i].sub == sub)?;
+        self.cursor = hit;
+        Some(hit)
     }
 
     /// Closes every open contribution at [`OPEN`] and returns the intervals.
     pub fn finish(mut self) -> Vec<Interval> {
-        for ((slot, sub), (lo, amount)) in self.open {
-            self.done.push(Interval {
-                slot,
-                sub,
-                lo,
-                hi: OPEN,
-                amount,
-            });
-        }
+        self.done.extend(self.open.iter().map(|o| o.until(OPEN)));
         self.done.retain(|iv| iv.lo < iv.hi && iv.amount != 0.0);
         self.done
     }
