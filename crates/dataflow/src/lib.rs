@@ -20,6 +20,6 @@ mod runner;
 pub mod series;
 
 pub use runner::{
-    stable_hash, writer_of, DataflowSettings, Epoch, PointsOut, Runner, RunnerError, RunnerStats,
-    WatermarkReport, ROUTING_VERSION,
+    stable_hash, writer_of, DataflowSettings, Epoch, PointsOut, Recycle, Runner, RunnerError,
+    RunnerStats, WatermarkReport, ROUTING_VERSION,
 };

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use paceline_dataflow::{DataflowSettings, Runner, WatermarkReport};
+use paceline_dataflow::{DataflowSettings, Recycle, Runner, WatermarkReport};
 use paceline_decode::{Admission, Reason, Rejection, MAX_EVENT_BYTES};
 use paceline_model::config::{Config, PlanSpec};
 use paceline_model::point::Point;
@@ -632,6 +632,26 @@ impl Reader {
     }
 }
 
+/// The writer thread: each batch of points to `points` and `board`, the emptied vector
+/// back to the series operators; returns the points written and the series seen.
+fn spawn_writer(
+    batches: crossbeam_channel::Receiver<Vec<Point>>,
+    mut points: Box<dyn PointSink>,
+    board: Arc<Board>,
+    spare: Recycle<Point>,
+) -> std::thread::JoinHandle<Result<(u64, usize), ReplayError>> {
+    std::thread::spawn(move || {
+        let mut series: HashSet<SeriesKey> = HashSet::new();
+        for batch in batches {
+            series.extend(batch.iter().map(|p| p.series));
+            board.record(&batch);
+            points.write(&batch)?;
+            spare.give(batch);
+        }
+        Ok((points.finish()?, series.len()))
+    })
+}
+
 /// The pipeline of replay and demo: lines in, in order, decoded on decoder threads (one
 /// per worker) and admitted on this thread in input order (so duplicates and `too_late`
 /// follow the sequence exactly), accepted events to the dataflow in epochs, points to
@@ -648,18 +668,6 @@ pub fn run(
     let started = Instant::now();
     let progress = Progress::for_terminal(inputs.iter().map(|i| i.len).sum::<Option<u64>>());
     let (points_tx, points_rx) = crossbeam_channel::bounded::<Vec<Point>>(64);
-    let writer_board = board.clone();
-    let sink = std::thread::spawn(move || -> Result<(u64, usize), ReplayError> {
-        let mut points = points;
-        let mut series: HashSet<SeriesKey> = HashSet::new();
-        for batch in points_rx {
-            series.extend(batch.iter().map(|p| p.series));
-            writer_board.record(&batch);
-            points.write(&batch)?;
-        }
-        Ok((points.finish()?, series.len()))
-    });
-
     let settings = DataflowSettings {
         // The admitter hands each event to its entity's worker (`Runner::worker_of`).
         input_routed: true,
@@ -670,6 +678,7 @@ pub fn run(
         let _ = points_tx.send(points);
     });
     let runner = Runner::start(settings, out, None)?;
+    let sink = spawn_writer(points_rx, points, board.clone(), runner.point_vecs());
     let workers = runner.workers();
     let mut admitter = Admitter {
         runner: &runner,

@@ -10,6 +10,7 @@ use timely::dataflow::StreamVec;
 
 use super::epochs::whole_epochs;
 use super::marks::{Marks, WatermarkReport};
+use super::recycle::Recycle;
 use super::shard::entity_route;
 use crate::entities::Entities;
 use crate::intervals::Delta;
@@ -25,13 +26,17 @@ pub(super) fn entities<'scope>(
     horizon: [Nanos; 3],
     fold_every: [Nanos; 3],
     routed: bool,
+    spare: Recycle<Event>,
 ) -> StreamVec<'scope, u64, Delta> {
     let (entities, marks) = state;
     let logic =
         move |_t, events: Vec<Vec<Event>>, reports: Vec<WatermarkReport>, out: &mut Vec<Delta>| {
             let mut entities = entities.borrow_mut();
-            for e in events.into_iter().flatten() {
-                entities.apply(e);
+            for mut batch in events {
+                for e in batch.drain(..) {
+                    entities.apply(e);
+                }
+                spare.give(batch);
             }
             entities.drain_into(out);
             // A cutoff holds for the events of later epochs only: applied after its own

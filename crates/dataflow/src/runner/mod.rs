@@ -15,6 +15,7 @@ mod entities_op;
 mod epochs;
 mod feed;
 mod marks;
+mod recycle;
 mod series_op;
 mod settings;
 mod shard;
@@ -29,6 +30,7 @@ use paceline_model::Event;
 
 pub use feed::{Epoch, Feed};
 pub use marks::WatermarkReport;
+pub use recycle::Recycle;
 pub use settings::DataflowSettings;
 pub use shard::{stable_hash, writer_of, ROUTING_VERSION};
 pub use stats::RunnerStats;
@@ -49,6 +51,10 @@ pub struct Runner {
     /// Shared counters.
     pub stats: Arc<RunnerStats>,
     placement: Placement,
+    /// Event vectors the entity operators have emptied, for the next epochs' shares.
+    event_vecs: Recycle<Event>,
+    /// Point vectors for the series operators, from whoever the points went to.
+    point_vecs: Recycle<Point>,
 }
 
 /// The dataflow failed.
@@ -119,6 +125,10 @@ impl Runner {
             }
         }
         let stats = Arc::new(RunnerStats::new(workers));
+        // Each worker has at most a few epochs in flight (`step_while_behind`); room for
+        // that many vectors per worker.
+        let event_vecs = Recycle::new(4 * workers);
+        let point_vecs = Recycle::new(4 * workers);
         // Restored here, before any worker starts, so that a bad part is an error, not a
         // worker's panic.
         let mut parts: Vec<Option<WorkerState>> = match restore {
@@ -142,6 +152,7 @@ impl Runner {
         let receivers = Arc::new(Mutex::new(receivers));
         let settings = Arc::new(settings);
         let worker_stats = stats.clone();
+        let pools = (event_vecs.clone(), point_vecs.clone());
         let (builders, comms) = allocators(workers, cluster)?;
         let guards = timely::execute::execute_from(
             builders,
@@ -162,6 +173,7 @@ impl Runner {
                     settings: &settings,
                     stats: &worker_stats,
                     points: &points,
+                    pools: &pools,
                 };
                 run.run(worker, rx, restored);
             },
@@ -172,7 +184,15 @@ impl Runner {
             guards: Some(guards),
             stats,
             placement,
+            event_vecs,
+            point_vecs,
         })
+    }
+
+    /// The pool point vectors go back to once their points are written: the series
+    /// operators take their next epochs' vectors from it.
+    pub fn point_vecs(&self) -> Recycle<Point> {
+        self.point_vecs.clone()
     }
 
     /// Takes an aligned snapshot: every worker's state once every epoch sent so far is
@@ -241,7 +261,7 @@ impl Runner {
             };
             // The next epoch's share is about as large as this one's: room for it now
             // saves regrowing the vector event by event.
-            let next = Vec::with_capacity(events.len());
+            let next = self.event_vecs.take(events.len());
             self.send(
                 i,
                 Epoch {

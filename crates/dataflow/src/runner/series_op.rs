@@ -16,6 +16,7 @@ use timely::dataflow::StreamVec;
 
 use super::epochs::whole_epochs;
 use super::marks::{Marks, WatermarkReport};
+use super::recycle::Recycle;
 use super::settings::DataflowSettings;
 use super::shard::Shard;
 use super::stats::RunnerStats;
@@ -52,10 +53,12 @@ pub(super) struct SeriesWorker {
     /// This worker's index among the process's workers, for its entry in the stats.
     pub(super) local: usize,
     pub(super) state: SeriesState,
-    /// Points the last epoch closed: the next epoch's vector starts with that room. Grown by
-    /// doubling instead, a large epoch's points were copied and faulted in anew several
-    /// times (the vector goes to the writer's thread, so it is a fresh allocation each time).
+    /// Points the last epoch closed: the next epoch's vector starts with that room (grown by
+    /// doubling instead, a large epoch's points were copied several times).
     pub(super) points_hint: usize,
+    /// Where those vectors come from: given back by the writer when it has one, so that
+    /// their pages are not faulted in anew each epoch (see [`Recycle`]).
+    pub(super) point_vecs: Recycle<Point>,
 }
 
 /// What a snapshot keeps of a series operator.
@@ -105,7 +108,7 @@ impl SeriesWorker {
                 st.end = Some(st.end.map_or(e, |x| x.max(e)));
             }
         }
-        let mut out = Vec::with_capacity(self.points_hint);
+        let mut out = self.point_vecs.take(self.points_hint);
         for (shard, g) in st.groups.iter_mut() {
             let ind = &shard.group;
             let stream = ind.stream();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
+use paceline_model::point::Point;
 use paceline_model::Event;
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -17,6 +18,7 @@ use timely::dataflow::{InputHandle, ProbeHandle};
 use super::entities_op::entities;
 use super::feed::{Epoch, Feed};
 use super::marks::{Marks, WatermarkReport};
+use super::recycle::Recycle;
 use super::series_op::{series, SeriesState, SeriesWorker};
 use super::settings::DataflowSettings;
 use super::stats::RunnerStats;
@@ -67,6 +69,8 @@ pub(super) struct WorkerRun<'a> {
     pub(super) settings: &'a Arc<DataflowSettings>,
     pub(super) stats: &'a Arc<RunnerStats>,
     pub(super) points: &'a PointsOut,
+    /// Where emptied event vectors go back to, and point vectors come from.
+    pub(super) pools: &'a (Recycle<Event>, Recycle<Point>),
 }
 
 impl WorkerRun<'_> {
@@ -128,6 +132,7 @@ impl WorkerRun<'_> {
             local: self.local,
             state: state.series,
             points_hint: 0,
+            point_vecs: self.pools.1.clone(),
         }));
         let mut events_in = InputHandle::new();
         let mut reports_in = InputHandle::new();
@@ -143,6 +148,7 @@ impl WorkerRun<'_> {
                 settings.horizon,
                 settings.fold_every,
                 settings.input_routed,
+                self.pools.0.clone(),
             );
             series(deltas, reports, series_worker.clone(), points).probe_with(&probe);
         });
