@@ -7,6 +7,7 @@
 //! never on their arrival order.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 /// Hashing of entity ids, which whoever writes events chooses: seeded per process like
 /// std's SipHash, at a fraction of its cost.
@@ -619,13 +620,15 @@ impl Platform {
     /// before it, up to the next one.
     fn usage(&mut self, at: Nanos, id: &str, kind: PlatformKind, connected: f64, n: &mut Netting) {
         let me = (at, id.to_string());
+        let after = (Bound::Included(&me), Bound::Unbounded);
         let next_at = self
             .usage
-            .range(me.clone()..)
+            .range::<(Nanos, String), _>(after)
             .next()
             .map_or(OPEN, |((t, _), _)| *t);
         let conn = Indicator::PlatformConnectedEnterprises;
-        if let Some((_, (pk, pc))) = self.usage.range(..me.clone()).next_back() {
+        let before = (Bound::Unbounded, Bound::Excluded(&me));
+        if let Some((_, (pk, pc))) = self.usage.range::<(Nanos, String), _>(before).next_back() {
             n.span(slot(conn, pk.index() as u8), at, next_at, *pc, -1.0);
         }
         n.span(slot(conn, kind.index() as u8), at, next_at, connected, 1.0);

@@ -27,6 +27,9 @@ pub struct Chunk {
     pub input: usize,
     bytes: Vec<u8>,
     lines: Vec<(usize, u64)>,
+    /// Room for the lines' outcomes, kept empty here: the decoder fills it, the admitter
+    /// empties it and gives it back with the chunk (see [`Decoded::into_chunk`]).
+    outcomes: Vec<Result<Event, Rejection>>,
 }
 
 impl Chunk {
@@ -37,6 +40,7 @@ impl Chunk {
             // Room for a chunk of typical events (about 200 bytes) at once.
             bytes: Vec::with_capacity(CHUNK_LINES * 256),
             lines: Vec::with_capacity(CHUNK_LINES),
+            outcomes: Vec::new(),
         }
     }
 
@@ -82,6 +86,17 @@ pub struct Decoded {
     pub chunk: Chunk,
     /// One outcome per line.
     pub results: Vec<Result<Event, Rejection>>,
+}
+
+impl Decoded {
+    /// The chunk, to be reused, with the outcomes' vector as its room for the next ones:
+    /// the vector is filled on a decoder thread and emptied on the admitter's, and a fresh
+    /// one per chunk would be pages faulted in anew each time.
+    pub fn into_chunk(mut self) -> Chunk {
+        self.results.clear();
+        self.chunk.outcomes = self.results;
+        self.chunk
+    }
 }
 
 /// The decoder threads, and the chunks submitted to them not yet taken back.
@@ -180,15 +195,13 @@ fn decode_chunks(
     results: &Sender<(u64, Decoded)>,
     max_future: Nanos,
 ) {
-    for (seq, chunk) in jobs {
+    for (seq, mut chunk) in jobs {
         let latest = latest_occurred_at(max_future);
-        let results_of_chunk = chunk
-            .lines()
-            .map(|(line, _)| decode_at(line, None, latest))
-            .collect();
+        let mut outcomes = std::mem::take(&mut chunk.outcomes);
+        outcomes.extend(chunk.lines().map(|(line, _)| decode_at(line, None, latest)));
         let decoded = Decoded {
             chunk,
-            results: results_of_chunk,
+            results: outcomes,
         };
         if results.send((seq, decoded)).is_err() {
             return;

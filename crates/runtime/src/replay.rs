@@ -502,12 +502,12 @@ impl Admitter<'_> {
     /// Admits one decoded chunk, line by line in order; gives the chunk back for reuse.
     fn admit_chunk(
         &mut self,
-        decoded: Decoded,
+        mut decoded: Decoded,
         dead: &mut dyn DeadLetterSink,
     ) -> Result<Chunk, ReplayError> {
         let names = self.names.clone();
         let name = &names[decoded.chunk.input];
-        for ((line, line_no), result) in decoded.chunk.lines().zip(decoded.results) {
+        for ((line, line_no), result) in decoded.chunk.lines().zip(decoded.results.drain(..)) {
             self.summary.events += 1;
             let mut sink = ReplayRejections {
                 summary: &mut self.summary,
@@ -530,7 +530,7 @@ impl Admitter<'_> {
                 self.send_epoch(None)?;
             }
         }
-        Ok(decoded.chunk)
+        Ok(decoded.into_chunk())
     }
 
     /// Sends the events gathered so far as one epoch with the streams' watermarks;
