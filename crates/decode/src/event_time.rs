@@ -90,7 +90,7 @@ struct Gate {
     external: Option<Nanos>,
     /// Judge `too_late` against `external` only (None: nothing is too late yet).
     external_only: bool,
-    seen: HashMap<String, Nanos, foldhash::quality::RandomState>,
+    seen: HashMap<Id, Nanos, foldhash::quality::RandomState>,
     prune_at_len: usize,
 }
 
@@ -117,13 +117,13 @@ impl Gate {
 
     fn admit(&mut self, event: &Event) -> Verdict {
         // Duplicates first (the spec's examples count a late repeat as a duplicate).
-        if self.seen.contains_key(&event.id) {
+        if self.seen.contains_key(event.id.as_bytes()) {
             return Verdict::Duplicate;
         }
         if self.floor().is_some_and(|f| event.at < f) {
             return Verdict::TooLate;
         }
-        self.seen.insert(event.id.clone(), event.at);
+        self.seen.insert(Id::new(&event.id), event.at);
         self.max_at = Some(self.max_at.map_or(event.at, |m| m.max(event.at)));
         self.min_at = Some(self.min_at.map_or(event.at, |m| m.min(event.at)));
         if self.seen.len() >= self.prune_at_len {
@@ -135,6 +135,68 @@ impl Gate {
             self.prune_at_len = (self.seen.len() * 2).max(1024);
         }
         Verdict::Accepted
+    }
+}
+
+/// An event id as remembered for duplicates. Ids of up to [`Id::INLINE`] bytes, as every
+/// id of the generated district, are held in place: remembering one allocates nothing
+/// (every accepted event is remembered, so a `String` was an allocation per event).
+#[derive(Debug, Clone)]
+enum Id {
+    Inline { len: u8, bytes: [u8; Id::INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Id {
+    const INLINE: usize = 23;
+
+    fn new(id: &str) -> Id {
+        let b = id.as_bytes();
+        if b.len() <= Id::INLINE {
+            let mut bytes = [0; Id::INLINE];
+            bytes[..b.len()].copy_from_slice(b);
+            Id::Inline {
+                len: b.len() as u8,
+                bytes,
+            }
+        } else {
+            Id::Heap(b.into())
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Id::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Id::Heap(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Display for Id {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Made from a `str`, so always UTF-8: lossy never replaces anything.
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+// Hashed and compared as its bytes, as the `[u8]` it is looked up by.
+impl std::hash::Hash for Id {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Id) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Id {}
+
+impl std::borrow::Borrow<[u8]> for Id {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
     }
 }
 
@@ -225,7 +287,7 @@ impl Admission {
             max_at: g.max_at,
             min_at: g.min_at,
             external: g.external,
-            seen: g.seen.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            seen: g.seen.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         })
     }
 
@@ -235,7 +297,7 @@ impl Admission {
             g.max_at = s.max_at;
             g.min_at = s.min_at;
             g.external = s.external;
-            g.seen = s.seen.into_iter().collect();
+            g.seen = s.seen.iter().map(|(k, v)| (Id::new(k), *v)).collect();
             g.prune_at_len = (g.seen.len() * 2).max(1024);
         }
     }
@@ -282,6 +344,33 @@ mod tests {
         // A too-late event's id is not remembered.
         assert_eq!(a.admit(&ev("c", t0)), Verdict::Accepted);
         assert_eq!(a.watermark(Stream::Telemetry), None);
+    }
+
+    /// Ids held in place and on the heap, at the length between them, are told apart and
+    /// found again, also after a checkpoint's round trip.
+    #[test]
+    fn ids_of_every_length_are_remembered_exactly() {
+        let config = Config::default();
+        let mut a = Admission::new(&config.streams);
+        let t0 = 1_700_000_000 * SECOND;
+        let ids: Vec<String> = (0..40)
+            .map(|n| "x".repeat(n))
+            .chain(["é·".repeat(12)])
+            .collect();
+        for id in &ids {
+            assert_eq!(a.admit(&ev(id, t0)), Verdict::Accepted, "{id:?}");
+        }
+        let mut restored = Admission::new(&config.streams);
+        restored.restore(a.snapshot());
+        let mut kept = restored.snapshot()[0].seen.clone();
+        kept.sort();
+        let mut want: Vec<(String, Nanos)> = ids.iter().map(|i| (i.clone(), t0)).collect();
+        want.sort();
+        assert_eq!(kept, want);
+        for id in &ids {
+            assert_eq!(restored.admit(&ev(id, t0)), Verdict::Duplicate, "{id:?}");
+        }
+        assert_eq!(restored.admit(&ev(&"x".repeat(40), t0)), Verdict::Accepted);
     }
 
     #[test]
