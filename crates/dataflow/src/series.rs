@@ -8,6 +8,7 @@
 //! the output equivalent to an in-order run's (docs/outputs.md, "Corrections").
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -292,13 +293,21 @@ impl Group {
             .iter()
             .map(|(s, st)| (*s, self.level_at(st, from)))
             .collect();
+        // The buckets of (from, to] in tick order, each slot's in its own order: one walk of
+        // each slot's map rather than a lookup per slot and tick (most ticks move few slots).
+        let mut steps: Vec<(Nanos, usize, ExactSum)> = Vec::new();
+        for (i, st) in self.slots.values().enumerate() {
+            let after = (Bound::Excluded(from), Bound::Included(to));
+            steps.extend(st.buckets.range(after).map(|(k, b)| (*k, i, b.clone())));
+        }
+        steps.sort_by_key(|(k, i, _)| (*k, *i));
+        let mut next = steps.iter().peekable();
         let mut t = from;
         loop {
-            if t > from {
-                for (slot, level) in running.iter_mut() {
-                    if let Some(b) = self.slots.get(slot).and_then(|st| st.buckets.get(&t)) {
-                        level.add_sum(b);
-                    }
+            // A bucket off the grid of ticks is never reached (as no lookup at a tick found it).
+            while let Some((k, i, b)) = next.next_if(|(k, _, _)| *k <= t) {
+                if *k == t {
+                    running[*i].1.add_sum(b);
                 }
             }
             let is_new = old_closed.is_none_or(|c| t > c);
