@@ -41,6 +41,9 @@ struct Output {
     history: BTreeMap<Nanos, Option<f64>>,
     /// The plan verdict written at its tick (planned series only).
     verdict: Option<(Nanos, VerdictFields)>,
+    /// The tick last evaluated and the series' value there (never from a checkpoint).
+    #[serde(skip)]
+    last: Option<(Nanos, Option<f64>)>,
 }
 
 /// Counts from closing ticks.
@@ -372,6 +375,17 @@ impl Group {
             };
             debug_assert_eq!(key.indicator.group(), group);
             let value = value.filter(|v| v.is_finite());
+            // A new tick whose value equals the tick just before writes nothing there: the
+            // point in force is what that tick left (its value, or none since), and no
+            // point lies at a new tick yet. Planned series move with time; never skipped.
+            let unchanged = is_new
+                && !force
+                && output.plan.is_none()
+                && output.last == Some((t.saturating_sub(cadence), value));
+            output.last = Some((t, value));
+            if unchanged {
+                continue;
+            }
             let judged = output.plan.as_ref().filter(|p| p.verdict_tick == t);
             if let Some(target) = judged.map(|p| p.target) {
                 judge(*key, target, t, value, (is_new, force), output, out, stats);
