@@ -7,6 +7,7 @@
 //! intervals are recomputed and only the difference is sent, netted exactly per key.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 use paceline_model::catalogue::Slot;
 use paceline_model::time::tick_floor;
@@ -57,11 +58,41 @@ impl Interval {
 pub struct Netting {
     // A hash map, kept with its capacity from epoch to epoch: an epoch's spans are many
     // and scattered (a heartbeat reaches a day ahead), and the series operator sums
-    // exactly, so the order the deltas leave in does not matter.
-    sums: HashMap<(Slot, Nanos), ExactSum, foldhash::fast::FixedState>,
+    // exactly, so the order the deltas leave in does not matter. Its entries are 24
+    // bytes: a sum is one `f64` while that holds it exactly (amounts are mostly whole
+    // numbers), so an epoch's map stays in the core's cache; each first touch of an entry
+    // was a cache miss when entries were exact sums of 40 bytes.
+    sums: HashMap<SpanKey, f64, foldhash::fast::FixedState>,
+    /// The sums one `f64` no longer holds exactly; their entry in `sums` is NaN.
+    spilled: HashMap<SpanKey, ExactSum, foldhash::fast::FixedState>,
     /// Each group's tick cadence, by [`Indicator::index`]; empty (keys kept as they are)
     /// until [`Netting::use_ticks`].
     cadence: Vec<Nanos>,
+}
+
+/// A slot and the start of a tick span, hashed as one 128-bit word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SpanKey {
+    slot: Slot,
+    key: Nanos,
+}
+
+impl Hash for SpanKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let slot = ((self.slot.group.index() as u128) << 16)
+            | ((self.slot.part as u128) << 8)
+            | self.slot.tag as u128;
+        h.write_u128((slot << 64) | self.key as u64 as u128);
+    }
+}
+
+/// `a + b` when the `f64` sum is exact (Knuth's two-sum has no rounding error) and
+/// finite.
+fn exact_f64_sum(a: f64, b: f64) -> Option<f64> {
+    let s = a + b;
+    let bb = s - a;
+    let err = (a - (s - bb)) + (b - bb);
+    (err == 0.0 && s.is_finite()).then_some(s)
 }
 
 impl Netting {
@@ -83,7 +114,20 @@ impl Netting {
             Some(&c) => tick_floor(key, c),
             None => key,
         };
-        self.sums.entry((slot, key)).or_default().add(amount);
+        let k = SpanKey { slot, key };
+        let sum = self.sums.entry(k).or_insert(0.0);
+        if !sum.is_nan() {
+            if let Some(s) = exact_f64_sum(*sum, amount) {
+                *sum = s;
+                return;
+            }
+            // One f64 no longer holds it: the sum so far moves to an exact sum.
+            let mut exact = ExactSum::default();
+            exact.add(*sum);
+            self.spilled.insert(k, exact);
+            *sum = f64::NAN;
+        }
+        self.spilled.entry(k).or_default().add(amount);
     }
 
     /// Adds an interval (sign +1) or retracts it (sign −1).
@@ -111,9 +155,21 @@ impl Netting {
 
     /// Moves the non-zero netted deltas out.
     pub fn drain_into(&mut self, out: &mut Vec<Delta>) {
-        // Most sums are one partial: one allocation, not a vector regrown as it fills.
+        // Most sums are one f64: one allocation, not a vector regrown as it fills.
         out.reserve(self.sums.len());
-        for ((slot, key), sum) in self.sums.drain() {
+        for (SpanKey { slot, key }, sum) in self.sums.drain() {
+            if sum.is_nan() {
+                continue;
+            }
+            if sum != 0.0 {
+                out.push(Delta {
+                    slot,
+                    key,
+                    amount: sum,
+                });
+            }
+        }
+        for (SpanKey { slot, key }, sum) in self.spilled.drain() {
             for &amount in sum.partials() {
                 if amount != 0.0 {
                     out.push(Delta { slot, key, amount });
@@ -252,6 +308,65 @@ mod tests {
     use super::*;
     use paceline_model::catalogue::NO_TAG;
     use paceline_model::Indicator;
+
+    /// Sums kept as one `f64` while exact, spilled to exact sums when not: over random
+    /// adds (amounts whose sums stop being one exact `f64`, keys hit in runs and
+    /// scattered), each key's drained deltas sum exactly to the exact sum of what was
+    /// added to it, and a key whose adds cancel sends nothing.
+    #[test]
+    fn netted_deltas_sum_exactly_to_what_was_added_per_key() {
+        let amounts = [
+            1.0, -1.0, 3600.0, -3600.0, 0.1, -0.3, 1e16, -1e16, 1e-16, 7.0,
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut n = Netting::default();
+        n.use_ticks(|_| 3600);
+        for epoch in 0..20 {
+            let mut expected: HashMap<(Slot, Nanos), ExactSum> = HashMap::new();
+            for _ in 0..5_000 {
+                let r = next();
+                let slot = Slot::value(Indicator::ALL[(r % 3) as usize], (r >> 8) as u8 % 4);
+                let key = if r % 5 == 0 {
+                    (r >> 16) as i64 % 1_000_000
+                } else {
+                    (epoch * 100 + (r >> 20) as i64 % 8) * 3600 + 17
+                };
+                let amount = amounts[(r >> 32) as usize % amounts.len()];
+                n.add(slot, key, amount);
+                expected
+                    .entry((slot, tick_floor(key, 3600)))
+                    .or_default()
+                    .add(amount);
+            }
+            let mut out = Vec::new();
+            n.drain_into(&mut out);
+            let mut got: HashMap<(Slot, Nanos), ExactSum> = HashMap::new();
+            for d in &out {
+                assert_ne!(d.amount, 0.0, "a zero delta is never sent");
+                got.entry((d.slot, d.key)).or_default().add(d.amount);
+            }
+            expected.retain(|_, sum| !sum.is_zero());
+            assert_eq!(
+                got.len(),
+                expected.len(),
+                "keys with a non-zero sum, epoch {epoch}"
+            );
+            for (key, sum) in &expected {
+                let value = got.get(key).map(ExactSum::value);
+                assert_eq!(
+                    value.map(f64::to_bits),
+                    Some(sum.value().to_bits()),
+                    "{key:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn deregistration_moves_only_the_end() {
