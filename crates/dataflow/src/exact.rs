@@ -22,7 +22,6 @@ impl ExactSum {
                 if x != 0.0 {
                     self.partials.push(x);
                 }
-                return;
             }
             [y] => {
                 let (big, small) = if x.abs() < y.abs() { (*y, x) } else { (x, *y) };
@@ -36,7 +35,6 @@ impl ExactSum {
                 } else {
                     self.partials.clear();
                 }
-                return;
             }
             _ => self.add_any(x),
         }

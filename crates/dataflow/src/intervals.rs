@@ -181,8 +181,8 @@ impl Netting {
 
 /// Sends the difference between an entity's old and new intervals.
 pub fn diff(old: &mut [Interval], new: &mut [Interval], out: &mut Netting) {
-    old.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    new.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    old.sort_by_key(Interval::sort_key);
+    new.sort_by_key(Interval::sort_key);
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
         let ord = match (old.get(i), new.get(j)) {

@@ -113,6 +113,109 @@ fn judge(
     out.push(Point::verdict(key, t, verdict, correction));
 }
 
+/// What evaluating a tick of a group needs besides its outputs and levels.
+#[derive(Debug, Clone, Copy)]
+struct TickContext {
+    group: Indicator,
+    cadence: Nanos,
+    rewrite: Option<(Nanos, Nanos)>,
+}
+
+/// Evaluates every output of a group at tick `t` from its slots' `levels` there: writes
+/// the points whose fields differ from the point in force, and the plan verdicts due.
+#[allow(clippy::too_many_arguments)]
+fn evaluate(
+    outputs: &mut BTreeMap<SeriesKey, Output>,
+    context: TickContext,
+    t: Nanos,
+    levels: &[(Slot, ExactSum)],
+    is_new: bool,
+    out: &mut Vec<Point>,
+    stats: &mut CloseStats,
+) {
+    let level = |part: Part, tag: u8| -> f64 {
+        levels
+            .iter()
+            .find(|(s, _)| s.part == part && s.tag == tag)
+            .map_or(0.0, |(_, l)| l.value())
+    };
+    let TickContext {
+        group,
+        cadence,
+        rewrite,
+    } = context;
+    let force = rewrite.is_some_and(|(after, until)| t > after && t <= until);
+    for (key, output) in outputs.iter_mut() {
+        let value = match key.indicator {
+            Indicator::PlatformAvailability => {
+                let total = level(Part::TotalSeconds, key.tag);
+                (total > 0.0).then(|| level(Part::AvailableSeconds, key.tag) / total)
+            }
+            Indicator::DigitalEconomyAddedValueGrowth => {
+                let p = level(Part::PreviousAddedValue, NO_TAG);
+                (p > 0.0).then(|| level(Part::Value, NO_TAG) / p - 1.0)
+            }
+            Indicator::ScenarioFieldsCovered => Some(
+                (0..8u8)
+                    .filter(|tag| level(Part::Value, *tag) > 0.5)
+                    .count() as f64,
+            ),
+            _ => Some(level(Part::Value, key.tag)),
+        };
+        debug_assert_eq!(key.indicator.group(), group);
+        let value = value.filter(|v| v.is_finite());
+        // A new tick whose value equals the tick just before writes nothing there: the
+        // point in force is what that tick left (its value, or none since), and no
+        // point lies at a new tick yet. Planned series move with time; never skipped.
+        let unchanged = is_new
+            && !force
+            && output.plan.is_none()
+            && output.last == Some((t.saturating_sub(cadence), value));
+        output.last = Some((t, value));
+        if unchanged {
+            continue;
+        }
+        let judged = output.plan.as_ref().filter(|p| p.verdict_tick == t);
+        if let Some(target) = judged.map(|p| p.target) {
+            judge(*key, target, t, value, (is_new, force), output, out, stats);
+        }
+        let mut desired = value.map(Fields::value);
+        if let Some(plan) = &output.plan {
+            output.history.insert(t, desired.map(|f| f.value));
+            if let (Some(f), true) = (desired.as_mut(), t >= plan.start) {
+                let start_tick = tick_ceil(plan.start, cadence);
+                let baseline = output.history.get(&start_tick).copied().flatten();
+                let back = tick_floor(t - PROJECTION_LOOKBACK, cadence);
+                let v90 = output.history.get(&back).copied().flatten();
+                *f = pace_fields(plan, f.value, t, baseline, v90);
+            }
+        }
+        let in_force = output
+            .written
+            .range(..=t)
+            .next_back()
+            .map(|(_, f)| *f)
+            .or_else(|| key.indicator.zero_default().then(|| Fields::value(0.0)));
+        match desired.or(in_force.filter(|_| force)) {
+            Some(f) => {
+                let always = (is_new && f.status.is_some()) || force;
+                if always || in_force != Some(f) {
+                    if !is_new && in_force != Some(f) {
+                        stats.corrections += 1;
+                    }
+                    output.written.insert(t, f);
+                    out.push(Point::indicator(*key, t, f, !is_new));
+                }
+            }
+            None => {
+                if !is_new && output.written.contains_key(&t) {
+                    stats.unrepresentable += 1;
+                }
+            }
+        }
+    }
+}
+
 impl Group {
     /// A group with its cadence, its stream's correction horizon and the plan items of its
     /// series.
@@ -296,25 +399,40 @@ impl Group {
             .iter()
             .map(|(s, st)| (*s, self.level_at(st, from)))
             .collect();
-        // The buckets of (from, to] in tick order, each slot's in its own order: one walk of
-        // each slot's map rather than a lookup per slot and tick (most ticks move few slots).
-        let mut steps: Vec<(Nanos, usize, ExactSum)> = Vec::new();
-        for (i, st) in self.slots.values().enumerate() {
-            let after = (Bound::Excluded(from), Bound::Included(to));
-            steps.extend(st.buckets.range(after).map(|(k, b)| (*k, i, b.clone())));
-        }
-        steps.sort_by_key(|(k, i, _)| (*k, *i));
-        let mut next = steps.iter().peekable();
+        // Each slot's buckets of (from, to], walked once in tick order alongside the ticks
+        // rather than looked up per slot and tick (most ticks move few slots).
+        let after = (Bound::Excluded(from), Bound::Included(to));
+        let mut buckets: Vec<_> = self
+            .slots
+            .values()
+            .map(|st| st.buckets.range(after).peekable())
+            .collect();
+        let context = TickContext {
+            group: self.group,
+            cadence: self.cadence,
+            rewrite: self.rewrite,
+        };
         let mut t = from;
         loop {
-            // A bucket off the grid of ticks is never reached (as no lookup at a tick found it).
-            while let Some((k, i, b)) = next.next_if(|(k, _, _)| *k <= t) {
-                if *k == t {
-                    running[*i].1.add_sum(b);
+            for ((_, level), next) in running.iter_mut().zip(buckets.iter_mut()) {
+                // A bucket off the grid of ticks is never reached (as no lookup at a tick
+                // found it).
+                while let Some((k, b)) = next.next_if(|(k, _)| **k <= t) {
+                    if *k == t {
+                        level.add_sum(b);
+                    }
                 }
             }
             let is_new = old_closed.is_none_or(|c| t > c);
-            self.evaluate(t, &running, is_new, out, &mut stats);
+            evaluate(
+                &mut self.outputs,
+                context,
+                t,
+                &running,
+                is_new,
+                out,
+                &mut stats,
+            );
             if t >= to {
                 break;
             }
@@ -335,96 +453,6 @@ impl Group {
         }
         self.fold(to);
         stats
-    }
-
-    fn evaluate(
-        &mut self,
-        t: Nanos,
-        levels: &[(Slot, ExactSum)],
-        is_new: bool,
-        out: &mut Vec<Point>,
-        stats: &mut CloseStats,
-    ) {
-        let level = |part: Part, tag: u8| -> f64 {
-            levels
-                .iter()
-                .find(|(s, _)| s.part == part && s.tag == tag)
-                .map_or(0.0, |(_, l)| l.value())
-        };
-        let group = self.group;
-        let cadence = self.cadence;
-        let force = self
-            .rewrite
-            .is_some_and(|(after, until)| t > after && t <= until);
-        for (key, output) in self.outputs.iter_mut() {
-            let value = match key.indicator {
-                Indicator::PlatformAvailability => {
-                    let total = level(Part::TotalSeconds, key.tag);
-                    (total > 0.0).then(|| level(Part::AvailableSeconds, key.tag) / total)
-                }
-                Indicator::DigitalEconomyAddedValueGrowth => {
-                    let p = level(Part::PreviousAddedValue, NO_TAG);
-                    (p > 0.0).then(|| level(Part::Value, NO_TAG) / p - 1.0)
-                }
-                Indicator::ScenarioFieldsCovered => Some(
-                    (0..8u8)
-                        .filter(|tag| level(Part::Value, *tag) > 0.5)
-                        .count() as f64,
-                ),
-                _ => Some(level(Part::Value, key.tag)),
-            };
-            debug_assert_eq!(key.indicator.group(), group);
-            let value = value.filter(|v| v.is_finite());
-            // A new tick whose value equals the tick just before writes nothing there: the
-            // point in force is what that tick left (its value, or none since), and no
-            // point lies at a new tick yet. Planned series move with time; never skipped.
-            let unchanged = is_new
-                && !force
-                && output.plan.is_none()
-                && output.last == Some((t.saturating_sub(cadence), value));
-            output.last = Some((t, value));
-            if unchanged {
-                continue;
-            }
-            let judged = output.plan.as_ref().filter(|p| p.verdict_tick == t);
-            if let Some(target) = judged.map(|p| p.target) {
-                judge(*key, target, t, value, (is_new, force), output, out, stats);
-            }
-            let mut desired = value.map(Fields::value);
-            if let Some(plan) = &output.plan {
-                output.history.insert(t, desired.map(|f| f.value));
-                if let (Some(f), true) = (desired.as_mut(), t >= plan.start) {
-                    let start_tick = tick_ceil(plan.start, cadence);
-                    let baseline = output.history.get(&start_tick).copied().flatten();
-                    let back = tick_floor(t - PROJECTION_LOOKBACK, cadence);
-                    let v90 = output.history.get(&back).copied().flatten();
-                    *f = pace_fields(plan, f.value, t, baseline, v90);
-                }
-            }
-            let in_force = output
-                .written
-                .range(..=t)
-                .next_back()
-                .map(|(_, f)| *f)
-                .or_else(|| key.indicator.zero_default().then(|| Fields::value(0.0)));
-            match desired.or(in_force.filter(|_| force)) {
-                Some(f) => {
-                    let always = (is_new && f.status.is_some()) || force;
-                    if always || in_force != Some(f) {
-                        if !is_new && in_force != Some(f) {
-                            stats.corrections += 1;
-                        }
-                        output.written.insert(t, f);
-                        out.push(Point::indicator(*key, t, f, !is_new));
-                    }
-                }
-                None => {
-                    if !is_new && output.written.contains_key(&t) {
-                        stats.unrepresentable += 1;
-                    }
-                }
-            }
-        }
     }
 
     /// Forgets what no correction can reach any more: deltas and written points older

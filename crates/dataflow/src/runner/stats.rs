@@ -59,7 +59,7 @@ impl RunnerStats {
 
     pub(super) fn applied(&self, worker: usize, stream: Stream, watermark: Nanos) {
         if let Some(w) = self.applied.get(worker) {
-            w[stream.index()].fetch_max(watermark as i64, Ordering::Relaxed);
+            w[stream.index()].fetch_max(watermark, Ordering::Relaxed);
         }
     }
 
