@@ -13,6 +13,15 @@ pub struct ExactSum {
     partials: SmallVec<[f64; 2]>,
 }
 
+/// `a + b` as the rounded sum and its rounding error (the fast two-sum, larger magnitude
+/// first): for finite inputs `hi + lo` is `a + b` exactly, so `lo == 0.0` says the `f64`
+/// sum is exact.
+pub(crate) fn two_sum(a: f64, b: f64) -> (f64, f64) {
+    let (big, small) = if a.abs() < b.abs() { (b, a) } else { (a, b) };
+    let hi = big + small;
+    (hi, small - (hi - big))
+}
+
 impl ExactSum {
     /// Adds `x` exactly.
     pub fn add(&mut self, x: f64) {
@@ -24,9 +33,7 @@ impl ExactSum {
                 }
             }
             [y] => {
-                let (big, small) = if x.abs() < y.abs() { (*y, x) } else { (x, *y) };
-                let hi = big + small;
-                let lo = small - (hi - big);
+                let (hi, lo) = two_sum(x, *y);
                 if lo != 0.0 {
                     *y = lo;
                     self.partials.push(hi);
@@ -44,12 +51,7 @@ impl ExactSum {
     fn add_any(&mut self, mut x: f64) {
         let mut i = 0;
         for j in 0..self.partials.len() {
-            let mut y = self.partials[j];
-            if x.abs() < y.abs() {
-                std::mem::swap(&mut x, &mut y);
-            }
-            let hi = x + y;
-            let lo = y - (hi - x);
+            let (hi, lo) = two_sum(x, self.partials[j]);
             if lo != 0.0 {
                 self.partials[i] = lo;
                 i += 1;

@@ -14,7 +14,7 @@ use paceline_model::time::tick_floor;
 use paceline_model::{Indicator, Nanos};
 use serde::{Deserialize, Serialize};
 
-use crate::exact::ExactSum;
+use crate::exact::{two_sum, ExactSum};
 
 /// An open end: the interval lasts for ever.
 pub const OPEN: Nanos = Nanos::MAX;
@@ -86,15 +86,6 @@ impl Hash for SpanKey {
     }
 }
 
-/// `a + b` when the `f64` sum is exact (Knuth's two-sum has no rounding error) and
-/// finite.
-fn exact_f64_sum(a: f64, b: f64) -> Option<f64> {
-    let s = a + b;
-    let bb = s - a;
-    let err = (a - (s - bb)) + (b - bb);
-    (err == 0.0 && s.is_finite()).then_some(s)
-}
-
 impl Netting {
     /// Sums deltas per tick span of their group's grid from now on.
     pub fn use_ticks(&mut self, cadence: impl Fn(Indicator) -> Nanos) {
@@ -116,18 +107,21 @@ impl Netting {
         };
         let k = SpanKey { slot, key };
         let sum = self.sums.entry(k).or_insert(0.0);
-        if !sum.is_nan() {
-            if let Some(s) = exact_f64_sum(*sum, amount) {
-                *sum = s;
-                return;
-            }
-            // One f64 no longer holds it: the sum so far moves to an exact sum.
-            let mut exact = ExactSum::default();
-            exact.add(*sum);
-            self.spilled.insert(k, exact);
-            *sum = f64::NAN;
+        if sum.is_nan() {
+            self.spilled.entry(k).or_default().add(amount);
+            return;
         }
-        self.spilled.entry(k).or_default().add(amount);
+        let (hi, lo) = two_sum(*sum, amount);
+        if lo == 0.0 && hi.is_finite() {
+            *sum = hi;
+            return;
+        }
+        // One f64 no longer holds it: the sum so far and `amount` move to an exact sum.
+        let mut exact = ExactSum::default();
+        exact.add(*sum);
+        exact.add(amount);
+        self.spilled.insert(k, exact);
+        *sum = f64::NAN;
     }
 
     /// Adds an interval (sign +1) or retracts it (sign −1).
