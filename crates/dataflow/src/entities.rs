@@ -18,7 +18,7 @@ use paceline_model::event::{
     Cluster, PlatformKind, PlatformStatus, ProjectKind, ProjectStage, Region, ScenarioStage,
 };
 use paceline_model::time::{last_quarter_ended_by, quarter_end, QuarterIndex, DAY, HOUR};
-use paceline_model::{Body, Event, Indicator, Nanos, Stream};
+use paceline_model::{Body, Event, Indicator, Nanos, SmolStr, Stream};
 use serde::{Deserialize, Serialize};
 
 use crate::intervals::{diff, Delta, Interval, Netting, Sweep, OPEN};
@@ -519,7 +519,7 @@ struct Scenario {
     timeline: ScenarioTimeline,
     /// (at, event_id) → (active users, transactions, value), for windows a stage change
     /// can still re-file.
-    usage: BTreeMap<(Nanos, String), [f64; 3]>,
+    usage: BTreeMap<(Nanos, SmolStr), [f64; 3]>,
     coverage: BTreeMap<Nanos, Nanos>,
     idle: Vec<Interval>,
     from: Option<Nanos>,
@@ -548,9 +548,9 @@ impl Scenario {
         replace_intervals(&mut self.idle, idle, n);
     }
 
-    fn usage(&mut self, at: Nanos, id: &str, amounts: [f64; 3], n: &mut Netting) {
+    fn usage(&mut self, at: Nanos, id: &SmolStr, amounts: [f64; 3], n: &mut Netting) {
         usage_deltas(&self.timeline.fields, at, amounts, 1.0, n);
-        self.usage.insert((at, id.to_string()), amounts);
+        self.usage.insert((at, id.clone()), amounts);
         add_coverage(&mut self.coverage, at, at.saturating_add(USAGE_WINDOW));
         self.refresh_idle(n);
     }
@@ -572,7 +572,7 @@ impl Scenario {
         if timeline.fields != self.timeline.fields {
             // Re-file the usage whose windows reach past the change.
             let from = changed_from.saturating_sub(USAGE_WINDOW);
-            for ((at, _), amounts) in self.usage.range((from, String::new())..) {
+            for ((at, _), amounts) in self.usage.range((from, SmolStr::default())..) {
                 usage_deltas(&self.timeline.fields, *at, *amounts, -1.0, n);
                 usage_deltas(&timeline.fields, *at, *amounts, 1.0, n);
             }
@@ -602,7 +602,7 @@ impl Scenario {
         self.timeline.live = timeline.live;
         clip(&mut self.timeline.intervals, self.from);
         clip(&mut self.idle, self.from);
-        let keep = (cutoff.saturating_sub(USAGE_WINDOW), String::new());
+        let keep = (cutoff.saturating_sub(USAGE_WINDOW), SmolStr::default());
         self.usage = self.usage.split_off(&keep);
         self.coverage.retain(|_, hi| *hi > from);
     }
@@ -612,23 +612,30 @@ impl Scenario {
 struct Platform {
     /// (at, event_id) → (kind, connected enterprises): reports after the fold point and
     /// the latest one before it.
-    usage: BTreeMap<(Nanos, String), (PlatformKind, f64)>,
+    usage: BTreeMap<(Nanos, SmolStr), (PlatformKind, f64)>,
 }
 
 impl Platform {
     /// The latest usage report before T counts: the new report takes over from the one
     /// before it, up to the next one.
-    fn usage(&mut self, at: Nanos, id: &str, kind: PlatformKind, connected: f64, n: &mut Netting) {
-        let me = (at, id.to_string());
+    fn usage(
+        &mut self,
+        at: Nanos,
+        id: &SmolStr,
+        kind: PlatformKind,
+        connected: f64,
+        n: &mut Netting,
+    ) {
+        let me = (at, id.clone());
         let after = (Bound::Included(&me), Bound::Unbounded);
         let next_at = self
             .usage
-            .range::<(Nanos, String), _>(after)
+            .range::<(Nanos, SmolStr), _>(after)
             .next()
             .map_or(OPEN, |((t, _), _)| *t);
         let conn = Indicator::PlatformConnectedEnterprises;
         let before = (Bound::Unbounded, Bound::Excluded(&me));
-        if let Some((_, (pk, pc))) = self.usage.range::<(Nanos, String), _>(before).next_back() {
+        if let Some((_, (pk, pc))) = self.usage.range::<(Nanos, SmolStr), _>(before).next_back() {
             n.span(slot(conn, pk.index() as u8), at, next_at, *pc, -1.0);
         }
         n.span(slot(conn, kind.index() as u8), at, next_at, connected, 1.0);
@@ -639,10 +646,10 @@ impl Platform {
         // Reports leave from the front, in place: a busy platform folds on every report
         // (more than `FOLD_AT_EVENTS` of them within the horizon), mostly with nothing to
         // drop, and splitting the map allocated anew each time.
-        let at_cutoff = (cutoff, String::new());
+        let at_cutoff = (cutoff, SmolStr::default());
         loop {
             let before = (Bound::Unbounded, Bound::Excluded(&at_cutoff));
-            let mut older = self.usage.range::<(Nanos, String), _>(before);
+            let mut older = self.usage.range::<(Nanos, SmolStr), _>(before);
             if older.next().is_none() || older.next().is_none() {
                 return;
             }
@@ -659,10 +666,10 @@ const FOLD_AT_EVENTS: usize = 32;
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Entities {
     filing_lag: Nanos,
-    enterprises: HashMap<String, Enterprise, IdHasher>,
-    projects: HashMap<String, Project, IdHasher>,
-    scenarios: HashMap<String, Scenario, IdHasher>,
-    platforms: HashMap<String, Platform, IdHasher>,
+    enterprises: HashMap<SmolStr, Enterprise, IdHasher>,
+    projects: HashMap<SmolStr, Project, IdHasher>,
+    scenarios: HashMap<SmolStr, Scenario, IdHasher>,
+    platforms: HashMap<SmolStr, Platform, IdHasher>,
     /// Per stream: no event older than this is admitted any more (the watermark minus the
     /// correction horizon), and where the last fold of every entity was.
     cutoff: [Option<Nanos>; 3],
@@ -878,10 +885,7 @@ impl Entities {
             body => {
                 let lag = self.filing_lag;
                 let cutoff = self.cutoff[Stream::Filings.index()];
-                let e = self
-                    .enterprises
-                    .entry(body.entity().to_string())
-                    .or_default();
+                let e = self.enterprises.entry(body.entity().clone()).or_default();
                 if let Some(c) = cutoff.filter(|_| e.history.events.len() > FOLD_AT_EVENTS) {
                     e.fold(c, lag);
                 }
@@ -923,52 +927,54 @@ mod tests {
         let period = last_quarter_ended_by(at) - r.below(3) as i32;
         match r.below(11) {
             0 => Body::Registered {
-                enterprise: e,
+                enterprise: e.into(),
                 cluster: r.pick(Cluster::ALL),
                 region: r.pick(Region::ALL),
                 sme: r.below(2) == 0,
             },
-            1 => Body::Deregistered { enterprise: e },
+            1 => Body::Deregistered {
+                enterprise: e.into(),
+            },
             2 => Body::Valuation {
-                enterprise: e,
+                enterprise: e.into(),
                 valuation_cny: [5e8, 2e9][r.below(2) as usize],
             },
             3 => Body::Certification {
-                enterprise: e,
+                enterprise: e.into(),
                 granted: r.below(3) != 0,
             },
             4 => Body::Financials {
-                enterprise: e,
+                enterprise: e.into(),
                 period,
                 revenue_cny: (r.below(1000) as f64) * 1e6 + 0.1,
                 added_value_cny: (r.below(300) as f64) * 1e6,
                 revision: r.below(3),
             },
             5 => Body::CloudMigration {
-                enterprise: e,
+                enterprise: e.into(),
                 deep: false,
             },
             6 => Body::PlatformUsage {
-                platform: format!("P{}", r.below(2)),
+                platform: format!("P{}", r.below(2)).into(),
                 kind: r.pick(PlatformKind::ALL),
                 api_calls: r.below(100),
                 records_shared: r.below(100),
                 connected_enterprises: r.below(50),
             },
             7 => Body::ScenarioStage {
-                scenario: format!("S{}", r.below(3)),
+                scenario: format!("S{}", r.below(3)).into(),
                 field: r.pick(&Field::ALL[..3]),
                 region: r.pick(Region::ALL),
                 stage: r.pick(ScenarioStage::ALL),
             },
             8 | 9 => Body::ScenarioUsage {
-                scenario: format!("S{}", r.below(3)),
+                scenario: format!("S{}", r.below(3)).into(),
                 active_users: r.below(1000),
                 transactions: r.below(1000),
                 value_cny: r.below(1000) as f64 * 0.5,
             },
             _ => Body::ProjectStage {
-                project: format!("J{}", r.below(3)),
+                project: format!("J{}", r.below(3)).into(),
                 kind: r.pick(ProjectKind::ALL),
                 region: r.pick(Region::ALL),
                 stage: r.pick(ProjectStage::ALL),
@@ -1000,7 +1006,7 @@ mod tests {
                     let at =
                         t0 + r.below(900) as Nanos * DAY + r.below(86_400) as Nanos * 1_000_000_000;
                     Event {
-                        id: format!("e{i}"),
+                        id: format!("e{i}").into(),
                         at,
                         body: random_body(&mut r, at),
                     }

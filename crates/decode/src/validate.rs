@@ -8,7 +8,7 @@ use paceline_model::event::{
     ScenarioStage,
 };
 use paceline_model::time::{parse_rfc3339, QuarterIndex, TimestampError};
-use paceline_model::{Body, Event, Nanos, Stream};
+use paceline_model::{Body, Event, Nanos, SmolStr, Stream};
 
 use crate::flat::{self, Scalar};
 use crate::json::{parse_nested, Value};
@@ -552,7 +552,7 @@ fn validate(
     let body = build_body(event_type, &fields)
         .ok_or_else(|| reject(Reason::WrongType, stream_tag, "fields could not be read"))?;
     Ok(Event {
-        id: id.to_string(),
+        id: SmolStr::new(id),
         at,
         body,
     })
@@ -563,7 +563,7 @@ fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
         Some(Scalar::Str(s)) => Some(s),
         _ => None,
     };
-    let s = |k: &str| e(k).map(str::to_string);
+    let s = |k: &str| e(k).map(SmolStr::new);
     let f = |k: &str| match v.named(k) {
         Some(Scalar::Number(n)) => n.parse::<f64>().ok(),
         _ => None,

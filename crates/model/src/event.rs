@@ -4,6 +4,7 @@
 //! These structs cross timely workers, so they are plain owned data (bincode-friendly).
 
 use serde::{Deserialize, Serialize};
+pub use smol_str::SmolStr;
 
 use crate::time::{Nanos, QuarterIndex};
 
@@ -206,7 +207,7 @@ string_enum!(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// `event_id`, unique within its stream.
-    pub id: String,
+    pub id: SmolStr,
     /// `occurred_at` in nanoseconds since the epoch (finer fractions truncated).
     pub at: Nanos,
     /// The type-specific fields.
@@ -219,7 +220,7 @@ pub enum Body {
     /// `enterprise.registered`.
     Registered {
         /// `enterprise_id`.
-        enterprise: String,
+        enterprise: SmolStr,
         /// `cluster`.
         cluster: Cluster,
         /// `region`.
@@ -230,26 +231,26 @@ pub enum Body {
     /// `enterprise.deregistered`.
     Deregistered {
         /// `enterprise_id`.
-        enterprise: String,
+        enterprise: SmolStr,
     },
     /// `enterprise.valuation`.
     Valuation {
         /// `enterprise_id`.
-        enterprise: String,
+        enterprise: SmolStr,
         /// `valuation_cny`.
         valuation_cny: f64,
     },
     /// `enterprise.certification` (certification `srdi`).
     Certification {
         /// `enterprise_id`.
-        enterprise: String,
+        enterprise: SmolStr,
         /// `action` is `granted` (else `revoked`).
         granted: bool,
     },
     /// `enterprise.financials`.
     Financials {
         /// `enterprise_id`.
-        enterprise: String,
+        enterprise: SmolStr,
         /// `period` as a quarter index.
         period: QuarterIndex,
         /// `revenue_cny`.
@@ -262,14 +263,14 @@ pub enum Body {
     /// `enterprise.cloud_migration`.
     CloudMigration {
         /// `enterprise_id`.
-        enterprise: String,
+        enterprise: SmolStr,
         /// `level` is `deep` (else `basic`).
         deep: bool,
     },
     /// `platform.heartbeat`.
     Heartbeat {
         /// `platform_id`.
-        platform: String,
+        platform: SmolStr,
         /// `platform_kind`.
         kind: PlatformKind,
         /// `status`.
@@ -280,7 +281,7 @@ pub enum Body {
     /// `platform.usage`.
     PlatformUsage {
         /// `platform_id`.
-        platform: String,
+        platform: SmolStr,
         /// `platform_kind`.
         kind: PlatformKind,
         /// `api_calls`.
@@ -293,7 +294,7 @@ pub enum Body {
     /// `scenario.stage`.
     ScenarioStage {
         /// `scenario_id`.
-        scenario: String,
+        scenario: SmolStr,
         /// `field`.
         field: Field,
         /// `region`.
@@ -304,7 +305,7 @@ pub enum Body {
     /// `scenario.usage`.
     ScenarioUsage {
         /// `scenario_id`.
-        scenario: String,
+        scenario: SmolStr,
         /// `active_users`.
         active_users: u64,
         /// `transactions`.
@@ -315,7 +316,7 @@ pub enum Body {
     /// `project.stage`.
     ProjectStage {
         /// `project_id`.
-        project: String,
+        project: SmolStr,
         /// `project_kind`.
         kind: ProjectKind,
         /// `region`.
@@ -453,7 +454,7 @@ impl Body {
     }
 
     /// The entity whose state the event changes: the key events are grouped by.
-    pub fn entity(&self) -> &str {
+    pub fn entity(&self) -> &SmolStr {
         match self {
             Body::Registered { enterprise, .. }
             | Body::Deregistered { enterprise }

@@ -17,5 +17,5 @@ pub mod secret;
 pub mod time;
 
 pub use catalogue::{Indicator, SeriesKey};
-pub use event::{Body, Event, EventType, Stream};
+pub use event::{Body, Event, EventType, SmolStr, Stream};
 pub use time::Nanos;

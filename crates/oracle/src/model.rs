@@ -35,7 +35,7 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
     let enterprises: BTreeSet<&str> = before
         .iter()
         .filter(|e| e.body.stream() == paceline_model::Stream::Filings)
-        .map(|e| e.body.entity())
+        .map(|e| e.body.entity().as_str())
         .collect();
     let of = |id: &str| -> Vec<&Event> {
         before
@@ -113,7 +113,7 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
                 Body::ScenarioStage { .. } | Body::ScenarioUsage { .. }
             )
         })
-        .map(|e| e.body.entity())
+        .map(|e| e.body.entity().as_str())
         .collect();
     let stage_of =
         |id: &str| {
@@ -155,7 +155,7 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
     let proj_ids: BTreeSet<&str> = before
         .iter()
         .filter(|e| matches!(e.body, Body::ProjectStage { .. }))
-        .map(|e| e.body.entity())
+        .map(|e| e.body.entity().as_str())
         .collect();
     let proj = |id: &str| {
         latest(
@@ -323,7 +323,7 @@ fn value_at(ind: Indicator, tag: u8, t: Nanos, events: &[Event], lag: Nanos) -> 
             let platforms: BTreeSet<&str> = before
                 .iter()
                 .filter(|e| matches!(e.body, Body::PlatformUsage { .. }))
-                .map(|e| e.body.entity())
+                .map(|e| e.body.entity().as_str())
                 .collect();
             platforms
                 .iter()

@@ -255,8 +255,8 @@ mod tests {
         for ((raw, _), r) in d.chunk.lines().zip(&d.results) {
             match r {
                 Ok(e) => {
-                    assert!(String::from_utf8_lossy(raw).contains(&e.id));
-                    got.push(e.id.clone());
+                    assert!(String::from_utf8_lossy(raw).contains(e.id.as_str()));
+                    got.push(e.id.to_string());
                 }
                 Err(_) => got.push("rejected".to_string()),
             }
