@@ -163,6 +163,20 @@ fn enterprise_intervals_from(
     events: &[Event],
     filing_lag: Nanos,
 ) -> Vec<Interval> {
+    let breakpoints = enterprise_breakpoints(base, from, events, filing_lag);
+    let mut sweep = EnterpriseSweep::new(base, events, filing_lag);
+    sweep.segments(&breakpoints);
+    sweep.sweep.finish()
+}
+
+/// The instants after which what an enterprise contributes may change: its events' times
+/// and its quarters' breakpoints, from `from` on (with `from` itself).
+fn enterprise_breakpoints(
+    base: &EnterpriseState,
+    from: Option<Nanos>,
+    events: &[Event],
+    filing_lag: Nanos,
+) -> Vec<Nanos> {
     let mut breakpoints: Vec<Nanos> = events.iter().map(|e| e.at).collect();
     let quarters = base
         .financials
@@ -182,20 +196,84 @@ fn enterprise_intervals_from(
     }
     breakpoints.sort_unstable();
     breakpoints.dedup();
+    breakpoints
+}
 
-    let mut state = base.clone();
-    let mut sweep = Sweep::default();
-    let mut contributions = Vec::new();
-    let mut next = 0;
-    for b in breakpoints {
-        while let Some(e) = events.get(next).filter(|e| e.at <= b) {
-            next += 1;
-            state.apply(e);
+/// An enterprise's state walked along its breakpoints, its contributions swept into
+/// intervals.
+struct EnterpriseSweep<'a> {
+    state: EnterpriseState,
+    events: &'a [Event],
+    next: usize,
+    filing_lag: Nanos,
+    contributions: Vec<(Slot, i64, f64)>,
+    sweep: Sweep,
+}
+
+impl<'a> EnterpriseSweep<'a> {
+    fn new(base: &EnterpriseState, events: &'a [Event], filing_lag: Nanos) -> Self {
+        EnterpriseSweep {
+            state: base.clone(),
+            events,
+            next: 0,
+            filing_lag,
+            contributions: Vec::new(),
+            sweep: Sweep::default(),
         }
-        state.contributions(b, filing_lag, &mut contributions);
-        sweep.segment(b, &contributions);
     }
-    sweep.finish()
+
+    /// Applies the events at or before `b`: the state of the segment starting at `b`.
+    fn advance_to(&mut self, b: Nanos) {
+        while let Some(e) = self.events.get(self.next).filter(|e| e.at <= b) {
+            self.next += 1;
+            self.state.apply(e);
+        }
+    }
+
+    fn segments(&mut self, breakpoints: &[Nanos]) {
+        for &b in breakpoints {
+            self.advance_to(b);
+            self.state
+                .contributions(b, self.filing_lag, &mut self.contributions);
+            self.sweep.segment(b, &self.contributions);
+        }
+    }
+}
+
+/// Brings an enterprise's intervals up to date with the event at `at` just inserted in its
+/// history (they were those of its events before it): recomputes them from the last
+/// breakpoint before `at` on, and sends the difference.
+/// The segments before `at` do not see the new event, so what they gave stands: the
+/// intervals that ended by that breakpoint stay as they are, those still running there go
+/// on from where they started, and only the segments from `at` on are walked again (an
+/// enterprise gets its events mostly in order, at the end of a few dozen breakpoints).
+fn update_enterprise_intervals(
+    base: &EnterpriseState,
+    history: &mut History,
+    at: Nanos,
+    filing_lag: Nanos,
+    n: &mut Netting,
+) {
+    let breakpoints = enterprise_breakpoints(base, history.from, &history.events, filing_lag);
+    let k = breakpoints.partition_point(|b| *b < at);
+    let Some(&resume) = k.checked_sub(1).and_then(|i| breakpoints.get(i)) else {
+        let mut new = enterprise_intervals_from(base, history.from, &history.events, filing_lag);
+        clip(&mut new, history.from);
+        replace_intervals(&mut history.intervals, new, n);
+        return;
+    };
+    let mut sweep = EnterpriseSweep::new(base, &history.events, filing_lag);
+    sweep.advance_to(resume);
+    // Ended by `resume`: unchanged, kept apart from the comparison.
+    let (mut kept, mut old): (Vec<Interval>, Vec<Interval>) =
+        history.intervals.iter().partition(|iv| iv.hi <= resume);
+    sweep.sweep.resume(old.iter().filter(|iv| iv.lo <= resume));
+    sweep.segments(&breakpoints[k..]);
+    let mut new = sweep.sweep.finish();
+    clip(&mut new, history.from);
+    diff(&mut old, &mut new, n);
+    kept.append(&mut new);
+    history.intervals = kept;
 }
 
 /// Calls `f(b, latest)` for each distinct `occurred_at` `b` of `events` (sorted by
@@ -476,10 +554,23 @@ struct Enterprise {
 
 impl Enterprise {
     fn apply(&mut self, event: Event, filing_lag: Nanos, n: &mut Netting) {
-        let base = &self.base;
-        self.history.apply(event, n, |events, from| {
-            enterprise_intervals_from(base, from, events, filing_lag)
-        });
+        let at = event.at;
+        insert_sorted(&mut self.history.events, event);
+        update_enterprise_intervals(&self.base, &mut self.history, at, filing_lag, n);
+        #[cfg(debug_assertions)]
+        self.check_intervals(filing_lag);
+    }
+
+    /// The intervals kept by the partial recomputation are those of the whole one.
+    #[cfg(debug_assertions)]
+    fn check_intervals(&self, filing_lag: Nanos) {
+        let h = &self.history;
+        let mut whole = enterprise_intervals_from(&self.base, h.from, &h.events, filing_lag);
+        clip(&mut whole, h.from);
+        let mut kept = h.intervals.clone();
+        whole.sort_by_key(Interval::sort_key);
+        kept.sort_by_key(Interval::sort_key);
+        debug_assert_eq!(kept, whole, "an enterprise's intervals, recomputed in part");
     }
 
     fn fold(&mut self, cutoff: Nanos, filing_lag: Nanos) {

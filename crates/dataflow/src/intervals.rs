@@ -47,7 +47,7 @@ pub struct Interval {
 }
 
 impl Interval {
-    fn sort_key(&self) -> (Slot, i64, Nanos, Nanos, u64) {
+    pub(crate) fn sort_key(&self) -> (Slot, i64, Nanos, Nanos, u64) {
         (self.slot, self.sub, self.lo, self.hi, self.amount.to_bits())
     }
 }
@@ -276,6 +276,19 @@ impl Sweep {
             }
         });
         self.cursor = 0;
+    }
+
+    /// Starts from contributions already running (intervals still open at the last
+    /// segment walked before, with their start), as if their segments had been walked.
+    pub fn resume<'a>(&mut self, running: impl IntoIterator<Item = &'a Interval>) {
+        let now = self.segment;
+        self.open.extend(running.into_iter().map(|iv| Open {
+            slot: iv.slot,
+            sub: iv.sub,
+            lo: iv.lo,
+            amount: iv.amount,
+            seen: now,
+        }));
     }
 
     /// Where `(slot, sub)` is open, looking from the cursor on first.
