@@ -18,6 +18,7 @@ pub mod intervals;
 pub mod pace;
 mod runner;
 pub mod series;
+mod ticks;
 
 pub use runner::{
     stable_hash, writer_of, DataflowSettings, Epoch, PointsOut, Recycle, Runner, RunnerError,

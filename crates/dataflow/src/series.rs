@@ -21,6 +21,7 @@ use paceline_model::{Indicator, Nanos};
 use crate::exact::ExactSum;
 use crate::intervals::Delta;
 use crate::pace::{pace_fields, PROJECTION_LOOKBACK};
+use crate::ticks::TickMap;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct SlotState {
@@ -36,9 +37,9 @@ struct Output {
     /// From the configuration, never from a checkpoint: plan edits apply to restored state.
     #[serde(skip)]
     plan: Option<PlanSpec>,
-    written: BTreeMap<Nanos, Fields>,
+    written: TickMap<Fields>,
     /// Desired values per tick (planned series only: baseline and 90-day look-back).
-    history: BTreeMap<Nanos, Option<f64>>,
+    history: TickMap<Option<f64>>,
     /// The plan verdict written at its tick (planned series only).
     verdict: Option<(Nanos, VerdictFields)>,
     /// The tick last evaluated and the series' value there (never from a checkpoint).
@@ -184,17 +185,16 @@ fn evaluate(
             output.history.insert(t, desired.map(|f| f.value));
             if let (Some(f), true) = (desired.as_mut(), t >= plan.start) {
                 let start_tick = tick_ceil(plan.start, cadence);
-                let baseline = output.history.get(&start_tick).copied().flatten();
+                let baseline = output.history.get(start_tick).flatten();
                 let back = tick_floor(t - PROJECTION_LOOKBACK, cadence);
-                let v90 = output.history.get(&back).copied().flatten();
+                let v90 = output.history.get(back).flatten();
                 *f = pace_fields(plan, f.value, t, baseline, v90);
             }
         }
         let in_force = output
             .written
-            .range(..=t)
-            .next_back()
-            .map(|(_, f)| *f)
+            .at_or_before(t)
+            .map(|(_, f)| f)
             .or_else(|| key.indicator.zero_default().then(|| Fields::value(0.0)));
         match desired.or(in_force.filter(|_| force)) {
             Some(f) => {
@@ -208,7 +208,7 @@ fn evaluate(
                 }
             }
             None => {
-                if !is_new && output.written.contains_key(&t) {
+                if !is_new && output.written.contains(t) {
                     stats.unrepresentable += 1;
                 }
             }
@@ -476,13 +476,10 @@ impl Group {
             .saturating_sub(self.cadence);
         let cadence = self.cadence;
         for o in self.outputs.values_mut() {
-            if let Some((&last_old, _)) = o.written.range(..=keep_from).next_back() {
-                let keep = o.written.split_off(&last_old);
-                o.written = keep;
-            }
+            o.written.keep_from_in_force_at(keep_from);
             let start_tick = o.plan.as_ref().map(|p| tick_ceil(p.start, cadence));
             o.history
-                .retain(|t, _| *t >= look_back || Some(*t) == start_tick);
+                .retain(|t| t >= look_back || Some(t) == start_tick);
         }
         self.folded_through = keep_from;
     }

@@ -1,0 +1,155 @@
+//! Values by tick, for a series' written points and planned values.
+//!
+//! A series is evaluated tick after tick, so nearly every insert is past the last tick
+//! held, and folding drops ticks from the front. A deque sorted by tick takes both in
+//! constant time and searches by bisection, where a B-tree allocated and walked nodes for
+//! each point written (a tenth of closing ticks, much of it first touches of fresh
+//! memory). A correction inserts in the middle: a move of at most the horizon's ticks.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use paceline_model::Nanos;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Values by tick, in tick order.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TickMap<V> {
+    entries: VecDeque<(Nanos, V)>,
+}
+
+impl<V> Default for TickMap<V> {
+    fn default() -> Self {
+        TickMap {
+            entries: VecDeque::new(),
+        }
+    }
+}
+
+impl<V: Copy> TickMap<V> {
+    /// Where `t` is held, or where it would go.
+    fn search(&self, t: Nanos) -> Result<usize, usize> {
+        self.entries.binary_search_by_key(&t, |(k, _)| *k)
+    }
+
+    /// Sets the value at `t`.
+    pub fn insert(&mut self, t: Nanos, v: V) {
+        if self.entries.back().is_none_or(|(last, _)| *last < t) {
+            self.entries.push_back((t, v));
+            return;
+        }
+        match self.search(t) {
+            Ok(i) => self.entries[i].1 = v,
+            Err(i) => self.entries.insert(i, (t, v)),
+        }
+    }
+
+    /// The value at `t`.
+    pub fn get(&self, t: Nanos) -> Option<V> {
+        self.search(t).ok().map(|i| self.entries[i].1)
+    }
+
+    /// Whether a value is held at `t`.
+    pub fn contains(&self, t: Nanos) -> bool {
+        self.search(t).is_ok()
+    }
+
+    /// The latest tick at or before `t` and its value.
+    pub fn at_or_before(&self, t: Nanos) -> Option<(Nanos, V)> {
+        let after = self.entries.partition_point(|(k, _)| *k <= t);
+        after.checked_sub(1).map(|i| self.entries[i])
+    }
+
+    /// Forgets every tick before the latest one at or before `t` (that one stays: it is
+    /// the value in force at `t`).
+    pub fn keep_from_in_force_at(&mut self, t: Nanos) {
+        let after = self.entries.partition_point(|(k, _)| *k <= t);
+        if let Some(last_old) = after.checked_sub(1) {
+            self.entries.drain(..last_old);
+        }
+    }
+
+    /// Keeps the ticks `keep` says to.
+    pub fn retain(&mut self, mut keep: impl FnMut(Nanos) -> bool) {
+        self.entries.retain(|(k, _)| keep(*k));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+// As a map of tick to value: the bytes of the B-tree map this replaced, so checkpoints
+// written before read as they did.
+impl<V: Serialize> Serialize for TickMap<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.entries.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de, V: DeserializeOwned> Deserialize<'de> for TickMap<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<Nanos, V>::deserialize(d)?;
+        Ok(TickMap {
+            entries: map.into_iter().collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against a B-tree map over random inserts, lookups and folds; and the same bytes.
+    #[test]
+    fn behaves_and_serializes_as_a_btree_map() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut ours, mut model) = (TickMap::default(), BTreeMap::new());
+        let mut front = 0i64;
+        for step in 0..20_000u32 {
+            let t = match next(10) {
+                // Mostly at or past the end, as a series is evaluated.
+                0..=6 => front + next(3) as i64,
+                _ => front - next(50) as i64,
+            };
+            front = front.max(t);
+            match next(8) {
+                0 => {
+                    let at = front - next(60) as i64;
+                    ours.keep_from_in_force_at(at);
+                    if let Some((&last_old, _)) = model.range(..=at).next_back() {
+                        model = model.split_off(&last_old);
+                    }
+                }
+                1 => {
+                    let at = front - next(40) as i64;
+                    ours.retain(|k| k >= at || k % 7 == 0);
+                    model.retain(|k, _| *k >= at || *k % 7 == 0);
+                }
+                _ => {
+                    ours.insert(t, step);
+                    model.insert(t, step);
+                }
+            }
+            let probe = front - next(80) as i64;
+            assert_eq!(ours.get(probe), model.get(&probe).copied());
+            assert_eq!(ours.contains(probe), model.contains_key(&probe));
+            assert_eq!(
+                ours.at_or_before(probe),
+                model.range(..=probe).next_back().map(|(k, v)| (*k, *v))
+            );
+            assert_eq!(ours.len(), model.len());
+        }
+        let bytes = bincode::serialize(&ours).expect("serializes");
+        assert_eq!(bytes, bincode::serialize(&model).expect("serializes"));
+        let back: TickMap<u32> = bincode::deserialize(&bytes).expect("deserializes");
+        assert_eq!(back, ours);
+    }
+}
