@@ -8,7 +8,6 @@
 //! the output equivalent to an in-order run's (docs/outputs.md, "Corrections").
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +26,7 @@ use crate::ticks::TickMap;
 struct SlotState {
     /// Sum of folded buckets (ticks ≤ `Group::folded_through`).
     base: ExactSum,
-    buckets: BTreeMap<Nanos, ExactSum>,
+    buckets: TickMap<ExactSum>,
     /// Level at `Group::closed_through`.
     level_closed: ExactSum,
 }
@@ -185,16 +184,16 @@ fn evaluate(
             output.history.insert(t, desired.map(|f| f.value));
             if let (Some(f), true) = (desired.as_mut(), t >= plan.start) {
                 let start_tick = tick_ceil(plan.start, cadence);
-                let baseline = output.history.get(start_tick).flatten();
+                let baseline = output.history.get(start_tick).copied().flatten();
                 let back = tick_floor(t - PROJECTION_LOOKBACK, cadence);
-                let v90 = output.history.get(back).flatten();
+                let v90 = output.history.get(back).copied().flatten();
                 *f = pace_fields(plan, f.value, t, baseline, v90);
             }
         }
         let in_force = output
             .written
             .at_or_before(t)
-            .map(|(_, f)| f)
+            .map(|(_, f)| *f)
             .or_else(|| key.indicator.zero_default().then(|| Fields::value(0.0)));
         match desired.or(in_force.filter(|_| force)) {
             Some(f) => {
@@ -327,7 +326,7 @@ impl Group {
         if tick <= folded {
             slot.base.add(d.amount);
         } else {
-            slot.buckets.entry(tick).or_default().add(d.amount);
+            slot.buckets.get_or_default(tick).add(d.amount);
         }
         if closed.is_some_and(|c| tick <= c) {
             slot.level_closed.add(d.amount);
@@ -355,18 +354,18 @@ impl Group {
         match self.closed_through {
             Some(c) if t == c => {}
             Some(c) if t < c => {
-                for (_, b) in slot.buckets.range(t.saturating_add(1)..=c) {
+                for (_, b) in slot.buckets.between(t, c) {
                     level.sub_sum(b);
                 }
             }
             Some(c) => {
-                for (_, b) in slot.buckets.range(c.saturating_add(1)..=t) {
+                for (_, b) in slot.buckets.between(c, t) {
                     level.add_sum(b);
                 }
             }
             None => {
                 level = slot.base.clone();
-                for (_, b) in slot.buckets.range(..=t) {
+                for (_, b) in slot.buckets.through(t) {
                     level.add_sum(b);
                 }
             }
@@ -401,11 +400,10 @@ impl Group {
             .collect();
         // Each slot's buckets of (from, to], walked once in tick order alongside the ticks
         // rather than looked up per slot and tick (most ticks move few slots).
-        let after = (Bound::Excluded(from), Bound::Included(to));
         let mut buckets: Vec<_> = self
             .slots
             .values()
-            .map(|st| st.buckets.range(after).peekable())
+            .map(|st| st.buckets.between(from, to).peekable())
             .collect();
         let context = TickContext {
             group: self.group,
@@ -417,8 +415,8 @@ impl Group {
             for ((_, level), next) in running.iter_mut().zip(buckets.iter_mut()) {
                 // A bucket off the grid of ticks is never reached (as no lookup at a tick
                 // found it).
-                while let Some((k, b)) = next.next_if(|(k, _)| **k <= t) {
-                    if *k == t {
+                while let Some((k, b)) = next.next_if(|(k, _)| *k <= t) {
+                    if k == t {
                         level.add_sum(b);
                     }
                 }
@@ -438,6 +436,7 @@ impl Group {
             }
             t = t.saturating_add(self.cadence);
         }
+        drop(buckets);
         for (slot, level) in running {
             if let Some(st) = self.slots.get_mut(&slot) {
                 st.level_closed = level;
@@ -464,8 +463,7 @@ impl Group {
             return;
         }
         for st in self.slots.values_mut() {
-            let keep = st.buckets.split_off(&keep_from.saturating_add(1));
-            for (_, b) in std::mem::replace(&mut st.buckets, keep) {
+            for (_, b) in st.buckets.drain_through(keep_from) {
                 st.base.add_sum(&b);
             }
         }

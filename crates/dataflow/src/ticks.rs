@@ -26,7 +26,7 @@ impl<V> Default for TickMap<V> {
     }
 }
 
-impl<V: Copy> TickMap<V> {
+impl<V> TickMap<V> {
     /// Where `t` is held, or where it would go.
     fn search(&self, t: Nanos) -> Result<usize, usize> {
         self.entries.binary_search_by_key(&t, |(k, _)| *k)
@@ -45,8 +45,49 @@ impl<V: Copy> TickMap<V> {
     }
 
     /// The value at `t`.
-    pub fn get(&self, t: Nanos) -> Option<V> {
-        self.search(t).ok().map(|i| self.entries[i].1)
+    pub fn get(&self, t: Nanos) -> Option<&V> {
+        self.search(t).ok().map(|i| &self.entries[i].1)
+    }
+
+    /// The value at `t`, a default one put there first if none is.
+    pub fn get_or_default(&mut self, t: Nanos) -> &mut V
+    where
+        V: Default,
+    {
+        let i = if self.entries.back().is_none_or(|(last, _)| *last < t) {
+            self.entries.push_back((t, V::default()));
+            self.entries.len() - 1
+        } else {
+            match self.search(t) {
+                Ok(i) => i,
+                Err(i) => {
+                    self.entries.insert(i, (t, V::default()));
+                    i
+                }
+            }
+        };
+        &mut self.entries[i].1
+    }
+
+    /// The ticks in `(after, through]` with their values, in order.
+    pub fn between(&self, after: Nanos, through: Nanos) -> impl Iterator<Item = (Nanos, &V)> {
+        let start = self.entries.partition_point(|(k, _)| *k <= after);
+        let end = self.entries.partition_point(|(k, _)| *k <= through);
+        self.entries
+            .range(start..end.max(start))
+            .map(|(k, v)| (*k, v))
+    }
+
+    /// The ticks at or before `t` with their values, in order.
+    pub fn through(&self, t: Nanos) -> impl Iterator<Item = (Nanos, &V)> {
+        let end = self.entries.partition_point(|(k, _)| *k <= t);
+        self.entries.range(..end).map(|(k, v)| (*k, v))
+    }
+
+    /// Removes the ticks at or before `t` and returns them, in order.
+    pub fn drain_through(&mut self, t: Nanos) -> impl Iterator<Item = (Nanos, V)> + '_ {
+        let end = self.entries.partition_point(|(k, _)| *k <= t);
+        self.entries.drain(..end)
     }
 
     /// Whether a value is held at `t`.
@@ -55,9 +96,12 @@ impl<V: Copy> TickMap<V> {
     }
 
     /// The latest tick at or before `t` and its value.
-    pub fn at_or_before(&self, t: Nanos) -> Option<(Nanos, V)> {
+    pub fn at_or_before(&self, t: Nanos) -> Option<(Nanos, &V)> {
         let after = self.entries.partition_point(|(k, _)| *k <= t);
-        after.checked_sub(1).map(|i| self.entries[i])
+        after.checked_sub(1).map(|i| {
+            let (k, v) = &self.entries[i];
+            (*k, v)
+        })
     }
 
     /// Forgets every tick before the latest one at or before `t` (that one stays: it is
@@ -100,8 +144,10 @@ impl<'de, V: DeserializeOwned> Deserialize<'de> for TickMap<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ops::Bound;
 
-    /// Against a B-tree map over random inserts, lookups and folds; and the same bytes.
+    /// Against a B-tree map over random inserts, lookups, ranges and folds; and the same
+    /// bytes.
     #[test]
     fn behaves_and_serializes_as_a_btree_map() {
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
@@ -133,18 +179,37 @@ mod tests {
                     ours.retain(|k| k >= at || k % 7 == 0);
                     model.retain(|k, _| *k >= at || *k % 7 == 0);
                 }
+                2 => {
+                    *ours.get_or_default(t) += step;
+                    *model.entry(t).or_default() += step;
+                }
+                3 => {
+                    let at = front - next(60) as i64;
+                    let ours_old: Vec<_> = ours.drain_through(at).collect();
+                    let keep = model.split_off(&(at + 1));
+                    let model_old: Vec<_> =
+                        std::mem::replace(&mut model, keep).into_iter().collect();
+                    assert_eq!(ours_old, model_old);
+                }
                 _ => {
                     ours.insert(t, step);
                     model.insert(t, step);
                 }
             }
             let probe = front - next(80) as i64;
-            assert_eq!(ours.get(probe), model.get(&probe).copied());
+            assert_eq!(ours.get(probe), model.get(&probe));
             assert_eq!(ours.contains(probe), model.contains_key(&probe));
             assert_eq!(
                 ours.at_or_before(probe),
-                model.range(..=probe).next_back().map(|(k, v)| (*k, *v))
+                model.range(..=probe).next_back().map(|(k, v)| (*k, v))
             );
+            let (lo, hi) = (probe - next(20) as i64, probe + next(20) as i64 - 10);
+            assert!(ours
+                .through(hi)
+                .eq(model.range(..=hi).map(|(k, v)| (*k, v))));
+            assert!(ours.between(lo, hi).eq(model
+                .range((Bound::Excluded(lo), Bound::Included(hi.max(lo))))
+                .map(|(k, v)| (*k, v))));
             assert_eq!(ours.len(), model.len());
         }
         let bytes = bincode::serialize(&ours).expect("serializes");
