@@ -276,17 +276,27 @@ struct Fields<'v> {
 
 impl<'v> Fields<'v> {
     fn find(members: &[(&'v str, Scalar<'v>)], spec: &'static [(&'static str, Kind)]) -> Self {
+        let mut names = [""; MAX_FIELDS];
+        let count = ENVELOPE.len() + spec.len();
+        let envelope = ENVELOPE.iter().map(|(name, _, _)| *name);
+        for (slot, name) in names
+            .iter_mut()
+            .zip(envelope.chain(spec.iter().map(|(name, _)| *name)))
+        {
+            *slot = name;
+        }
+        let names = &names[..count];
         let mut found = [None; MAX_FIELDS];
+        // Members mostly come in the order of the names: each is looked for first where
+        // the one before was found, then everywhere.
+        let mut next = 0;
         for &(key, value) in members {
-            if value == Scalar::Null {
+            let hint = names.get(next).filter(|name| **name == key).map(|_| next);
+            let Some(i) = hint.or_else(|| names.iter().position(|name| *name == key)) else {
                 continue;
-            }
-            let position = ENVELOPE
-                .iter()
-                .map(|(name, _, _)| *name)
-                .chain(spec.iter().map(|(name, _)| *name))
-                .position(|name| name == key);
-            if let Some(i) = position {
+            };
+            next = i + 1;
+            if value != Scalar::Null {
                 found[i] = Some(value);
             }
         }
@@ -301,12 +311,6 @@ impl<'v> Fields<'v> {
     /// The type's field `i` (its position in [`fields_of`]).
     fn spec(&self, i: usize) -> Option<Scalar<'v>> {
         self.at(ENVELOPE.len() + i)
-    }
-
-    /// The type's field called `name`.
-    fn named(&self, name: &str) -> Option<Scalar<'v>> {
-        let i = self.spec.iter().position(|(n, _)| *n == name)?;
-        self.spec(i)
     }
 }
 
@@ -559,16 +563,22 @@ fn validate(
 }
 
 fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
-    let e = |k: &str| match v.named(k) {
+    // By position in the type's fields (checked against the name in debug builds): a
+    // search by name compared strings for every field of every event.
+    let at = |i: usize, name: &str| {
+        debug_assert_eq!(v.spec.get(i).map(|(n, _)| *n), Some(name));
+        v.spec(i)
+    };
+    let e = |i: usize, k: &str| match at(i, k) {
         Some(Scalar::Str(s)) => Some(s),
         _ => None,
     };
-    let s = |k: &str| e(k).map(SmolStr::new);
-    let f = |k: &str| match v.named(k) {
+    let s = |i: usize, k: &str| e(i, k).map(SmolStr::new);
+    let f = |i: usize, k: &str| match at(i, k) {
         Some(Scalar::Number(n)) => n.parse::<f64>().ok(),
         _ => None,
     };
-    let u = |k: &str| match v.named(k) {
+    let u = |i: usize, k: &str| match at(i, k) {
         Some(Scalar::Number(n)) => n
             .strip_prefix('-')
             .map_or_else(|| n.parse::<u64>().ok(), |_| Some(0)),
@@ -576,63 +586,63 @@ fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
     };
     Some(match ty {
         EventType::Registered => Body::Registered {
-            enterprise: s("enterprise_id")?,
-            cluster: Cluster::from_str(e("cluster")?)?,
-            region: Region::from_str(e("region")?)?,
-            sme: matches!(v.named("sme"), Some(Scalar::Bool(true))),
+            enterprise: s(0, "enterprise_id")?,
+            cluster: Cluster::from_str(e(2, "cluster")?)?,
+            region: Region::from_str(e(3, "region")?)?,
+            sme: matches!(at(4, "sme"), Some(Scalar::Bool(true))),
         },
         EventType::Deregistered => Body::Deregistered {
-            enterprise: s("enterprise_id")?,
+            enterprise: s(0, "enterprise_id")?,
         },
         EventType::Valuation => Body::Valuation {
-            enterprise: s("enterprise_id")?,
-            valuation_cny: f("valuation_cny")?,
+            enterprise: s(0, "enterprise_id")?,
+            valuation_cny: f(1, "valuation_cny")?,
         },
         EventType::Certification => Body::Certification {
-            enterprise: s("enterprise_id")?,
-            granted: e("action")? == "granted",
+            enterprise: s(0, "enterprise_id")?,
+            granted: e(2, "action")? == "granted",
         },
         EventType::Financials => Body::Financials {
-            enterprise: s("enterprise_id")?,
-            period: parse_period(e("period")?)?,
-            revenue_cny: f("revenue_cny")?,
-            added_value_cny: f("added_value_cny")?,
-            revision: u("revision")?,
+            enterprise: s(0, "enterprise_id")?,
+            period: parse_period(e(1, "period")?)?,
+            revenue_cny: f(2, "revenue_cny")?,
+            added_value_cny: f(3, "added_value_cny")?,
+            revision: u(4, "revision")?,
         },
         EventType::CloudMigration => Body::CloudMigration {
-            enterprise: s("enterprise_id")?,
-            deep: e("level")? == "deep",
+            enterprise: s(0, "enterprise_id")?,
+            deep: e(1, "level")? == "deep",
         },
         EventType::Heartbeat => Body::Heartbeat {
-            platform: s("platform_id")?,
-            kind: PlatformKind::from_str(e("platform_kind")?)?,
-            status: PlatformStatus::from_str(e("status")?)?,
-            interval_s: f("interval_s")?,
+            platform: s(0, "platform_id")?,
+            kind: PlatformKind::from_str(e(1, "platform_kind")?)?,
+            status: PlatformStatus::from_str(e(2, "status")?)?,
+            interval_s: f(3, "interval_s")?,
         },
         EventType::PlatformUsage => Body::PlatformUsage {
-            platform: s("platform_id")?,
-            kind: PlatformKind::from_str(e("platform_kind")?)?,
-            api_calls: u("api_calls")?,
-            records_shared: u("records_shared")?,
-            connected_enterprises: u("connected_enterprises")?,
+            platform: s(0, "platform_id")?,
+            kind: PlatformKind::from_str(e(1, "platform_kind")?)?,
+            api_calls: u(2, "api_calls")?,
+            records_shared: u(3, "records_shared")?,
+            connected_enterprises: u(4, "connected_enterprises")?,
         },
         EventType::ScenarioStage => Body::ScenarioStage {
-            scenario: s("scenario_id")?,
-            field: Field::from_str(e("field")?)?,
-            region: Region::from_str(e("region")?)?,
-            stage: ScenarioStage::from_str(e("stage")?)?,
+            scenario: s(0, "scenario_id")?,
+            field: Field::from_str(e(2, "field")?)?,
+            region: Region::from_str(e(3, "region")?)?,
+            stage: ScenarioStage::from_str(e(4, "stage")?)?,
         },
         EventType::ScenarioUsage => Body::ScenarioUsage {
-            scenario: s("scenario_id")?,
-            active_users: u("active_users")?,
-            transactions: u("transactions")?,
-            value_cny: f("value_cny")?,
+            scenario: s(0, "scenario_id")?,
+            active_users: u(1, "active_users")?,
+            transactions: u(2, "transactions")?,
+            value_cny: f(3, "value_cny")?,
         },
         EventType::ProjectStage => Body::ProjectStage {
-            project: s("project_id")?,
-            kind: ProjectKind::from_str(e("project_kind")?)?,
-            region: Region::from_str(e("region")?)?,
-            stage: ProjectStage::from_str(e("stage")?)?,
+            project: s(0, "project_id")?,
+            kind: ProjectKind::from_str(e(2, "project_kind")?)?,
+            region: Region::from_str(e(3, "region")?)?,
+            stage: ProjectStage::from_str(e(4, "stage")?)?,
         },
     })
 }
