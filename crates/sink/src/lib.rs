@@ -14,6 +14,7 @@ pub mod batcher;
 pub mod config;
 pub mod influx;
 pub mod metrics;
+pub mod number;
 pub mod read;
 
 /// The measurements points are written to: the indicators' and the plan verdicts'
@@ -61,11 +62,14 @@ pub fn format_point_in(measurements: &Measurements, p: &Point, divisor: i64, out
         Some(v) => format_verdict_fields(v, out),
         None => format_fields(&p.fields, out),
     }
-    let _ = writeln!(out, " {}", p.tick / divisor.max(1));
+    out.push(' ');
+    number::push_i64(out, p.tick / divisor.max(1));
+    out.push('\n');
 }
 
 fn format_fields(f: &Fields, out: &mut String) {
-    let _ = write!(out, " value={}", f.value);
+    out.push_str(" value=");
+    number::push_f64(out, f.value);
     for (name, v) in [
         ("target", f.target),
         ("expected", f.expected),
@@ -73,7 +77,10 @@ fn format_fields(f: &Fields, out: &mut String) {
         ("projected", f.projected),
     ] {
         if let Some(v) = v {
-            let _ = write!(out, ",{name}={v}");
+            out.push(',');
+            out.push_str(name);
+            out.push('=');
+            number::push_f64(out, v);
         }
     }
     if let Some(s) = f.status {
@@ -83,9 +90,11 @@ fn format_fields(f: &Fields, out: &mut String) {
 
 /// `target` and `verdict` always; `value` where the series had one at the verdict tick.
 fn format_verdict_fields(v: &VerdictFields, out: &mut String) {
-    let _ = write!(out, " target={}", v.target);
+    out.push_str(" target=");
+    number::push_f64(out, v.target);
     if let Some(value) = v.value {
-        let _ = write!(out, ",value={value}");
+        out.push_str(",value=");
+        number::push_f64(out, value);
     }
     let _ = write!(out, ",verdict=\"{}\"", v.verdict.as_str());
 }
