@@ -7,7 +7,6 @@
 //! never on their arrival order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 
 /// Hashing of entity ids, which whoever writes events chooses: seeded per process like
 /// std's SipHash, at a fraction of its cost.
@@ -22,6 +21,7 @@ use paceline_model::{Body, Event, Indicator, Nanos, SmolStr, Stream};
 use serde::{Deserialize, Serialize};
 
 use crate::intervals::{diff, Delta, Interval, Netting, Sweep, OPEN};
+use crate::ticks::Sorted;
 
 /// Valuation from which an enterprise is a quasi-unicorn, CNY.
 pub const QUASI_UNICORN_CNY: f64 = 1_000_000_000.0;
@@ -702,8 +702,9 @@ impl Scenario {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Platform {
     /// (at, event_id) → (kind, connected enterprises): reports after the fold point and
-    /// the latest one before it.
-    usage: BTreeMap<(Nanos, SmolStr), (PlatformKind, f64)>,
+    /// the latest one before it. Reports come mostly in order: each is appended, and the
+    /// one before it is the last.
+    usage: Sorted<(Nanos, SmolStr), (PlatformKind, f64)>,
 }
 
 impl Platform {
@@ -718,34 +719,17 @@ impl Platform {
         n: &mut Netting,
     ) {
         let me = (at, id.clone());
-        let after = (Bound::Included(&me), Bound::Unbounded);
-        let next_at = self
-            .usage
-            .range::<(Nanos, SmolStr), _>(after)
-            .next()
-            .map_or(OPEN, |((t, _), _)| *t);
+        let next_at = self.usage.first_from(&me).map_or(OPEN, |((t, _), _)| *t);
         let conn = Indicator::PlatformConnectedEnterprises;
-        let before = (Bound::Unbounded, Bound::Excluded(&me));
-        if let Some((_, (pk, pc))) = self.usage.range::<(Nanos, SmolStr), _>(before).next_back() {
+        if let Some((_, (pk, pc))) = self.usage.last_before(&me) {
             n.span(slot(conn, pk.index() as u8), at, next_at, *pc, -1.0);
         }
         n.span(slot(conn, kind.index() as u8), at, next_at, connected, 1.0);
-        self.usage.insert(me, (kind, connected));
+        self.usage.insert_at(me, (kind, connected));
     }
 
     fn fold(&mut self, cutoff: Nanos) {
-        // Reports leave from the front, in place: a busy platform folds on every report
-        // (more than `FOLD_AT_EVENTS` of them within the horizon), mostly with nothing to
-        // drop, and splitting the map allocated anew each time.
-        let at_cutoff = (cutoff, SmolStr::default());
-        loop {
-            let before = (Bound::Unbounded, Bound::Excluded(&at_cutoff));
-            let mut older = self.usage.range::<(Nanos, SmolStr), _>(before);
-            if older.next().is_none() || older.next().is_none() {
-                return;
-            }
-            self.usage.pop_first();
-        }
+        self.usage.keep_last_before(&(cutoff, SmolStr::default()));
     }
 }
 

@@ -1,4 +1,5 @@
-//! Values by tick, for a series' written points and planned values.
+//! Values by tick, for a series' written points, planned values and delta buckets, and
+//! a platform's usage reports by instant.
 //!
 //! A series is evaluated tick after tick, so nearly every insert is past the last tick
 //! held, and folding drops ticks from the front. A deque sorted by tick takes both in
@@ -12,41 +13,76 @@ use paceline_model::Nanos;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Values by tick, in tick order.
+/// Values by key, in key order, mostly added at the end and dropped from the front.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct TickMap<V> {
-    entries: VecDeque<(Nanos, V)>,
+pub(crate) struct Sorted<K, V> {
+    entries: VecDeque<(K, V)>,
 }
 
-impl<V> Default for TickMap<V> {
+/// Values by tick.
+pub(crate) type TickMap<V> = Sorted<Nanos, V>;
+
+impl<K, V> Default for Sorted<K, V> {
     fn default() -> Self {
-        TickMap {
+        Sorted {
             entries: VecDeque::new(),
         }
     }
 }
 
-impl<V> TickMap<V> {
-    /// Where `t` is held, or where it would go.
-    fn search(&self, t: Nanos) -> Result<usize, usize> {
-        self.entries.binary_search_by_key(&t, |(k, _)| *k)
+impl<K: Ord, V> Sorted<K, V> {
+    /// Where `key` is held, or where it would go.
+    fn search(&self, key: &K) -> Result<usize, usize> {
+        self.entries.binary_search_by(|(k, _)| k.cmp(key))
     }
 
-    /// Sets the value at `t`.
-    pub fn insert(&mut self, t: Nanos, v: V) {
-        if self.entries.back().is_none_or(|(last, _)| *last < t) {
-            self.entries.push_back((t, v));
+    /// Sets the value at `key`.
+    pub fn insert_at(&mut self, key: K, v: V) {
+        if self.entries.back().is_none_or(|(last, _)| *last < key) {
+            self.entries.push_back((key, v));
             return;
         }
-        match self.search(t) {
+        match self.search(&key) {
             Ok(i) => self.entries[i].1 = v,
-            Err(i) => self.entries.insert(i, (t, v)),
+            Err(i) => self.entries.insert(i, (key, v)),
         }
+    }
+
+    /// The first entry at or after `key`.
+    pub fn first_from(&self, key: &K) -> Option<&(K, V)> {
+        let i = self.entries.partition_point(|(k, _)| k < key);
+        self.entries.get(i)
+    }
+
+    /// The last entry before `key`.
+    pub fn last_before(&self, key: &K) -> Option<&(K, V)> {
+        let i = self.entries.partition_point(|(k, _)| k < key);
+        i.checked_sub(1).and_then(|i| self.entries.get(i))
+    }
+
+    /// Forgets the entries before `key` but the last of them.
+    pub fn keep_last_before(&mut self, key: &K) {
+        let before = self.entries.partition_point(|(k, _)| k < key);
+        if before >= 2 {
+            self.entries.drain(..before - 1);
+        }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl<V> Sorted<Nanos, V> {
+    /// Sets the value at `t`.
+    pub fn insert(&mut self, t: Nanos, v: V) {
+        self.insert_at(t, v);
     }
 
     /// The value at `t`.
     pub fn get(&self, t: Nanos) -> Option<&V> {
-        self.search(t).ok().map(|i| &self.entries[i].1)
+        self.search(&t).ok().map(|i| &self.entries[i].1)
     }
 
     /// The value at `t`, a default one put there first if none is.
@@ -58,7 +94,7 @@ impl<V> TickMap<V> {
             self.entries.push_back((t, V::default()));
             self.entries.len() - 1
         } else {
-            match self.search(t) {
+            match self.search(&t) {
                 Ok(i) => i,
                 Err(i) => {
                     self.entries.insert(i, (t, V::default()));
@@ -92,7 +128,7 @@ impl<V> TickMap<V> {
 
     /// Whether a value is held at `t`.
     pub fn contains(&self, t: Nanos) -> bool {
-        self.search(t).is_ok()
+        self.search(&t).is_ok()
     }
 
     /// The latest tick at or before `t` and its value.
@@ -117,25 +153,20 @@ impl<V> TickMap<V> {
     pub fn retain(&mut self, mut keep: impl FnMut(Nanos) -> bool) {
         self.entries.retain(|(k, _)| keep(*k));
     }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
 }
 
-// As a map of tick to value: the bytes of the B-tree map this replaced, so checkpoints
+// As a map of key to value: the bytes of the B-tree map this replaced, so checkpoints
 // written before read as they did.
-impl<V: Serialize> Serialize for TickMap<V> {
+impl<K: Serialize, V: Serialize> Serialize for Sorted<K, V> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.entries.iter().map(|(k, v)| (k, v)))
     }
 }
 
-impl<'de, V: DeserializeOwned> Deserialize<'de> for TickMap<V> {
+impl<'de, K: DeserializeOwned + Ord, V: DeserializeOwned> Deserialize<'de> for Sorted<K, V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map = BTreeMap::<Nanos, V>::deserialize(d)?;
-        Ok(TickMap {
+        let map = BTreeMap::<K, V>::deserialize(d)?;
+        Ok(Sorted {
             entries: map.into_iter().collect(),
         })
     }
@@ -179,6 +210,13 @@ mod tests {
                     ours.retain(|k| k >= at || k % 7 == 0);
                     model.retain(|k, _| *k >= at || *k % 7 == 0);
                 }
+                4 => {
+                    let at = front - next(60) as i64;
+                    ours.keep_last_before(&at);
+                    while model.range(..at).nth(1).is_some() {
+                        model.pop_first();
+                    }
+                }
                 2 => {
                     *ours.get_or_default(t) += step;
                     *model.entry(t).or_default() += step;
@@ -211,6 +249,14 @@ mod tests {
                 .range((Bound::Excluded(lo), Bound::Included(hi.max(lo))))
                 .map(|(k, v)| (*k, v))));
             assert_eq!(ours.len(), model.len());
+            assert_eq!(
+                ours.first_from(&probe).map(|(k, v)| (*k, *v)),
+                model.range(probe..).next().map(|(k, v)| (*k, *v))
+            );
+            assert_eq!(
+                ours.last_before(&probe).map(|(k, v)| (*k, *v)),
+                model.range(..probe).next_back().map(|(k, v)| (*k, *v))
+            );
         }
         let bytes = bincode::serialize(&ours).expect("serializes");
         assert_eq!(bytes, bincode::serialize(&model).expect("serializes"));
