@@ -226,6 +226,16 @@ pub enum Part {
     PreviousAddedValue,
 }
 
+impl Part {
+    /// Every part, in declaration order (`ALL[p as usize] == p`).
+    pub const ALL: [Part; 4] = [
+        Part::Value,
+        Part::AvailableSeconds,
+        Part::TotalSeconds,
+        Part::PreviousAddedValue,
+    ];
+}
+
 /// One accumulated quantity: the unit the dataflow sums deltas into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Slot {
@@ -246,6 +256,21 @@ impl Slot {
             tag,
         }
     }
+
+    /// The slot as one word ordered as slots are (group, part, tag), for keys hashed and
+    /// sorted as plain integers.
+    pub fn pack(self) -> u32 {
+        ((self.group.index() as u32) << 16) | ((self.part as u32) << 8) | self.tag as u32
+    }
+
+    /// The slot [`Slot::pack`] made `bits` from.
+    pub fn unpack(bits: u32) -> Slot {
+        Slot {
+            group: Indicator::ALL[(bits >> 16) as usize],
+            part: Part::ALL[((bits >> 8) & 0xff) as usize],
+            tag: bits as u8,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +287,27 @@ mod tests {
         for i in Indicator::ALL {
             assert_eq!(Indicator::parse(i.name()), Some(*i));
             assert_eq!(i.group().stream(), i.stream());
+        }
+    }
+
+    #[test]
+    fn slots_pack_in_their_order() {
+        let mut slots = Vec::new();
+        for &group in Indicator::ALL {
+            for part in Part::ALL {
+                for tag in [0, 1, 7, NO_TAG] {
+                    slots.push(Slot { group, part, tag });
+                }
+            }
+        }
+        for (i, p) in Part::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i);
+        }
+        for a in &slots {
+            assert_eq!(Slot::unpack(a.pack()), *a);
+            for b in &slots {
+                assert_eq!(a.pack().cmp(&b.pack()), a.cmp(b), "{a:?} {b:?}");
+            }
         }
     }
 
