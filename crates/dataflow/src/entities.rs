@@ -523,10 +523,10 @@ impl History {
         &mut self,
         event: Event,
         n: &mut Netting,
-        recompute: impl Fn(&[Event], Option<Nanos>) -> Vec<Interval>,
+        recompute: impl Fn(&[Event]) -> Vec<Interval>,
     ) {
         insert_sorted(&mut self.events, event);
-        let mut new = recompute(&self.events, self.from);
+        let mut new = recompute(&self.events);
         clip(&mut new, self.from);
         replace_intervals(&mut self.intervals, new, n);
     }
@@ -592,8 +592,7 @@ struct Project {
 
 impl Project {
     fn apply(&mut self, event: Event, n: &mut Netting) {
-        self.history
-            .apply(event, n, |events, _| project_intervals(events));
+        self.history.apply(event, n, project_intervals);
     }
 
     fn fold(&mut self, cutoff: Nanos) {

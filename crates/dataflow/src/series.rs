@@ -181,7 +181,7 @@ fn evaluate(
         }
         let mut desired = value.map(Fields::value);
         if let Some(plan) = &output.plan {
-            output.history.insert(t, desired.map(|f| f.value));
+            output.history.insert_at(t, desired.map(|f| f.value));
             if let (Some(f), true) = (desired.as_mut(), t >= plan.start) {
                 let start_tick = tick_ceil(plan.start, cadence);
                 let baseline = output.history.get(start_tick).copied().flatten();
@@ -202,7 +202,7 @@ fn evaluate(
                     if !is_new && in_force != Some(f) {
                         stats.corrections += 1;
                     }
-                    output.written.insert(t, f);
+                    output.written.insert_at(t, f);
                     out.push(Point::indicator(*key, t, f, !is_new));
                 }
             }

@@ -36,13 +36,18 @@ impl<K: Ord, V> Sorted<K, V> {
         self.entries.binary_search_by(|(k, _)| k.cmp(key))
     }
 
+    /// [`Sorted::search`], answered without a search when `key` is past the last key (the
+    /// common case: keys come mostly in order).
+    fn place(&self, key: &K) -> Result<usize, usize> {
+        if self.entries.back().is_none_or(|(last, _)| last < key) {
+            return Err(self.entries.len());
+        }
+        self.search(key)
+    }
+
     /// Sets the value at `key`.
     pub fn insert_at(&mut self, key: K, v: V) {
-        if self.entries.back().is_none_or(|(last, _)| *last < key) {
-            self.entries.push_back((key, v));
-            return;
-        }
-        match self.search(&key) {
+        match self.place(&key) {
             Ok(i) => self.entries[i].1 = v,
             Err(i) => self.entries.insert(i, (key, v)),
         }
@@ -75,11 +80,6 @@ impl<K: Ord, V> Sorted<K, V> {
 }
 
 impl<V> Sorted<Nanos, V> {
-    /// Sets the value at `t`.
-    pub fn insert(&mut self, t: Nanos, v: V) {
-        self.insert_at(t, v);
-    }
-
     /// The value at `t`.
     pub fn get(&self, t: Nanos) -> Option<&V> {
         self.search(&t).ok().map(|i| &self.entries[i].1)
@@ -90,16 +90,11 @@ impl<V> Sorted<Nanos, V> {
     where
         V: Default,
     {
-        let i = if self.entries.back().is_none_or(|(last, _)| *last < t) {
-            self.entries.push_back((t, V::default()));
-            self.entries.len() - 1
-        } else {
-            match self.search(&t) {
-                Ok(i) => i,
-                Err(i) => {
-                    self.entries.insert(i, (t, V::default()));
-                    i
-                }
+        let i = match self.place(&t) {
+            Ok(i) => i,
+            Err(i) => {
+                self.entries.insert(i, (t, V::default()));
+                i
             }
         };
         &mut self.entries[i].1
@@ -230,7 +225,7 @@ mod tests {
                     assert_eq!(ours_old, model_old);
                 }
                 _ => {
-                    ours.insert(t, step);
+                    ours.insert_at(t, step);
                     model.insert(t, step);
                 }
             }
