@@ -720,10 +720,19 @@ impl Platform {
         let me = (at, id.clone());
         let next_at = self.usage.first_from(&me).map_or(OPEN, |((t, _), _)| *t);
         let conn = Indicator::PlatformConnectedEnterprises;
-        if let Some((_, (pk, pc))) = self.usage.last_before(&me) {
-            n.span(slot(conn, pk.index() as u8), at, next_at, *pc, -1.0);
+        let new_slot = slot(conn, kind.index() as u8);
+        match self.usage.last_before(&me) {
+            // Counts are whole numbers below 2^53 (docs/events.md), so their difference is
+            // exact: one change over the span instead of a retraction and an addition.
+            Some((_, (pk, pc))) if *pk == kind => {
+                n.span(new_slot, at, next_at, connected - *pc, 1.0);
+            }
+            Some((_, (pk, pc))) => {
+                n.span(slot(conn, pk.index() as u8), at, next_at, *pc, -1.0);
+                n.span(new_slot, at, next_at, connected, 1.0);
+            }
+            None => n.span(new_slot, at, next_at, connected, 1.0),
         }
-        n.span(slot(conn, kind.index() as u8), at, next_at, connected, 1.0);
         self.usage.insert_at(me, (kind, connected));
     }
 

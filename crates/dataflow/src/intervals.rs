@@ -65,9 +65,35 @@ pub struct Netting {
     sums: HashMap<SpanKey, f64, foldhash::fast::FixedState>,
     /// The sums one `f64` no longer holds exactly; their entry in `sums` is NaN.
     spilled: HashMap<SpanKey, ExactSum, foldhash::fast::FixedState>,
-    /// Each group's tick cadence, by [`Indicator::index`]; empty (keys kept as they are)
+    /// Each group's tick grid, by [`Indicator::index`]; empty (keys kept as they are)
     /// until [`Netting::use_ticks`].
-    cadence: Vec<Nanos>,
+    grids: Vec<Grid>,
+}
+
+/// A group's tick cadence and the span the last key fell in.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    cadence: Nanos,
+    last_floor: Option<Nanos>,
+}
+
+impl Grid {
+    /// The start of the span `key` falls in. Keys come mostly in time order, so most fall
+    /// in the span the key before fell in: a comparison instead of a division.
+    fn floor(&mut self, key: Nanos) -> Nanos {
+        let in_last = self.last_floor.filter(|f| {
+            key.checked_sub(*f)
+                .is_some_and(|d| (0..self.cadence).contains(&d))
+        });
+        if let Some(f) = in_last {
+            return f;
+        }
+        let f = tick_floor(key, self.cadence);
+        // `tick_floor` clamps a floor before the first representable instant to it, which
+        // is then no tick of the grid: no span starts there.
+        self.last_floor = (f != Nanos::MIN).then_some(f);
+        f
+    }
 }
 
 /// A slot and the start of a tick span as one 128-bit word, ordered as (slot, key).
@@ -103,7 +129,13 @@ impl Hash for SpanKey {
 impl Netting {
     /// Sums deltas per tick span of their group's grid from now on.
     pub fn use_ticks(&mut self, cadence: impl Fn(Indicator) -> Nanos) {
-        self.cadence = Indicator::ALL.iter().map(|i| cadence(*i)).collect();
+        self.grids = Indicator::ALL
+            .iter()
+            .map(|i| Grid {
+                cadence: cadence(*i),
+                last_floor: None,
+            })
+            .collect();
     }
 
     /// Adds `amount` at `key`.
@@ -115,8 +147,8 @@ impl Netting {
         // span: a delta at `k` applies to `T > k`), so the span's deltas are summed under
         // its start: the series operator gets one delta per slot and tick an epoch moved,
         // not one per event, and the series are the same.
-        let key = match self.cadence.get(slot.group.index()) {
-            Some(&c) => tick_floor(key, c),
+        let key = match self.grids.get_mut(slot.group.index()) {
+            Some(g) => g.floor(key),
             None => key,
         };
         let k = SpanKey::new(slot, key);
@@ -376,6 +408,11 @@ mod tests {
             }
             let mut out = Vec::new();
             n.drain_into(&mut out);
+            assert!(
+                out.windows(2)
+                    .all(|w| (w[0].slot, w[0].key) <= (w[1].slot, w[1].key)),
+                "drained in order of slot and key"
+            );
             let mut got: HashMap<(Slot, Nanos), ExactSum> = HashMap::new();
             for d in &out {
                 assert_ne!(d.amount, 0.0, "a zero delta is never sent");
@@ -393,6 +430,41 @@ mod tests {
                     value.map(f64::to_bits),
                     Some(sum.value().to_bits()),
                     "{key:?}"
+                );
+            }
+        }
+    }
+
+    /// The span remembered from the key before gives the floor `tick_floor` gives: keys
+    /// in runs, scattered, negative, and at the ends of the representable instants.
+    #[test]
+    fn a_grid_floors_as_tick_floor_does() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for cadence in [1, 7, 3600, 86_400_000_000_000] {
+            let mut g = Grid {
+                cadence,
+                last_floor: None,
+            };
+            let mut key = 0i64;
+            for i in 0..20_000 {
+                let r = next();
+                key = match r % 6 {
+                    0 => r as i64,
+                    1 => Nanos::MIN.saturating_add((r % 100_000) as i64 * cadence / 7),
+                    2 => Nanos::MAX - (r % 1_000) as i64,
+                    3 => -((r >> 8) as i64 % (1 << 50)),
+                    _ => key.saturating_add((r >> 40) as i64 % (2 * cadence + 1) - cadence / 2),
+                };
+                assert_eq!(
+                    g.floor(key),
+                    tick_floor(key, cadence),
+                    "{i}: {key} by {cadence}"
                 );
             }
         }
