@@ -5,6 +5,7 @@
 //! The status page (`/`), the `/api/v1/indicators` answer, the demo's table and the replay
 //! summary all read it, so they always agree with each other.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -41,9 +42,14 @@ impl Chart {
             return;
         }
         let bucket = (tick - self.start) / self.width;
-        let keep = self.points.get(&bucket).is_none_or(|(t, _)| tick >= *t);
-        if keep {
-            self.points.insert(bucket, (tick, fields));
+        match self.points.entry(bucket) {
+            Entry::Occupied(mut held) if tick >= held.get().0 => {
+                held.insert((tick, fields));
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(free) => {
+                free.insert((tick, fields));
+            }
         }
         while self.points.len() > CHART_MAX_POINTS {
             self.points.pop_first();
@@ -168,10 +174,17 @@ impl Board {
             if let Some(chart) = s.charts.get_mut(&p.series) {
                 chart.record(p.tick, p.fields);
             }
-            let newer = s.latest.get(&p.series).is_none_or(|q| p.tick >= q.tick);
-            if newer {
-                s.latest.insert(p.series, p.clone());
-                on_newest(p);
+            // One search per point: this runs for every point written.
+            match s.latest.get_mut(&p.series) {
+                Some(q) if p.tick < q.tick => {}
+                Some(q) => {
+                    q.clone_from(p);
+                    on_newest(p);
+                }
+                None => {
+                    s.latest.insert(p.series, p.clone());
+                    on_newest(p);
+                }
             }
         }
     }
