@@ -264,16 +264,17 @@ fn update_enterprise_intervals(
     };
     let mut sweep = EnterpriseSweep::new(base, &history.events, filing_lag);
     sweep.advance_to(resume);
-    // Ended by `resume`: unchanged, kept apart from the comparison.
-    let (mut kept, mut old): (Vec<Interval>, Vec<Interval>) =
-        history.intervals.iter().partition(|iv| iv.hi <= resume);
+    // Ended by `resume`: unchanged, left in place and out of the comparison.
+    let mut old: Vec<Interval> = history
+        .intervals
+        .extract_if(.., |iv| iv.hi > resume)
+        .collect();
     sweep.sweep.resume(old.iter().filter(|iv| iv.lo <= resume));
     sweep.segments(&breakpoints[k..]);
     let mut new = sweep.sweep.finish();
     clip(&mut new, history.from);
     diff(&mut old, &mut new, n);
-    kept.append(&mut new);
-    history.intervals = kept;
+    history.intervals.append(&mut new);
 }
 
 /// Calls `f(b, latest)` for each distinct `occurred_at` `b` of `events` (sorted by
