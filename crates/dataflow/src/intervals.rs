@@ -371,6 +371,16 @@ mod tests {
     use paceline_model::catalogue::NO_TAG;
     use paceline_model::Indicator;
 
+    /// A reproducible stream of pseudo-random words (xorshift64) from a non-zero seed.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// Sums kept as one `f64` while exact, spilled to exact sums when not: over random
     /// adds (amounts whose sums stop being one exact `f64`, keys hit in runs and
     /// scattered), each key's drained deltas sum exactly to the exact sum of what was
@@ -380,13 +390,7 @@ mod tests {
         let amounts = [
             1.0, -1.0, 3600.0, -3600.0, 0.1, -0.3, 1e16, -1e16, 1e-16, 7.0,
         ];
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15_u64);
         let mut n = Netting::default();
         n.use_ticks(|_| 3600);
         for epoch in 0..20 {
@@ -439,13 +443,7 @@ mod tests {
     /// in runs, scattered, negative, and at the ends of the representable instants.
     #[test]
     fn a_grid_floors_as_tick_floor_does() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d_u64);
         for cadence in [1, 7, 3600, 86_400_000_000_000] {
             let mut g = Grid {
                 cadence,
