@@ -128,12 +128,13 @@ impl<V> Sorted<Nanos, V> {
 
     /// The latest tick at or before `t` and its value.
     pub fn at_or_before(&self, t: Nanos) -> Option<(Nanos, &V)> {
-        // A new tick is evaluated past every tick written: the last one, without a search.
-        if let Some((k, v)) = self.entries.back().filter(|(k, _)| *k <= t) {
-            return Some((*k, v));
-        }
-        let after = self.entries.partition_point(|(k, _)| *k <= t);
-        after.checked_sub(1).map(|i| {
+        // A new tick is evaluated past every tick written: `place` answers it without a
+        // search.
+        let i = match self.place(&t) {
+            Ok(i) => Some(i),
+            Err(i) => i.checked_sub(1),
+        };
+        i.map(|i| {
             let (k, v) = &self.entries[i];
             (*k, v)
         })
