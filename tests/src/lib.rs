@@ -751,11 +751,65 @@ pub fn drain_and_compare_influx1(
     assert_no_loss(&m, &summary);
     let actual = readback::influx1(influx, db, &config.indicators.measurement);
     let diff = compare(config, data, &expected, &actual, reach(&m));
-    assert!(
-        diff.is_empty(),
-        "output differs from replay:\n{}",
-        diff.join("\n")
+    if diff.is_empty() {
+        return;
+    }
+    // What tells a lost write from a wrong computation: the points either side holds
+    // around each difference, whether a second read a little later still differs, and
+    // what the service said about its writes.
+    std::thread::sleep(Duration::from_secs(3));
+    let again = readback::influx1(influx, db, &config.indicators.measurement);
+    let still = compare(config, data, &expected, &again, reach(&m));
+    panic!(
+        "output differs from replay:\n{}\n\nread again 3 s later: {}\n\n{}\nthe service's warnings:\n{}",
+        diff.join("\n"),
+        if still == diff { "the same".to_string() } else { still.join("\n") },
+        around_differences(&diff, &expected, &actual),
+        warnings(&serve.proc.log_text()),
     );
+}
+
+/// For each difference `compare` named (`<series> at <tick>: ...`), the points replay and
+/// the database hold for that series over the three days before the tick and one after.
+fn around_differences(diff: &[String], expected: &Points, actual: &Points) -> String {
+    const DAY: Nanos = 86_400 * 1_000_000_000;
+    let mut out = String::new();
+    for line in diff {
+        let Some((series, rest)) = line.split_once(" at ") else {
+            continue;
+        };
+        let Some(t) = rest.split(':').next().and_then(|t| t.parse::<Nanos>().ok()) else {
+            continue;
+        };
+        let show = |points: &Points| {
+            points
+                .iter()
+                .find(|(k, _)| k.display() == series)
+                .map(|(_, by_tick)| {
+                    by_tick
+                        .range(t - 3 * DAY..=t + DAY)
+                        .map(|(at, f)| format!("{at}={}", f.value))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_else(|| "no such series".into())
+        };
+        out.push_str(&format!(
+            "{series} near {t}:\n  replay:   {}\n  database: {}\n",
+            show(expected),
+            show(actual)
+        ));
+    }
+    out
+}
+
+/// The log's warning and error lines, the last 60 of them.
+fn warnings(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
 /// The configuration as TOML.
