@@ -42,6 +42,9 @@ pub(super) fn series<'scope>(
             if !out.is_empty() {
                 points(t, out);
             }
+            // Only now: a reader of the closed watermark (the drain of a test, an operator)
+            // takes every point of the ticks before it as handed over.
+            worker.borrow().publish_closed();
         },
     )
 }
@@ -128,15 +131,91 @@ impl SeriesWorker {
                     .fetch_add(s.unrepresentable, Ordering::Relaxed);
             }
         }
-        for s in Stream::ALL {
-            if let Some(w) = st.marks.of(s) {
-                self.stats.applied(self.local, s, w);
-            }
-        }
         self.stats
             .points
             .fetch_add(out.len() as u64, Ordering::Relaxed);
         self.points_hint = out.len();
         out
+    }
+
+    /// Shows where this worker's ticks are closed, once the points of the epoch that closed
+    /// them have been handed to the output.
+    fn publish_closed(&self) {
+        for s in Stream::ALL {
+            if let Some(w) = self.state.marks.of(s) {
+                self.stats.applied(self.local, s, w);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use paceline_model::config::Config;
+    use paceline_model::event::{Cluster, Region};
+    use paceline_model::time::{parse_rfc3339, DAY};
+    use paceline_model::{Body, Event, Nanos, Stream};
+
+    use crate::runner::{DataflowSettings, PointsOut, Runner, RunnerStats, WatermarkReport};
+
+    fn filings_report(watermark: Nanos, earliest: Nanos) -> Vec<WatermarkReport> {
+        vec![WatermarkReport {
+            source: 0,
+            stream: Stream::Filings,
+            watermark: Some(watermark),
+            earliest: Some(earliest),
+            end_of_input: None,
+            idle: false,
+        }]
+    }
+
+    /// The closed watermark moves only after the points of the ticks it closes are handed
+    /// over: the output, handed an epoch's points, still sees the epoch before's (a test
+    /// that drained on it read the database before the last epoch's points were sent).
+    #[test]
+    fn the_closed_watermark_moves_once_its_points_are_handed_over() {
+        let stats: Arc<OnceLock<Arc<RunnerStats>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Option<Nanos>>>> = Arc::default();
+        let out: PointsOut = {
+            let (stats, seen) = (stats.clone(), seen.clone());
+            Arc::new(move |_, _points| {
+                let closed = stats.get().and_then(|s| s.closed_through(Stream::Filings));
+                seen.lock().unwrap().push(closed);
+            })
+        };
+        let mut settings = DataflowSettings::from_config(&Config::default());
+        settings.workers = 1;
+        let runner = Runner::start(settings, out, None).unwrap();
+        let _ = stats.set(runner.stats.clone());
+        let day1 = parse_rfc3339("2023-03-01T00:00:00+08:00").unwrap();
+        let registered = Event {
+            id: "f-1".into(),
+            at: day1,
+            body: Body::Registered {
+                enterprise: "e-1".into(),
+                cluster: Cluster::Cybersecurity,
+                region: Region::Other,
+                sme: true,
+            },
+        };
+        runner
+            .send_all(
+                &mut [vec![registered]],
+                filings_report(day1 + 3 * DAY, day1),
+            )
+            .unwrap();
+        runner
+            .send_all(&mut [vec![]], filings_report(day1 + 10 * DAY, day1))
+            .unwrap();
+        let stats = runner.finish().unwrap();
+        // Planned series have a point at every tick: both epochs close some.
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![None, Some(day1 + 3 * DAY)],
+            "what the output saw closed when handed each epoch's points"
+        );
+        assert_eq!(stats.closed_through(Stream::Filings), Some(day1 + 10 * DAY));
     }
 }
