@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use paceline_model::time::{tick_after, tick_floor};
+use paceline_model::time::{tick_after, tick_floor, DAY};
 use paceline_model::{Nanos, SeriesKey, Stream};
 use paceline_oracle::lp::{self, Points};
 use paceline_runtime::settings::Settings;
@@ -772,7 +772,6 @@ pub fn drain_and_compare_influx1(
 /// For each difference `compare` named (`<series> at <tick>: ...`), the points replay and
 /// the database hold for that series over the three days before the tick and one after.
 fn around_differences(diff: &[String], expected: &Points, actual: &Points) -> String {
-    const DAY: Nanos = 86_400 * 1_000_000_000;
     let mut out = String::new();
     for line in diff {
         let Some((series, rest)) = line.split_once(" at ") else {
