@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use paceline_model::time::{tick_after, tick_floor, DAY};
+use paceline_model::time::{tick_after, tick_floor};
 use paceline_model::{Nanos, SeriesKey, Stream};
+pub use paceline_oracle::equiv::{explain, Difference};
 use paceline_oracle::lp::{self, Points};
 use paceline_runtime::settings::Settings;
 use paceline_runtime::{ReplayOptions, ReplaySummary};
@@ -638,11 +639,12 @@ pub fn assert_cluster_equals_replay(
         Duration::from_secs(300),
     );
     let (expected, _) = data.replay(config);
-    let diff = compare(config, data, &expected, &actual(), reach(&m[0]));
+    let actual = actual();
+    let diff = compare(config, data, &expected, &actual, reach(&m[0]));
     assert!(
         diff.is_empty(),
-        "{what}: the database differs from replay:\n{}",
-        diff.join("\n")
+        "{what}: the database differs from replay (left):\n{}",
+        explain(&diff, &expected, &actual)
     );
 }
 
@@ -761,45 +763,15 @@ pub fn drain_and_compare_influx1(
     let again = readback::influx1(influx, db, &config.indicators.measurement);
     let still = compare(config, data, &expected, &again, reach(&m));
     panic!(
-        "output differs from replay:\n{}\n\nread again 3 s later: {}\n\n{}\nthe service's warnings:\n{}",
-        diff.join("\n"),
-        if still == diff { "the same".to_string() } else { still.join("\n") },
-        around_differences(&diff, &expected, &actual),
+        "output differs from replay (left replay, right the database):\n{}\n\nread again 3 s later: {}\n\nthe service's warnings:\n{}",
+        explain(&diff, &expected, &actual),
+        if still == diff {
+            "the same".to_string()
+        } else {
+            explain(&still, &expected, &again)
+        },
         warnings(&serve.proc.log_text()),
     );
-}
-
-/// For each difference `compare` named (`<series> at <tick>: ...`), the points replay and
-/// the database hold for that series over the three days before the tick and one after.
-fn around_differences(diff: &[String], expected: &Points, actual: &Points) -> String {
-    let mut out = String::new();
-    for line in diff {
-        let Some((series, rest)) = line.split_once(" at ") else {
-            continue;
-        };
-        let Some(t) = rest.split(':').next().and_then(|t| t.parse::<Nanos>().ok()) else {
-            continue;
-        };
-        let show = |points: &Points| {
-            points
-                .iter()
-                .find(|(k, _)| k.display() == series)
-                .map(|(_, by_tick)| {
-                    by_tick
-                        .range(t - 3 * DAY..=t + DAY)
-                        .map(|(at, f)| format!("{at}={}", f.value))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_else(|| "no such series".into())
-        };
-        out.push_str(&format!(
-            "{series} near {t}:\n  replay:   {}\n  database: {}\n",
-            show(expected),
-            show(actual)
-        ));
-    }
-    out
 }
 
 /// The log's warning and error lines, the last 60 of them.
@@ -827,7 +799,7 @@ pub fn compare(
     expected: &Points,
     actual: &Points,
     reach: [Nanos; 3],
-) -> Vec<String> {
+) -> Vec<Difference> {
     let span = data.span();
     let global_max = span
         .iter()

@@ -336,14 +336,14 @@ fn one_versus_two_by_two(tansu: &Tansu, influx: &Influx1) {
     let diff = compare(&two, &data, &one_db, &two_db, reach);
     assert!(
         diff.is_empty(),
-        "2×2 differs from 1×1:\n{}",
-        diff.join("\n")
+        "2×2 (right) differs from 1×1 (left):\n{}",
+        paceline_tests::explain(&diff, &one_db, &two_db)
     );
     let diff = compare(&two, &data, &expected, &two_db, reach);
     assert!(
         diff.is_empty(),
-        "2×2 differs from replay:\n{}",
-        diff.join("\n")
+        "2×2 (right) differs from replay (left):\n{}",
+        paceline_tests::explain(&diff, &expected, &two_db)
     );
 }
 

@@ -53,8 +53,8 @@ fn assert_equivalent(
     let diff = compare(config, data, &expected, &actual, reach(&m));
     assert!(
         diff.is_empty(),
-        "{db}: the database differs from replay:\n{}\n{}",
-        diff.join("\n"),
+        "{db}: the database (right) differs from replay (left):\n{}\n{}",
+        paceline_tests::explain(&diff, &expected, &actual),
         serve.proc.log_text()
     );
     m

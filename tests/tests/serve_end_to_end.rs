@@ -133,8 +133,8 @@ fn influx_v1(tansu: &Tansu, influx: &Influx1) {
     let diff = compare(&config, &data, &expected, &actual, reach(&m));
     assert!(
         diff.is_empty(),
-        "InfluxDB 1.x differs from replay:\n{}",
-        diff.join("\n")
+        "InfluxDB 1.x (right) differs from replay (left):\n{}",
+        paceline_tests::explain(&diff, &expected, &actual)
     );
 
     // The API and the gauges show each series' newest point.
@@ -284,17 +284,12 @@ fn victoria_v2(tansu: &Tansu, vm: &Victoria) {
         "in-order data needs no corrections"
     );
     let actual = readback::victoria(vm, &config.indicators.measurement);
-    let diff = compare(
-        &config,
-        &data,
-        &readback::without_status(&expected),
-        &actual,
-        reach(&m),
-    );
+    let expected = readback::without_status(&expected);
+    let diff = compare(&config, &data, &expected, &actual, reach(&m));
     assert!(
         diff.is_empty(),
-        "VictoriaMetrics differs from replay:\n{}",
-        diff.join("\n")
+        "VictoriaMetrics (right) differs from replay (left):\n{}",
+        paceline_tests::explain(&diff, &expected, &actual)
     );
     assert!(gate.seen.forwarded.load(Ordering::SeqCst) > 0);
     assert_eq!(gate.seen.wrong_token.load(Ordering::SeqCst), 0);

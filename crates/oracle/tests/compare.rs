@@ -263,7 +263,12 @@ fn admitted(config: &Config, lines: &[String]) -> (Vec<Event>, u64, u64) {
     (out, duplicates, too_late)
 }
 
-fn compare(config: &Config, events: &[Event], a: &lp::Points, b: &lp::Points) -> Vec<String> {
+fn compare(
+    config: &Config,
+    events: &[Event],
+    a: &lp::Points,
+    b: &lp::Points,
+) -> Vec<equiv::Difference> {
     let global_max = events.iter().map(|e| e.at).max().unwrap();
     let stream_min = |s: Stream| {
         events
@@ -333,7 +338,7 @@ fn check_seed(seed: u64, long: bool) -> (u64, usize, u64) {
     assert!(
         diff.is_empty(),
         "seed {seed} long={long} in order: oracle vs replay:\n{}",
-        diff.join("\n")
+        equiv::explain(&diff, &oracle, &ours)
     );
     let diff = verdict_differences(&judged, &ours_verdicts);
     assert!(
@@ -374,7 +379,7 @@ fn check_seed(seed: u64, long: bool) -> (u64, usize, u64) {
     assert!(
         diff.is_empty(),
         "seed {seed} long={long} shuffled: oracle vs replay:\n{}",
-        diff.join("\n")
+        equiv::explain(&diff, &oracle, &ours1)
     );
     let diff = verdict_differences(&judged, &verdicts1);
     assert!(
@@ -393,7 +398,7 @@ fn check_seed(seed: u64, long: bool) -> (u64, usize, u64) {
     assert!(
         diff.is_empty(),
         "seed {seed} long={long}: 1 worker vs 4 workers:\n{}",
-        diff.join("\n")
+        equiv::explain(&diff, &ours1, &ours4)
     );
     let too_late = disorder_with_rejections(seed, long, &config);
     (s1.corrections.iter().sum(), judged.len(), too_late)
@@ -458,7 +463,7 @@ fn disorder_with_rejections(seed: u64, long: bool, config: &Config) -> u64 {
     assert!(
         diff.is_empty(),
         "seed {seed} long={long} with rejections: oracle vs replay:\n{}",
-        diff.join("\n")
+        equiv::explain(&diff, &oracle, &ours)
     );
     let diff = verdict_differences(&judged, &verdicts);
     assert!(
