@@ -705,6 +705,12 @@ struct Platform {
     /// the latest one before it. Reports come mostly in order: each is appended, and the
     /// one before it is the last.
     usage: Sorted<(Nanos, SmolStr), (PlatformKind, f64)>,
+    /// The cutoff of the last fold. A platform reporting more often than `FOLD_AT_EVENTS`
+    /// times per correction horizon stays over that count after a fold, and would search
+    /// its reports again on every event for a cutoff that moves once an epoch. Not kept in
+    /// checkpoints: a restored platform folds again once, to the same result.
+    #[serde(skip)]
+    folded: Option<Nanos>,
 }
 
 impl Platform {
@@ -738,6 +744,10 @@ impl Platform {
     }
 
     fn fold(&mut self, cutoff: Nanos) {
+        if self.folded.is_some_and(|f| f >= cutoff) {
+            return;
+        }
+        self.folded = Some(cutoff);
         self.usage.keep_last_before(&(cutoff, SmolStr::default()));
     }
 }

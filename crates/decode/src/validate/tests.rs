@@ -391,3 +391,26 @@ fn the_flat_pass_decodes_as_the_general_parser() {
         }
     }
 }
+
+/// `same_key` answers as `==` does, for every length around the word sizes and a change
+/// at every position, and for keys of different lengths that share a prefix.
+#[test]
+fn same_key_is_string_equality() {
+    for len in 0..24 {
+        let a: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        assert!(same_key(&a, &a.clone()), "{a}");
+        for at in 0..len {
+            let mut b = a.clone().into_bytes();
+            b[at] = b'_';
+            let b = String::from_utf8(b).expect("ascii");
+            assert_eq!(same_key(&a, &b), a == b, "{a} {b}");
+            assert!(!same_key(&a, &b), "{a} {b}");
+        }
+        let longer = format!("{a}x");
+        assert!(!same_key(&a, &longer) && !same_key(&longer, &a), "{a}");
+    }
+    assert!(same_key("occurred_at", "occurred_at"));
+    assert!(!same_key("occurred_at", "platform_id"));
+}
