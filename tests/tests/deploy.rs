@@ -258,8 +258,9 @@ fn dockerfile_passes_hadolint_and_checkov() {
         "dependencies cached between builds"
     );
     assert!(
-        text.contains("CARGO_PROFILE_RELEASE_DEBUG=0"),
-        "no debug info in the image"
+        text.contains("cargo build --profile production")
+            && text.contains("CARGO_PROFILE_PRODUCTION_DEBUG=0"),
+        "the shipped profile, without debug info"
     );
     for label in ["version", "revision", "source"] {
         assert!(
