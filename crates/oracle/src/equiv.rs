@@ -37,10 +37,9 @@ pub fn fields_agree(a: &Fields, b: &Fields, tolerance: f64) -> bool {
         return true;
     }
     let near = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
-    let borderline = a.target.is_some_and(|t| near(a.value, t))
+    a.target.is_some_and(|t| near(a.value, t))
         || a.pace_ratio
-            .is_some_and(|r| near(r, 1.0) || near(r, tolerance));
-    borderline
+            .is_some_and(|r| near(r, 1.0) || near(r, tolerance))
 }
 
 fn in_force(points: &Points, key: &SeriesKey, t: Nanos) -> Option<Fields> {
