@@ -348,6 +348,32 @@ c.commit()
             .expect("tansu topic create");
         assert!(status.success(), "creating topic {name} failed");
     }
+
+    /// Whether the broker still runs, and the last lines of its log: what a failed test
+    /// needs to tell a broker that died or refused from a fault of the service.
+    fn state(&mut self) -> String {
+        let Some(proc) = self.proc.as_mut() else {
+            return "tansu: stopped by the test".to_string();
+        };
+        let running = if proc.running() { "running" } else { "exited" };
+        let log = proc.log_text();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!(
+            "tansu on port {}: {running}; the end of its log:\n{tail}",
+            self.port
+        )
+    }
+}
+
+impl Drop for Tansu {
+    /// On a failing test, says whether the broker still ran and what it logged last
+    /// (its log is in a temporary directory removed with it).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.state());
+        }
+    }
 }
 
 /// InfluxDB 1.x (Debian's `influxd`).
