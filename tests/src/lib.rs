@@ -62,7 +62,7 @@ impl Dataset {
                     return true;
                 }
                 n += 1;
-                n % telemetry_every.max(1) == 0
+                n.is_multiple_of(telemetry_every.max(1))
             })
             .map(String::into_bytes)
             .collect();
@@ -79,7 +79,7 @@ impl Dataset {
                     .is_ok_and(|e| e.body.stream() != Stream::Telemetry)
                     && {
                         k += 1;
-                        k % 12 == 0
+                        k.is_multiple_of(12)
                     };
                 keyed.push((if late { 2 * (i + 600) + 1 } else { 2 * i }, l));
             }

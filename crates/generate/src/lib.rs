@@ -313,7 +313,7 @@ fn district(seed: u64, scale: f64, out: &mut impl Lines) {
                     r#"{{"event_id":"{id}","type":"platform.heartbeat","occurred_at":"{at}","platform_id":"{pid}","platform_kind":"{kind}","status":"{status}","interval_s":1800}}"#
                 )
             });
-            if k % 2 == 0 {
+            if k.is_multiple_of(2) {
                 if rng.chance(0.01) {
                     connected += rng.below(4);
                 }

@@ -334,7 +334,7 @@ impl DeadLetterSink for DeadLetterFile {
         // (3-byte groups, the remainder carried over), then their count.
         let out = &mut self.out;
         let result = (|| -> std::io::Result<u64> {
-            out.write_all(open[..open.len() - 1].as_bytes())?;
+            out.write_all(&open.as_bytes()[..open.len() - 1])?;
             out.write_all(b",\"raw_base64\":\"")?;
             let engine = &base64::engine::general_purpose::STANDARD;
             let mut carry: Vec<u8> = Vec::with_capacity(3);

@@ -100,7 +100,7 @@ impl ServiceConfig {
             err("service.epoch_linger_ms", "must be between 1 and 60000");
         }
         let url = &self.public_url;
-        if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) {
+        if !url.is_empty() && !url.starts_with("http://") && !url.starts_with("https://") {
             err(
                 "service.public_url",
                 "must be empty or an http:// or https:// address",

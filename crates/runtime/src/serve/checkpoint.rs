@@ -547,7 +547,7 @@ impl Store {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter_map(|p| sequence_of(&p).map(|s| (s, p)))
             .collect();
-        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
         Ok(files.into_iter().map(|(_, p)| p).collect())
     }
 

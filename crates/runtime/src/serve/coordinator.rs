@@ -185,9 +185,9 @@ impl Progress {
         }
         CoordinatorState {
             admission: self.admission.snapshot(),
-            partitions: self.parts.each_ref().map(|m| sorted(m)),
+            partitions: self.parts.each_ref().map(sorted),
             marks: self.marks,
-            offsets: self.offsets.each_ref().map(|m| sorted(m)),
+            offsets: self.offsets.each_ref().map(sorted),
         }
     }
 

@@ -93,8 +93,7 @@ impl Pipeline {
         };
         // Above every file present (one restored from, invalid ones skipped): a new
         // checkpoint numbered below them would be the first the retention removes.
-        let next_sequence =
-            restored_next.max(store.next_sequence().map_err(|e| PipelineError::from(e))?);
+        let next_sequence = restored_next.max(store.next_sequence().map_err(PipelineError::from)?);
         let dead = DeadLetterProducer::new(
             kafka,
             &config.kafka.dead_letter_topic,
