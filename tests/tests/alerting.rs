@@ -201,7 +201,7 @@ fn alerts_and_dashboard_queries_on_a_real_run() {
     let target = serve.http.trim_start_matches("http://").to_string();
     let prom = Prometheus::start(
         &target,
-        &[rules_path.clone()],
+        std::slice::from_ref(&rules_path),
         Some(&format!("127.0.0.1:{}", am.port)),
     );
 

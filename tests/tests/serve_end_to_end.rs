@@ -599,7 +599,7 @@ fn too_late_dead_lettered(tansu: &Tansu, influx: &Influx1) {
     // Its watermark is in the checkpoint of the graceful stop, positioned before the old
     // filing; every later judgement of the old filing starts from there.
     let dir = serve.stop_keeping_state();
-    kafka::produce(&brokers, &t, &[old.clone()]);
+    kafka::produce(&brokers, &t, std::slice::from_ref(&old));
     let serve = Serve::start_in(dir, &config, &env);
     let rejected_once = |serve: &Serve| {
         paceline_tests::eventually("the old filing rejected too_late", 60, || {

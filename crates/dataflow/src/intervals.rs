@@ -404,7 +404,7 @@ mod tests {
             for _ in 0..5_000 {
                 let r = next();
                 let slot = Slot::value(Indicator::ALL[(r % 3) as usize], (r >> 8) as u8 % 4);
-                let key = if r % 5 == 0 {
+                let key = if r.is_multiple_of(5) {
                     (r >> 16) as i64 % 1_000_000
                 } else {
                     (epoch * 100 + (r >> 20) as i64 % 8) * 3600 + 17

@@ -87,14 +87,7 @@ fn stand_in(late: Duration) -> (u16, Arc<Mutex<Db>>) {
                         }
                         db.lock().unwrap().apply(&body);
                     }
-                    let status = if line.contains("/write") {
-                        "204 No Content"
-                    } else {
-                        "204 No Content"
-                    };
-                    let _ = out.write_all(
-                        format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
-                    );
+                    let _ = out.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
                 }
             });
         }
