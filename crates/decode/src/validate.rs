@@ -180,8 +180,11 @@ const ENVELOPE: [(&str, Kind, bool); 3] = [
     ("source", Kind::Str, false),
 ];
 
+/// The instants an `occurred_at` may be: those of [`YEARS`].
+const OCCURRED_AT_RANGE: std::ops::Range<Nanos> = year_start(YEARS.start)..year_start(YEARS.end);
+
 /// The first instant of a year, UTC.
-fn year_start(year: i64) -> Nanos {
+const fn year_start(year: i64) -> Nanos {
     paceline_model::time::days_from_civil(year, 1, 1) * paceline_model::time::DAY
 }
 
@@ -202,7 +205,8 @@ fn type_ok(kind: Kind, v: Scalar<'_>) -> bool {
     match (kind, v) {
         (Kind::Str | Kind::Enum(_) | Kind::Period | Kind::Timestamp, Scalar::Str(_)) => true,
         (Kind::Bool, Scalar::Bool(_)) => true,
-        (Kind::Int, Scalar::Number(n)) => !n.contains(['.', 'e', 'E']),
+        // A JSON number is an integer when it has neither fraction nor exponent.
+        (Kind::Int, Scalar::Number(n)) => !n.bytes().any(|c| matches!(c, b'.' | b'e' | b'E')),
         (Kind::Num { .. }, Scalar::Number(_)) => true,
         _ => false,
     }
@@ -466,31 +470,37 @@ fn validate(
     let stream_tag = Some(topic_stream.unwrap_or(stream));
     let spec = fields_of(event_type);
     let fields = Fields::find(members, spec);
-    let all = ENVELOPE
+    // One pass over the fields for two reasons: a missing field anywhere comes before a
+    // wrong type anywhere, so the first of each is kept and the missing one wins.
+    let (mut missing, mut wrong_type) = (None, None);
+    let envelope = ENVELOPE
         .iter()
-        .map(|(n, k, r)| (*n, *k, *r))
-        .chain(spec.iter().map(|(n, k)| (*n, *k, true)))
-        .enumerate();
-
-    for (i, (name, _, required)) in all.clone() {
-        if required && fields.at(i).is_none() {
-            return Err(reject(
-                Reason::MissingField,
-                stream_tag,
-                format!("`{name}` is missing"),
-            ));
+        .map(|&(name, kind, required)| (name, kind, required));
+    let of_type = spec.iter().map(|&(name, kind)| (name, kind, true));
+    for (i, (name, kind, required)) in envelope.chain(of_type).enumerate() {
+        match fields.at(i) {
+            None if required => {
+                missing.get_or_insert(name);
+            }
+            Some(v) if !type_ok(kind, v) => {
+                wrong_type.get_or_insert(name);
+            }
+            _ => {}
         }
     }
-    for (i, (name, kind, _)) in all.clone() {
-        if let Some(v) = fields.at(i) {
-            if !type_ok(kind, v) {
-                return Err(reject(
-                    Reason::WrongType,
-                    stream_tag,
-                    format!("`{name}` has the wrong JSON type"),
-                ));
-            }
-        }
+    if let Some(name) = missing {
+        return Err(reject(
+            Reason::MissingField,
+            stream_tag,
+            format!("`{name}` is missing"),
+        ));
+    }
+    if let Some(name) = wrong_type {
+        return Err(reject(
+            Reason::WrongType,
+            stream_tag,
+            format!("`{name}` has the wrong JSON type"),
+        ));
     }
     let Some(Scalar::Str(occurred)) = fields.at(OCCURRED_AT) else {
         return Err(reject(
@@ -526,7 +536,7 @@ fn validate(
         }
     }
     let at = match at {
-        Ok(at) if (year_start(YEARS.start)..year_start(YEARS.end)).contains(&at) => at,
+        Ok(at) if OCCURRED_AT_RANGE.contains(&at) => at,
         _ => {
             return Err(reject(
                 Reason::OutOfRange,
