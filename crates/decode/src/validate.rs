@@ -473,9 +473,7 @@ fn validate(
     // One pass over the fields for two reasons: a missing field anywhere comes before a
     // wrong type anywhere, so the first of each is kept and the missing one wins.
     let (mut missing, mut wrong_type) = (None, None);
-    let envelope = ENVELOPE
-        .iter()
-        .map(|&(name, kind, required)| (name, kind, required));
+    let envelope = ENVELOPE.iter().copied();
     let of_type = spec.iter().map(|&(name, kind)| (name, kind, true));
     for (i, (name, kind, required)) in envelope.chain(of_type).enumerate() {
         match fields.at(i) {
