@@ -140,14 +140,15 @@ fn names_in(q: &str) -> (Vec<String>, Vec<String>) {
     (identifiers, values)
 }
 
-/// `(time, tags, columns by name)` of every row of an answer in table form.
-fn rows_of(
-    answer: &serde_json::Value,
-) -> Vec<(
+/// A row of an answer: its time, tags and columns by name.
+type Row = (
     i64,
     BTreeMap<String, String>,
     BTreeMap<String, serde_json::Value>,
-)> {
+);
+
+/// Every row of an answer in table form.
+fn rows_of(answer: &serde_json::Value) -> Vec<Row> {
     let mut out = Vec::new();
     for s in series_of(answer) {
         let tags: BTreeMap<String, String> = s["tags"]

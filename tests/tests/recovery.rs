@@ -280,7 +280,12 @@ fn corrupt_checkpoints(tansu: &Tansu, influx: &Influx1) {
         std::fs::write(&files[0], damage(&bytes)).expect("damaged");
         let mut serve = Serve::start_in(dir, &config, &env);
         let log = assert_resumed(&serve);
-        let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+        let name = |p: &std::path::PathBuf| {
+            p.file_name()
+                .expect("a file name")
+                .to_string_lossy()
+                .into_owned()
+        };
         assert!(
             log.contains("skipping an invalid checkpoint") && log.contains(&name(&files[0])),
             "{what}: the damaged checkpoint is named:\n{log}"
@@ -368,7 +373,12 @@ fn upgraded(
     data: &Dataset,
     env: &[(&str, String)],
 ) -> TempDir {
-    let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+    let name = |p: &std::path::PathBuf| {
+        p.file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .into_owned()
+    };
     let newest = Serve::checkpoints(&dir)[0].clone();
     {
         // The store's lock is released at the end of this block, before serve starts.

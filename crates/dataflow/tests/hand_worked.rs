@@ -13,7 +13,7 @@ use paceline_model::time::{parse_rfc3339, tick_after, DAY};
 use paceline_model::{Body, Event, Indicator, Nanos, SeriesKey};
 
 fn t(s: &str) -> Nanos {
-    parse_rfc3339(s).unwrap()
+    parse_rfc3339(s).expect("an RFC 3339 timestamp")
 }
 
 fn ev(id: &str, at: &str, body: Body) -> Event {
@@ -43,13 +43,13 @@ fn run(events: &[Event], series: SeriesKey, ticks: &[&str]) -> (Vec<Option<f64>>
     let mut g = Group::new(group, cadence, 400 * DAY, plans);
     let mut entities = Entities::new(config.filing_lag());
     let mut points: Vec<Point> = Vec::new();
-    let min = events.iter().map(|e| e.at).min().unwrap();
-    let max = events.iter().map(|e| e.at).max().unwrap();
+    let min = events.iter().map(|e| e.at).min().expect("some events");
+    let max = events.iter().map(|e| e.at).max().expect("some events");
     let end = ticks
         .iter()
         .map(|s| t(s))
         .max()
-        .unwrap()
+        .expect("some ticks asked")
         .max(tick_after(max, cadence));
     // Close as we go (so that late events cause corrections), then to the end.
     let mut unrepresentable = 0;

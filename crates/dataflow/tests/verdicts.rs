@@ -13,7 +13,7 @@ use paceline_model::time::{parse_rfc3339, DAY};
 use paceline_model::{Body, Event, Indicator, Nanos, SeriesKey};
 
 fn t(s: &str) -> Nanos {
-    parse_rfc3339(s).unwrap()
+    parse_rfc3339(s).expect("an RFC 3339 timestamp")
 }
 
 /// One group's entities and series, fed events and closed by hand.

@@ -157,8 +157,10 @@ mod tests {
 
     #[test]
     fn kafka_errors_name_their_keys_and_refuse_secrets() {
-        let mut k = KafkaConfig::default();
-        k.brokers = " ".into();
+        let mut k = KafkaConfig {
+            brokers: " ".into(),
+            ..KafkaConfig::default()
+        };
         for key in [
             "sasl.password",
             "ssl.key.pem",

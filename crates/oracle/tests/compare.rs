@@ -204,9 +204,9 @@ fn run(
     tag: &str,
 ) -> (lp::Points, lp::Verdicts, ReplaySummary) {
     let dir = std::env::temp_dir().join(format!("paceline-compare-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("temporary directory");
     let input: PathBuf = dir.join("in.jsonl");
-    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    std::fs::write(&input, lines.join("\n") + "\n").expect("input written");
     let mut config = config.clone();
     config.dataflow.workers = workers;
     config.dataflow.epoch_events = 7;
@@ -215,10 +215,11 @@ fn run(
         output: dir.join("out.lp"),
         dead_letters: dir.join("dl.jsonl"),
     };
-    let summary = replay(&config, &opts).unwrap();
+    let summary = replay(&config, &opts).expect("replay runs");
     let (points, verdicts) =
-        lp::parse_all(&std::fs::read_to_string(&opts.output).unwrap()).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+        lp::parse_all(&std::fs::read_to_string(&opts.output).expect("output readable"))
+            .expect("output is line protocol");
+    std::fs::remove_dir_all(&dir).expect("temporary directory removed");
     (points, verdicts, summary)
 }
 
@@ -269,7 +270,7 @@ fn compare(
     a: &lp::Points,
     b: &lp::Points,
 ) -> Vec<equiv::Difference> {
-    let global_max = events.iter().map(|e| e.at).max().unwrap();
+    let global_max = events.iter().map(|e| e.at).max().expect("some events");
     let stream_min = |s: Stream| {
         events
             .iter()

@@ -10,7 +10,7 @@ fn bin() -> Command {
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("paceline-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("temporary directory");
     dir
 }
 
@@ -25,7 +25,7 @@ fn replay(dir: &Path, inputs: &[&Path], extra: &[&str]) -> std::process::Output 
         .arg("--dead-letters")
         .arg(dir.join("dl.jsonl"))
         .args(extra);
-    c.output().unwrap()
+    c.output().expect("paceline runs")
 }
 
 /// [`replay`] without extra arguments, which must succeed.
@@ -43,7 +43,7 @@ fn replay_ok(dir: &Path, inputs: &[&Path]) -> std::process::Output {
 fn this_year() -> u64 {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
+        .expect("clock after 1970")
         .as_secs();
     1970 + secs / 31_556_952
 }
@@ -63,9 +63,9 @@ fn stderr_of(child: &mut std::process::Child) -> String {
 
 fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("dl.jsonl"))
-        .unwrap()
+        .expect("dead letters readable")
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str(l).expect("a dead letter is JSON"))
         .collect()
 }
 
@@ -475,7 +475,7 @@ fn a_panic_anywhere_stops_serve_with_exit_1() {
     // Ask /healthz until the server is up: that request panics its handler.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.try_wait().expect("child waitable") {
             break s.code();
         }
         assert!(
@@ -572,7 +572,7 @@ fn serve_runs_on_environment_alone_and_stops_on_sigterm() {
     assert!(status.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.try_wait().expect("child waitable") {
             break s.code();
         }
         if std::time::Instant::now() > deadline {
@@ -597,14 +597,14 @@ fn serve_on(state: &std::path::Path, port: u16, kafka_port: u16) -> std::process
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap()
+        .expect("paceline starts")
 }
 
 /// Waits up to `secs` for the child's exit; its code and stderr.
 fn exit_of(mut child: std::process::Child, secs: u64) -> (Option<i32>, String) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.try_wait().expect("child waitable") {
             return (s.code(), stderr_of(&mut child));
         }
         if std::time::Instant::now() > deadline {
@@ -728,7 +728,7 @@ fn an_http_token_guards_everything_but_the_probes() {
         .status()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
+    while child.try_wait().expect("child waitable").is_none() {
         assert!(std::time::Instant::now() < deadline, "did not stop");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }

@@ -38,7 +38,8 @@ fn trickle(conns: &mut [TcpStream]) {
 
 /// Whether the server has closed the connection (end of stream or reset).
 fn closed_by_server(c: &mut TcpStream) -> bool {
-    c.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("read timeout set");
     let mut buf = [0u8; 512];
     loop {
         match c.read(&mut buf) {

@@ -74,7 +74,7 @@ fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
 fn pdf_pages(html: &Path, dir: &Path) -> usize {
     let pdf = dir.join(format!(
         "{}.pdf",
-        html.file_stem().unwrap().to_string_lossy()
+        html.file_stem().expect("a file name").to_string_lossy()
     ));
     let mut child = chromium(&dir.join("profile"))
         .arg("--no-pdf-header-footer")

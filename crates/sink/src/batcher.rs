@@ -605,8 +605,8 @@ mod tests {
             let answer = scripted.unwrap_or_else(|| self.otherwise.lock().unwrap().clone());
             async move { answer }
         }
-        fn ping(&self) -> impl Future<Output = Result<(), WriteError>> + Send {
-            async { Ok(()) }
+        async fn ping(&self) -> Result<(), WriteError> {
+            Ok(())
         }
     }
 

@@ -329,47 +329,63 @@ UrUzR15LlxgXvQT8wZv1G/9zminVmHp6qXzmqYXjpiCwRDjib1dROW7p
                 .map(|e| format!("{}: {}", e.key, e.reason))
                 .collect::<Vec<_>>()
         };
-        let mut ok = InfluxConfig::default();
-        ok.ca_file = cert.clone();
-        ok.client_cert_file = cert.clone();
-        ok.client_key_file = key.clone();
+        let ok = InfluxConfig {
+            ca_file: cert.clone(),
+            client_cert_file: cert.clone(),
+            client_key_file: key.clone(),
+            ..InfluxConfig::default()
+        };
         assert!(errors_of(&ok).is_empty(), "{:?}", errors_of(&ok));
         let files = ok.tls_files().unwrap();
         assert_eq!(files.roots.len(), 1);
         assert!(files.identity.is_some());
 
-        let mut missing = InfluxConfig::default();
-        missing.ca_file = dir.join("absent.pem").display().to_string();
+        let missing = InfluxConfig {
+            ca_file: dir.join("absent.pem").display().to_string(),
+            ..InfluxConfig::default()
+        };
         let e = errors_of(&missing);
         assert!(e[0].starts_with("influx.ca_file: cannot read"), "{e:?}");
-        let mut no_cert = InfluxConfig::default();
-        no_cert.ca_file = empty;
+        let no_cert = InfluxConfig {
+            ca_file: empty,
+            ..InfluxConfig::default()
+        };
         let e = errors_of(&no_cert);
         assert!(e[0].starts_with("influx.ca_file:"), "{e:?}");
-        let mut half = InfluxConfig::default();
-        half.client_cert_file = cert.clone();
+        let half = InfluxConfig {
+            client_cert_file: cert.clone(),
+            ..InfluxConfig::default()
+        };
         assert!(errors_of(&half)[0].starts_with("influx.client_key_file: must be set"));
-        let mut other_half = InfluxConfig::default();
-        other_half.client_key_file = key;
+        let other_half = InfluxConfig {
+            client_key_file: key,
+            ..InfluxConfig::default()
+        };
         assert!(errors_of(&other_half)[0].starts_with("influx.client_cert_file: must be set"));
-        let mut no_key = InfluxConfig::default();
-        no_key.client_cert_file = cert.clone();
-        no_key.client_key_file = cert;
+        let no_key = InfluxConfig {
+            client_cert_file: cert.clone(),
+            client_key_file: cert,
+            ..InfluxConfig::default()
+        };
         assert!(errors_of(&no_key)[0].starts_with("influx.client_key_file: not a PEM"));
         std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]
     fn influx_errors_name_their_keys_and_refuse_credentials_in_the_url() {
-        let mut i = InfluxConfig::default();
-        i.url = "ftp://x".into();
-        i.batch_points = 0;
+        let i = InfluxConfig {
+            url: "ftp://x".into(),
+            batch_points: 0,
+            ..InfluxConfig::default()
+        };
         let mut errors = Vec::new();
         i.validate(&mut errors);
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["influx.url", "influx.batch_points"]);
-        let mut i = InfluxConfig::default();
-        i.url = "https://admin:hunter2@influx.example:8086/".into();
+        let i = InfluxConfig {
+            url: "https://admin:hunter2@influx.example:8086/".into(),
+            ..InfluxConfig::default()
+        };
         let mut errors = Vec::new();
         i.validate(&mut errors);
         assert_eq!(errors.len(), 1);

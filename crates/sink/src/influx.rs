@@ -261,8 +261,10 @@ mod tests {
 
     #[test]
     fn a_bad_url_is_an_error_not_a_panic() {
-        let mut c = InfluxConfig::default();
-        c.url = "http://[::1".into();
+        let c = InfluxConfig {
+            url: "http://[::1".into(),
+            ..InfluxConfig::default()
+        };
         let e = InfluxWriter::new(&c, &InfluxCredentials::default())
             .err()
             .expect("refused");

@@ -82,10 +82,10 @@ fn stand_in(late: Duration) -> (u16, Arc<Mutex<Db>>) {
                     if line.contains("/write") {
                         if writes.fetch_add(1, Ordering::SeqCst) == 0 {
                             std::thread::sleep(late);
-                            db.lock().unwrap().apply(&body);
+                            db.lock().expect("database lock").apply(&body);
                             return;
                         }
-                        db.lock().unwrap().apply(&body);
+                        db.lock().expect("database lock").apply(&body);
                     }
                     let _ = out.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
                 }

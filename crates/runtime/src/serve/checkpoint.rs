@@ -1066,7 +1066,9 @@ mod tests {
     #[test]
     fn each_setting_the_state_depends_on_is_named() {
         let a = Config::default();
-        let changes: [(&str, fn(&mut Config)); 7] = [
+        // A setting's key and how to change it.
+        type Change = (&'static str, fn(&mut Config));
+        let changes: [Change; 7] = [
             ("indicators.cadence_s.quasi_unicorns", |c| {
                 c.indicators.cadence_s.insert("quasi_unicorns".into(), 3600);
             }),
