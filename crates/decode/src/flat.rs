@@ -43,6 +43,11 @@ pub(crate) type Members<'v> = [(&'v str, Scalar<'v>); MAX_MEMBERS];
 
 pub(crate) const NO_MEMBERS: Members<'static> = [("", Scalar::Null); MAX_MEMBERS];
 
+/// The longest string value [`scan`] reads: a longer one is `out_of_range` (or an
+/// `event_id` of its own limit), which the general path names, so validation of the
+/// members [`scan`] gives needs no search for long strings.
+pub(crate) const MAX_PLAIN_STRING: usize = crate::validate::MAX_STRING_BYTES;
+
 /// The members of `text` if it is an object of scalars with plain strings, in order, into
 /// `members`; their count. `None` when the line needs the general parser.
 pub(crate) fn scan<'v>(text: &'v str, members: &mut Members<'v>) -> Option<usize> {
@@ -53,6 +58,10 @@ pub(crate) fn scan<'v>(text: &'v str, members: &mut Members<'v>) -> Option<usize
     }
     i = skip_ws(b, i + 1);
     let mut n = 0;
+    // A bit per key seen, chosen by its length and last byte: a repeated key is searched
+    // for among the members only when its bit is set (the search compared every key with
+    // every key before it, most of them without a match).
+    let mut seen = 0u64;
     if b.get(i) == Some(&b'}') {
         return (skip_ws(b, i + 1) == b.len()).then_some(0);
     }
@@ -67,10 +76,18 @@ pub(crate) fn scan<'v>(text: &'v str, members: &mut Members<'v>) -> Option<usize
         }
         i = skip_ws(b, i + 1);
         let (value, after_value) = scalar(text, i)?;
+        if let Scalar::Str(s) = value {
+            // `out_of_range` for a long string: the general path checks where it is.
+            if s.len() > MAX_PLAIN_STRING {
+                return None;
+            }
+        }
+        let bit = key_bit(key);
         // A repeated key is `invalid_json`: the general parser names it.
-        if n == MAX_MEMBERS || members[..n].iter().any(|(k, _)| *k == key) {
+        if n == MAX_MEMBERS || (seen & bit != 0 && members[..n].iter().any(|(k, _)| *k == key)) {
             return None;
         }
+        seen |= bit;
         members[n] = (key, value);
         n += 1;
         i = skip_ws(b, after_value);
@@ -80,6 +97,12 @@ pub(crate) fn scan<'v>(text: &'v str, members: &mut Members<'v>) -> Option<usize
             _ => return None,
         }
     }
+}
+
+/// The bit of `seen` in [`scan`] for a key: equal keys have equal bits.
+fn key_bit(key: &str) -> u64 {
+    let last = key.as_bytes().last().copied().unwrap_or(0) as usize;
+    1 << ((key.len() * 8 + last) % 64)
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {

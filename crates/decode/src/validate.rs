@@ -218,7 +218,7 @@ fn in_range(kind: Kind, v: Scalar<'_>) -> bool {
             let digits = n.strip_prefix('-');
             match digits {
                 Some(d) => d.bytes().all(|c| c == b'0'),
-                None => n.len() <= 16 && n.parse::<u64>().is_ok_and(|x| x <= MAX_SAFE_INTEGER),
+                None => safe_integer(n).is_some(),
             }
         }
         (Kind::Num { min, strict, max }, Scalar::Number(n)) => match n.parse::<f64>() {
@@ -235,6 +235,23 @@ fn in_range(kind: Kind, v: Scalar<'_>) -> bool {
         (Kind::Str | Kind::Enum(_), Scalar::Str(s)) => s.len() <= MAX_STRING_BYTES,
         _ => true,
     }
+}
+
+/// The value of an unsigned JSON integer of at most 16 digits, if it is at most
+/// 2^53 − 1. Sixteen decimal digits cannot overflow a `u64`, so the digits are summed
+/// without the overflow checks of `str::parse`.
+fn safe_integer(n: &str) -> Option<u64> {
+    if n.is_empty() || n.len() > 16 {
+        return None;
+    }
+    let mut x = 0u64;
+    for c in n.bytes() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        x = x * 10 + u64::from(c - b'0');
+    }
+    (x <= MAX_SAFE_INTEGER).then_some(x)
 }
 
 /// Whether any string anywhere in `v` is longer than the limit.
@@ -394,7 +411,7 @@ pub fn decode_at(
     if bytes.len() <= MAX_EVENT_BYTES {
         let text = std::str::from_utf8(bytes).ok();
         if let Some(n) = text.and_then(|text| flat::scan(text, &mut flat)) {
-            return validate(&flat[..n], topic_stream, latest);
+            return validate(&flat[..n], Strings::Short, topic_stream, latest);
         }
     }
     decode_general(bytes, topic_stream, latest)
@@ -419,12 +436,23 @@ fn decode_general(
         .iter()
         .map(|(key, value)| (key.as_ref(), Scalar::of(value)))
         .collect();
-    validate(&members, topic_stream, latest)
+    validate(&members, Strings::Any, topic_stream, latest)
+}
+
+/// What is known of the lengths of the members' strings.
+#[derive(Clone, Copy)]
+enum Strings {
+    /// None is over [`MAX_STRING_BYTES`] ([`flat::scan`] leaves longer ones to the
+    /// general path).
+    Short,
+    /// Any length, nested ones too.
+    Any,
 }
 
 /// The checks from `unknown_type` on, over an object's members in order.
 fn validate(
     members: &[(&str, Scalar<'_>)],
+    strings: Strings,
     topic_stream: Option<Stream>,
     latest: Nanos,
 ) -> Result<Event, Rejection> {
@@ -575,7 +603,11 @@ fn validate(
             }
         }
     }
-    for &(name, v) in members {
+    let searched = match strings {
+        Strings::Short => &[][..],
+        Strings::Any => members,
+    };
+    for &(name, v) in searched {
         if name != "event_id" && has_long_string(v) {
             return Err(reject(
                 Reason::OutOfRange,
@@ -612,7 +644,7 @@ fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
     let u = |i: usize, k: &str| match at(i, k) {
         Some(Scalar::Number(n)) => n
             .strip_prefix('-')
-            .map_or_else(|| n.parse::<u64>().ok(), |_| Some(0)),
+            .map_or_else(|| safe_integer(n), |_| Some(0)),
         _ => None,
     };
     Some(match ty {

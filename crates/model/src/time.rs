@@ -275,15 +275,30 @@ pub fn parse_rfc3339(s: &str) -> Result<Nanos, TimestampError> {
     if b[i] == b'.' {
         i += 1;
         let start = i;
-        let mut scale = 100_000_000i64;
+        // The first nine digits are the nanoseconds (scaled once at the end, not a
+        // division per digit); any further ones are truncated.
         while i < b.len() && b[i].is_ascii_digit() {
-            nanos += (b[i] - b'0') as i64 * scale;
-            scale /= 10;
+            if i - start < 9 {
+                nanos = nanos * 10 + (b[i] - b'0') as i64;
+            }
             i += 1;
         }
         if i == start {
             return Err(Invalid);
         }
+        const SCALE: [i64; 10] = [
+            1_000_000_000,
+            100_000_000,
+            10_000_000,
+            1_000_000,
+            100_000,
+            10_000,
+            1_000,
+            100,
+            10,
+            1,
+        ];
+        nanos *= SCALE[(i - start).min(9)];
     }
     let offset_s = match b.get(i) {
         Some(b'Z') | Some(b'z') if i + 1 == b.len() => 0,
@@ -331,6 +346,20 @@ mod rfc3339_tests {
         );
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z").unwrap(), 0);
         assert_eq!(parse_rfc3339("2024-02-29T00:00:00Z").unwrap() % DAY, 0);
+    }
+
+    /// A fraction of any length is its first nine digits, padded with zeros: the
+    /// nanoseconds written out.
+    #[test]
+    fn fractions_of_every_length_truncate_to_nanoseconds() {
+        let base = parse_rfc3339("2023-04-01T01:30:00Z").unwrap();
+        let digits = "987654321987";
+        for len in 1..=digits.len() {
+            let fraction = &digits[..len];
+            let nanos: i64 = format!("{:0<9}", &fraction[..len.min(9)]).parse().unwrap();
+            let text = format!("2023-04-01T01:30:00.{fraction}Z");
+            assert_eq!(parse_rfc3339(&text).unwrap(), base + nanos, "{text}");
+        }
     }
 
     #[test]

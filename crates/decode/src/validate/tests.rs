@@ -414,3 +414,76 @@ fn same_key_is_string_equality() {
     assert!(same_key("occurred_at", "occurred_at"));
     assert!(!same_key("occurred_at", "platform_id"));
 }
+
+/// Lines the one-pass scan leaves to the general path (a string over the limit, a key
+/// repeated, at once or after others with the same bit) get the general path's answer.
+#[test]
+fn long_strings_and_repeated_keys_decode_as_the_general_parser() {
+    let latest = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let long = "x".repeat(MAX_STRING_BYTES + 1);
+    let at_limit = "x".repeat(MAX_STRING_BYTES);
+    let lines = [
+        VALID.replace(r#""E1""#, &format!("\"{long}\"")),
+        VALID.replace(r#""E1""#, &format!("\"{at_limit}\"")),
+        VALID.replace(r#""e1""#, &format!("\"{long}\"")),
+        VALID.replace(r#""e1""#, &format!("\"{}\"", "e".repeat(129))),
+        VALID.replace(r#""revision":0"#, r#""revision":0,"revision":1"#),
+        VALID.replace(r#""revision":0"#, r#""revision":0,"x":1,"revision":0"#),
+        // Keys of one length and last byte, distinct: each has the other's bit.
+        VALID.replace(r#""revision":0"#, r#""revision":0,"ab":1,"bb":2"#),
+    ];
+    let expected = [
+        Some(Reason::OutOfRange),
+        None,
+        Some(Reason::OutOfRange),
+        Some(Reason::OutOfRange),
+        Some(Reason::InvalidJson),
+        Some(Reason::InvalidJson),
+        None,
+    ];
+    for (line, expected) in lines.iter().zip(expected) {
+        let one_pass = decode_at(line.as_bytes(), None, latest);
+        assert_eq!(
+            one_pass,
+            decode_general(line.as_bytes(), None, latest),
+            "{line:.80}"
+        );
+        assert_eq!(one_pass.err().map(|r| r.reason), expected, "{line:.80}");
+    }
+}
+
+/// `safe_integer` reads what `str::parse` reads, within 16 digits and 2^53 − 1.
+#[test]
+fn safe_integer_is_a_bounded_parse() {
+    let reference = |n: &str| {
+        (n.len() <= 16)
+            .then(|| n.parse::<u64>().ok())
+            .flatten()
+            .filter(|x| *x <= MAX_SAFE_INTEGER)
+    };
+    for n in [
+        "",
+        "0",
+        "7",
+        "0012",
+        "1096",
+        "9007199254740991",
+        "9007199254740992",
+        "9999999999999999",
+        "99999999999999999",
+        "12a",
+        "1.5",
+        "-1",
+        " 1",
+    ] {
+        assert_eq!(safe_integer(n), reference(n), "{n:?}");
+    }
+    let mut x = 1u64;
+    while x < MAX_SAFE_INTEGER {
+        for n in [x - 1, x, x + 1] {
+            let text = n.to_string();
+            assert_eq!(safe_integer(&text), Some(n), "{text}");
+        }
+        x = x * 3 + 1;
+    }
+}
