@@ -619,10 +619,20 @@ fn validate(
     let body = build_body(event_type, &fields)
         .ok_or_else(|| reject(Reason::WrongType, stream_tag, "fields could not be read"))?;
     Ok(Event {
-        id: SmolStr::new(id),
+        id: small_str(id),
         at,
         body,
     })
+}
+
+/// An id or a name as a [`SmolStr`]: one that fits inline is copied byte by byte, which
+/// for the short ids events carry is cheaper than the general constructor's call to copy.
+fn small_str(s: &str) -> SmolStr {
+    if s.len() <= 23 {
+        SmolStr::new_inline(s)
+    } else {
+        SmolStr::new(s)
+    }
 }
 
 fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
@@ -636,7 +646,7 @@ fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
         Some(Scalar::Str(s)) => Some(s),
         _ => None,
     };
-    let s = |i: usize, k: &str| e(i, k).map(SmolStr::new);
+    let s = |i: usize, k: &str| e(i, k).map(small_str);
     let f = |i: usize, k: &str| match at(i, k) {
         Some(Scalar::Number(n)) => n.parse::<f64>().ok(),
         _ => None,

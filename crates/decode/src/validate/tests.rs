@@ -487,3 +487,19 @@ fn safe_integer_is_a_bounded_parse() {
         x = x * 3 + 1;
     }
 }
+
+/// `small_str` is `SmolStr::new` for every length around the inline capacity it assumes
+/// (a smaller capacity in a later smol_str would panic here, not in production).
+#[test]
+fn small_str_is_smol_str_new() {
+    for len in 0..=40 {
+        let text: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let ours = small_str(&text);
+        assert_eq!(ours, SmolStr::new(&text));
+        assert_eq!(ours.as_str(), text);
+        assert_eq!(ours.is_heap_allocated(), len > 23, "{len}");
+    }
+    assert_eq!(small_str("é—"), SmolStr::new("é—"));
+}
