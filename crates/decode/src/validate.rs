@@ -603,17 +603,15 @@ fn validate(
             }
         }
     }
-    let searched = match strings {
-        Strings::Short => &[][..],
-        Strings::Any => members,
-    };
-    for &(name, v) in searched {
-        if name != "event_id" && has_long_string(v) {
-            return Err(reject(
-                Reason::OutOfRange,
-                stream_tag,
-                format!("a string in `{name}` is over {MAX_STRING_BYTES} bytes"),
-            ));
+    if let Strings::Any = strings {
+        for &(name, v) in members {
+            if name != "event_id" && has_long_string(v) {
+                return Err(reject(
+                    Reason::OutOfRange,
+                    stream_tag,
+                    format!("a string in `{name}` is over {MAX_STRING_BYTES} bytes"),
+                ));
+            }
         }
     }
     let body = build_body(event_type, &fields)
