@@ -99,6 +99,68 @@ pub(crate) fn scan<'v>(text: &'v str, members: &mut Members<'v>) -> Option<usize
     }
 }
 
+/// A reading of the line nearly every event is: the keys it should have, in the order the
+/// caller expects them, without whitespace. Each [`Cursor::member`] checks the next key
+/// against the name expected instead of reading it as a string, so no members array is
+/// built and searched. Whatever else comes (another key, a space, a `null`, a nested value)
+/// is a refusal, and the caller reads the line by [`scan`] instead.
+///
+/// A line this reads to its end is one [`scan`] reads with the same members in the same
+/// order: the values are read by the same [`scalar`], and a string over
+/// [`MAX_PLAIN_STRING`] is refused here as there.
+pub(crate) struct Cursor<'v> {
+    text: &'v str,
+    at: usize,
+}
+
+impl<'v> Cursor<'v> {
+    /// At the first member of `text`, if it opens an object.
+    pub(crate) fn open(text: &'v str) -> Option<Self> {
+        (text.as_bytes().first() == Some(&b'{')).then_some(Cursor { text, at: 1 })
+    }
+
+    /// Whether the next member's key is `name`.
+    pub(crate) fn next_is(&self, name: &str) -> bool {
+        self.key_end(name).is_some()
+    }
+
+    /// The next member's value, if its key is `name` and its value a scalar other than
+    /// `null` (which validation takes as an absent field: the general reading says so).
+    pub(crate) fn member(&mut self, name: &str) -> Option<Scalar<'v>> {
+        let after_key = self.key_end(name)?;
+        let (value, end) = scalar(self.text, after_key)?;
+        match value {
+            Scalar::Null => return None,
+            Scalar::Str(s) if s.len() > MAX_PLAIN_STRING => return None,
+            _ => {}
+        }
+        self.at = end;
+        Some(value)
+    }
+
+    /// Whether the object closes here and nothing follows it.
+    pub(crate) fn close(self) -> bool {
+        self.text.as_bytes().get(self.at..) == Some(&b"}"[..])
+    }
+
+    /// Where the value of the next member starts, if its key is `name`: a comma first unless
+    /// it is the first member, then `"name":`.
+    fn key_end(&self, name: &str) -> Option<usize> {
+        let b = self.text.as_bytes();
+        let mut i = self.at;
+        if i > 1 {
+            if b.get(i) != Some(&b',') {
+                return None;
+            }
+            i += 1;
+        }
+        let key = i + 1..i + 1 + name.len();
+        let quoted = b.get(i) == Some(&b'"') && b.get(key.end..key.end + 2) == Some(&b"\":"[..]);
+        (quoted && crate::validate::same_key(self.text.get(key.clone())?, name))
+            .then_some(key.end + 2)
+    }
+}
+
 /// The bit of `seen` in [`scan`] for a key: equal keys have equal bits.
 fn key_bit(key: &str) -> u64 {
     let last = key.as_bytes().last().copied().unwrap_or(0) as usize;

@@ -283,7 +283,7 @@ fn reject(reason: Reason, stream: Option<Stream>, detail: impl Into<String>) -> 
 /// `a == b` for a member's key against a field's name, without a call to `memcmp` for
 /// the short keys events have (the call was most of the time spent finding members):
 /// keys of 8 to 16 bytes compare as two overlapping words.
-fn same_key(a: &str, b: &str) -> bool {
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let n = a.len();
     if n != b.len() {
@@ -300,9 +300,10 @@ fn same_key(a: &str, b: &str) -> bool {
     }
 }
 
-/// Where `event_id` and `occurred_at` are in [`ENVELOPE`].
+/// Where `event_id`, `occurred_at` and `source` are in [`ENVELOPE`].
 const EVENT_ID: usize = 0;
 const OCCURRED_AT: usize = 1;
+const SOURCE: usize = 2;
 /// Fields an event is checked for: the envelope's and the most any type has.
 const MAX_FIELDS: usize = ENVELOPE.len() + 5;
 
@@ -410,6 +411,9 @@ pub fn decode_at(
     let mut flat = flat::NO_MEMBERS;
     if bytes.len() <= MAX_EVENT_BYTES {
         let text = std::str::from_utf8(bytes).ok();
+        if let Some(decoded) = text.and_then(|text| decode_expected(text, topic_stream, latest)) {
+            return decoded;
+        }
         if let Some(n) = text.and_then(|text| flat::scan(text, &mut flat)) {
             return validate(&flat[..n], Strings::Short, topic_stream, latest);
         }
@@ -436,23 +440,67 @@ fn decode_general(
         .iter()
         .map(|(key, value)| (key.as_ref(), Scalar::of(value)))
         .collect();
-    validate(&members, Strings::Any, topic_stream, latest)
+    validate(&members, Strings::Any(&members), topic_stream, latest)
 }
 
 /// What is known of the lengths of the members' strings.
 #[derive(Clone, Copy)]
-enum Strings {
+enum Strings<'m, 'v> {
     /// None is over [`MAX_STRING_BYTES`] ([`flat::scan`] leaves longer ones to the
     /// general path).
     Short,
-    /// Any length, nested ones too.
-    Any,
+    /// Any length, nested ones too: these members are searched for one.
+    Any(&'m [(&'v str, Scalar<'v>)]),
+}
+
+/// The line nearly every event is, read without a members array: the envelope's fields,
+/// `type` second, then the type's fields in [`fields_of`]'s order, no whitespace, no `null`.
+/// `None` for any other line, which [`flat::scan`] or the general parser then reads.
+///
+/// What it reads, [`flat::scan`] reads as the same members in the same order (see
+/// [`flat::Cursor`]), and [`Fields::find`] finds each at the position it is read into here;
+/// the type and stream are those [`validate`] finds. So [`check`] gives the same outcome.
+fn decode_expected(
+    text: &str,
+    topic_stream: Option<Stream>,
+    latest: Nanos,
+) -> Option<Result<Event, Rejection>> {
+    let mut line = flat::Cursor::open(text)?;
+    let mut found = [None; MAX_FIELDS];
+    found[EVENT_ID] = Some(line.member("event_id")?);
+    let Scalar::Str(ty) = line.member("type")? else {
+        return None;
+    };
+    let event_type = EventType::from_name(ty)?;
+    // A line on another stream's topic is `wrong_stream`, which validation names.
+    if topic_stream.is_some_and(|topic| topic != event_type.stream()) {
+        return None;
+    }
+    found[OCCURRED_AT] = Some(line.member("occurred_at")?);
+    if line.next_is("source") {
+        found[SOURCE] = Some(line.member("source")?);
+    }
+    let spec = fields_of(event_type);
+    for (slot, (name, _)) in found[ENVELOPE.len()..].iter_mut().zip(spec) {
+        *slot = Some(line.member(name)?);
+    }
+    if !line.close() {
+        return None;
+    }
+    let fields = Fields { found, spec };
+    Some(check(
+        event_type,
+        &fields,
+        Strings::Short,
+        topic_stream,
+        latest,
+    ))
 }
 
 /// The checks from `unknown_type` on, over an object's members in order.
 fn validate(
     members: &[(&str, Scalar<'_>)],
-    strings: Strings,
+    strings: Strings<'_, '_>,
     topic_stream: Option<Stream>,
     latest: Nanos,
 ) -> Result<Event, Rejection> {
@@ -495,9 +543,21 @@ fn validate(
             ));
         }
     }
-    let stream_tag = Some(topic_stream.unwrap_or(stream));
-    let spec = fields_of(event_type);
-    let fields = Fields::find(members, spec);
+    let fields = Fields::find(members, fields_of(event_type));
+    check(event_type, &fields, strings, topic_stream, latest)
+}
+
+/// The checks from `missing_field` on, over the fields of an event of type `event_type`,
+/// in the spec's order of reasons.
+fn check(
+    event_type: EventType,
+    fields: &Fields<'_>,
+    strings: Strings<'_, '_>,
+    topic_stream: Option<Stream>,
+    latest: Nanos,
+) -> Result<Event, Rejection> {
+    let stream_tag = Some(topic_stream.unwrap_or(event_type.stream()));
+    let spec = fields.spec;
     // One pass over the fields for two reasons: a missing field anywhere comes before a
     // wrong type anywhere, so the first of each is kept and the missing one wins.
     let (mut missing, mut wrong_type) = (None, None);
@@ -603,7 +663,7 @@ fn validate(
             }
         }
     }
-    if let Strings::Any = strings {
+    if let Strings::Any(members) = strings {
         for &(name, v) in members {
             if name != "event_id" && has_long_string(v) {
                 return Err(reject(
@@ -614,7 +674,7 @@ fn validate(
             }
         }
     }
-    let body = build_body(event_type, &fields)
+    let body = build_body(event_type, fields)
         .ok_or_else(|| reject(Reason::WrongType, stream_tag, "fields could not be read"))?;
     Ok(Event {
         id: small_str(id),

@@ -503,3 +503,115 @@ fn small_str_is_smol_str_new() {
     }
     assert_eq!(small_str("é—"), SmolStr::new("é—"));
 }
+
+/// The line read in the order its members are expected gives the outcome the one-pass scan
+/// gives it: every generated line on every topic (none is read differently), every
+/// single-byte change of a sample, and hand-made lines either side of the expected shape.
+#[test]
+fn the_expected_order_decodes_as_the_flat_pass() {
+    let latest = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let by_scan = |line: &str, topic: Option<Stream>| {
+        let mut members = flat::NO_MEMBERS;
+        let n = flat::scan(line, &mut members)
+            .unwrap_or_else(|| panic!("read in order but not by the scan: {line}"));
+        validate(&members[..n], Strings::Short, topic, latest)
+    };
+    let same = |line: &str, topic: Option<Stream>| -> bool {
+        let Some(outcome) = decode_expected(line, topic, latest) else {
+            return false;
+        };
+        assert_eq!(outcome, by_scan(line, topic), "{line}");
+        true
+    };
+    let lines: Vec<String> = paceline_generate::generate(11, 0.01)
+        .into_iter()
+        .chain(EXAMPLES.lines().map(str::to_string))
+        .collect();
+    let topics = [None, Some(Stream::Filings), Some(Stream::Telemetry)];
+    let mut in_order = 0;
+    for line in &lines {
+        for topic in topics {
+            in_order += usize::from(same(line, topic));
+        }
+    }
+    // Most lines are generated in the expected order; the test means little otherwise.
+    assert!(
+        in_order * 2 > lines.len() * 3,
+        "{in_order} readings in order of {} lines",
+        lines.len()
+    );
+    let replacements = b"\"\\{}[],:-.e0 9tn\x01";
+    let mut changed_in_order = 0;
+    for line in lines.iter().step_by(97) {
+        for at in 0..line.len() {
+            for &c in replacements {
+                let mut changed = line.as_bytes().to_vec();
+                changed[at] = c;
+                if let Ok(changed) = String::from_utf8(changed) {
+                    changed_in_order += usize::from(same(&changed, None));
+                }
+            }
+        }
+    }
+    assert!(changed_in_order > 1000, "{changed_in_order}");
+
+    let heartbeat = |envelope: &str, fields: &str| {
+        format!("{{{envelope},\"platform_id\":\"p1\",\"platform_kind\":\"network_communication\",{fields}}}")
+    };
+    let envelope =
+        r#""event_id":"t1","type":"platform.heartbeat","occurred_at":"2023-04-20T08:00:00Z""#;
+    let fields = r#""status":"up","interval_s":60"#;
+    // The expected shape, valid or not: read in order, with the scan's outcome.
+    for line in [
+        heartbeat(envelope, fields),
+        heartbeat(&format!("{envelope},\"source\":\"gw\""), fields),
+        heartbeat(&format!("{envelope},\"source\":7"), fields),
+        heartbeat(envelope, r#""status":"up","interval_s":0"#),
+        heartbeat(envelope, r#""status":"sideways","interval_s":60"#),
+        heartbeat(envelope, r#""status":"up","interval_s":"60""#),
+        heartbeat(&envelope.replace("08:00:00Z", "08:00:00"), fields),
+    ] {
+        assert!(same(&line, None), "{line}");
+        assert!(same(&line, Some(Stream::Telemetry)), "{line}");
+    }
+    // Any other shape is left to the scan (or the general parser).
+    for line in [
+        heartbeat(envelope, fields).replace("\":\"up", "\": \"up"),
+        heartbeat(envelope, fields).replace('{', "{ "),
+        format!("{} ", heartbeat(envelope, fields)),
+        heartbeat(envelope, r#""status":"up","interval_s":60,"extra":1"#),
+        heartbeat(envelope, r#""status":null,"interval_s":60"#),
+        heartbeat(envelope, r#""interval_s":60,"status":"up""#),
+        heartbeat(envelope, r#""status":"up","interval_s":[60]"#),
+        heartbeat(envelope, r#""status":"up""#),
+        heartbeat(&format!("{envelope},\"source\":null"), fields),
+        heartbeat(envelope, &format!("{fields},\"source\":\"gw\"")),
+        heartbeat(
+            &envelope.replace("\"type\":\"platform.heartbeat\",", ""),
+            fields,
+        ),
+        heartbeat(
+            &envelope.replace(
+                "\"event_id\":\"t1\",\"type\":\"platform.heartbeat\"",
+                "\"type\":\"platform.heartbeat\",\"event_id\":\"t1\"",
+            ),
+            fields,
+        ),
+        heartbeat(
+            &envelope.replace("platform.heartbeat", "platform.nap"),
+            fields,
+        ),
+        heartbeat(
+            envelope,
+            &format!(
+                "\"status\":\"{}\",\"interval_s\":60",
+                "u".repeat(MAX_STRING_BYTES + 1)
+            ),
+        ),
+    ] {
+        assert_eq!(decode_expected(&line, None, latest), None, "{line}");
+    }
+    let line = heartbeat(envelope, fields);
+    assert_eq!(decode_expected(&line, Some(Stream::Filings), latest), None);
+    assert!(decode_expected(&line, None, latest).is_some_and(|e| e.is_ok()));
+}
