@@ -405,9 +405,10 @@ pub fn decode_at(
     topic_stream: Option<Stream>,
     latest: Nanos,
 ) -> Result<Event, Rejection> {
-    // Most lines are a flat object of plain scalars: read in place, in one pass. Any other
-    // line (and any line that is not JSON) goes through the general parser, which names
-    // its reason; both give validation the same members.
+    // Most lines are a flat object of plain scalars in the expected order: read in place,
+    // field by field. A flat line in another order is read in one pass into a members
+    // array. Any other line (and any line that is not JSON) goes through the general
+    // parser, which names its reason; all three give validation the same members.
     let mut flat = flat::NO_MEMBERS;
     if bytes.len() <= MAX_EVENT_BYTES {
         let text = std::str::from_utf8(bytes).ok();
