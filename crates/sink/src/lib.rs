@@ -151,17 +151,21 @@ impl LineProtocolFile {
             })
     }
 
-    /// Flushes and syncs the file.
+    /// Flushes, and syncs the file if it is a regular one.
     pub fn finish(mut self) -> Result<u64, SinkError> {
         let path = self.path.clone();
         self.out.flush().map_err(|source| SinkError {
             path: path.clone(),
             source,
         })?;
-        self.out
-            .get_ref()
-            .sync_all()
-            .map_err(|source| SinkError { path, source })?;
+        let file = self.out.get_ref();
+        // A device or a pipe (`--output /dev/null`, `/dev/stdout`) has nothing to sync, and
+        // `fsync` refuses it (EINVAL): the points were written all the same.
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        if regular {
+            file.sync_all()
+                .map_err(|source| SinkError { path, source })?;
+        }
         Ok(self.points)
     }
 }
@@ -171,6 +175,46 @@ mod tests {
     use super::*;
     use paceline_model::point::{Fields, Status};
     use paceline_model::{Indicator, SeriesKey};
+
+    /// A device takes the points without the sync a regular file gets (`fsync` of
+    /// `/dev/null` fails with EINVAL); a regular file gets all of them.
+    #[test]
+    fn finishes_on_a_device_and_on_a_file() {
+        let m = Measurements {
+            points: "indicator".into(),
+            verdicts: "plan_verdict".into(),
+        };
+        let p = Point {
+            series: SeriesKey::tagged(Indicator::ClusterRevenueCny, 0),
+            tick: 1_640_966_400_000_000_000,
+            fields: Fields {
+                value: 1.0,
+                target: None,
+                expected: None,
+                pace_ratio: None,
+                projected: None,
+                status: None,
+            },
+            correction: false,
+            verdict: None,
+        };
+        assert!(std::fs::File::open("/dev/null")
+            .and_then(|f| f.sync_all())
+            .is_err());
+        let mut null = LineProtocolFile::create("/dev/null", &m).expect("opens /dev/null");
+        null.write(&[p.clone(), p.clone()]).expect("writes");
+        assert_eq!(null.finish().expect("finishes on a device"), 2);
+
+        let path = std::env::temp_dir().join(format!("paceline-sink-{}.lp", std::process::id()));
+        let path = path.to_str().expect("a UTF-8 path");
+        let mut file = LineProtocolFile::create(path, &m).expect("creates");
+        file.write(&[p.clone(), p]).expect("writes");
+        assert_eq!(file.finish().expect("finishes on a file"), 2);
+        let written = std::fs::read_to_string(path).expect("reads back");
+        std::fs::remove_file(path).expect("removes");
+        assert_eq!(written.lines().count(), 2);
+        assert!(written.starts_with("indicator,indicator=cluster_revenue_cny"));
+    }
 
     #[test]
     fn formats_the_spec_shape() {
