@@ -10,7 +10,11 @@ use paceline_runtime::settings::{Secrets, Settings};
 
 // Events are allocated on the thread that decodes them and freed on the dataflow worker
 // that applies them: glibc's per-arena locks made that hand-over a contention point (seen
-// in the replay profile); mimalloc frees across threads without a shared lock.
+// in the replay profile); mimalloc frees across threads without a shared lock. Built
+// without its transparent huge pages (Cargo.toml, `no_thp`): a fresh 2 MiB page zeroed on
+// first touch cost up to a third of a short replay's CPU, varying run to run, and doubled
+// the resident memory; with 4 KiB pages the median is the same or better and the slowest
+// run much faster (README, "Performance").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
