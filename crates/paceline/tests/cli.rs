@@ -116,6 +116,39 @@ fn spec_examples() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Both outputs may be devices: the points to `/dev/null`, the dead letters to standard
+/// output (a pipe here), neither of which can be synced as the files are. The run
+/// succeeds and every rejected line of the examples reaches the pipe.
+#[test]
+fn outputs_to_devices_finish() {
+    let examples =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/spec-examples.jsonl");
+    let out = bin()
+        .arg("replay")
+        .arg("--input")
+        .arg(&examples)
+        .args(["--output", "/dev/null", "--dead-letters", "/dev/stdout"])
+        .output()
+        .expect("paceline runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reasons: Vec<String> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|d| d["reason"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        reasons.len(),
+        8,
+        "dead letters on standard output: {stdout}"
+    );
+    assert!(stdout.contains("points:"), "the summary follows: {stdout}");
+}
+
 /// Several inputs are one sequence: the spec's examples cut in two files give the output,
 /// summary and dead letters of the whole file (the duplicate and the rejections counted
 /// across the cut), each dead letter naming the file and line it came from.

@@ -118,7 +118,17 @@ pub struct LineProtocolFile {
     buf: String,
     /// Points written so far.
     pub points: u64,
+    /// A regular file, which is synced (a device or a pipe cannot be).
+    regular: bool,
+    /// Bytes written since the file was last synced.
+    unsynced: usize,
 }
+
+/// How much is written between two syncs of the file while points still come. Syncing
+/// as it goes keeps the disk busy while the pipeline computes: the one sync at the end
+/// made the run wait for the whole file's write-back (about 12 ms of a 0.2 s replay
+/// writing 22 MB here) with every other thread done.
+const SYNC_EVERY_BYTES: usize = 4 << 20;
 
 impl LineProtocolFile {
     /// Creates (truncates) the file.
@@ -127,16 +137,21 @@ impl LineProtocolFile {
             path: path.into(),
             source,
         })?;
+        // A device or a pipe (`--output /dev/null`, `/dev/stdout`) has nothing to sync, and
+        // `fsync` refuses it (EINVAL): the points are written all the same.
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
         Ok(LineProtocolFile {
             path: path.into(),
             measurements: measurements.clone(),
             out: BufWriter::with_capacity(1 << 20, file),
             buf: String::new(),
             points: 0,
+            regular,
+            unsynced: 0,
         })
     }
 
-    /// Appends points.
+    /// Appends points; syncs what the file holds every [`SYNC_EVERY_BYTES`].
     pub fn write(&mut self, points: &[Point]) -> Result<(), SinkError> {
         self.buf.clear();
         for p in points {
@@ -145,28 +160,43 @@ impl LineProtocolFile {
         self.points += points.len() as u64;
         self.out
             .write_all(self.buf.as_bytes())
-            .map_err(|source| SinkError {
-                path: self.path.clone(),
-                source,
-            })
+            .map_err(|source| self.error(source))?;
+        self.unsynced += self.buf.len();
+        if self.regular && self.unsynced >= SYNC_EVERY_BYTES {
+            self.sync(false)?;
+        }
+        Ok(())
     }
 
     /// Flushes, and syncs the file if it is a regular one.
     pub fn finish(mut self) -> Result<u64, SinkError> {
-        let path = self.path.clone();
-        self.out.flush().map_err(|source| SinkError {
-            path: path.clone(),
-            source,
-        })?;
-        let file = self.out.get_ref();
-        // A device or a pipe (`--output /dev/null`, `/dev/stdout`) has nothing to sync, and
-        // `fsync` refuses it (EINVAL): the points were written all the same.
-        let regular = file.metadata().is_ok_and(|m| m.is_file());
-        if regular {
-            file.sync_all()
-                .map_err(|source| SinkError { path, source })?;
+        if self.regular {
+            self.sync(true)?;
+        } else {
+            self.out.flush().map_err(|source| self.error(source))?;
         }
         Ok(self.points)
+    }
+
+    /// Flushes and syncs the file's data (`all`: its metadata too).
+    fn sync(&mut self, all: bool) -> Result<(), SinkError> {
+        self.out.flush().map_err(|source| self.error(source))?;
+        let file = self.out.get_ref();
+        let synced = if all {
+            file.sync_all()
+        } else {
+            file.sync_data()
+        };
+        synced.map_err(|source| self.error(source))?;
+        self.unsynced = 0;
+        Ok(())
+    }
+
+    fn error(&self, source: std::io::Error) -> SinkError {
+        SinkError {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -177,7 +207,8 @@ mod tests {
     use paceline_model::{Indicator, SeriesKey};
 
     /// A device takes the points without the sync a regular file gets (`fsync` of
-    /// `/dev/null` fails with EINVAL); a regular file gets all of them.
+    /// `/dev/null` fails with EINVAL); a regular file gets all of them, synced as they
+    /// come and at the end.
     #[test]
     fn finishes_on_a_device_and_on_a_file() {
         let m = Measurements {
@@ -208,11 +239,19 @@ mod tests {
         let path = std::env::temp_dir().join(format!("paceline-sink-{}.lp", std::process::id()));
         let path = path.to_str().expect("a UTF-8 path");
         let mut file = LineProtocolFile::create(path, &m).expect("creates");
-        file.write(&[p.clone(), p]).expect("writes");
-        assert_eq!(file.finish().expect("finishes on a file"), 2);
+        // Batches past the size synced as it goes: the file is synced on the way and at the
+        // end, the device (above) never.
+        let batch = vec![p; 10_000];
+        let batches = SYNC_EVERY_BYTES / (batch.len() * 60) + 2;
+        for _ in 0..batches {
+            file.write(&batch).expect("writes");
+        }
+        let total = batches * batch.len();
+        assert_eq!(file.finish().expect("finishes on a file"), total as u64);
         let written = std::fs::read_to_string(path).expect("reads back");
         std::fs::remove_file(path).expect("removes");
-        assert_eq!(written.lines().count(), 2);
+        assert!(written.len() > SYNC_EVERY_BYTES, "{} bytes", written.len());
+        assert_eq!(written.lines().count(), total);
         assert!(written.starts_with("indicator,indicator=cluster_revenue_cny"));
     }
 
