@@ -408,7 +408,8 @@ pub fn decode_at(
     // Most lines are a flat object of plain scalars in the expected order: read in place,
     // field by field. A flat line in another order is read in one pass into a members
     // array. Any other line (and any line that is not JSON) goes through the general
-    // parser, which names its reason; all three give validation the same members.
+    // parser, which names its reason. All three hand [`check`] the same fields, so each
+    // line gets the same outcome whichever path reads it.
     let mut flat = flat::NO_MEMBERS;
     if bytes.len() <= MAX_EVENT_BYTES {
         let text = std::str::from_utf8(bytes).ok();
