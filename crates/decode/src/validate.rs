@@ -214,27 +214,79 @@ fn type_ok(kind: Kind, v: Scalar<'_>) -> bool {
 
 fn in_range(kind: Kind, v: Scalar<'_>) -> bool {
     match (kind, v) {
-        (Kind::Int, Scalar::Number(n)) => {
-            let digits = n.strip_prefix('-');
-            match digits {
-                Some(d) => d.bytes().all(|c| c == b'0'),
-                None => safe_integer(n).is_some(),
-            }
-        }
-        (Kind::Num { min, strict, max }, Scalar::Number(n)) => match n.parse::<f64>() {
-            Ok(x) if x.is_finite() && x <= max => match min {
-                None => true,
-                Some(m) if strict => x > m,
-                Some(m) => x >= m,
-            },
-            _ => false,
-        },
-        (Kind::Period, Scalar::Str(s)) => {
-            parse_period(s).is_some_and(|q| YEARS.contains(&(q.div_euclid(4) as i64)))
-        }
+        (Kind::Int, Scalar::Number(n)) => integer(n).is_some(),
+        (Kind::Num { .. }, Scalar::Number(n)) => number(kind, n).is_some(),
+        (Kind::Period, Scalar::Str(s)) => period(s).is_some(),
         (Kind::Str | Kind::Enum(_), Scalar::Str(s)) => s.len() <= MAX_STRING_BYTES,
         _ => true,
     }
+}
+
+/// Whether a string is one of the values its kind allows (`unknown_value` otherwise).
+fn value_ok(kind: Kind, v: Scalar<'_>) -> bool {
+    match (kind, v) {
+        (Kind::Enum(valid), Scalar::Str(s)) => valid(s),
+        (Kind::Period, Scalar::Str(s)) => parse_period(s).is_some(),
+        _ => true,
+    }
+}
+
+/// A field's value as its kind reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Typed<'v> {
+    Str(&'v str),
+    Bool(bool),
+    Int(u64),
+    Num(f64),
+    Period(QuarterIndex),
+}
+
+/// The value of a type's field (not the envelope's), if it passes every check of its kind:
+/// `Some` exactly where [`type_ok`], [`value_ok`] and [`in_range`] all hold, each number
+/// parsed once (the checks and then the body each parsed it).
+fn read(kind: Kind, v: Scalar<'_>) -> Option<Typed<'_>> {
+    match (kind, v) {
+        (Kind::Str, Scalar::Str(s)) => (s.len() <= MAX_STRING_BYTES).then_some(Typed::Str(s)),
+        (Kind::Enum(valid), Scalar::Str(s)) => {
+            (s.len() <= MAX_STRING_BYTES && valid(s)).then_some(Typed::Str(s))
+        }
+        (Kind::Bool, Scalar::Bool(b)) => Some(Typed::Bool(b)),
+        (Kind::Int, Scalar::Number(n)) => integer(n).map(Typed::Int),
+        (Kind::Num { .. }, Scalar::Number(n)) => number(kind, n).map(Typed::Num),
+        (Kind::Period, Scalar::Str(s)) => period(s).map(Typed::Period),
+        _ => None,
+    }
+}
+
+/// An integer field's value: a JSON integer from 0 to 2^53 − 1 (`-0` is 0). A number with
+/// a fraction or an exponent is none (its digits are not all digits).
+fn integer(n: &str) -> Option<u64> {
+    match n.strip_prefix('-') {
+        Some(d) => d.bytes().all(|c| c == b'0').then_some(0),
+        None => safe_integer(n),
+    }
+}
+
+/// A number field's value: finite and within its kind's bounds.
+fn number(kind: Kind, n: &str) -> Option<f64> {
+    let Kind::Num { min, strict, max } = kind else {
+        return None;
+    };
+    let x = n
+        .parse::<f64>()
+        .ok()
+        .filter(|x| x.is_finite() && *x <= max)?;
+    let above_min = match min {
+        None => true,
+        Some(m) if strict => x > m,
+        Some(m) => x >= m,
+    };
+    above_min.then_some(x)
+}
+
+/// A `period`'s quarter: `YYYY-Qn` in [`YEARS`].
+fn period(s: &str) -> Option<QuarterIndex> {
+    parse_period(s).filter(|q| YEARS.contains(&(q.div_euclid(4) as i64)))
 }
 
 /// The value of an unsigned JSON integer of at most 16 digits, if it is at most
@@ -558,6 +610,52 @@ fn check(
     topic_stream: Option<Stream>,
     latest: Nanos,
 ) -> Result<Event, Rejection> {
+    // Nearly every event passes: read it once, field by field; only an event refused there
+    // goes through the reasons one by one, to name the first that applies. Strings of any
+    // length (the general parser's members) have a check of their own, left to `reasons`.
+    if let Strings::Short = strings {
+        if let Some(event) = accept(event_type, fields, latest) {
+            return Ok(event);
+        }
+    }
+    reasons(event_type, fields, strings, topic_stream, latest)
+}
+
+/// The event of type `event_type` if it passes every check from `missing_field` on (with
+/// strings within [`MAX_STRING_BYTES`], as [`Strings::Short`] promises): the outcome
+/// [`reasons`] gives an event it accepts, and `None` for every event it refuses.
+fn accept(event_type: EventType, fields: &Fields<'_>, latest: Nanos) -> Option<Event> {
+    let Some(Scalar::Str(id)) = fields.at(EVENT_ID) else {
+        return None;
+    };
+    if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES {
+        return None;
+    }
+    if fields.at(SOURCE).is_some_and(|v| !type_ok(Kind::Str, v)) {
+        return None;
+    }
+    let Some(Scalar::Str(occurred)) = fields.at(OCCURRED_AT) else {
+        return None;
+    };
+    let at = parse_rfc3339(occurred)
+        .ok()
+        .filter(|at| OCCURRED_AT_RANGE.contains(at) && *at <= latest)?;
+    Some(Event {
+        id: small_str(id),
+        at,
+        body: read_body(event_type, fields)?,
+    })
+}
+
+/// Every check from `missing_field` on, in the spec's order of reasons: the first reason
+/// that applies to any field is the one given.
+fn reasons(
+    event_type: EventType,
+    fields: &Fields<'_>,
+    strings: Strings<'_, '_>,
+    topic_stream: Option<Stream>,
+    latest: Nanos,
+) -> Result<Event, Rejection> {
     let stream_tag = Some(topic_stream.unwrap_or(event_type.stream()));
     let spec = fields.spec;
     // One pass over the fields for two reasons: a missing field anywhere comes before a
@@ -609,12 +707,7 @@ fn check(
         let Some(Scalar::Str(s)) = fields.spec(i) else {
             continue;
         };
-        let ok = match kind {
-            Kind::Enum(valid) => valid(s),
-            Kind::Period => parse_period(s).is_some(),
-            _ => true,
-        };
-        if !ok {
+        if !value_ok(*kind, Scalar::Str(s)) {
             let shown: String = s.chars().take(64).collect();
             return Err(reject(
                 Reason::UnknownValue,
@@ -676,7 +769,7 @@ fn check(
             }
         }
     }
-    let body = build_body(event_type, fields)
+    let body = read_body(event_type, fields)
         .ok_or_else(|| reject(Reason::WrongType, stream_tag, "fields could not be read"))?;
     Ok(Event {
         id: small_str(id),
@@ -695,26 +788,30 @@ fn small_str(s: &str) -> SmolStr {
     }
 }
 
-fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
+/// The body of an event of type `ty`, every field of the type read by its kind ([`read`]):
+/// `None` if any fails a check.
+fn read_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
+    let mut typed = [Typed::Bool(false); MAX_FIELDS - ENVELOPE.len()];
+    for (i, (slot, &(_, kind))) in typed.iter_mut().zip(v.spec).enumerate() {
+        *slot = read(kind, v.spec(i)?)?;
+    }
     // By position in the type's fields (checked against the name in debug builds): a
     // search by name compared strings for every field of every event.
     let at = |i: usize, name: &str| {
         debug_assert_eq!(v.spec.get(i).map(|(n, _)| *n), Some(name));
-        v.spec(i)
+        typed[i]
     };
     let e = |i: usize, k: &str| match at(i, k) {
-        Some(Scalar::Str(s)) => Some(s),
+        Typed::Str(s) => Some(s),
         _ => None,
     };
     let s = |i: usize, k: &str| e(i, k).map(small_str);
     let f = |i: usize, k: &str| match at(i, k) {
-        Some(Scalar::Number(n)) => n.parse::<f64>().ok(),
+        Typed::Num(x) => Some(x),
         _ => None,
     };
     let u = |i: usize, k: &str| match at(i, k) {
-        Some(Scalar::Number(n)) => n
-            .strip_prefix('-')
-            .map_or_else(|| safe_integer(n), |_| Some(0)),
+        Typed::Int(x) => Some(x),
         _ => None,
     };
     Some(match ty {
@@ -722,7 +819,7 @@ fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
             enterprise: s(0, "enterprise_id")?,
             cluster: Cluster::from_str(e(2, "cluster")?)?,
             region: Region::from_str(e(3, "region")?)?,
-            sme: matches!(at(4, "sme"), Some(Scalar::Bool(true))),
+            sme: at(4, "sme") == Typed::Bool(true),
         },
         EventType::Deregistered => Body::Deregistered {
             enterprise: s(0, "enterprise_id")?,
@@ -737,7 +834,10 @@ fn build_body(ty: EventType, v: &Fields<'_>) -> Option<Body> {
         },
         EventType::Financials => Body::Financials {
             enterprise: s(0, "enterprise_id")?,
-            period: parse_period(e(1, "period")?)?,
+            period: match at(1, "period") {
+                Typed::Period(q) => q,
+                _ => return None,
+            },
             revenue_cny: f(2, "revenue_cny")?,
             added_value_cny: f(3, "added_value_cny")?,
             revision: u(4, "revision")?,

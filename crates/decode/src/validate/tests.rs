@@ -615,3 +615,135 @@ fn the_expected_order_decodes_as_the_flat_pass() {
     assert_eq!(decode_expected(&line, Some(Stream::Filings), latest), None);
     assert!(decode_expected(&line, None, latest).is_some_and(|e| e.is_ok()));
 }
+
+/// `read` accepts a value exactly where the three checks it stands for all pass, for every
+/// kind a type's fields have and values either side of each kind's limits.
+#[test]
+fn read_is_the_three_checks() {
+    let kinds: Vec<Kind> = EventType::TABLE
+        .iter()
+        .flat_map(|(t, _, _)| fields_of(*t).iter().map(|(_, k)| *k))
+        .collect();
+    let long = "s".repeat(MAX_STRING_BYTES + 1);
+    let strings = [
+        "",
+        "x",
+        "up",
+        "down",
+        "srdi",
+        "granted",
+        "revoked",
+        "basic",
+        "deep",
+        "2023-Q1",
+        "1969-Q4",
+        "2199-Q4",
+        "2200-Q1",
+        "2023-Q5",
+        "2023-q1",
+        "cybersecurity",
+        "network_communication",
+        "underway",
+        "delivered",
+        "industrial_internet",
+        &long,
+    ];
+    let numbers = [
+        "0",
+        "-0",
+        "-00",
+        "1",
+        "-1",
+        "1.5",
+        "-2.5",
+        "1e3",
+        "1E3",
+        "0.0",
+        "-0.0",
+        "86400",
+        "86400.5",
+        "1e15",
+        "1000000000000001",
+        "-1e15",
+        "-1000000000000001",
+        "1e400",
+        "9007199254740991",
+        "9007199254740992",
+        "12345678901234567",
+    ];
+    let mut values: Vec<Scalar<'_>> = strings.iter().map(|s| Scalar::Str(s)).collect();
+    values.extend(numbers.iter().map(|n| Scalar::Number(n)));
+    values.extend([Scalar::Bool(true), Scalar::Bool(false), Scalar::Null]);
+    let mut accepted = 0;
+    for kind in kinds {
+        for &v in &values {
+            let checks = type_ok(kind, v) && value_ok(kind, v) && in_range(kind, v);
+            let typed = read(kind, v);
+            assert_eq!(typed.is_some(), checks, "{v:?}");
+            accepted += usize::from(checks);
+        }
+    }
+    assert!(accepted > 50, "{accepted}");
+    assert_eq!(read(AMOUNT, Scalar::Number("2.5")), Some(Typed::Num(2.5)));
+    assert_eq!(read(Kind::Int, Scalar::Number("-0")), Some(Typed::Int(0)));
+    assert_eq!(
+        read(Kind::Period, Scalar::Str("2023-Q2")),
+        Some(Typed::Period(2023 * 4 + 1))
+    );
+}
+
+/// `accept` gives an event exactly where `reasons` finds none, and the same event: every
+/// generated line and every single-byte change of a sample, on the fields the scan reads.
+#[test]
+fn accept_is_what_reasons_accept() {
+    let latest = parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let lines: Vec<String> = paceline_generate::generate(13, 0.01)
+        .into_iter()
+        .chain(EXAMPLES.lines().map(str::to_string))
+        .collect();
+    let (mut passed, mut refused) = (0, 0);
+    let mut compare = |line: &str| {
+        let mut members = flat::NO_MEMBERS;
+        let Some(n) = flat::scan(line, &mut members) else {
+            return;
+        };
+        let members = &members[..n];
+        let Some(ty) = members.iter().find_map(|(k, v)| match (*k, v) {
+            ("type", Scalar::Str(t)) => EventType::from_name(t),
+            _ => None,
+        }) else {
+            return;
+        };
+        let fields = Fields::find(members, fields_of(ty));
+        let by_reasons = reasons(ty, &fields, Strings::Short, None, latest);
+        assert_eq!(
+            accept(ty, &fields, latest),
+            by_reasons.clone().ok(),
+            "{line}"
+        );
+        if by_reasons.is_ok() {
+            passed += 1;
+        } else {
+            refused += 1;
+        }
+    };
+    for line in &lines {
+        compare(line);
+    }
+    let replacements = b"\"\\-.e0 9tn\x01";
+    for line in lines.iter().step_by(101) {
+        for at in 0..line.len() {
+            for &c in replacements {
+                let mut changed = line.as_bytes().to_vec();
+                changed[at] = c;
+                if let Ok(changed) = String::from_utf8(changed) {
+                    compare(&changed);
+                }
+            }
+        }
+    }
+    assert!(
+        passed > 1000 && refused > 1000,
+        "{passed} passed, {refused} refused"
+    );
+}
