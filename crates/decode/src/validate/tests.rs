@@ -23,6 +23,20 @@ fn with(field: &str, value: &str) -> String {
     )
 }
 
+/// Every line of `lines` taken `step` apart, with each of its bytes replaced in turn by each
+/// of `replacements`, handed to `f`.
+fn for_each_changed(lines: &[String], step: usize, replacements: &[u8], mut f: impl FnMut(&[u8])) {
+    for line in lines.iter().step_by(step) {
+        for at in 0..line.len() {
+            for &c in replacements {
+                let mut changed = line.as_bytes().to_vec();
+                changed[at] = c;
+                f(&changed);
+            }
+        }
+    }
+}
+
 #[test]
 fn spec_examples_decode_as_documented() {
     let lines: Vec<&str> = EXAMPLES.lines().collect();
@@ -380,16 +394,9 @@ fn the_flat_pass_decodes_as_the_general_parser() {
         "{flat_read} of {}",
         lines.len()
     );
-    let replacements = b"\"\\{}[],:-.e0 9tn\x01\xc3";
-    for line in lines.iter().step_by(301) {
-        for at in 0..line.len() {
-            for &c in replacements {
-                let mut changed = line.as_bytes().to_vec();
-                changed[at] = c;
-                same(&changed, None);
-            }
-        }
-    }
+    for_each_changed(&lines, 301, b"\"\\{}[],:-.e0 9tn\x01\xc3", |changed| {
+        same(changed, None)
+    });
 }
 
 /// `same_key` answers as `==` does, for every length around the word sizes and a change
@@ -540,19 +547,12 @@ fn the_expected_order_decodes_as_the_flat_pass() {
         "{in_order} readings in order of {} lines",
         lines.len()
     );
-    let replacements = b"\"\\{}[],:-.e0 9tn\x01";
     let mut changed_in_order = 0;
-    for line in lines.iter().step_by(97) {
-        for at in 0..line.len() {
-            for &c in replacements {
-                let mut changed = line.as_bytes().to_vec();
-                changed[at] = c;
-                if let Ok(changed) = String::from_utf8(changed) {
-                    changed_in_order += usize::from(same(&changed, None));
-                }
-            }
+    for_each_changed(&lines, 97, b"\"\\{}[],:-.e0 9tn\x01", |changed| {
+        if let Ok(changed) = std::str::from_utf8(changed) {
+            changed_in_order += usize::from(same(changed, None));
         }
-    }
+    });
     assert!(changed_in_order > 1000, "{changed_in_order}");
 
     let heartbeat = |envelope: &str, fields: &str| {
@@ -730,18 +730,11 @@ fn accept_is_what_reasons_accept() {
     for line in &lines {
         compare(line);
     }
-    let replacements = b"\"\\-.e0 9tn\x01";
-    for line in lines.iter().step_by(101) {
-        for at in 0..line.len() {
-            for &c in replacements {
-                let mut changed = line.as_bytes().to_vec();
-                changed[at] = c;
-                if let Ok(changed) = String::from_utf8(changed) {
-                    compare(&changed);
-                }
-            }
+    for_each_changed(&lines, 101, b"\"\\-.e0 9tn\x01", |changed| {
+        if let Ok(changed) = std::str::from_utf8(changed) {
+            compare(changed);
         }
-    }
+    });
     assert!(
         passed > 1000 && refused > 1000,
         "{passed} passed, {refused} refused"
