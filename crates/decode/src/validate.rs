@@ -631,7 +631,10 @@ fn accept(event_type: EventType, fields: &Fields<'_>, latest: Nanos) -> Option<E
     if id.is_empty() || id.len() > MAX_EVENT_ID_BYTES {
         return None;
     }
-    if fields.at(SOURCE).is_some_and(|v| !type_ok(Kind::Str, v)) {
+    if fields
+        .at(SOURCE)
+        .is_some_and(|v| !type_ok(ENVELOPE[SOURCE].1, v))
+    {
         return None;
     }
     let Some(Scalar::Str(occurred)) = fields.at(OCCURRED_AT) else {

@@ -393,9 +393,8 @@ impl DeadLetterSink for DeadLetterFile {
 
     fn finish(&mut self) -> Result<(), ReplayError> {
         self.out.flush().map_err(|e| self.output_error(e))?;
-        // As the points' file: a device or a pipe cannot be synced (EINVAL), a file is.
         let file = self.out.get_ref();
-        if file.metadata().is_ok_and(|m| m.is_file()) {
+        if paceline_sink::syncable(file) {
             file.sync_all().map_err(|e| self.output_error(e))?;
         }
         Ok(())

@@ -130,6 +130,13 @@ pub struct LineProtocolFile {
 /// writing 22 MB here) with every other thread done.
 const SYNC_EVERY_BYTES: usize = 4 << 20;
 
+/// Whether `file` can be synced: a regular file can; a device or a pipe (`/dev/null`,
+/// `/dev/stdout`) has nothing to sync and `fsync` refuses it (EINVAL), though what is
+/// written to it is written all the same.
+pub fn syncable(file: &std::fs::File) -> bool {
+    file.metadata().is_ok_and(|m| m.is_file())
+}
+
 impl LineProtocolFile {
     /// Creates (truncates) the file.
     pub fn create(path: &str, measurements: &Measurements) -> Result<Self, SinkError> {
@@ -137,9 +144,7 @@ impl LineProtocolFile {
             path: path.into(),
             source,
         })?;
-        // A device or a pipe (`--output /dev/null`, `/dev/stdout`) has nothing to sync, and
-        // `fsync` refuses it (EINVAL): the points are written all the same.
-        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        let regular = syncable(&file);
         Ok(LineProtocolFile {
             path: path.into(),
             measurements: measurements.clone(),
